@@ -1,0 +1,441 @@
+//! Configuration: read once from `POSTERN_*` environment variables, validated
+//! at start-up, with errors that name the variable.
+//!
+//! The raw, stringly form (`RawConfig`) is what envy deserialises; `Config` is
+//! the typed, validated form every other module receives. Nothing here reads
+//! the process environment except [`Config::from_env`], so tests build configs
+//! from a list of pairs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::route::{Route, RouteError, RouteSpec};
+use crate::webhook::sign::{Secret, SecretError};
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {msg}")]
+    Invalid { var: &'static str, msg: String },
+    #[error("reading environment: {0}")]
+    Env(String),
+}
+
+fn invalid(var: &'static str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        msg: msg.into(),
+    }
+}
+
+/// What envy reads. Every field is optional so defaults live in one place
+/// (`Config::from_raw`) and appear in the README table.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    smtp_listen: Option<String>,
+    http_listen: Option<String>,
+    hostname: Option<String>,
+    spool_dir: Option<String>,
+    routes: Option<String>,
+    routes_file: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    max_message_size: Option<String>,
+    max_recipients: Option<String>,
+    max_line_length: Option<String>,
+    max_errors: Option<String>,
+    smtp_idle_timeout: Option<String>,
+    retry_schedule: Option<String>,
+    retry_jitter: Option<String>,
+    webhook_timeout: Option<String>,
+    webhook_connect_timeout: Option<String>,
+    max_retry_after: Option<String>,
+    delivery_concurrency: Option<String>,
+    fsync: Option<String>,
+    log_format: Option<String>,
+    shutdown_grace: Option<String>,
+    dev_mode: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// SMTP listener limits.
+#[derive(Debug, Clone)]
+pub struct SmtpLimits {
+    /// Largest message accepted, in octets (advertised as `SIZE`).
+    pub max_message_size: u64,
+    /// Recipients per transaction; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4 says 512).
+    pub max_line_length: usize,
+    /// Bad commands tolerated before `421` and close.
+    pub max_errors: usize,
+    /// How long we wait for the next command (or DATA chunk).
+    pub idle_timeout: Duration,
+}
+
+impl Default for SmtpLimits {
+    fn default() -> Self {
+        SmtpLimits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 512,
+            max_errors: 10,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Webhook delivery policy.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Delay before each retry; its length + 1 is the number of attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// Relative jitter applied to each delay (0.2 = ±20%).
+    pub jitter: f64,
+    /// Total time for one POST (connect + send + response).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// `Retry-After` is honoured up to this bound.
+    pub max_retry_after: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry_schedule: default_schedule(),
+            jitter: 0.2,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(6 * 3600),
+            concurrency: 32,
+        }
+    }
+}
+
+fn default_schedule() -> Vec<Duration> {
+    [5, 300, 1800, 7200, 18000, 36000, 36000]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub smtp_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Our name in the greeting, EHLO reply and `Received:` header.
+    pub hostname: String,
+    pub spool_dir: PathBuf,
+    pub routes: Vec<Route>,
+    /// Secret used by routes that do not name their own.
+    pub default_secrets: Vec<Secret>,
+    pub limits: SmtpLimits,
+    pub delivery: DeliveryConfig,
+    /// fsync spool writes (never turn off in production; tests of logic may).
+    pub fsync: bool,
+    pub log_format: LogFormat,
+    /// How long shutdown waits for DATA transfers and POSTs in flight.
+    pub shutdown_grace: Duration,
+    /// No webhook configured: deliver to the built-in `/dev/inbox`.
+    pub dev_mode: bool,
+}
+
+impl Config {
+    /// Reads `POSTERN_*` from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Builds a config from `(name, value)` pairs; names carry the
+    /// `POSTERN_` prefix, other names are ignored.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let pairs = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(k, _)| k.starts_with("POSTERN_"))
+            .map(|(k, v)| (k["POSTERN_".len()..].to_ascii_lowercase(), v))
+            .filter(|(_, v)| !v.is_empty());
+        let raw: RawConfig =
+            envy::from_iter(pairs).map_err(|e| ConfigError::Env(e.to_string()))?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let smtp_listen = parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525")?;
+        let http_listen = parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080")?;
+        let hostname = raw.hostname.unwrap_or_else(|| "localhost".to_string());
+        if hostname.is_empty() || hostname.bytes().any(|b| b.is_ascii_whitespace() || b < 0x21) {
+            return Err(invalid("POSTERN_HOSTNAME", "must be a host name without spaces"));
+        }
+        let spool_dir = PathBuf::from(raw.spool_dir.unwrap_or_else(|| "./data".to_string()));
+
+        let default_secrets = match raw.webhook_secret {
+            Some(s) => Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e))?,
+            None => Vec::new(),
+        };
+
+        let specs: Vec<RouteSpec> = match (raw.routes, raw.routes_file, raw.webhook_url.clone()) {
+            (Some(_), Some(_), _) => {
+                return Err(invalid(
+                    "POSTERN_ROUTES",
+                    "set either POSTERN_ROUTES or POSTERN_ROUTES_FILE, not both",
+                ))
+            }
+            (Some(json), None, _) => parse_routes("POSTERN_ROUTES", &json)?,
+            (None, Some(path), _) => {
+                let json = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}"))
+                })?;
+                parse_routes("POSTERN_ROUTES_FILE", &json)?
+            }
+            (None, None, Some(url)) => vec![RouteSpec::catch_all(url)],
+            (None, None, None) => Vec::new(),
+        };
+        let routes_var = if specs.is_empty() { "" } else { "POSTERN_ROUTES" };
+        let mut routes = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            routes.push(Route::compile(spec).map_err(|e| route_error(routes_var, i, e))?);
+        }
+        let dev_mode = match raw.dev_mode.as_deref() {
+            None => routes.is_empty(),
+            Some(v) => parse_bool("POSTERN_DEV_MODE", v)?,
+        };
+        if routes.is_empty() && !dev_mode {
+            return Err(invalid(
+                "POSTERN_ROUTES",
+                "no routes: set POSTERN_WEBHOOK_URL or POSTERN_ROUTES (or leave everything unset for development mode)",
+            ));
+        }
+        if !dev_mode
+            && default_secrets.is_empty()
+            && routes.iter().any(|r| r.secrets.is_empty())
+        {
+            return Err(invalid(
+                "POSTERN_WEBHOOK_SECRET",
+                "required: a route has no \"secret\" of its own (generate one with `postern gen-secret`)",
+            ));
+        }
+
+        let d = SmtpLimits::default();
+        let limits = SmtpLimits {
+            max_message_size: parse_size("POSTERN_MAX_MESSAGE_SIZE", raw.max_message_size, d.max_message_size)?,
+            max_recipients: parse_num("POSTERN_MAX_RECIPIENTS", raw.max_recipients, d.max_recipients)?,
+            max_line_length: parse_num("POSTERN_MAX_LINE_LENGTH", raw.max_line_length, d.max_line_length)?,
+            max_errors: parse_num("POSTERN_MAX_ERRORS", raw.max_errors, d.max_errors)?,
+            idle_timeout: parse_duration("POSTERN_SMTP_IDLE_TIMEOUT", raw.smtp_idle_timeout, d.idle_timeout)?,
+        };
+        if limits.max_line_length < 512 {
+            return Err(invalid("POSTERN_MAX_LINE_LENGTH", "must be at least 512 (RFC 5321)"));
+        }
+        if limits.max_recipients == 0 {
+            return Err(invalid("POSTERN_MAX_RECIPIENTS", "must be at least 1"));
+        }
+
+        let dd = DeliveryConfig::default();
+        let retry_schedule = match raw.retry_schedule {
+            None => dd.retry_schedule,
+            Some(s) => parse_schedule(&s).map_err(|m| invalid("POSTERN_RETRY_SCHEDULE", m))?,
+        };
+        let jitter = match raw.retry_jitter {
+            None => dd.jitter,
+            Some(s) => match s.parse::<f64>() {
+                Ok(j) if (0.0..1.0).contains(&j) => j,
+                _ => return Err(invalid("POSTERN_RETRY_JITTER", "a fraction in [0, 1), e.g. 0.2")),
+            },
+        };
+        let delivery = DeliveryConfig {
+            retry_schedule,
+            jitter,
+            timeout: parse_duration("POSTERN_WEBHOOK_TIMEOUT", raw.webhook_timeout, dd.timeout)?,
+            connect_timeout: parse_duration(
+                "POSTERN_WEBHOOK_CONNECT_TIMEOUT",
+                raw.webhook_connect_timeout,
+                dd.connect_timeout,
+            )?,
+            max_retry_after: parse_duration("POSTERN_MAX_RETRY_AFTER", raw.max_retry_after, dd.max_retry_after)?,
+            concurrency: parse_num("POSTERN_DELIVERY_CONCURRENCY", raw.delivery_concurrency, dd.concurrency)?,
+        };
+        if delivery.concurrency == 0 {
+            return Err(invalid("POSTERN_DELIVERY_CONCURRENCY", "must be at least 1"));
+        }
+
+        let fsync = match raw.fsync.as_deref() {
+            None => true,
+            Some(v) => parse_bool("POSTERN_FSYNC", v)?,
+        };
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(invalid("POSTERN_LOG_FORMAT", "must be text or json")),
+        };
+
+        let shutdown_grace =
+            parse_duration("POSTERN_SHUTDOWN_GRACE", raw.shutdown_grace, Duration::from_secs(25))?;
+
+        Ok(Config {
+            smtp_listen,
+            http_listen,
+            hostname,
+            spool_dir,
+            routes,
+            default_secrets,
+            limits,
+            delivery,
+            fsync,
+            log_format,
+            shutdown_grace,
+            dev_mode,
+        })
+    }
+}
+
+fn secret_error(var: &'static str, e: SecretError) -> ConfigError {
+    invalid(var, e.to_string())
+}
+
+fn route_error(var: &'static str, index: usize, e: RouteError) -> ConfigError {
+    invalid(if var.is_empty() { "POSTERN_WEBHOOK_URL" } else { var }, format!("route {index}: {e}"))
+}
+
+fn parse_routes(var: &'static str, json: &str) -> Result<Vec<RouteSpec>, ConfigError> {
+    serde_json::from_str(json).map_err(|e| invalid(var, format!("invalid routes JSON: {e}")))
+}
+
+fn parse_addr(var: &'static str, v: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    v.as_deref()
+        .unwrap_or(default)
+        .parse()
+        .map_err(|_| invalid(var, "must be an IP address and port, e.g. 0.0.0.0:2525"))
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(var, "must be true or false")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(var: &'static str, v: Option<String>, default: T) -> Result<T, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.trim().parse().map_err(|_| invalid(var, "must be a whole number")),
+    }
+}
+
+fn parse_duration(var: &'static str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| invalid(var, format!("must be a duration like 30s or 5m: {e}"))),
+    }
+}
+
+/// Sizes accept a plain number of octets or a K/M/G (binary) suffix.
+fn parse_size(var: &'static str, v: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    let Some(s) = v else { return Ok(default) };
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1024),
+        Some((i, 'm' | 'M')) => (&s[..i], 1024 * 1024),
+        Some((i, 'g' | 'G')) => (&s[..i], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n.checked_mul(mult).ok_or_else(|| invalid(var, "too large")),
+        _ => Err(invalid(var, "must be a size like 26214400, 25M or 512K")),
+    }
+}
+
+/// `5s,5m,30m` → delays before each retry.
+pub(crate) fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|p| {
+            humantime::parse_duration(p.trim()).map_err(|e| format!("bad delay {:?}: {e}", p.trim()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn empty_environment_is_development_mode() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.dev_mode);
+        assert_eq!(c.smtp_listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.max_message_size, 25 * 1024 * 1024);
+        assert_eq!(c.delivery.retry_schedule.len(), 7);
+        assert!(c.fsync);
+    }
+
+    #[test]
+    fn webhook_url_is_a_catch_all_route() {
+        let c = cfg(&[
+            ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("POSTERN_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ])
+        .unwrap();
+        assert!(!c.dev_mode);
+        assert_eq!(c.routes.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("POSTERN_SMTP_LISTEN", "nope")], "POSTERN_SMTP_LISTEN"),
+            (&[("POSTERN_MAX_MESSAGE_SIZE", "huge")], "POSTERN_MAX_MESSAGE_SIZE"),
+            (&[("POSTERN_RETRY_SCHEDULE", "5s,soon")], "POSTERN_RETRY_SCHEDULE"),
+            (&[("POSTERN_ROUTES", "[{")], "POSTERN_ROUTES"),
+            (&[("POSTERN_WEBHOOK_URL", "http://x/"), ("POSTERN_WEBHOOK_SECRET", "nope")], "POSTERN_WEBHOOK_SECRET"),
+            (&[("POSTERN_WEBHOOK_URL", "http://x/")], "POSTERN_WEBHOOK_SECRET"),
+            (&[("POSTERN_MAX_LINE_LENGTH", "100")], "POSTERN_MAX_LINE_LENGTH"),
+            (&[("POSTERN_LOG_FORMAT", "xml")], "POSTERN_LOG_FORMAT"),
+            (&[("POSTERN_FSYNC", "maybe")], "POSTERN_FSYNC"),
+            (&[("POSTERN_SMTP_IDLE_TIMEOUT", "forever")], "POSTERN_SMTP_IDLE_TIMEOUT"),
+        ];
+        for (vars, name) in cases {
+            let err = cfg(vars).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_schedules_parse() {
+        assert_eq!(parse_size("X", Some("25M".into()), 0).unwrap(), 25 * 1024 * 1024);
+        assert_eq!(parse_size("X", Some("512k".into()), 0).unwrap(), 512 * 1024);
+        assert_eq!(parse_size("X", Some("1000".into()), 0).unwrap(), 1000);
+        assert_eq!(
+            parse_schedule("100ms, 2s,1m").unwrap(),
+            vec![Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(60)]
+        );
+        assert!(parse_schedule("none").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,81 @@
+//! The HTTP listener: health, and in development mode the built-in webhook
+//! receiver (`/dev/inbox`) that the catch-all route points at, so a fresh
+//! checkout shows the whole SMTP → signed JSON loop with nothing else
+//! running.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::webhook::sign::{verify, Secret};
+
+/// How many payloads the dev inbox keeps.
+pub const DEV_INBOX_SIZE: usize = 100;
+
+/// Signature timestamps further than this from now are refused, as
+/// Standard Webhooks receivers do (replay protection).
+const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// The development receiver's state.
+pub struct DevInbox {
+    secret: Secret,
+    items: Mutex<VecDeque<Value>>,
+}
+
+impl DevInbox {
+    pub fn new(secret: Secret) -> Arc<DevInbox> {
+        Arc::new(DevInbox {
+            secret,
+            items: Mutex::new(VecDeque::with_capacity(DEV_INBOX_SIZE)),
+        })
+    }
+}
+
+pub fn router(inbox: Option<Arc<DevInbox>>) -> Router {
+    let r = Router::new().route("/healthz", get(|| async { Json(json!({"status": "ok"})) }));
+    let r = match inbox {
+        Some(inbox) => r.merge(
+            Router::new()
+                .route("/dev/inbox", get(list_inbox).post(receive))
+                .with_state(inbox),
+        ),
+        None => r,
+    };
+    r.fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}}))) })
+}
+
+async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {
+    let items: Vec<Value> = inbox.items.lock().expect("inbox lock").iter().rev().cloned().collect();
+    Json(json!({ "count": items.len(), "messages": items }))
+}
+
+/// Verifies like any Standard Webhooks receiver would, then keeps the
+/// payload. 401 on a bad signature, so a mis-signed build shows up at once.
+async fn receive(State(inbox): State<Arc<DevInbox>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (id, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+    let Ok(ts) = ts.parse::<i64>() else {
+        return (StatusCode::BAD_REQUEST, "missing webhook-timestamp").into_response();
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (now - ts).abs() > TOLERANCE_SECS || !verify(&inbox.secret, id, ts, &body, sig) {
+        return (StatusCode::UNAUTHORIZED, "bad webhook signature").into_response();
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+    };
+    let entry = json!({ "webhook_id": id, "verified": true, "payload": payload });
+    let mut items = inbox.items.lock().expect("inbox lock");
+    if items.len() == DEV_INBOX_SIZE {
+        items.pop_front();
+    }
+    items.push_back(entry);
+    StatusCode::NO_CONTENT.into_response()
+}

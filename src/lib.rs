@@ -1,0 +1,150 @@
+//! Postern: an SMTP ⇄ HTTP webhook bridge.
+//!
+//! Mail arrives over SMTP, is written durably to a spool before we answer
+//! `250`, and is then POSTed as signed JSON (Standard Webhooks) to the
+//! endpoints its recipients route to, with retries for about a day.
+//!
+//! # Layout
+//!
+//! - [`config`]: `POSTERN_*` environment → validated [`config::Config`].
+//! - [`smtp`]: accept loop, session state machine, DATA decoder, replies.
+//! - [`route`]: recipient → webhook endpoints.
+//! - [`spool`]: the durable store and the in-memory schedule of due work.
+//! - [`mail`]: raw message → JSON fields (mail-parser).
+//! - [`webhook`]: signing, retry policy, the delivery worker.
+//! - [`http`]: health endpoint and the development inbox.
+//!
+//! The SMTP side and the delivery side never call each other: they meet at
+//! the spool. [`run`] takes already-bound listeners and a cancellation
+//! token, so tests start everything on port 0 and stop it at will.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod mail;
+pub mod route;
+pub mod smtp;
+pub mod spool;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::route::{Route, RouteSpec};
+use crate::smtp::session::Inbound;
+use crate::spool::{JobKey, Queue, Spool};
+use crate::webhook::deliver::Worker;
+use crate::webhook::sign::Secret;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("spool at {path}: {source}")]
+    Spool { path: String, source: spool::Error },
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// The sockets Postern serves, bound by the caller.
+pub struct Listeners {
+    pub smtp: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            smtp: TcpListener::bind(config.smtp_listen).await?,
+            http: TcpListener::bind(config.http_listen).await?,
+        })
+    }
+}
+
+/// Runs Postern until `shutdown` is cancelled, then drains: stops
+/// accepting, lets DATA transfers and webhook POSTs in flight finish within
+/// the grace period, and returns. Whatever is left is on disk.
+pub async fn run(mut config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), Error> {
+    let spool = Spool::open(&config.spool_dir, config.fsync).map_err(|source| Error::Spool {
+        path: config.spool_dir.display().to_string(),
+        source,
+    })?;
+    let http_addr = listeners.http.local_addr().map_err(Error::Listener)?;
+    let smtp_addr = listeners.smtp.local_addr().map_err(Error::Listener)?;
+
+    let dev_inbox = if config.dev_mode && config.routes.is_empty() {
+        let secret = Secret::generate();
+        let host = if http_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { http_addr.ip().to_string() };
+        let url = format!("http://{host}:{}/dev/inbox", http_addr.port());
+        let mut spec = RouteSpec::catch_all(url.clone());
+        spec.secret = Some(route::OneOrMany::One(secret.to_whsec()));
+        config.routes = vec![Route::compile(spec).expect("dev route compiles")];
+        warn!("==============================================================");
+        warn!("DEVELOPMENT MODE: no POSTERN_WEBHOOK_URL or POSTERN_ROUTES set.");
+        warn!("Every recipient is accepted and delivered to the built-in inbox");
+        warn!("  {url}  (GET it to see the signed payloads)");
+        warn!("Dev webhook secret (new at each start): {}", secret.to_whsec());
+        warn!("Do not expose this instance: it accepts mail for anyone.");
+        warn!("==============================================================");
+        Some(http::DevInbox::new(secret))
+    } else {
+        None
+    };
+
+    let report = spool.scan().map_err(|source| Error::Spool {
+        path: config.spool_dir.display().to_string(),
+        source,
+    })?;
+    let queue = Arc::new(Queue::new());
+    for (key, due) in &report.pending {
+        queue.push(JobKey::clone(key), *due);
+    }
+    info!(
+        messages = report.messages,
+        pending = report.pending.len(),
+        dead = report.dead,
+        corrupt = report.corrupt,
+        spool = %config.spool_dir.display(),
+        "spool scanned"
+    );
+
+    let config = Arc::new(config);
+    let tracker = TaskTracker::new();
+    let inbound = Inbound {
+        config: config.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+    };
+    info!(%smtp_addr, %http_addr, hostname = %config.hostname, "Postern listening");
+
+    let smtp_task = tokio::spawn(smtp::server::run(listeners.smtp, inbound, tracker.clone(), shutdown.clone()));
+    let worker = Worker::new(config.clone(), spool.clone(), queue.clone());
+    let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let app = http::router(dev_inbox);
+        if let Err(e) = axum::serve(listeners.http, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+        {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    let _ = smtp_task.await;
+    let _ = worker_task.await;
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
+        warn!("grace period over; work still in flight stays pending on disk");
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The `postern` binary: parses the command line, loads configuration, sets
+//! up logs and runs the library.
+
+use anyhow::Context;
+use postern::config::{Config, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "usage: postern [serve | gen-secret | help]
+
+  serve        run the SMTP server and webhook delivery (default)
+  gen-secret   print a new random webhook secret (whsec_...)
+
+Configuration comes from POSTERN_* environment variables (see README.md).
+With none set, Postern runs in development mode on 127.0.0.1.";
+
+fn main() -> anyhow::Result<()> {
+    let cmd = std::env::args().nth(1).unwrap_or_else(|| "serve".to_string());
+    match cmd.as_str() {
+        "serve" => serve(),
+        "gen-secret" => {
+            println!("{}", postern::webhook::sign::Secret::generate().to_whsec());
+            Ok(())
+        }
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown command {other:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn serve() -> anyhow::Result<()> {
+    let config = Config::from_env().context("invalid configuration")?;
+    init_logs(config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listeners = postern::Listeners::bind(&config)
+            .await
+            .with_context(|| format!("binding {} and {}", config.smtp_listen, config.http_listen))?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        postern::run(config, listeners, shutdown).await?;
+        Ok(())
+    })
+}
+
+async fn signal_shutdown(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    token.cancel();
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,310 @@
+//! Routing: which webhook endpoints a recipient goes to.
+//!
+//! Routes are evaluated in order; the first match wins unless the matching
+//! route sets `"continue": true`, in which case later matches are added too
+//! (fan-out). A recipient that matches nothing is refused at `RCPT` time by
+//! the SMTP session (`550 5.1.1`): we never accept mail we cannot deliver,
+//! because a later bounce would be backscatter.
+//!
+//! Matching is case-insensitive over the whole address, as mail systems in
+//! practice treat local parts (Postfix lookup tables do the same).
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::webhook::sign::{Secret, SecretError};
+
+/// A route as written in `POSTERN_ROUTES` JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// `user@domain`, `*@domain`, `/regex/` or `*`.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Endpoint; `{name}` is filled from a regex's named capture.
+    pub url: String,
+    /// One `whsec_` secret or a list (rotation: sign with each).
+    #[serde(default)]
+    pub secret: Option<OneOrMany>,
+    /// Also evaluate later routes.
+    #[serde(default, rename = "continue")]
+    pub cont: bool,
+    /// Include the raw message (base64) in the payload.
+    #[serde(default)]
+    pub raw: bool,
+    /// Attachments larger than this (bytes) are sent without `content`.
+    #[serde(default)]
+    pub max_attachment_inline: Option<usize>,
+}
+
+impl RouteSpec {
+    /// The `POSTERN_WEBHOOK_URL` shorthand.
+    pub fn catch_all(url: String) -> RouteSpec {
+        RouteSpec {
+            pattern: "*".into(),
+            url,
+            secret: None,
+            cont: false,
+            raw: false,
+            max_attachment_inline: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("bad regex in \"match\": {0}")]
+    Regex(#[from] regex::Error),
+    #[error("\"match\" must be an address, *@domain, /regex/ or *: {0:?}")]
+    Pattern(String),
+    #[error("\"url\" must start with http:// or https://: {0:?}")]
+    Url(String),
+    #[error("\"url\" uses {{{0}}} but the regex has no such named group")]
+    Placeholder(String),
+    #[error("\"secret\": {0}")]
+    Secret(#[from] SecretError),
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Exact(String),
+    Domain(String),
+    Regex(Regex),
+    Any,
+}
+
+/// A compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The `match` text, kept to name the route in logs and on disk.
+    pub pattern: String,
+    matcher: Matcher,
+    url: String,
+    pub secrets: Vec<Secret>,
+    pub cont: bool,
+    pub raw: bool,
+    pub max_attachment_inline: Option<usize>,
+}
+
+impl Route {
+    pub fn compile(spec: RouteSpec) -> Result<Route, RouteError> {
+        let p = spec.pattern.trim();
+        let matcher = if p == "*" {
+            Matcher::Any
+        } else if p.len() >= 2 && p.starts_with('/') && p.ends_with('/') {
+            // Case-insensitive like the other kinds, unless the author says otherwise.
+            Matcher::Regex(Regex::new(&format!("(?i){}", &p[1..p.len() - 1]))?)
+        } else if let Some(domain) = p.strip_prefix("*@") {
+            if domain.is_empty() || domain.contains('@') {
+                return Err(RouteError::Pattern(p.into()));
+            }
+            Matcher::Domain(domain.to_ascii_lowercase())
+        } else if !p.is_empty() && !p.contains(char::is_whitespace) && p.matches('@').count() <= 1 {
+            Matcher::Exact(p.to_lowercase())
+        } else {
+            return Err(RouteError::Pattern(p.into()));
+        };
+        if !(spec.url.starts_with("http://") || spec.url.starts_with("https://")) {
+            return Err(RouteError::Url(spec.url));
+        }
+        for name in placeholders(&spec.url) {
+            let known = match &matcher {
+                Matcher::Regex(re) => re.capture_names().flatten().any(|n| n == name),
+                _ => false,
+            };
+            if !known {
+                return Err(RouteError::Placeholder(name.to_string()));
+            }
+        }
+        let secrets = match spec.secret {
+            None => Vec::new(),
+            Some(OneOrMany::One(s)) => vec![Secret::parse(&s)?],
+            Some(OneOrMany::Many(v)) => v.iter().map(|s| Secret::parse(s)).collect::<Result<_, _>>()?,
+        };
+        Ok(Route {
+            pattern: p.to_string(),
+            matcher,
+            url: spec.url,
+            secrets,
+            cont: spec.cont,
+            raw: spec.raw,
+            max_attachment_inline: spec.max_attachment_inline,
+        })
+    }
+
+    /// The endpoint URL for `addr`, or `None` when the route does not match.
+    fn url_for(&self, addr: &str) -> Option<String> {
+        let lower = addr.to_lowercase();
+        match &self.matcher {
+            Matcher::Any => Some(self.url.clone()),
+            Matcher::Exact(a) => (*a == lower).then(|| self.url.clone()),
+            Matcher::Domain(d) => {
+                let (_, domain) = lower.rsplit_once('@')?;
+                (domain == d).then(|| self.url.clone())
+            }
+            Matcher::Regex(re) => {
+                let caps = re.captures(addr)?;
+                let mut url = self.url.clone();
+                for name in re.capture_names().flatten() {
+                    let value = caps.name(name).map_or("", |m| m.as_str());
+                    url = url.replace(&format!("{{{name}}}"), &percent_encode(value));
+                }
+                Some(url)
+            }
+        }
+    }
+}
+
+/// `{name}` placeholders in a URL template.
+fn placeholders(url: &str) -> impl Iterator<Item = &str> {
+    url.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(n, _)| n))
+}
+
+/// Captured text goes into a URL: encode everything but RFC 3986 unreserved
+/// characters, so an address cannot add path segments or query parameters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One endpoint a recipient was routed to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    /// Index into the route table.
+    pub route: usize,
+    pub url: String,
+}
+
+/// All targets of `addr`, in route order (first match, plus fan-out).
+pub fn resolve(routes: &[Route], addr: &str) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(url) = r.url_for(addr) {
+            out.push(Target { route: i, url });
+            if !r.cont {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Groups accepted recipients by target, so each endpoint gets one delivery
+/// listing only the recipients routed to it.
+pub fn split(recipients: &[(String, Vec<Target>)]) -> Vec<(Target, Vec<String>)> {
+    let mut by_target: BTreeMap<Target, Vec<String>> = BTreeMap::new();
+    for (rcpt, targets) in recipients {
+        for t in targets {
+            let list = by_target.entry(t.clone()).or_default();
+            if !list.contains(rcpt) {
+                list.push(rcpt.clone());
+            }
+        }
+    }
+    by_target.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(json: &str) -> Vec<Route> {
+        let specs: Vec<RouteSpec> = serde_json::from_str(json).unwrap();
+        specs.into_iter().map(|s| Route::compile(s).unwrap()).collect()
+    }
+
+    fn urls(routes: &[Route], addr: &str) -> Vec<String> {
+        resolve(routes, addr).into_iter().map(|t| t.url).collect()
+    }
+
+    #[test]
+    fn match_kinds_in_order() {
+        let r = routes(
+            r#"[
+            {"match": "support@example.com", "url": "http://h/support"},
+            {"match": "*@example.com", "url": "http://h/all", "continue": true},
+            {"match": "/^(?P<user>[^+]+)\\+(?P<tag>.+)@example\\.com$/", "url": "http://h/in/{user}?tag={tag}"},
+            {"match": "*@other.org", "url": "http://h/other"},
+            {"match": "postmaster", "url": "http://h/pm"}
+        ]"#,
+        );
+        let table: &[(&str, &[&str])] = &[
+            ("support@example.com", &["http://h/support"]),
+            ("Support@EXAMPLE.com", &["http://h/support"]),
+            ("bob@example.com", &["http://h/all"]),
+            ("bob+news@example.com", &["http://h/all", "http://h/in/bob?tag=news"]),
+            ("bob+a/b?c@example.com", &["http://h/all", "http://h/in/bob?tag=a%2Fb%3Fc"]),
+            ("x@other.org", &["http://h/other"]),
+            ("x@sub.other.org", &[]),
+            ("x@nowhere.net", &[]),
+            ("postmaster", &["http://h/pm"]),
+        ];
+        for (addr, want) in table {
+            assert_eq!(urls(&r, addr), *want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn catch_all_matches_everything() {
+        let r = routes(r#"[{"match": "*", "url": "http://h/x"}]"#);
+        assert_eq!(urls(&r, "anyone@anywhere"), ["http://h/x"]);
+        assert_eq!(urls(&r, "postmaster"), ["http://h/x"]);
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        let bad = [
+            r#"{"match": "/(unclosed/", "url": "http://h/"}"#,
+            r#"{"match": "a b@c", "url": "http://h/"}"#,
+            r#"{"match": "*@", "url": "http://h/"}"#,
+            r#"{"match": "*", "url": "ftp://h/"}"#,
+            r#"{"match": "*", "url": "http://h/{user}"}"#,
+            r#"{"match": "*", "url": "http://h/", "secret": "plain"}"#,
+        ];
+        for b in bad {
+            let spec: RouteSpec = serde_json::from_str(b).unwrap();
+            assert!(Route::compile(spec).is_err(), "{b}");
+        }
+        assert!(serde_json::from_str::<RouteSpec>(r#"{"match": "*", "url": "http://h/", "sekret": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn split_gives_each_endpoint_only_its_recipients() {
+        let r = routes(
+            r#"[
+            {"match": "a@x.org", "url": "http://h/a"},
+            {"match": "*@x.org", "url": "http://h/x", "continue": true},
+            {"match": "*", "url": "http://h/rest"}
+        ]"#,
+        );
+        let rcpts: Vec<(String, Vec<Target>)> = ["a@x.org", "b@x.org", "c@y.org", "b@x.org"]
+            .iter()
+            .map(|a| (a.to_string(), resolve(&r, a)))
+            .collect();
+        let got: Vec<(String, Vec<String>)> = split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("http://h/a".to_string(), vec!["a@x.org".to_string()]),
+                ("http://h/x".to_string(), vec!["b@x.org".to_string()]),
+                ("http://h/rest".to_string(), vec!["b@x.org".to_string(), "c@y.org".to_string()]),
+            ]
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The inbound SMTP server: accept loop ([`server`]), the per-connection
+//! state machine ([`session`]), the DATA decoder ([`data`]) and the reply
+//! texts ([`reply`]). It never talks to webhook delivery: the two meet only
+//! at the spool.
+
+pub mod data;
+pub mod reply;
+pub mod server;
+pub mod session;

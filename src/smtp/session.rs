@@ -1,0 +1,579 @@
+//! One SMTP session, generic over the stream so tests drive it in memory.
+//!
+//! The loop reads what the client sent, answers every complete command in
+//! order, and flushes the replies only when no complete command is left in
+//! the buffer: that is all PIPELINING (RFC 2920) needs, and it batches
+//! replies into few writes.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::data::DataReceiver;
+use super::reply;
+use crate::config::Config;
+use crate::route::{self, Target};
+use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool};
+
+/// What a session needs from the rest of the server.
+#[derive(Clone)]
+pub struct Inbound {
+    pub config: Arc<Config>,
+    pub spool: Spool,
+    pub queue: Arc<Queue>,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum End {
+    Quit,
+    ClientGone,
+    Timeout,
+    Shutdown,
+    TooManyErrors,
+    Io(std::io::Error),
+}
+
+/// Per-connection facts, fixed at accept time.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: IpAddr,
+}
+
+/// The transaction in progress (between MAIL and the end of DATA).
+#[derive(Debug, Default)]
+struct Transaction {
+    mail_from: Option<String>,
+    rcpts: Vec<(String, Vec<Target>)>,
+}
+
+pub struct Session<S> {
+    stream: S,
+    inbound: Inbound,
+    peer: Peer,
+    shutdown: CancellationToken,
+    /// Received, not yet handled.
+    input: Vec<u8>,
+    /// Replies not yet flushed.
+    output: Vec<u8>,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Transaction,
+    errors: usize,
+    /// Inside an over-long line: drop bytes until the next LF.
+    discarding: bool,
+}
+
+/// What handling one command asks the loop to do next.
+enum Next {
+    Continue,
+    Data,
+    Close(End),
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub fn new(stream: S, inbound: Inbound, peer: Peer, shutdown: CancellationToken) -> Self {
+        Session {
+            stream,
+            inbound,
+            peer,
+            shutdown,
+            input: Vec::with_capacity(1024),
+            output: Vec::with_capacity(1024),
+            helo: None,
+            esmtp: false,
+            tx: Transaction::default(),
+            errors: 0,
+            discarding: false,
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) -> End {
+        let greeting = format!("220 {} ESMTP Postern ready", self.inbound.config.hostname);
+        self.reply(&greeting);
+        let end = self.serve().await;
+        let _ = self.stream.shutdown().await;
+        debug!(?end, "session ended");
+        end
+    }
+
+    async fn serve(&mut self) -> End {
+        loop {
+            // Answer every complete line we already have.
+            while let Some(line) = self.next_line() {
+                let next = match line {
+                    Ok(line) => self.command(&line).await,
+                    Err(()) => self.error(reply::LINE_TOO_LONG),
+                };
+                match next {
+                    Next::Continue => {}
+                    Next::Close(end) => {
+                        let _ = self.flush().await;
+                        return end;
+                    }
+                    Next::Data => {
+                        if let Err(end) = self.data().await {
+                            let _ = self.flush().await;
+                            return end;
+                        }
+                    }
+                }
+            }
+            if let Err(e) = self.flush().await {
+                return End::Io(e);
+            }
+            if self.shutdown.is_cancelled() {
+                self.reply(reply::SHUTTING_DOWN);
+                let _ = self.flush().await;
+                return End::Shutdown;
+            }
+            match self.read_more().await {
+                Ok(()) => {}
+                Err(end) => {
+                    let _ = self.flush().await;
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// Reads more input, bounded by the idle timeout, interrupted by
+    /// shutdown (between commands only: a DATA transfer is never cut by
+    /// this path).
+    async fn read_more(&mut self) -> Result<(), End> {
+        let idle = self.inbound.config.limits.idle_timeout;
+        let mut chunk = [0u8; 4096];
+        let n = tokio::select! {
+            r = tokio::time::timeout(idle, self.stream.read(&mut chunk)) => match r {
+                Err(_) => { self.reply(reply::TIMEOUT); return Err(End::Timeout) }
+                Ok(Err(e)) => return Err(End::Io(e)),
+                Ok(Ok(0)) => return Err(End::ClientGone),
+                Ok(Ok(n)) => n,
+            },
+            _ = self.shutdown.cancelled() => {
+                self.reply(reply::SHUTTING_DOWN);
+                return Err(End::Shutdown);
+            }
+        };
+        self.input.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// The next complete command line (CRLF or LF terminated) from the
+    /// input buffer; `Err` for a line over the limit (reported once, the
+    /// rest of it is discarded as it arrives).
+    fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
+        let max = self.inbound.config.limits.max_line_length;
+        match memchr::memchr(b'\n', &self.input) {
+            Some(pos) => {
+                let line: Vec<u8> = self.input.drain(..=pos).collect();
+                if std::mem::take(&mut self.discarding) {
+                    // The tail of a line already refused.
+                    return self.next_line();
+                }
+                if line.len() > max {
+                    return Some(Err(()));
+                }
+                Some(Ok(line))
+            }
+            None if self.input.len() > max => {
+                self.input.clear();
+                if self.discarding {
+                    return None;
+                }
+                self.discarding = true;
+                Some(Err(()))
+            }
+            None => None,
+        }
+    }
+
+    fn reply(&mut self, line: &str) {
+        debug!(reply = line, "S:");
+        self.output.extend_from_slice(line.as_bytes());
+        self.output.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.stream.flush().await?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+
+    /// A protocol error: reply, count, and close after too many.
+    fn error(&mut self, line: &str) -> Next {
+        self.reply(line);
+        self.errors += 1;
+        if self.errors >= self.inbound.config.limits.max_errors {
+            self.reply(reply::TOO_MANY_ERRORS);
+            return Next::Close(End::TooManyErrors);
+        }
+        Next::Continue
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Next {
+        debug!(command = %redact(line), "C:");
+        // smtp-proto wants CRLF; accept a bare LF terminator on commands
+        // (lenient where it is harmless: commands are not data).
+        let mut owned;
+        let line = if line.ends_with(b"\r\n") {
+            line
+        } else {
+            owned = line[..line.len() - 1].to_vec();
+            owned.extend_from_slice(b"\r\n");
+            &owned
+        };
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r,
+            Err(e) => return self.error(parse_error_reply(&e).as_ref()),
+        };
+        match request {
+            Request::Ehlo { host } => self.hello(host.as_ref(), true),
+            Request::Helo { host } => self.hello(host.as_ref(), false),
+            Request::Mail { from } => {
+                if self.helo.is_none() {
+                    return self.error(reply::NEED_HELO);
+                }
+                if self.tx.mail_from.is_some() {
+                    return self.error(reply::NESTED_MAIL);
+                }
+                if from.size as u64 > self.inbound.config.limits.max_message_size {
+                    self.reply(reply::TOO_BIG);
+                    return Next::Continue;
+                }
+                self.tx.mail_from = Some(from.address.into_owned());
+                self.reply(reply::SENDER_OK);
+                Next::Continue
+            }
+            Request::Rcpt { to } => {
+                if self.tx.mail_from.is_none() {
+                    return self.error(reply::NEED_MAIL);
+                }
+                if self.tx.rcpts.len() >= self.inbound.config.limits.max_recipients {
+                    self.reply(reply::TOO_MANY_RCPTS);
+                    return Next::Continue;
+                }
+                let addr = to.address.into_owned();
+                let (addr, targets) = self.route(addr);
+                if targets.is_empty() {
+                    info!(rcpt = %addr, "recipient refused: no route");
+                    self.reply(reply::NO_ROUTE);
+                    return Next::Continue;
+                }
+                self.tx.rcpts.push((addr, targets));
+                self.reply(reply::RCPT_OK);
+                Next::Continue
+            }
+            Request::Data => {
+                if self.tx.mail_from.is_none() {
+                    return self.error(reply::NEED_MAIL);
+                }
+                if self.tx.rcpts.is_empty() {
+                    return self.error(reply::NO_RCPTS);
+                }
+                Next::Data
+            }
+            Request::Rset => {
+                self.tx = Transaction::default();
+                self.reply(reply::OK);
+                Next::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(reply::OK);
+                Next::Continue
+            }
+            Request::Quit => {
+                self.reply(reply::BYE);
+                Next::Close(End::Quit)
+            }
+            Request::Vrfy { .. } => {
+                self.reply(reply::VRFY);
+                Next::Continue
+            }
+            Request::Help { .. } => {
+                self.reply(reply::HELP);
+                Next::Continue
+            }
+            // Recognised but not offered: STARTTLS and AUTH are not
+            // advertised on this listener; BDAT needs CHUNKING.
+            Request::StartTls
+            | Request::Auth { .. }
+            | Request::Bdat { .. }
+            | Request::Lhlo { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.error(reply::NOT_IMPLEMENTED),
+        }
+    }
+
+    fn hello(&mut self, host: &str, esmtp: bool) -> Next {
+        if host.is_empty() {
+            return self.error(if esmtp { "501 5.5.4 Syntax: EHLO hostname" } else { "501 5.5.4 Syntax: HELO hostname" });
+        }
+        // A new greeting resets any transaction (RFC 5321 4.1.4).
+        self.tx = Transaction::default();
+        self.helo = Some(host.to_string());
+        self.esmtp = esmtp;
+        let name = &self.inbound.config.hostname;
+        if esmtp {
+            let size = self.inbound.config.limits.max_message_size;
+            let lines = [
+                format!("250-{name} Hello {host}"),
+                "250-PIPELINING".to_string(),
+                format!("250-SIZE {size}"),
+                "250-8BITMIME".to_string(),
+                "250-SMTPUTF8".to_string(),
+                "250 ENHANCEDSTATUSCODES".to_string(),
+            ];
+            for l in lines {
+                self.reply(&l);
+            }
+        } else {
+            self.reply(&format!("250 {name} Hello {host}"));
+        }
+        Next::Continue
+    }
+
+    /// Routes a recipient. smtp-proto turns `<Postmaster>` (no domain,
+    /// which RFC 5321 4.5.1 says we must accept) into an empty address:
+    /// it is routed as `postmaster`, then as `postmaster@<our hostname>`.
+    fn route(&self, addr: String) -> (String, Vec<Target>) {
+        let routes = &self.inbound.config.routes;
+        if !addr.is_empty() {
+            let t = route::resolve(routes, &addr);
+            return (addr, t);
+        }
+        let t = route::resolve(routes, "postmaster");
+        if !t.is_empty() {
+            return ("postmaster".into(), t);
+        }
+        let full = format!("postmaster@{}", self.inbound.config.hostname);
+        let t = route::resolve(routes, &full);
+        (full, t)
+    }
+
+    /// Receives the message after `DATA`, spools it, answers.
+    async fn data(&mut self) -> Result<(), End> {
+        let tx = std::mem::take(&mut self.tx);
+        let id = spool::new_id();
+        let span = tracing::info_span!("message", message_id = %id);
+        self.receive(id, tx).instrument(span).await
+    }
+
+    async fn receive(&mut self, id: String, tx: Transaction) -> Result<(), End> {
+        let envelope = self.envelope(&id, &tx);
+
+        // Open the spool file before 354, so a full disk is refused here,
+        // before the client sends megabytes.
+        let mut writer = match self.inbound.spool.create(&envelope).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot open spool file");
+                self.reply(spool_reply(&e));
+                return Ok(());
+            }
+        };
+        let received = self.received_header(&id, &tx);
+        let mut failure: Option<spool::Error> = None;
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.write(received.as_bytes()).await {
+                failure = Some(e);
+            }
+        }
+        self.reply(reply::DATA_START);
+        self.flush().await.map_err(End::Io)?;
+
+        let max = self.inbound.config.limits.max_message_size;
+        let idle = self.inbound.config.limits.idle_timeout;
+        let mut receiver = DataReceiver::new();
+        let mut decoded = Vec::with_capacity(READ_CHUNK);
+        let mut size: u64 = 0;
+        let mut too_big = false;
+        let mut input = std::mem::take(&mut self.input);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            decoded.clear();
+            let end = receiver.feed(&input, &mut decoded);
+            size += decoded.len() as u64;
+            if size > max && !too_big {
+                // Keep reading to the end so the session stays in sync, but
+                // stop storing: memory stays flat whatever the client sends.
+                too_big = true;
+                writer = None;
+            }
+            if let (Some(w), None) = (writer.as_mut(), failure.as_ref()) {
+                if let Err(e) = w.write(&decoded).await {
+                    warn!(error = %e, "spool write failed");
+                    failure = Some(e);
+                    writer = None;
+                }
+            }
+            if let Some(n) = end {
+                input.drain(..n);
+                self.input = input;
+                break;
+            }
+            input.clear();
+            let n = match tokio::time::timeout(idle, self.stream.read(&mut chunk)).await {
+                Err(_) => {
+                    self.reply(reply::TIMEOUT);
+                    return Err(End::Timeout);
+                }
+                Ok(Err(e)) => return Err(End::Io(e)),
+                Ok(Ok(0)) => return Err(End::ClientGone),
+                Ok(Ok(n)) => n,
+            };
+            input.extend_from_slice(&chunk[..n]);
+        }
+
+        if too_big {
+            info!(size, "message refused: too big");
+            self.reply(reply::TOO_BIG);
+        } else if receiver.bare_line_end {
+            info!("message refused: bare CR or LF");
+            self.reply(reply::BARE_LINE_END);
+        } else if let Some(e) = failure {
+            self.reply(spool_reply(&e));
+        } else {
+            let writer: MessageWriter = writer.expect("writer present when nothing failed");
+            match writer.commit().await {
+                Ok(()) => {
+                    let now = spool::now_ms();
+                    for index in 0..envelope.deliveries.len() {
+                        self.inbound.queue.push(JobKey { id: id.clone(), index }, now);
+                    }
+                    info!(
+                        size,
+                        from = %envelope.mail_from,
+                        rcpts = envelope.rcpt_to.len(),
+                        deliveries = envelope.deliveries.len(),
+                        "message accepted"
+                    );
+                    self.reply(&format!("250 2.0.0 OK: queued as {id}"));
+                }
+                Err(e) => {
+                    warn!(error = %e, "spool commit failed");
+                    self.reply(spool_reply(&e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
+        let routes = &self.inbound.config.routes;
+        let deliveries = route::split(&tx.rcpts)
+            .into_iter()
+            .map(|(target, rcpt_to)| {
+                let r = &routes[target.route];
+                Delivery {
+                    route: r.pattern.clone(),
+                    url: target.url,
+                    rcpt_to,
+                    raw: r.raw,
+                    max_attachment_inline: r.max_attachment_inline,
+                }
+            })
+            .collect();
+        Envelope {
+            id: id.to_string(),
+            received_at: rfc3339_now(),
+            mail_from: tx.mail_from.clone().unwrap_or_default(),
+            rcpt_to: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+            helo: self.helo.clone().unwrap_or_default(),
+            remote_ip: self.peer.ip.to_string(),
+            tls: None,
+            authenticated_user: None,
+            deliveries,
+        }
+    }
+
+    /// The trace header (RFC 5321 4.4). `for` only with a single recipient,
+    /// so one recipient's copy does not reveal the others.
+    fn received_header(&self, id: &str, tx: &Transaction) -> String {
+        let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
+        let with = if self.esmtp { "ESMTP" } else { "SMTP" };
+        let for_clause = match tx.rcpts.as_slice() {
+            [(one, _)] => format!("\r\n\tfor <{}>", sanitize(one)),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
+            ip = self.peer.ip,
+            host = self.inbound.config.hostname,
+            date = rfc2822_now(),
+        )
+    }
+}
+
+/// Keeps client-supplied text from breaking our header: printable ASCII
+/// without spaces or parentheses (they would open a comment).
+fn sanitize(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii_graphic() && b != b'(' && b != b')') {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if c.is_ascii_graphic() && c != '(' && c != ')' { c } else { '?' })
+                .collect(),
+        )
+    }
+}
+
+/// Never log what follows AUTH (credentials), whatever the mechanism.
+fn redact(line: &[u8]) -> Cow<'_, str> {
+    let text = String::from_utf8_lossy(line);
+    if text.len() >= 4 && text[..4].eq_ignore_ascii_case("auth") {
+        Cow::Borrowed("AUTH <redacted>")
+    } else {
+        Cow::Owned(text.trim_end().to_string())
+    }
+}
+
+/// A parser error becomes a reply.
+fn parse_error_reply(e: &ParseError) -> Cow<'static, str> {
+    match e {
+        ParseError::UnknownCommand => reply::UNRECOGNIZED.into(),
+        ParseError::InvalidSenderAddress => reply::BAD_SENDER.into(),
+        ParseError::InvalidRecipientAddress => reply::BAD_RCPT.into(),
+        ParseError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}").into(),
+        ParseError::InvalidParameter { param } => format!("501 5.5.4 Invalid parameter {param}").into(),
+        ParseError::UnsupportedParameter { param } => {
+            format!("555 5.5.4 Unsupported parameter {}", sanitize(param)).into()
+        }
+        ParseError::ResponseTooLong => reply::LINE_TOO_LONG.into(),
+        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => reply::SYNTAX.into(),
+    }
+}
+
+/// Spool trouble is always temporary for the client: it keeps the message.
+fn spool_reply(e: &spool::Error) -> &'static str {
+    match e {
+        spool::Error::Full(_) => reply::STORAGE_FULL,
+        _ => reply::LOCAL_ERROR,
+    }
+}
+
+pub(crate) fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn rfc2822_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default()
+}

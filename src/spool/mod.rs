@@ -1,0 +1,516 @@
+//! The durable spool: where a message lives from the moment we answer `250`
+//! until every endpoint it was routed to has taken it (or given up on it).
+//!
+//! # On-disk layout (under `POSTERN_SPOOL_DIR`)
+//!
+//! ```text
+//! tmp/<id>.msg            being received; never read back, cleared at start
+//! msg/<id>.msg            line 1: the envelope as one line of JSON (id,
+//!                         received_at, mail_from, rcpt_to, helo, remote_ip,
+//!                         deliveries[route, url, rcpt_to, …]); then the
+//!                         message exactly as received, our Received: first
+//! state/<id>.<k>.json     delivery k of that message once it has been tried:
+//!                         {"state": "pending"|"dead"|"delivered",
+//!                          "attempts", "next_at" (unix ms), "last_error"}
+//! corrupt/                entries that could not be read at start, moved
+//!                         aside (never deleted) for an operator to inspect
+//! ```
+//!
+//! A message is committed by writing it to `tmp/`, `fsync`ing the file,
+//! renaming it into `msg/` and `fsync`ing `msg/`. Only then does the SMTP
+//! session answer `250`. Rename is atomic, so after a crash `msg/` holds only
+//! whole messages; what is left in `tmp/` was never acknowledged and is
+//! removed. Envelope and body share one file so the accept path costs one
+//! file `fsync` and one directory `fsync`.
+//!
+//! A delivery with no state file is pending and due now. When the last
+//! delivery of a message is done, `msg/<id>.msg` is removed first (that is
+//! the commit record), then its state files; orphans from a crash in between
+//! are cleared at start.
+
+mod queue;
+
+pub use queue::{JobKey, Queue};
+
+use std::io::{ErrorKind, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Spool failures. Each maps to a temporary SMTP reply: the client keeps the
+/// message and tries again later.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("spool is full: {0}")]
+    Full(std::io::Error),
+    #[error("spool I/O error: {0}")]
+    Io(std::io::Error),
+    #[error("corrupt spool entry {0}: {1}")]
+    Corrupt(String, String),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        // ENOSPC and EDQUOT: out of space, as opposed to a broken disk.
+        if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded {
+            Error::Full(e)
+        } else {
+            Error::Io(e)
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// TLS details of the session a message arrived on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// One endpoint a message goes to, with the recipients routed there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// The route's `match` text: names the route whose secrets sign this.
+    pub route: String,
+    pub url: String,
+    pub rcpt_to: Vec<String>,
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default)]
+    pub max_attachment_inline: Option<usize>,
+}
+
+/// Everything about a message except its content. Fixed at accept time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    pub id: String,
+    /// RFC 3339.
+    pub received_at: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub helo: String,
+    pub remote_ip: String,
+    pub tls: Option<TlsInfo>,
+    pub authenticated_user: Option<String>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where one delivery stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Dead,
+    Delivered,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryState {
+    pub state: State,
+    pub attempts: u32,
+    /// Unix milliseconds of the next attempt (pending only).
+    pub next_at: u64,
+    pub last_error: Option<String>,
+}
+
+impl DeliveryState {
+    pub fn fresh() -> Self {
+        DeliveryState {
+            state: State::Pending,
+            attempts: 0,
+            next_at: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// A new, time-ordered message id (UUIDv7, 32 hex digits): sorting ids
+/// sorts by arrival, which keeps `ls msg/` readable.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+    fsync: bool,
+}
+
+/// What a start-up scan found.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Pending deliveries with their due time (unix ms).
+    pub pending: Vec<(JobKey, u64)>,
+    pub dead: usize,
+    pub messages: usize,
+    pub corrupt: usize,
+}
+
+impl Spool {
+    /// Creates the layout if needed and clears `tmp/` (never-acknowledged
+    /// partial writes).
+    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<Spool> {
+        let root = root.into();
+        for d in ["tmp", "msg", "state", "corrupt"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        for entry in std::fs::read_dir(root.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(Spool { root, fsync })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn msg_path(&self, id: &str) -> PathBuf {
+        self.root.join("msg").join(format!("{id}.msg"))
+    }
+
+    fn state_path(&self, key: &JobKey) -> PathBuf {
+        self.root.join("state").join(format!("{}.{}.json", key.id, key.index))
+    }
+
+    /// Starts writing a message: the envelope line goes first, the caller
+    /// streams the content, then [`MessageWriter::commit`].
+    pub async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
+        let tmp = self.root.join("tmp").join(format!("{}.msg", envelope.id));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await?;
+        let mut writer = MessageWriter {
+            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            tmp: tmp.clone(),
+            dest: self.msg_path(&envelope.id),
+            fsync: self.fsync,
+            committed: false,
+        };
+        let mut line = serde_json::to_vec(envelope).expect("envelope serialises");
+        line.push(b'\n');
+        writer.write(&line).await?;
+        Ok(writer)
+    }
+
+    /// Reads a committed message: its envelope and its content.
+    pub async fn load(&self, id: &str) -> Result<(Envelope, Vec<u8>)> {
+        let bytes = tokio::fs::read(self.msg_path(id)).await?;
+        split_record(id, bytes)
+    }
+
+    pub async fn read_state(&self, key: &JobKey) -> Result<DeliveryState> {
+        match tokio::fs::read(self.state_path(key)).await {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Corrupt(format!("{}.{}", key.id, key.index), e.to_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(DeliveryState::fresh()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Atomically replaces the state of one delivery.
+    pub async fn write_state(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
+        let this = self.clone();
+        let key = key.clone();
+        let bytes = serde_json::to_vec(state).expect("state serialises");
+        tokio::task::spawn_blocking(move || {
+            let dest = this.state_path(&key);
+            let tmp = this.root.join("tmp").join(format!("{}.{}.state", key.id, key.index));
+            this.write_atomic(&tmp, &dest, &bytes)?;
+            this.sync_dir("state")
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
+    fn write_atomic(&self, tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        if self.fsync {
+            f.sync_all()?;
+        }
+        std::fs::rename(tmp, dest)?;
+        Ok(())
+    }
+
+    fn sync_dir(&self, name: &str) -> Result<()> {
+        if self.fsync {
+            std::fs::File::open(self.root.join(name))?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Delivery `key` is done. When it was the last one, the message leaves
+    /// the spool; otherwise its state records it so a restart does not send
+    /// it twice.
+    pub async fn finish(&self, key: &JobKey, deliveries: usize) -> Result<()> {
+        if deliveries > 1 {
+            let done = DeliveryState {
+                state: State::Delivered,
+                attempts: 0,
+                next_at: 0,
+                last_error: None,
+            };
+            self.write_state(key, &done).await?;
+            for index in 0..deliveries {
+                let other = JobKey { id: key.id.clone(), index };
+                if self.read_state(&other).await?.state != State::Delivered {
+                    return Ok(());
+                }
+            }
+        }
+        self.remove(&key.id, deliveries).await
+    }
+
+    /// Removes a message and its states, commit record first.
+    pub async fn remove(&self, id: &str, deliveries: usize) -> Result<()> {
+        ignore_missing(tokio::fs::remove_file(self.msg_path(id)).await)?;
+        for index in 0..deliveries {
+            let key = JobKey { id: id.to_string(), index };
+            ignore_missing(tokio::fs::remove_file(self.state_path(&key)).await)?;
+        }
+        Ok(())
+    }
+
+    /// Walks `msg/` at start: every pending delivery is returned with its
+    /// due time; unreadable entries are moved to `corrupt/`; state files
+    /// whose message is gone are removed.
+    pub fn scan(&self) -> Result<ScanReport> {
+        let mut report = ScanReport::default();
+        let mut ids = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(self.root.join("msg"))? {
+            let path = entry?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".msg"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let envelope = match std::fs::read(&path)
+                .map_err(Error::from)
+                .and_then(|b| split_record(&id, b))
+            {
+                Ok((env, _)) => env,
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e, "corrupt spool entry moved to corrupt/");
+                    std::fs::rename(&path, self.root.join("corrupt").join(format!("{id}.msg")))?;
+                    report.corrupt += 1;
+                    continue;
+                }
+            };
+            report.messages += 1;
+            ids.insert(id.clone());
+            for index in 0..envelope.deliveries.len() {
+                let key = JobKey { id: id.clone(), index };
+                let state = match std::fs::read(self.state_path(&key)) {
+                    Ok(b) => match serde_json::from_slice::<DeliveryState>(&b) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            // A torn state write only loses retry bookkeeping: retry now.
+                            tracing::warn!(message_id = %id, delivery = index, error = %e, "unreadable delivery state; retrying now");
+                            DeliveryState::fresh()
+                        }
+                    },
+                    Err(e) if e.kind() == ErrorKind::NotFound => DeliveryState::fresh(),
+                    Err(e) => return Err(e.into()),
+                };
+                match state.state {
+                    State::Pending => report.pending.push((key, state.next_at)),
+                    State::Dead => report.dead += 1,
+                    State::Delivered => {}
+                }
+            }
+        }
+        for entry in std::fs::read_dir(self.root.join("state"))? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let id = name.split('.').next().unwrap_or("");
+            if !ids.contains(id) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        report.pending.sort_by_key(|(k, due)| (*due, k.id.clone(), k.index));
+        Ok(report)
+    }
+}
+
+fn ignore_missing(r: std::io::Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Splits a `msg/` record into envelope and content.
+fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| Error::Corrupt(id.into(), "no envelope line".into()))?;
+    let envelope: Envelope = serde_json::from_slice(&bytes[..nl])
+        .map_err(|e| Error::Corrupt(id.into(), format!("envelope: {e}")))?;
+    if envelope.id != id {
+        return Err(Error::Corrupt(id.into(), "envelope id does not match file name".into()));
+    }
+    bytes.drain(..=nl);
+    Ok((envelope, bytes))
+}
+
+/// A message being received. Dropping it without `commit` removes the
+/// temporary file: nothing half-written ever reaches `msg/`.
+pub struct MessageWriter {
+    file: Option<BufWriter<tokio::fs::File>>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    fsync: bool,
+    committed: bool,
+}
+
+impl MessageWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let f = self.file.as_mut().expect("not committed");
+        f.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Makes the message durable: flush, fsync, rename into `msg/`, fsync
+    /// the directory. When this returns `Ok`, the message survives a crash.
+    pub async fn commit(mut self) -> Result<()> {
+        let mut f = self.file.take().expect("commit once");
+        f.flush().await?;
+        let file = f.into_inner();
+        if self.fsync {
+            file.sync_all().await?;
+        }
+        drop(file);
+        tokio::fs::rename(&self.tmp, &self.dest).await?;
+        if self.fsync {
+            let dir = self.dest.parent().expect("msg dir").to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(id: &str, n: usize) -> Envelope {
+        Envelope {
+            id: id.into(),
+            received_at: "2026-01-01T00:00:00Z".into(),
+            mail_from: "a@b".into(),
+            rcpt_to: vec!["c@d".into()],
+            helo: "client".into(),
+            remote_ip: "127.0.0.1".into(),
+            tls: None,
+            authenticated_user: None,
+            deliveries: (0..n)
+                .map(|i| Delivery {
+                    route: "*".into(),
+                    url: format!("http://h/{i}"),
+                    rcpt_to: vec!["c@d".into()],
+                    raw: false,
+                    max_attachment_inline: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_load_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), true).unwrap();
+        let id = new_id();
+        let mut w = spool.create(&envelope(&id, 2)).await.unwrap();
+        w.write(b"Subject: hi\r\n\r\nbody\r\n").await.unwrap();
+        w.commit().await.unwrap();
+        let (env, raw) = spool.load(&id).await.unwrap();
+        assert_eq!(env, envelope(&id, 2));
+        assert_eq!(raw, b"Subject: hi\r\n\r\nbody\r\n");
+
+        let report = spool.scan().unwrap();
+        assert_eq!(report.pending.len(), 2);
+
+        let k0 = JobKey { id: id.clone(), index: 0 };
+        let k1 = JobKey { id: id.clone(), index: 1 };
+        spool.finish(&k0, 2).await.unwrap();
+        // one left: message still there, delivery 0 not pending any more
+        let report = spool.scan().unwrap();
+        assert_eq!(report.pending.iter().map(|p| p.0.index).collect::<Vec<_>>(), [1]);
+        spool.finish(&k1, 2).await.unwrap();
+        assert!(spool.load(&id).await.is_err());
+        assert_eq!(std::fs::read_dir(dir.path().join("state")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn uncommitted_writes_never_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let id = new_id();
+        let mut w = spool.create(&envelope(&id, 1)).await.unwrap();
+        w.write(b"partial").await.unwrap();
+        drop(w);
+        assert_eq!(spool.scan().unwrap().messages, 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn corrupt_entries_are_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let good = new_id();
+        let mut w = spool.create(&envelope(&good, 1)).await.unwrap();
+        w.write(b"x").await.unwrap();
+        w.commit().await.unwrap();
+        std::fs::write(dir.path().join("msg/torn.msg"), b"{\"id\": \"to").unwrap();
+        std::fs::write(dir.path().join("state/gone.0.json"), b"{}").unwrap();
+        let report = spool.scan().unwrap();
+        assert_eq!(report.corrupt, 1);
+        assert_eq!(report.pending.len(), 1);
+        assert!(dir.path().join("corrupt/torn.msg").exists());
+        assert!(!dir.path().join("state/gone.0.json").exists());
+    }
+
+    #[tokio::test]
+    async fn dead_deliveries_are_kept_not_scheduled() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let id = new_id();
+        let w = spool.create(&envelope(&id, 1)).await.unwrap();
+        w.commit().await.unwrap();
+        let key = JobKey { id: id.clone(), index: 0 };
+        let dead = DeliveryState { state: State::Dead, attempts: 8, next_at: 0, last_error: Some("410".into()) };
+        spool.write_state(&key, &dead).await.unwrap();
+        let report = spool.scan().unwrap();
+        assert_eq!((report.dead, report.pending.len()), (1, 0));
+        assert_eq!(spool.read_state(&key).await.unwrap(), dead);
+    }
+}

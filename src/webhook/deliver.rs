@@ -1,0 +1,288 @@
+//! The delivery worker: takes due deliveries from the queue, turns the
+//! spooled message into the v1 JSON payload, signs it, POSTs it, and records
+//! the outcome in the spool.
+//!
+//! At-least-once: the state on disk changes only after the endpoint
+//! answered, so a crash mid-POST means one more POST after restart. The
+//! `webhook-id` header is stable for a (message, endpoint) pair across all
+//! attempts, so receivers deduplicate on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn, Instrument};
+
+use super::retry::{classify, next_delay, Outcome};
+use super::sign::{sign, Secret};
+use crate::config::Config;
+use crate::mail::{self, MessageJson, PayloadOptions};
+use crate::spool::{self, DeliveryState, Envelope, JobKey, Queue, Spool, State, TlsInfo};
+
+/// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
+/// narrowed to the recipients routed to this endpoint.
+#[derive(Debug, Serialize)]
+pub struct PayloadEnvelope<'a> {
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    pub helo: &'a str,
+    pub remote_ip: &'a str,
+    pub tls: Option<&'a TlsInfo>,
+    pub authenticated_user: Option<&'a str>,
+    pub size: usize,
+}
+
+/// The v1 webhook body (`type: message.received`).
+#[derive(Debug, Serialize)]
+pub struct Payload<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub received_at: &'a str,
+    pub envelope: PayloadEnvelope<'a>,
+    #[serde(flatten)]
+    pub message: MessageJson,
+}
+
+/// Builds the exact bytes POSTed for delivery `index` of a message.
+pub fn payload(envelope: &Envelope, index: usize, raw: &[u8]) -> Vec<u8> {
+    let delivery = &envelope.deliveries[index];
+    let opts = PayloadOptions {
+        include_raw: delivery.raw,
+        max_attachment_inline: delivery.max_attachment_inline,
+    };
+    let p = Payload {
+        kind: "message.received",
+        id: &envelope.id,
+        received_at: &envelope.received_at,
+        envelope: PayloadEnvelope {
+            mail_from: &envelope.mail_from,
+            rcpt_to: &delivery.rcpt_to,
+            helo: &envelope.helo,
+            remote_ip: &envelope.remote_ip,
+            tls: envelope.tls.as_ref(),
+            authenticated_user: envelope.authenticated_user.as_deref(),
+            size: raw.len(),
+        },
+        message: mail::parse_message(raw, &opts),
+    };
+    serde_json::to_vec(&p).expect("payload serialises")
+}
+
+/// `webhook-id`: stable for one (message, delivery) across retries.
+pub fn webhook_id(key: &JobKey) -> String {
+    format!("msg_{}_{}", key.id, key.index)
+}
+
+/// Runs deliveries until shutdown.
+#[derive(Clone)]
+pub struct Worker {
+    pub config: Arc<Config>,
+    pub spool: Spool,
+    pub queue: Arc<Queue>,
+    pub client: reqwest::Client,
+}
+
+impl Worker {
+    pub fn new(config: Arc<Config>, spool: Spool, queue: Arc<Queue>) -> Worker {
+        let client = reqwest::Client::builder()
+            .timeout(config.delivery.timeout)
+            .connect_timeout(config.delivery.connect_timeout)
+            .user_agent(concat!("Postern/", env!("CARGO_PKG_VERSION")))
+            // Webhook endpoints are configured by the operator; following
+            // redirects would sign and send mail to wherever they point.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client builds");
+        Worker { config, spool, queue, client }
+    }
+
+    /// The dispatcher: waits for a free slot and a due job, runs it in
+    /// `tracker`. Returns when `shutdown` is cancelled; attempts already
+    /// running finish in the tracker.
+    pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.delivery.concurrency));
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = shutdown.cancelled() => return,
+            };
+            let key = loop {
+                match self.queue.pop_due(spool::now_ms()) {
+                    Ok(key) => break key,
+                    Err(next) => {
+                        let wait = next.map_or(Duration::from_secs(3600), |due| {
+                            Duration::from_millis(due.saturating_sub(spool::now_ms()))
+                        });
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.queue.changed() => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            };
+            let this = self.clone();
+            let span = tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
+            tracker.spawn(
+                async move {
+                    this.attempt(key).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// One attempt of one delivery, with its outcome recorded.
+    pub async fn attempt(&self, key: JobKey) {
+        let (envelope, raw) = match self.spool.load(&key.id).await {
+            Ok(m) => m,
+            Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                error!(error = %e, "cannot load message; retrying in 60s");
+                self.queue.push(key, spool::now_ms() + 60_000);
+                return;
+            }
+        };
+        let Some(delivery) = envelope.deliveries.get(key.index).cloned() else {
+            error!("delivery index out of range; ignoring");
+            return;
+        };
+        let state = match self.spool.read_state(&key).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "unreadable delivery state; treating as fresh");
+                DeliveryState::fresh()
+            }
+        };
+        if state.state != State::Pending {
+            return;
+        }
+        let secrets = self.secrets_for(&delivery.route);
+        let deliveries = envelope.deliveries.len();
+        let index = key.index;
+        let body = match tokio::task::spawn_blocking(move || payload(&envelope, index, &raw)).await {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "building the payload panicked; retrying later");
+                self.queue.push(key, spool::now_ms() + 60_000);
+                return;
+            }
+        };
+        let id = webhook_id(&key);
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signature = sign(&secrets, &id, timestamp, &body);
+        let started = std::time::Instant::now();
+        let response = self
+            .client
+            .post(&delivery.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let outcome = match response {
+            Ok(r) => {
+                let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                classify(r.status().as_u16(), retry_after.as_deref())
+            }
+            Err(e) => Outcome::Retry {
+                reason: describe(&e),
+                retry_after: None,
+            },
+        };
+        let attempts = state.attempts + 1;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::Delivered => {
+                info!(url = %delivery.url, attempts, elapsed_ms, "delivered");
+                if let Err(e) = self.spool.finish(&key, deliveries).await {
+                    error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
+                }
+            }
+            Outcome::Rejected { reason } => {
+                warn!(url = %delivery.url, attempts, %reason, "endpoint rejected the message; dead");
+                self.record(&key, State::Dead, attempts, 0, reason).await;
+            }
+            Outcome::Retry { reason, retry_after } => {
+                let d = &self.config.delivery;
+                let delay = next_delay(
+                    &d.retry_schedule,
+                    attempts,
+                    d.jitter,
+                    rand::random::<f64>(),
+                    retry_after,
+                    d.max_retry_after,
+                );
+                match delay {
+                    Some(delay) => {
+                        let next_at = spool::now_ms() + delay.as_millis() as u64;
+                        warn!(url = %delivery.url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                        self.record(&key, State::Pending, attempts, next_at, reason).await;
+                        self.queue.push(key, next_at);
+                    }
+                    None => {
+                        warn!(url = %delivery.url, attempts, %reason, "delivery failed; no retries left, dead");
+                        let reason = format!("gave up after {attempts} attempts: {reason}");
+                        self.record(&key, State::Dead, attempts, 0, reason).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record(&self, key: &JobKey, state: State, attempts: u32, next_at: u64, reason: String) {
+        let s = DeliveryState {
+            state,
+            attempts,
+            next_at,
+            last_error: Some(reason),
+        };
+        if let Err(e) = self.spool.write_state(key, &s).await {
+            // The message stays pending on disk; a restart retries it.
+            error!(error = %e, "could not record delivery state");
+        }
+    }
+
+    /// A route's own secrets, else the default ones. Looked up at delivery
+    /// time (not stored in the spool): secrets live only in configuration.
+    fn secrets_for(&self, route: &str) -> Vec<Secret> {
+        let own = self
+            .config
+            .routes
+            .iter()
+            .find(|r| r.pattern == route)
+            .map(|r| r.secrets.clone())
+            .unwrap_or_default();
+        if own.is_empty() {
+            self.config.default_secrets.clone()
+        } else {
+            own
+        }
+    }
+}
+
+/// A short reason for a transport failure (timeouts, refused connections).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    debug!(%msg, "transport error");
+    msg
+}
