@@ -172,8 +172,7 @@ impl Config {
             .filter(|(k, _)| k.starts_with("POSTERN_"))
             .map(|(k, v)| (k["POSTERN_".len()..].to_ascii_lowercase(), v))
             .filter(|(_, v)| !v.is_empty());
-        let raw: RawConfig =
-            envy::from_iter(pairs).map_err(|e| ConfigError::Env(e.to_string()))?;
+        let raw: RawConfig = envy::from_iter(pairs).map_err(|e| ConfigError::Env(e.to_string()))?;
         Config::from_raw(raw)
     }
 
@@ -181,13 +180,22 @@ impl Config {
         let smtp_listen = parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525")?;
         let http_listen = parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080")?;
         let hostname = raw.hostname.unwrap_or_else(|| "localhost".to_string());
-        if hostname.is_empty() || hostname.bytes().any(|b| b.is_ascii_whitespace() || b < 0x21) {
-            return Err(invalid("POSTERN_HOSTNAME", "must be a host name without spaces"));
+        if hostname.is_empty()
+            || hostname
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b < 0x21)
+        {
+            return Err(invalid(
+                "POSTERN_HOSTNAME",
+                "must be a host name without spaces",
+            ));
         }
         let spool_dir = PathBuf::from(raw.spool_dir.unwrap_or_else(|| "./data".to_string()));
 
         let default_secrets = match raw.webhook_secret {
-            Some(s) => Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e))?,
+            Some(s) => {
+                Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e))?
+            }
             None => Vec::new(),
         };
 
@@ -208,7 +216,11 @@ impl Config {
             (None, None, Some(url)) => vec![RouteSpec::catch_all(url)],
             (None, None, None) => Vec::new(),
         };
-        let routes_var = if specs.is_empty() { "" } else { "POSTERN_ROUTES" };
+        let routes_var = if specs.is_empty() {
+            ""
+        } else {
+            "POSTERN_ROUTES"
+        };
         let mut routes = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
             routes.push(Route::compile(spec).map_err(|e| route_error(routes_var, i, e))?);
@@ -223,10 +235,7 @@ impl Config {
                 "no routes: set POSTERN_WEBHOOK_URL or POSTERN_ROUTES (or leave everything unset for development mode)",
             ));
         }
-        if !dev_mode
-            && default_secrets.is_empty()
-            && routes.iter().any(|r| r.secrets.is_empty())
-        {
+        if !dev_mode && default_secrets.is_empty() && routes.iter().any(|r| r.secrets.is_empty()) {
             return Err(invalid(
                 "POSTERN_WEBHOOK_SECRET",
                 "required: a route has no \"secret\" of its own (generate one with `postern gen-secret`)",
@@ -235,14 +244,33 @@ impl Config {
 
         let d = SmtpLimits::default();
         let limits = SmtpLimits {
-            max_message_size: parse_size("POSTERN_MAX_MESSAGE_SIZE", raw.max_message_size, d.max_message_size)?,
-            max_recipients: parse_num("POSTERN_MAX_RECIPIENTS", raw.max_recipients, d.max_recipients)?,
-            max_line_length: parse_num("POSTERN_MAX_LINE_LENGTH", raw.max_line_length, d.max_line_length)?,
+            max_message_size: parse_size(
+                "POSTERN_MAX_MESSAGE_SIZE",
+                raw.max_message_size,
+                d.max_message_size,
+            )?,
+            max_recipients: parse_num(
+                "POSTERN_MAX_RECIPIENTS",
+                raw.max_recipients,
+                d.max_recipients,
+            )?,
+            max_line_length: parse_num(
+                "POSTERN_MAX_LINE_LENGTH",
+                raw.max_line_length,
+                d.max_line_length,
+            )?,
             max_errors: parse_num("POSTERN_MAX_ERRORS", raw.max_errors, d.max_errors)?,
-            idle_timeout: parse_duration("POSTERN_SMTP_IDLE_TIMEOUT", raw.smtp_idle_timeout, d.idle_timeout)?,
+            idle_timeout: parse_duration(
+                "POSTERN_SMTP_IDLE_TIMEOUT",
+                raw.smtp_idle_timeout,
+                d.idle_timeout,
+            )?,
         };
         if limits.max_line_length < 512 {
-            return Err(invalid("POSTERN_MAX_LINE_LENGTH", "must be at least 512 (RFC 5321)"));
+            return Err(invalid(
+                "POSTERN_MAX_LINE_LENGTH",
+                "must be at least 512 (RFC 5321)",
+            ));
         }
         if limits.max_recipients == 0 {
             return Err(invalid("POSTERN_MAX_RECIPIENTS", "must be at least 1"));
@@ -257,7 +285,12 @@ impl Config {
             None => dd.jitter,
             Some(s) => match s.parse::<f64>() {
                 Ok(j) if (0.0..1.0).contains(&j) => j,
-                _ => return Err(invalid("POSTERN_RETRY_JITTER", "a fraction in [0, 1), e.g. 0.2")),
+                _ => {
+                    return Err(invalid(
+                        "POSTERN_RETRY_JITTER",
+                        "a fraction in [0, 1), e.g. 0.2",
+                    ))
+                }
             },
         };
         let delivery = DeliveryConfig {
@@ -269,11 +302,22 @@ impl Config {
                 raw.webhook_connect_timeout,
                 dd.connect_timeout,
             )?,
-            max_retry_after: parse_duration("POSTERN_MAX_RETRY_AFTER", raw.max_retry_after, dd.max_retry_after)?,
-            concurrency: parse_num("POSTERN_DELIVERY_CONCURRENCY", raw.delivery_concurrency, dd.concurrency)?,
+            max_retry_after: parse_duration(
+                "POSTERN_MAX_RETRY_AFTER",
+                raw.max_retry_after,
+                dd.max_retry_after,
+            )?,
+            concurrency: parse_num(
+                "POSTERN_DELIVERY_CONCURRENCY",
+                raw.delivery_concurrency,
+                dd.concurrency,
+            )?,
         };
         if delivery.concurrency == 0 {
-            return Err(invalid("POSTERN_DELIVERY_CONCURRENCY", "must be at least 1"));
+            return Err(invalid(
+                "POSTERN_DELIVERY_CONCURRENCY",
+                "must be at least 1",
+            ));
         }
 
         let fsync = match raw.fsync.as_deref() {
@@ -286,8 +330,11 @@ impl Config {
             Some(_) => return Err(invalid("POSTERN_LOG_FORMAT", "must be text or json")),
         };
 
-        let shutdown_grace =
-            parse_duration("POSTERN_SHUTDOWN_GRACE", raw.shutdown_grace, Duration::from_secs(25))?;
+        let shutdown_grace = parse_duration(
+            "POSTERN_SHUTDOWN_GRACE",
+            raw.shutdown_grace,
+            Duration::from_secs(25),
+        )?;
 
         Ok(Config {
             smtp_listen,
@@ -311,14 +358,25 @@ fn secret_error(var: &'static str, e: SecretError) -> ConfigError {
 }
 
 fn route_error(var: &'static str, index: usize, e: RouteError) -> ConfigError {
-    invalid(if var.is_empty() { "POSTERN_WEBHOOK_URL" } else { var }, format!("route {index}: {e}"))
+    invalid(
+        if var.is_empty() {
+            "POSTERN_WEBHOOK_URL"
+        } else {
+            var
+        },
+        format!("route {index}: {e}"),
+    )
 }
 
 fn parse_routes(var: &'static str, json: &str) -> Result<Vec<RouteSpec>, ConfigError> {
     serde_json::from_str(json).map_err(|e| invalid(var, format!("invalid routes JSON: {e}")))
 }
 
-fn parse_addr(var: &'static str, v: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+fn parse_addr(
+    var: &'static str,
+    v: Option<String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     v.as_deref()
         .unwrap_or(default)
         .parse()
@@ -333,14 +391,25 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(var: &'static str, v: Option<String>, default: T) -> Result<T, ConfigError> {
+fn parse_num<T: std::str::FromStr>(
+    var: &'static str,
+    v: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => s.trim().parse().map_err(|_| invalid(var, "must be a whole number")),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| invalid(var, "must be a whole number")),
     }
 }
 
-fn parse_duration(var: &'static str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+fn parse_duration(
+    var: &'static str,
+    v: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) => humantime::parse_duration(s.trim())
@@ -372,7 +441,8 @@ pub(crate) fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     }
     s.split(',')
         .map(|p| {
-            humantime::parse_duration(p.trim()).map_err(|e| format!("bad delay {:?}: {e}", p.trim()))
+            humantime::parse_duration(p.trim())
+                .map_err(|e| format!("bad delay {:?}: {e}", p.trim()))
         })
         .collect()
 }
@@ -400,7 +470,10 @@ mod tests {
     fn webhook_url_is_a_catch_all_route() {
         let c = cfg(&[
             ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
-            ("POSTERN_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            (
+                "POSTERN_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
         ])
         .unwrap();
         assert!(!c.dev_mode);
@@ -411,15 +484,36 @@ mod tests {
     fn errors_name_the_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("POSTERN_SMTP_LISTEN", "nope")], "POSTERN_SMTP_LISTEN"),
-            (&[("POSTERN_MAX_MESSAGE_SIZE", "huge")], "POSTERN_MAX_MESSAGE_SIZE"),
-            (&[("POSTERN_RETRY_SCHEDULE", "5s,soon")], "POSTERN_RETRY_SCHEDULE"),
+            (
+                &[("POSTERN_MAX_MESSAGE_SIZE", "huge")],
+                "POSTERN_MAX_MESSAGE_SIZE",
+            ),
+            (
+                &[("POSTERN_RETRY_SCHEDULE", "5s,soon")],
+                "POSTERN_RETRY_SCHEDULE",
+            ),
             (&[("POSTERN_ROUTES", "[{")], "POSTERN_ROUTES"),
-            (&[("POSTERN_WEBHOOK_URL", "http://x/"), ("POSTERN_WEBHOOK_SECRET", "nope")], "POSTERN_WEBHOOK_SECRET"),
-            (&[("POSTERN_WEBHOOK_URL", "http://x/")], "POSTERN_WEBHOOK_SECRET"),
-            (&[("POSTERN_MAX_LINE_LENGTH", "100")], "POSTERN_MAX_LINE_LENGTH"),
+            (
+                &[
+                    ("POSTERN_WEBHOOK_URL", "http://x/"),
+                    ("POSTERN_WEBHOOK_SECRET", "nope"),
+                ],
+                "POSTERN_WEBHOOK_SECRET",
+            ),
+            (
+                &[("POSTERN_WEBHOOK_URL", "http://x/")],
+                "POSTERN_WEBHOOK_SECRET",
+            ),
+            (
+                &[("POSTERN_MAX_LINE_LENGTH", "100")],
+                "POSTERN_MAX_LINE_LENGTH",
+            ),
             (&[("POSTERN_LOG_FORMAT", "xml")], "POSTERN_LOG_FORMAT"),
             (&[("POSTERN_FSYNC", "maybe")], "POSTERN_FSYNC"),
-            (&[("POSTERN_SMTP_IDLE_TIMEOUT", "forever")], "POSTERN_SMTP_IDLE_TIMEOUT"),
+            (
+                &[("POSTERN_SMTP_IDLE_TIMEOUT", "forever")],
+                "POSTERN_SMTP_IDLE_TIMEOUT",
+            ),
         ];
         for (vars, name) in cases {
             let err = cfg(vars).unwrap_err().to_string();
@@ -429,12 +523,19 @@ mod tests {
 
     #[test]
     fn sizes_and_schedules_parse() {
-        assert_eq!(parse_size("X", Some("25M".into()), 0).unwrap(), 25 * 1024 * 1024);
+        assert_eq!(
+            parse_size("X", Some("25M".into()), 0).unwrap(),
+            25 * 1024 * 1024
+        );
         assert_eq!(parse_size("X", Some("512k".into()), 0).unwrap(), 512 * 1024);
         assert_eq!(parse_size("X", Some("1000".into()), 0).unwrap(), 1000);
         assert_eq!(
             parse_schedule("100ms, 2s,1m").unwrap(),
-            vec![Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(60)]
+            vec![
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
         );
         assert!(parse_schedule("none").unwrap().is_empty());
     }

@@ -48,19 +48,44 @@ pub fn router(inbox: Option<Arc<DevInbox>>) -> Router {
         ),
         None => r,
     };
-    r.fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}}))) })
+    r.fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+        )
+    })
 }
 
 async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {
-    let items: Vec<Value> = inbox.items.lock().expect("inbox lock").iter().rev().cloned().collect();
+    let items: Vec<Value> = inbox
+        .items
+        .lock()
+        .expect("inbox lock")
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
     Json(json!({ "count": items.len(), "messages": items }))
 }
 
 /// Verifies like any Standard Webhooks receiver would, then keeps the
 /// payload. 401 on a bad signature, so a mis-signed build shows up at once.
-async fn receive(State(inbox): State<Arc<DevInbox>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (id, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+async fn receive(
+    State(inbox): State<Arc<DevInbox>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
     let Ok(ts) = ts.parse::<i64>() else {
         return (StatusCode::BAD_REQUEST, "missing webhook-timestamp").into_response();
     };

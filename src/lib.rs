@@ -69,7 +69,11 @@ impl Listeners {
 /// Runs Postern until `shutdown` is cancelled, then drains: stops
 /// accepting, lets DATA transfers and webhook POSTs in flight finish within
 /// the grace period, and returns. Whatever is left is on disk.
-pub async fn run(mut config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    mut config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let spool = Spool::open(&config.spool_dir, config.fsync).map_err(|source| Error::Spool {
         path: config.spool_dir.display().to_string(),
         source,
@@ -79,7 +83,11 @@ pub async fn run(mut config: Config, listeners: Listeners, shutdown: Cancellatio
 
     let dev_inbox = if config.dev_mode && config.routes.is_empty() {
         let secret = Secret::generate();
-        let host = if http_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { http_addr.ip().to_string() };
+        let host = if http_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            http_addr.ip().to_string()
+        };
         let url = format!("http://{host}:{}/dev/inbox", http_addr.port());
         let mut spec = RouteSpec::catch_all(url.clone());
         spec.secret = Some(route::OneOrMany::One(secret.to_whsec()));
@@ -88,7 +96,10 @@ pub async fn run(mut config: Config, listeners: Listeners, shutdown: Cancellatio
         warn!("DEVELOPMENT MODE: no POSTERN_WEBHOOK_URL or POSTERN_ROUTES set.");
         warn!("Every recipient is accepted and delivered to the built-in inbox");
         warn!("  {url}  (GET it to see the signed payloads)");
-        warn!("Dev webhook secret (new at each start): {}", secret.to_whsec());
+        warn!(
+            "Dev webhook secret (new at each start): {}",
+            secret.to_whsec()
+        );
         warn!("Do not expose this instance: it accepts mail for anyone.");
         warn!("==============================================================");
         Some(http::DevInbox::new(secret))
@@ -122,7 +133,12 @@ pub async fn run(mut config: Config, listeners: Listeners, shutdown: Cancellatio
     };
     info!(%smtp_addr, %http_addr, hostname = %config.hostname, "Postern listening");
 
-    let smtp_task = tokio::spawn(smtp::server::run(listeners.smtp, inbound, tracker.clone(), shutdown.clone()));
+    let smtp_task = tokio::spawn(smtp::server::run(
+        listeners.smtp,
+        inbound,
+        tracker.clone(),
+        shutdown.clone(),
+    ));
     let worker = Worker::new(config.clone(), spool.clone(), queue.clone());
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
@@ -141,7 +157,10 @@ pub async fn run(mut config: Config, listeners: Listeners, shutdown: Cancellatio
     let _ = smtp_task.await;
     let _ = worker_task.await;
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("grace period over; work still in flight stays pending on disk");
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;

@@ -14,7 +14,9 @@ Configuration comes from POSTERN_* environment variables (see README.md).
 With none set, Postern runs in development mode on 127.0.0.1.";
 
 fn main() -> anyhow::Result<()> {
-    let cmd = std::env::args().nth(1).unwrap_or_else(|| "serve".to_string());
+    let cmd = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "serve".to_string());
     match cmd.as_str() {
         "serve" => serve(),
         "gen-secret" => {
@@ -40,9 +42,9 @@ fn serve() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let listeners = postern::Listeners::bind(&config)
-            .await
-            .with_context(|| format!("binding {} and {}", config.smtp_listen, config.http_listen))?;
+        let listeners = postern::Listeners::bind(&config).await.with_context(|| {
+            format!("binding {} and {}", config.smtp_listen, config.http_listen)
+        })?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
         postern::run(config, listeners, shutdown).await?;
@@ -63,9 +65,15 @@ async fn signal_shutdown(token: CancellationToken) {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

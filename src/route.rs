@@ -128,7 +128,10 @@ impl Route {
         let secrets = match spec.secret {
             None => Vec::new(),
             Some(OneOrMany::One(s)) => vec![Secret::parse(&s)?],
-            Some(OneOrMany::Many(v)) => v.iter().map(|s| Secret::parse(s)).collect::<Result<_, _>>()?,
+            Some(OneOrMany::Many(v)) => v
+                .iter()
+                .map(|s| Secret::parse(s))
+                .collect::<Result<_, _>>()?,
         };
         Ok(Route {
             pattern: p.to_string(),
@@ -166,7 +169,9 @@ impl Route {
 
 /// `{name}` placeholders in a URL template.
 fn placeholders(url: &str) -> impl Iterator<Item = &str> {
-    url.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(n, _)| n))
+    url.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(n, _)| n))
 }
 
 /// Captured text goes into a URL: encode everything but RFC 3986 unreserved
@@ -226,7 +231,10 @@ mod tests {
 
     fn routes(json: &str) -> Vec<Route> {
         let specs: Vec<RouteSpec> = serde_json::from_str(json).unwrap();
-        specs.into_iter().map(|s| Route::compile(s).unwrap()).collect()
+        specs
+            .into_iter()
+            .map(|s| Route::compile(s).unwrap())
+            .collect()
     }
 
     fn urls(routes: &[Route], addr: &str) -> Vec<String> {
@@ -248,8 +256,14 @@ mod tests {
             ("support@example.com", &["http://h/support"]),
             ("Support@EXAMPLE.com", &["http://h/support"]),
             ("bob@example.com", &["http://h/all"]),
-            ("bob+news@example.com", &["http://h/all", "http://h/in/bob?tag=news"]),
-            ("bob+a/b?c@example.com", &["http://h/all", "http://h/in/bob?tag=a%2Fb%3Fc"]),
+            (
+                "bob+news@example.com",
+                &["http://h/all", "http://h/in/bob?tag=news"],
+            ),
+            (
+                "bob+a/b?c@example.com",
+                &["http://h/all", "http://h/in/bob?tag=a%2Fb%3Fc"],
+            ),
             ("x@other.org", &["http://h/other"]),
             ("x@sub.other.org", &[]),
             ("x@nowhere.net", &[]),
@@ -281,7 +295,10 @@ mod tests {
             let spec: RouteSpec = serde_json::from_str(b).unwrap();
             assert!(Route::compile(spec).is_err(), "{b}");
         }
-        assert!(serde_json::from_str::<RouteSpec>(r#"{"match": "*", "url": "http://h/", "sekret": "x"}"#).is_err());
+        assert!(serde_json::from_str::<RouteSpec>(
+            r#"{"match": "*", "url": "http://h/", "sekret": "x"}"#
+        )
+        .is_err());
     }
 
     #[test]
@@ -297,13 +314,17 @@ mod tests {
             .iter()
             .map(|a| (a.to_string(), resolve(&r, a)))
             .collect();
-        let got: Vec<(String, Vec<String>)> = split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
+        let got: Vec<(String, Vec<String>)> =
+            split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
         assert_eq!(
             got,
             vec![
                 ("http://h/a".to_string(), vec!["a@x.org".to_string()]),
                 ("http://h/x".to_string(), vec!["b@x.org".to_string()]),
-                ("http://h/rest".to_string(), vec!["b@x.org".to_string(), "c@y.org".to_string()]),
+                (
+                    "http://h/rest".to_string(),
+                    vec!["b@x.org".to_string(), "c@y.org".to_string()]
+                ),
             ]
         );
     }

@@ -1,11 +1,1091 @@
-// TEMPORARY placeholder, replaced by the mail-parser conversion.
-use base64::Engine;
+//! Raw RFC 5322 message → the `message` part of the webhook JSON payload.
+//!
+//! This module owns only what can be derived from the message bytes
+//! themselves: headers, addresses, thread ids, bodies and attachments. The SMTP
+//! envelope (MAIL FROM / RCPT TO, client address), delivery metadata and
+//! payload signing belong to the caller, which wraps [`MessageJson`] into the
+//! full payload.
+//!
+//! Parsing is delegated to `mail-parser`; this module decides which of its
+//! views to trust. The guiding rule is that a webhook must never lose a
+//! message: [`parse_message`] cannot fail, and whenever the bytes could not be
+//! understood the base64 of the untouched input is attached (`raw`), even if
+//! the route did not ask for it, so the receiver can still recover the mail.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use mail_parser::parsers::MessageStream;
+use mail_parser::{
+    Address as ParsedAddress, Header as ParsedHeader, HeaderName, MessageParser, MessagePart,
+    MimeHeaders, PartType,
+};
+use sha2::{Digest, Sha256};
+
+/// Options that come from the route.
 #[derive(Debug, Clone, Default)]
-pub struct PayloadOptions { pub include_raw: bool, pub max_attachment_inline: Option<usize> }
+pub struct PayloadOptions {
+    /// include `raw`: base64 of the whole message
+    pub include_raw: bool,
+    /// attachments larger than this many bytes get `content: null` (metadata still present). None = no limit.
+    pub max_attachment_inline: Option<usize>,
+}
+
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
-pub struct MessageJson { pub subject: Option<String>, pub raw: Option<String>, pub parse_error: bool }
+pub struct Address {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Attachment {
+    pub filename: Option<String>,
+    /// `type/subtype`, lowercase, without parameters.
+    pub content_type: String,
+    /// Size of the transfer-decoded bytes.
+    pub size: usize,
+    /// Lowercase hex SHA-256 of the transfer-decoded bytes.
+    pub sha256: String,
+    /// `"attachment"` or `"inline"`.
+    pub disposition: String,
+    /// Without the angle brackets.
+    pub content_id: Option<String>,
+    /// Standard padded base64 of the decoded bytes; `None` when larger than
+    /// [`PayloadOptions::max_attachment_inline`].
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct MessageJson {
+    /// Without angle brackets.
+    pub message_id: Option<String>,
+    /// RFC 2047 decoded.
+    pub subject: Option<String>,
+    /// RFC 3339; `None` when the Date header is missing or unparseable (the
+    /// original text is still available in `headers`).
+    pub date: Option<String>,
+    pub from: Vec<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    pub reply_to: Vec<Address>,
+    /// Message ids without angle brackets.
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Every header of the top-level message, in order, duplicates kept.
+    /// Names as written; values unfolded, RFC 2047 decoded and trimmed.
+    pub headers: Vec<Header>,
+    /// First real text/plain body part; never synthesised from HTML.
+    pub text: Option<String>,
+    /// First real text/html body part; never synthesised from text.
+    pub html: Option<String>,
+    /// Attachments and inline parts (e.g. `cid:` images), but not the bodies.
+    pub attachments: Vec<Attachment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// true when mail-parser could not parse the message at all (then most fields are empty); `raw` is then ALWAYS included, regardless of include_raw, so nothing is lost
+    pub parse_error: bool,
+}
+
+impl MessageJson {
+    fn unparsed(raw: &[u8]) -> Self {
+        MessageJson {
+            message_id: None,
+            subject: None,
+            date: None,
+            from: Vec::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            in_reply_to: Vec::new(),
+            references: Vec::new(),
+            headers: Vec::new(),
+            text: None,
+            html: None,
+            attachments: Vec::new(),
+            raw: Some(BASE64.encode(raw)),
+            parse_error: true,
+        }
+    }
+}
+
+/// Converts a raw message into its JSON representation. Never fails and never
+/// panics: input that cannot be parsed yields `parse_error: true` plus `raw`.
 pub fn parse_message(raw: &[u8], opts: &PayloadOptions) -> MessageJson {
-    let m = mail_parser::MessageParser::default().parse(raw);
-    MessageJson { subject: m.as_ref().and_then(|m| m.subject()).map(str::to_string),
-      raw: opts.include_raw.then(|| base64::engine::general_purpose::STANDARD.encode(raw)), parse_error: m.is_none() }
+    // mail-parser promises not to panic, but it is a large hand-written parser
+    // fed with attacker-controlled bytes and contains `debug_assert!`s on
+    // "impossible" states. A panic here would drop the mail, so treat it like
+    // any other unparseable message. (Only effective with panic=unwind.)
+    match std::panic::catch_unwind(|| convert(raw, opts)) {
+        Ok(Some(message)) => message,
+        Ok(None) | Err(_) => MessageJson::unparsed(raw),
+    }
+}
+
+fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
+    let message = MessageParser::default().parse(raw)?;
+    let typed = &message.parts.first()?.headers;
+    // mail-parser returns Some for almost anything, e.g. junk without a colon
+    // becomes one header *name*. Without a single `name:` field nothing was
+    // understood, and only `raw` (forced on by parse_message) keeps it intact.
+    if !typed.iter().any(|h| has_colon(raw, h)) {
+        return None;
+    }
+    let headers: Vec<Header> = typed.iter().map(|h| raw_header(raw, h)).collect();
+
+    let text = first_body(&message.parts, &message.text_body, |body| match body {
+        PartType::Text(text) => Some(text),
+        _ => None,
+    });
+    let html = first_body(&message.parts, &message.html_body, |body| match body {
+        PartType::Html(html) => Some(html),
+        _ => None,
+    });
+
+    let attachments = message
+        .attachments
+        .iter()
+        .filter_map(|&id| message.parts.get(id as usize))
+        .map(|part| attachment(raw, part, opts))
+        .collect();
+
+    Some(MessageJson {
+        message_id: ids(typed, HeaderName::MessageId).into_iter().next(),
+        // Same text as in `headers`; mail-parser's typed value is missing
+        // when the header is the last bytes of the input.
+        subject: typed
+            .iter()
+            .position(|h| h.name == HeaderName::Subject)
+            .map(|i| headers[i].value.clone())
+            .filter(|s| !s.is_empty()),
+        date: first_value(typed, HeaderName::Date)
+            .and_then(|v| v.as_datetime())
+            // mail-parser fills in whatever it could scan; a month 0 or a
+            // year 20 would be valid-looking but wrong RFC 3339.
+            .filter(|d| d.is_valid())
+            .map(|d| d.to_rfc3339()),
+        from: addresses(typed, HeaderName::From),
+        to: addresses(typed, HeaderName::To),
+        cc: addresses(typed, HeaderName::Cc),
+        reply_to: addresses(typed, HeaderName::ReplyTo),
+        in_reply_to: ids(typed, HeaderName::InReplyTo),
+        references: ids(typed, HeaderName::References),
+        headers,
+        text,
+        html,
+        attachments,
+        raw: opts.include_raw.then(|| BASE64.encode(raw)),
+        parse_error: false,
+    })
+}
+
+/// `body_text`/`body_html` would convert html→text and text→html on the fly,
+/// and mail-parser also lists an html-only alternative under `text_body` (and
+/// vice versa). Matching on the stored `PartType` keeps only genuine parts.
+fn first_body<'a>(
+    parts: &'a [MessagePart<'a>],
+    ids: &[u32],
+    pick: impl Fn(&'a PartType<'a>) -> Option<&'a Cow<'a, str>>,
+) -> Option<String> {
+    ids.iter()
+        .filter_map(|&id| parts.get(id as usize))
+        .find_map(|part| pick(&part.body))
+        .map(|s| s.to_string())
+}
+
+fn first_value<'a, 'x>(
+    headers: &'a [ParsedHeader<'x>],
+    name: HeaderName<'static>,
+) -> Option<&'a mail_parser::HeaderValue<'x>> {
+    headers.iter().find(|h| h.name == name).map(|h| &h.value)
+}
+
+/// All occurrences are collected: duplicated address headers are obsolete
+/// syntax (RFC 5322 §4.5.3) but real, and dropping recipients is worse.
+fn addresses(headers: &[ParsedHeader<'_>], name: HeaderName<'static>) -> Vec<Address> {
+    let convert = |a: &mail_parser::Addr<'_>| Address {
+        name: a.name.as_deref().map(str::to_owned),
+        address: a.address.as_deref().map(str::to_owned),
+    };
+    let mut out = Vec::new();
+    for header in headers.iter().filter(|h| h.name == name) {
+        match header.value.as_address() {
+            Some(ParsedAddress::List(list)) => out.extend(list.iter().map(convert)),
+            // Groups are flattened: receivers want mailboxes, and the group
+            // display name is still visible in `headers`.
+            Some(ParsedAddress::Group(groups)) => {
+                out.extend(groups.iter().flat_map(|g| g.addresses.iter()).map(convert))
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+fn ids(headers: &[ParsedHeader<'_>], name: HeaderName<'static>) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name == name)
+        // Not `as_text()`: for a list it returns the *last* id.
+        .filter_map(|h| h.value.as_text_list())
+        .flatten()
+        .map(|id| strip_brackets(id))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// mail-parser already strips brackets from well-formed ids; this covers the
+/// fallback paths where it returns the token as written.
+fn strip_brackets(id: &str) -> &str {
+    let id = id.trim();
+    let id = id.strip_prefix('<').unwrap_or(id);
+    let id = id.strip_suffix('>').unwrap_or(id);
+    id.trim()
+}
+
+fn has_colon(raw: &[u8], header: &ParsedHeader<'_>) -> bool {
+    raw.get(header.offset_field as usize..header.offset_start as usize)
+        .is_some_and(|name| name.ends_with(b":"))
+}
+
+/// Built from the raw bytes rather than mail-parser's typed values so every
+/// header — including ones it only partially understood — comes out in a
+/// uniform, lossless-as-possible textual form.
+fn raw_header(raw: &[u8], header: &ParsedHeader<'_>) -> Header {
+    let name = raw
+        .get(header.offset_field as usize..header.offset_start as usize)
+        .map(|n| {
+            String::from_utf8_lossy(n)
+                .trim()
+                .trim_end_matches(':')
+                .trim()
+                .to_owned()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| header.name.as_str().to_owned());
+    let value = raw
+        .get(header.offset_start as usize..header.offset_end as usize)
+        .map(|v| decode_encoded_words(&unfold(v)).trim().to_owned())
+        .unwrap_or_default();
+    Header { name, value }
+}
+
+/// Every line break together with the whitespace around the fold becomes one
+/// space, so a value reads the same however the sender's MUA wrapped it.
+fn unfold(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if matches!(value[i], b'\r' | b'\n') {
+            while i < value.len() && matches!(value[i], b'\r' | b'\n' | b' ' | b'\t') {
+                i += 1;
+            }
+            while out.last().is_some_and(|c| matches!(c, b' ' | b'\t')) {
+                out.pop();
+            }
+            out.push(b' ');
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Decodes RFC 2047 encoded words in place and leaves everything else as
+/// written. mail-parser's `parse_unstructured` would also decode, but it
+/// re-tokenises the value and mangles encoded words inside quotes (as some
+/// MUAs emit in display names), so only its word decoder is reused here.
+fn decode_encoded_words(value: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(value.len());
+    // Where the last encoded word ended: whitespace between two adjacent
+    // encoded words is not part of the text (RFC 2047 §6.2).
+    let mut after_word: Option<usize> = None;
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'=' && value.get(i + 1) == Some(&b'?') {
+            let rest = &value[i + 1..];
+            let mut stream = MessageStream::new(rest);
+            if let Some(decoded) = stream.decode_rfc2047() {
+                if let Some(end) = after_word {
+                    if out[end..].iter().all(|c| matches!(c, b' ' | b'\t')) {
+                        out.truncate(end);
+                    }
+                }
+                out.extend_from_slice(decoded.as_bytes());
+                after_word = Some(out.len());
+                // Always advance, whatever offset the stream reports.
+                i += 1 + stream.offset().clamp(1, rest.len());
+                continue;
+            }
+        }
+        if !matches!(value[i], b' ' | b'\t') {
+            after_word = None;
+        }
+        out.push(value[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn attachment(raw: &[u8], part: &MessagePart<'_>, opts: &PayloadOptions) -> Attachment {
+    let bytes: Cow<'_, [u8]> = match &part.body {
+        PartType::Binary(b) | PartType::InlineBinary(b) if !part.is_encoding_problem => {
+            Cow::Borrowed(b.as_ref())
+        }
+        // Text parts were charset-converted to UTF-8 by mail-parser, a nested
+        // message's `raw_message` can be the *outer* message, and a part with
+        // an encoding problem holds its still-encoded bytes. The receiver
+        // wants the file that was attached, so undo only the transfer
+        // encoding, on the part's own bytes.
+        _ => transfer_decoded(raw, part),
+    };
+    let content_id = part
+        .content_id()
+        .map(strip_brackets)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let disposition = match part.content_disposition() {
+        Some(cd) if cd.is_inline() => "inline",
+        Some(_) => "attachment",
+        // Content-ID without a disposition is how multipart/related marks
+        // parts referenced from the html (`cid:`).
+        None if content_id.is_some() => "inline",
+        None => "attachment",
+    };
+    let content = match opts.max_attachment_inline {
+        Some(max) if bytes.len() > max => None,
+        _ => Some(BASE64.encode(&bytes)),
+    };
+    Attachment {
+        filename: part.attachment_name().map(str::to_owned),
+        content_type: content_type(part),
+        size: bytes.len(),
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        disposition: disposition.to_owned(),
+        content_id,
+        content,
+    }
+}
+
+fn transfer_decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
+    let Some(encoded) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
+        return match &part.body {
+            PartType::Text(s) | PartType::Html(s) => Cow::Borrowed(s.as_bytes()),
+            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
+            _ => Cow::Borrowed(&[]),
+        };
+    };
+    // The header, not `part.encoding`: mail-parser resets the latter to None
+    // when it could not find the closing boundary, yet the bytes up to the
+    // end of the message are usually still perfectly decodable.
+    let cte = part.content_transfer_encoding().unwrap_or_default();
+    // An empty boundary makes the decoders run to the end of the slice, which
+    // already stops where the part ends.
+    let (end, decoded) = if cte.eq_ignore_ascii_case("base64") {
+        MessageStream::new(encoded).decode_base64_mime(b"")
+    } else if cte.eq_ignore_ascii_case("quoted-printable") {
+        MessageStream::new(encoded).decode_quoted_printable_mime(b"")
+    } else {
+        return Cow::Borrowed(encoded);
+    };
+    // usize::MAX is mail-parser's "not valid in this encoding": deliver the
+    // bytes as they are rather than a silently shortened file.
+    if end == usize::MAX {
+        Cow::Borrowed(encoded)
+    } else {
+        decoded
+    }
+}
+
+fn content_type(part: &MessagePart<'_>) -> String {
+    if let Some(ct) = part.content_type() {
+        if let Some(subtype) = ct.subtype() {
+            return format!("{}/{}", ct.ctype(), subtype).to_ascii_lowercase();
+        }
+    }
+    // No usable Content-Type: report what mail-parser decided the part is
+    // (RFC 2045 defaults to text/plain, multipart/digest to message/rfc822).
+    match part.body {
+        PartType::Message(_) => "message/rfc822",
+        PartType::Binary(_) | PartType::InlineBinary(_) => "application/octet-stream",
+        _ => "text/plain",
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    // The only place that knows where fixtures live; when this file moves to
+    // src/mail/json.rs, "/tests/fixtures/" becomes "/tests/fixtures/".
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/",
+                $name
+            ))
+            .as_slice()
+        };
+    }
+
+    fn all_fixtures() -> [(&'static str, &'static [u8]); 7] {
+        [
+            (
+                "multipart_alternative",
+                fixture!("multipart_alternative.eml"),
+            ),
+            ("attachments", fixture!("attachments.eml")),
+            ("inline_image", fixture!("inline_image.eml")),
+            ("encoded_headers", fixture!("encoded_headers.eml")),
+            ("utf8_8bit", fixture!("utf8_8bit.eml")),
+            ("broken_mime", fixture!("broken_mime.eml")),
+            ("forwarded_rfc822", fixture!("forwarded_rfc822.eml")),
+        ]
+    }
+
+    fn parse(raw: &[u8]) -> MessageJson {
+        parse_message(raw, &PayloadOptions::default())
+    }
+
+    /// Bypasses the `catch_unwind` safety net, so a panic anywhere in the
+    /// conversion fails the test instead of being reported as parse_error.
+    fn parse_unguarded(raw: &[u8]) {
+        let opts = PayloadOptions {
+            include_raw: false,
+            max_attachment_inline: Some(16),
+        };
+        if let Some(m) = convert(raw, &opts) {
+            serde_json::to_string(&m).unwrap();
+        }
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn header_values<'a>(m: &'a MessageJson, name: &str) -> Vec<&'a str> {
+        m.headers
+            .iter()
+            .filter(|h| h.name == name)
+            .map(|h| h.value.as_str())
+            .collect()
+    }
+
+    fn addr(name: Option<&str>, address: &str) -> Address {
+        Address {
+            name: name.map(str::to_owned),
+            address: Some(address.to_owned()),
+        }
+    }
+
+    /// The PDF attachment of attachments.eml, as generated (unwrapped).
+    const PDF_B64: &str = "JVBERi0xLjQKJeLjz9MKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2JqCjIgMCBvYmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFszIDAgUl0gL0NvdW50IDEgPj4KZW5kb2JqCjMgMCBvYmoKPDwgL1R5cGUgL1BhZ2UgL1BhcmVudCAyIDAgUiAvTWVkaWFCb3ggWzAgMCA2MTIgNzkyXSA+PgplbmRvYmoKNCAwIG9iago8PCAvTGVuZ3RoIDExID4+CnN0cmVhbQoAAQL//v2AfxAgMAplbmRzdHJlYW0KZW5kb2JqCnhyZWYKMCA1CnRyYWlsZXIKPDwgL1NpemUgNSAvUm9vdCAxIDAgUiA+PgpzdGFydHhyZWYKOQolJUVPRgo=";
+
+    #[test]
+    fn fixtures_use_crlf_line_endings() {
+        for (name, raw) in all_fixtures() {
+            for (i, &b) in raw.iter().enumerate() {
+                if b == b'\n' {
+                    assert!(i > 0 && raw[i - 1] == b'\r', "{name}: bare LF at {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn multipart_alternative_has_text_and_html() {
+        let m = parse(fixture!("multipart_alternative.eml"));
+        assert!(!m.parse_error);
+        assert_eq!(
+            m.text.as_deref(),
+            Some(
+                "Hi team,\r\n\r\nthe quarterly numbers are attached to the wiki.\r\n\r\nAlice\r\n"
+            )
+        );
+        let html = m.html.as_deref().unwrap();
+        assert!(html.starts_with("<div dir=\"ltr\">"), "{html}");
+        assert!(html.contains("<b>wiki</b>"));
+        assert!(m.attachments.is_empty());
+        assert_eq!(m.subject.as_deref(), Some("Quarterly numbers"));
+        assert_eq!(m.date.as_deref(), Some("2024-05-14T11:12:33+02:00"));
+        assert_eq!(
+            m.message_id.as_deref(),
+            Some("CAHx5Vd3=Qm2Lk8x+JmKpZw@mail.gmail.com")
+        );
+        assert_eq!(
+            m.from,
+            vec![addr(Some("Alice Sender"), "alice.sender@gmail.com")]
+        );
+        assert_eq!(
+            m.to,
+            vec![
+                addr(Some("Inbox"), "inbox@postern.example"),
+                addr(None, "bob@example.org")
+            ]
+        );
+        assert_eq!(
+            m.cc,
+            vec![addr(Some("Carol, Finance"), "carol@example.org")]
+        );
+        assert!(m.reply_to.is_empty());
+        assert_eq!(
+            header_values(&m, "Cc"),
+            vec!["\"Carol, Finance\" <carol@example.org>"]
+        );
+        // Folded with a mix of spaces and tabs; unfolding gives single spaces.
+        assert_eq!(
+            header_values(&m, "DKIM-Signature"),
+            vec![
+                "v=1; a=rsa-sha256; c=relaxed/relaxed; d=gmail.com; s=20230601; \
+                 t=1715677964; x=1716282764; h=to:subject:message-id:date:from:\
+                 mime-version:from:to:cc:subject :date:message-id:reply-to; \
+                 bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=Zm9vYmFyYmF6"
+            ]
+        );
+        assert!(m.raw.is_none());
+    }
+
+    #[test]
+    fn attachments_are_decoded_and_hashed() {
+        let m = parse(fixture!("attachments.eml"));
+        assert!(!m.parse_error);
+        assert_eq!(
+            m.text.as_deref(),
+            Some("Hallo,\r\n\r\nanbei die Rechnung und meine Notizen.\r\n\r\nGruss\r\nDieter\r\n")
+        );
+        assert_eq!(m.html, None);
+        assert_eq!(m.attachments.len(), 3);
+
+        let pdf_bytes = BASE64.decode(PDF_B64).unwrap();
+        let pdf = &m.attachments[0];
+        assert_eq!(pdf.filename.as_deref(), Some("Rechnung_März.pdf"));
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!(pdf.disposition, "attachment");
+        assert_eq!(pdf.content_id, None);
+        assert_eq!(pdf.size, 314);
+        assert_eq!(pdf.size, pdf_bytes.len());
+        // Expected hash computed outside Rust (Python hashlib) and here.
+        assert_eq!(
+            pdf.sha256,
+            "e243ddc80c6989982899b806ac580207a684e97d664e3c0461d79b09a8a7b5e4"
+        );
+        assert_eq!(pdf.sha256, sha256_hex(&pdf_bytes));
+        assert_eq!(pdf.content.as_deref(), Some(PDF_B64));
+
+        let notes_bytes = "Notizen zum Treffen:\n- Budget prüfen\n- Termin: 3. Juni\n".as_bytes();
+        let notes = &m.attachments[1];
+        assert_eq!(notes.filename.as_deref(), Some("notes.txt"));
+        assert_eq!(notes.content_type, "text/plain");
+        assert_eq!(notes.size, notes_bytes.len());
+        assert_eq!(notes.sha256, sha256_hex(notes_bytes));
+        assert_eq!(
+            BASE64.decode(notes.content.as_deref().unwrap()).unwrap(),
+            notes_bytes
+        );
+
+        // The file's own ISO-8859-1 bytes, not a UTF-8 re-encoding; QP line
+        // breaks are CRLF in MIME canonical form.
+        let csv_bytes: &[u8] = b"Name;Stadt\r\nJ\xfcrgen;K\xf6ln\r\nRen\xe9;Z\xfcrich\r\n";
+        let csv = &m.attachments[2];
+        assert_eq!(csv.filename.as_deref(), Some("liste.csv"));
+        assert_eq!(csv.content_type, "text/csv");
+        assert_eq!(csv.size, csv_bytes.len());
+        assert_eq!(csv.sha256, sha256_hex(csv_bytes));
+        assert_eq!(
+            BASE64.decode(csv.content.as_deref().unwrap()).unwrap(),
+            csv_bytes
+        );
+    }
+
+    #[test]
+    fn inline_image_is_listed_with_content_id() {
+        let m = parse(fixture!("inline_image.eml"));
+        assert_eq!(m.text.as_deref(), Some("Our new logo is here.\r\n"));
+        let html = m.html.as_deref().unwrap();
+        // Quoted-printable decoded, soft line break joined.
+        assert!(
+            html.contains(r#"<img src="cid:logo@x" alt="logo">"#),
+            "{html}"
+        );
+        assert_eq!(m.attachments.len(), 1);
+        let logo = &m.attachments[0];
+        assert_eq!(logo.content_type, "image/png");
+        assert_eq!(logo.disposition, "inline");
+        assert_eq!(logo.content_id.as_deref(), Some("logo@x"));
+        assert_eq!(logo.filename.as_deref(), Some("logo.png"));
+        let png = BASE64.decode(logo.content.as_deref().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(logo.size, 69);
+        assert_eq!(
+            logo.sha256,
+            "7c36483b937f722bc8a8052eb61978bcbda084d1cec7c512e461c285016ded0d"
+        );
+    }
+
+    #[test]
+    fn content_id_without_disposition_counts_as_inline() {
+        let raw = b"Content-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: text/html\r\n\r\n<img src=cid:a>\r\n--b\r\n\
+            Content-Type: image/gif\r\nContent-ID: <a>\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nR0lGODlh\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].disposition, "inline");
+        assert_eq!(m.attachments[0].content_id.as_deref(), Some("a"));
+        assert_eq!(m.attachments[0].size, 6);
+    }
+
+    #[test]
+    fn encoded_and_folded_headers_are_decoded() {
+        let m = parse(fixture!("encoded_headers.eml"));
+        assert_eq!(m.subject.as_deref(), Some("Grüße aus Köln ☕"));
+        assert_eq!(header_values(&m, "Subject"), vec!["Grüße aus Köln ☕"]);
+        assert_eq!(
+            m.from,
+            vec![addr(Some("Jürgen Müller"), "juergen@example.de")]
+        );
+        assert_eq!(
+            m.to,
+            vec![
+                addr(Some("Anna König"), "anna@example.de"),
+                addr(Some("Bernd Schulz"), "bernd@example.de"),
+            ]
+        );
+        assert_eq!(
+            m.reply_to,
+            vec![addr(Some("Support Team"), "support@example.de")]
+        );
+        assert_eq!(
+            header_values(&m, "From"),
+            vec!["Jürgen Müller <juergen@example.de>"]
+        );
+        assert_eq!(
+            header_values(&m, "To"),
+            vec!["Anna König <anna@example.de>, \"Bernd Schulz\" <bernd@example.de>"]
+        );
+        assert_eq!(
+            header_values(&m, "X-Long-Header"),
+            vec!["this header value is folded across two lines"]
+        );
+        assert_eq!(m.text.as_deref(), Some("Viele Grüße aus Köln!\r\n"));
+        assert_eq!(m.date.as_deref(), Some("2024-05-17T09:00:00+02:00"));
+    }
+
+    #[test]
+    fn message_ids_have_no_angle_brackets() {
+        let m = parse(fixture!("encoded_headers.eml"));
+        assert_eq!(m.message_id.as_deref(), Some("a1b2c3@mail.example.de"));
+        assert_eq!(m.in_reply_to, vec!["parent-1@mail.example.de"]);
+        assert_eq!(
+            m.references,
+            vec!["root-0@mail.example.de", "parent-1@mail.example.de"]
+        );
+        // The header view keeps what was written.
+        assert_eq!(
+            header_values(&m, "References"),
+            vec!["<root-0@mail.example.de> <parent-1@mail.example.de>"]
+        );
+    }
+
+    #[test]
+    fn headers_keep_order_duplicates_and_spelling() {
+        let m = parse(fixture!("encoded_headers.eml"));
+        let names: Vec<&str> = m.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Received",
+                "Received",
+                "From",
+                "To",
+                "Reply-To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "In-Reply-To",
+                "References",
+                "X-Long-Header",
+                "MIME-Version",
+                "Content-Type",
+                "Content-Transfer-Encoding",
+            ]
+        );
+        assert_eq!(
+            header_values(&m, "Received"),
+            vec![
+                "from a.example (a.example [192.0.2.1]) by mx.postern.example; \
+                 Fri, 17 May 2024 07:00:00 +0000",
+                "from b.example (b.example [192.0.2.2]) by a.example; \
+                 Fri, 17 May 2024 06:59:58 +0000",
+            ]
+        );
+
+        let m = parse(b"SUBJECT: shouting\r\nx-lower: a\r\nX-Lower: b\r\n\r\nbody");
+        let pairs: Vec<(&str, &str)> = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("SUBJECT", "shouting"), ("x-lower", "a"), ("X-Lower", "b")]
+        );
+        assert_eq!(m.subject.as_deref(), Some("shouting"));
+    }
+
+    #[test]
+    fn encoded_words_inside_quotes_and_invalid_utf8_in_headers() {
+        let raw = b"From: \"=?UTF-8?Q?J=C3=B6rg?=\" <j@x.de>\r\n\
+            Subject: =?utf-8?q?a?= b =?utf-8?q?c?=  =?utf-8?q?d?=\r\n\
+            X-Latin1: caf\xe9\r\n\r\nbody";
+        let m = parse(raw);
+        assert_eq!(header_values(&m, "From"), vec!["\"Jörg\" <j@x.de>"]);
+        assert_eq!(m.from, vec![addr(Some("Jörg"), "j@x.de")]);
+        // Whitespace between adjacent encoded words is dropped, other kept.
+        assert_eq!(m.subject.as_deref(), Some("a b cd"));
+        assert_eq!(header_values(&m, "X-Latin1"), vec!["caf\u{fffd}"]);
+    }
+
+    #[test]
+    fn utf8_8bit_plain_text_only() {
+        let m = parse(fixture!("utf8_8bit.eml"));
+        assert!(!m.parse_error);
+        assert_eq!(
+            m.text.as_deref(),
+            Some(
+                "Hei! Blåbærsyltetøy på smørbrød, 日本語のテキスト, emoji 🎉.\r\n\
+                 Zweite Zeile mit Umlauten: äöüß.\r\n"
+            )
+        );
+        assert_eq!(m.html, None, "html must not be synthesised from text");
+        assert!(m.attachments.is_empty());
+        assert_eq!(m.subject.as_deref(), Some("Smörgåsbord"));
+        assert_eq!(m.from, vec![addr(Some("Zoë Ødegård"), "zoe@example.no")]);
+    }
+
+    #[test]
+    fn html_only_message_has_no_invented_text() {
+        let single = parse(b"Subject: s\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n");
+        assert_eq!(single.text, None);
+        assert_eq!(single.html.as_deref(), Some("<p>hi</p>\r\n"));
+
+        let alternative = parse(
+            b"Subject: s\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+              --b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",
+        );
+        assert_eq!(alternative.text, None);
+        assert_eq!(alternative.html.as_deref(), Some("<p>hi</p>"));
+        assert!(alternative.attachments.is_empty());
+    }
+
+    #[test]
+    fn broken_mime_recovers_what_it_can() {
+        let raw = fixture!("broken_mime.eml");
+        let opts = PayloadOptions {
+            include_raw: true,
+            max_attachment_inline: None,
+        };
+        let m = parse_message(raw, &opts);
+        assert!(!m.parse_error);
+        assert_eq!(
+            m.text.as_deref(),
+            Some("This text must survive even though the MIME structure is broken.\r\n")
+        );
+        assert_eq!(m.subject.as_deref(), Some("Broken MIME structure"));
+        // The unterminated base64 part is decoded up to where the input ends.
+        let cut = m
+            .attachments
+            .iter()
+            .find(|a| a.filename.as_deref() == Some("cut.bin"))
+            .expect("cut.bin listed");
+        let expected: Vec<u8> = (0u8..=110).collect();
+        assert_eq!(cut.size, expected.len());
+        assert_eq!(cut.sha256, sha256_hex(&expected));
+        assert_eq!(
+            BASE64.decode(cut.content.as_deref().unwrap()).unwrap(),
+            expected
+        );
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+    }
+
+    #[test]
+    fn undecodable_base64_is_delivered_as_is() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            !!!not base64***\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(
+            BASE64
+                .decode(m.attachments[0].content.as_deref().unwrap())
+                .unwrap(),
+            b"!!!not base64***"
+        );
+    }
+
+    #[test]
+    fn nested_message_is_one_attachment_with_its_raw_bytes() {
+        let raw = fixture!("forwarded_rfc822.eml");
+        let m = parse(raw);
+        assert_eq!(m.text.as_deref(), Some("See the forwarded message.\r\n"));
+        assert_eq!(m.html, None, "the nested html must not leak out");
+        assert_eq!(m.attachments.len(), 1);
+        let fwd = &m.attachments[0];
+        assert_eq!(fwd.content_type, "message/rfc822");
+        assert_eq!(fwd.filename.as_deref(), Some("The original.eml"));
+        assert_eq!(fwd.disposition, "attachment");
+
+        let start = find(raw, b"Return-Path: <orig@example.net>");
+        let end = find(raw, b"--nested-b--\r\n") + b"--nested-b--\r\n".len();
+        let nested = &raw[start..end];
+        assert_eq!(fwd.size, nested.len());
+        assert_eq!(fwd.sha256, sha256_hex(nested));
+        assert_eq!(
+            BASE64.decode(fwd.content.as_deref().unwrap()).unwrap(),
+            nested
+        );
+    }
+
+    #[test]
+    fn base64_encoded_nested_message_is_decoded() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+            --b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            U3ViamVjdDogbmVzdGVkDQoNCmJvZHkNCg==\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].content_type, "message/rfc822");
+        assert_eq!(
+            BASE64
+                .decode(m.attachments[0].content.as_deref().unwrap())
+                .unwrap(),
+            b"Subject: nested\r\n\r\nbody\r\n"
+        );
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("needle present")
+    }
+
+    #[test]
+    fn include_raw_round_trips_exactly() {
+        let opts = PayloadOptions {
+            include_raw: true,
+            max_attachment_inline: None,
+        };
+        for (name, raw) in all_fixtures() {
+            let m = parse_message(raw, &opts);
+            let decoded = BASE64
+                .decode(m.raw.as_deref().expect("raw present"))
+                .unwrap();
+            assert_eq!(decoded, raw, "{name}");
+            assert!(parse(raw).raw.is_none(), "{name}: raw only on request");
+        }
+    }
+
+    #[test]
+    fn max_attachment_inline_drops_content_but_keeps_metadata() {
+        let full = parse(fixture!("attachments.eml"));
+        let opts = PayloadOptions {
+            include_raw: false,
+            max_attachment_inline: Some(56),
+        };
+        let limited = parse_message(fixture!("attachments.eml"), &opts);
+        let pdf = &limited.attachments[0];
+        assert_eq!(pdf.content, None);
+        assert_eq!(pdf.size, 314);
+        assert_eq!(pdf.sha256, full.attachments[0].sha256);
+        assert_eq!(pdf.filename, full.attachments[0].filename);
+        // notes.txt is exactly at the limit: "larger than" excludes it.
+        assert_eq!(limited.attachments[1].size, 56);
+        assert_eq!(limited.attachments[1], full.attachments[1]);
+        assert_eq!(limited.attachments[2], full.attachments[2]);
+
+        let json = serde_json::to_value(&limited).unwrap();
+        assert_eq!(json["attachments"][0]["content"], Value::Null);
+    }
+
+    #[test]
+    fn serialises_with_snake_case_field_names() {
+        let m = parse(fixture!("inline_image.eml"));
+        let json = serde_json::to_value(&m).unwrap();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |k: &[&str]| -> Vec<String> {
+            let mut k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&json),
+            sorted(&[
+                "message_id",
+                "subject",
+                "date",
+                "from",
+                "to",
+                "cc",
+                "reply_to",
+                "in_reply_to",
+                "references",
+                "headers",
+                "text",
+                "html",
+                "attachments",
+                "parse_error",
+            ]),
+            "raw is omitted when not requested"
+        );
+        assert_eq!(
+            keys(&json["attachments"][0]),
+            sorted(&[
+                "filename",
+                "content_type",
+                "size",
+                "sha256",
+                "disposition",
+                "content_id",
+                "content",
+            ])
+        );
+        assert_eq!(keys(&json["from"][0]), sorted(&["name", "address"]));
+        assert_eq!(keys(&json["headers"][0]), sorted(&["name", "value"]));
+        assert_eq!(json["message_id"], "20240516183000.4711@shop.example");
+        assert_eq!(json["to"][0]["name"], Value::Null);
+        assert_eq!(json["attachments"][0]["content_id"], "logo@x");
+        assert_eq!(json["attachments"][0]["size"], 69);
+        assert_eq!(json["parse_error"], false);
+
+        let with_raw = serde_json::to_value(parse_message(
+            fixture!("inline_image.eml"),
+            &PayloadOptions {
+                include_raw: true,
+                max_attachment_inline: None,
+            },
+        ))
+        .unwrap();
+        assert!(with_raw["raw"].is_string());
+    }
+
+    #[test]
+    fn unparseable_input_forces_raw() {
+        let inputs: [&[u8]; 5] = [
+            b"",
+            &[0u8; 64],
+            b"\r\n\r\n\r\n",
+            b"\xff\xfe\x00garbage\x80\x81 without any colon",
+            b"   \t  ",
+        ];
+        for raw in inputs {
+            // include_raw is false: a parse error must override it.
+            let m = parse(raw);
+            assert!(m.parse_error, "{raw:?}");
+            assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+            assert!(m.headers.is_empty() && m.attachments.is_empty());
+            assert_eq!((m.text, m.html, m.subject), (None, None, None));
+            let json = serde_json::to_value(parse(raw)).unwrap();
+            assert_eq!(json["parse_error"], true);
+            assert!(json["raw"].is_string());
+        }
+    }
+
+    #[test]
+    fn unusual_but_parseable_inputs() {
+        // Bare LF line endings (not SMTP-conformant, but seen in the wild).
+        let m = parse(b"From: a@b.example\nSubject: lf\n\nbody\n");
+        assert_eq!(m.subject.as_deref(), Some("lf"));
+        assert_eq!(m.text.as_deref(), Some("body\n"));
+
+        // Header as the very last bytes, no body separator.
+        let m = parse(b"Subject: only a header");
+        assert!(!m.parse_error);
+        assert_eq!(m.subject.as_deref(), Some("only a header"));
+
+        // Unparseable date: no made-up timestamp, original kept in headers.
+        let m = parse(b"Date: Mon, 45 Foo 20 99:99:99\r\n\r\nx");
+        assert_eq!(m.date, None);
+        assert_eq!(header_values(&m, "Date"), vec!["Mon, 45 Foo 20 99:99:99"]);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Deterministic xorshift so failures are reproducible.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: &[u8] = b"\0\r\n\t :;=?\"<>-_/abcAZ09+\xff\xc3\x80";
+        for len in 0..400usize {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            parse_unguarded(&junk);
+            let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            parse_unguarded(&random);
+        }
+    }
+
+    #[test]
+    fn truncated_fixtures_never_panic() {
+        // Every prefix of every fixture: covers cuts inside headers,
+        // boundaries, encoded words and base64 lines.
+        for (_, raw) in all_fixtures() {
+            for end in 0..=raw.len() {
+                parse_unguarded(&raw[..end]);
+            }
+        }
+    }
+
+    #[test]
+    fn mail_parser_assertion_does_not_escape() {
+        // Found by mutation fuzzing: trips a `debug_assert!` inside
+        // mail-parser 0.11.9 (message.rs, "Invalid part ID"), so in debug
+        // builds this only passes thanks to the catch_unwind in parse_message.
+        let raw = b"Content-Type:multipart/;boundary=fwdBoundary123\n\n\
+            --fwdBoundary123Content-Type:message/rfc822;\n\n<\n\
+            Content-Type:message/rfc822;\n\n\n--fwdBoundary123--";
+        let m = parse(raw);
+        assert!(!m.parse_error || m.raw.is_some());
+    }
+
+    #[test]
+    fn huge_and_hostile_headers() {
+        let mut raw = b"Subject: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 1 << 20));
+        raw.extend_from_slice(b"\r\nX-Words: ");
+        for _ in 0..20_000 {
+            raw.extend_from_slice(b"=?utf-8?q?unterminated ");
+        }
+        raw.extend_from_slice(b"\r\nX-");
+        raw.extend(std::iter::repeat_n(b'n', 100_000));
+        raw.extend_from_slice(b": long name\r\n\r\nbody\r\n");
+        let m = convert(&raw, &PayloadOptions::default()).expect("parsed");
+        assert_eq!(m.subject.as_ref().map(String::len), Some(1 << 20));
+        assert_eq!(m.headers.len(), 3);
+        assert_eq!(m.headers[2].name.len(), 100_002);
+        assert_eq!(m.text.as_deref(), Some("body\r\n"));
+    }
 }

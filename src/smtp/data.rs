@@ -135,7 +135,11 @@ mod tests {
                 Some(n) => Some(n),
                 None => r.feed(&input[cut..], &mut out).map(|n| n + cut),
             };
-            assert_eq!((end, &out, r.bare_line_end), (whole.0, &whole.1, whole.2), "cut at {cut}");
+            assert_eq!(
+                (end, &out, r.bare_line_end),
+                (whole.0, &whole.1, whole.2),
+                "cut at {cut}"
+            );
         }
         whole
     }

@@ -29,7 +29,8 @@ pub const NEED_MAIL: &str = "503 5.5.1 Send MAIL first";
 pub const NO_RCPTS: &str = "554 5.5.1 No valid recipients";
 pub const NO_ROUTE: &str = "550 5.1.1 Recipient address rejected: no route for this mailbox";
 pub const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
-pub const BARE_LINE_END: &str = "550 5.5.2 Message refused: bare CR or LF in content; lines must end with CRLF";
+pub const BARE_LINE_END: &str =
+    "550 5.5.2 Message refused: bare CR or LF in content; lines must end with CRLF";
 
 /// A reply's code class: the first digit.
 pub fn class(line: &str) -> u8 {

@@ -12,7 +12,12 @@ use super::session::{Inbound, Peer, Session};
 
 /// Serves `listener` until `shutdown` is cancelled; returns once the loop
 /// stopped accepting. Sessions keep running in `tracker`.
-pub async fn run(listener: TcpListener, inbound: Inbound, tracker: TaskTracker, shutdown: CancellationToken) {
+pub async fn run(
+    listener: TcpListener,
+    inbound: Inbound,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -33,7 +38,12 @@ pub async fn run(listener: TcpListener, inbound: Inbound, tracker: TaskTracker, 
             }
         };
         let _ = stream.set_nodelay(true);
-        let session = Session::new(stream, inbound.clone(), Peer { ip: addr.ip() }, shutdown.clone());
+        let session = Session::new(
+            stream,
+            inbound.clone(),
+            Peer { ip: addr.ip() },
+            shutdown.clone(),
+        );
         let span = tracing::info_span!("smtp", peer = %addr);
         tracker.spawn(session.run().instrument(span));
     }

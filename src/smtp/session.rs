@@ -320,7 +320,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn hello(&mut self, host: &str, esmtp: bool) -> Next {
         if host.is_empty() {
-            return self.error(if esmtp { "501 5.5.4 Syntax: EHLO hostname" } else { "501 5.5.4 Syntax: HELO hostname" });
+            return self.error(if esmtp {
+                "501 5.5.4 Syntax: EHLO hostname"
+            } else {
+                "501 5.5.4 Syntax: HELO hostname"
+            });
         }
         // A new greeting resets any transaction (RFC 5321 4.1.4).
         self.tx = Transaction::default();
@@ -452,7 +456,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(()) => {
                     let now = spool::now_ms();
                     for index in 0..envelope.deliveries.len() {
-                        self.inbound.queue.push(JobKey { id: id.clone(), index }, now);
+                        self.inbound.queue.push(
+                            JobKey {
+                                id: id.clone(),
+                                index,
+                            },
+                            now,
+                        );
                     }
                     info!(
                         size,
@@ -521,12 +531,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 /// Keeps client-supplied text from breaking our header: printable ASCII
 /// without spaces or parentheses (they would open a comment).
 fn sanitize(s: &str) -> Cow<'_, str> {
-    if s.bytes().all(|b| b.is_ascii_graphic() && b != b'(' && b != b')') {
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'(' && b != b')')
+    {
         Cow::Borrowed(s)
     } else {
         Cow::Owned(
             s.chars()
-                .map(|c| if c.is_ascii_graphic() && c != '(' && c != ')' { c } else { '?' })
+                .map(|c| {
+                    if c.is_ascii_graphic() && c != '(' && c != ')' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
                 .collect(),
         )
     }
@@ -549,12 +567,16 @@ fn parse_error_reply(e: &ParseError) -> Cow<'static, str> {
         ParseError::InvalidSenderAddress => reply::BAD_SENDER.into(),
         ParseError::InvalidRecipientAddress => reply::BAD_RCPT.into(),
         ParseError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}").into(),
-        ParseError::InvalidParameter { param } => format!("501 5.5.4 Invalid parameter {param}").into(),
+        ParseError::InvalidParameter { param } => {
+            format!("501 5.5.4 Invalid parameter {param}").into()
+        }
         ParseError::UnsupportedParameter { param } => {
             format!("555 5.5.4 Unsupported parameter {}", sanitize(param)).into()
         }
         ParseError::ResponseTooLong => reply::LINE_TOO_LONG.into(),
-        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => reply::SYNTAX.into(),
+        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
+            reply::SYNTAX.into()
+        }
     }
 }
 

@@ -181,7 +181,9 @@ impl Spool {
     }
 
     fn state_path(&self, key: &JobKey) -> PathBuf {
-        self.root.join("state").join(format!("{}.{}.json", key.id, key.index))
+        self.root
+            .join("state")
+            .join(format!("{}.{}.json", key.id, key.index))
     }
 
     /// Starts writing a message: the envelope line goes first, the caller
@@ -228,7 +230,10 @@ impl Spool {
         let bytes = serde_json::to_vec(state).expect("state serialises");
         tokio::task::spawn_blocking(move || {
             let dest = this.state_path(&key);
-            let tmp = this.root.join("tmp").join(format!("{}.{}.state", key.id, key.index));
+            let tmp = this
+                .root
+                .join("tmp")
+                .join(format!("{}.{}.state", key.id, key.index));
             this.write_atomic(&tmp, &dest, &bytes)?;
             this.sync_dir("state")
         })
@@ -266,7 +271,10 @@ impl Spool {
             };
             self.write_state(key, &done).await?;
             for index in 0..deliveries {
-                let other = JobKey { id: key.id.clone(), index };
+                let other = JobKey {
+                    id: key.id.clone(),
+                    index,
+                };
                 if self.read_state(&other).await?.state != State::Delivered {
                     return Ok(());
                 }
@@ -279,7 +287,10 @@ impl Spool {
     pub async fn remove(&self, id: &str, deliveries: usize) -> Result<()> {
         ignore_missing(tokio::fs::remove_file(self.msg_path(id)).await)?;
         for index in 0..deliveries {
-            let key = JobKey { id: id.to_string(), index };
+            let key = JobKey {
+                id: id.to_string(),
+                index,
+            };
             ignore_missing(tokio::fs::remove_file(self.state_path(&key)).await)?;
         }
         Ok(())
@@ -316,7 +327,10 @@ impl Spool {
             report.messages += 1;
             ids.insert(id.clone());
             for index in 0..envelope.deliveries.len() {
-                let key = JobKey { id: id.clone(), index };
+                let key = JobKey {
+                    id: id.clone(),
+                    index,
+                };
                 let state = match std::fs::read(self.state_path(&key)) {
                     Ok(b) => match serde_json::from_slice::<DeliveryState>(&b) {
                         Ok(s) => s,
@@ -344,7 +358,9 @@ impl Spool {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        report.pending.sort_by_key(|(k, due)| (*due, k.id.clone(), k.index));
+        report
+            .pending
+            .sort_by_key(|(k, due)| (*due, k.id.clone(), k.index));
         Ok(report)
     }
 }
@@ -365,7 +381,10 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
     let envelope: Envelope = serde_json::from_slice(&bytes[..nl])
         .map_err(|e| Error::Corrupt(id.into(), format!("envelope: {e}")))?;
     if envelope.id != id {
-        return Err(Error::Corrupt(id.into(), "envelope id does not match file name".into()));
+        return Err(Error::Corrupt(
+            id.into(),
+            "envelope id does not match file name".into(),
+        ));
     }
     bytes.drain(..=nl);
     Ok((envelope, bytes))
@@ -459,15 +478,27 @@ mod tests {
         let report = spool.scan().unwrap();
         assert_eq!(report.pending.len(), 2);
 
-        let k0 = JobKey { id: id.clone(), index: 0 };
-        let k1 = JobKey { id: id.clone(), index: 1 };
+        let k0 = JobKey {
+            id: id.clone(),
+            index: 0,
+        };
+        let k1 = JobKey {
+            id: id.clone(),
+            index: 1,
+        };
         spool.finish(&k0, 2).await.unwrap();
         // one left: message still there, delivery 0 not pending any more
         let report = spool.scan().unwrap();
-        assert_eq!(report.pending.iter().map(|p| p.0.index).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            report.pending.iter().map(|p| p.0.index).collect::<Vec<_>>(),
+            [1]
+        );
         spool.finish(&k1, 2).await.unwrap();
         assert!(spool.load(&id).await.is_err());
-        assert_eq!(std::fs::read_dir(dir.path().join("state")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("state")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -479,7 +510,10 @@ mod tests {
         w.write(b"partial").await.unwrap();
         drop(w);
         assert_eq!(spool.scan().unwrap().messages, 0);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -506,8 +540,16 @@ mod tests {
         let id = new_id();
         let w = spool.create(&envelope(&id, 1)).await.unwrap();
         w.commit().await.unwrap();
-        let key = JobKey { id: id.clone(), index: 0 };
-        let dead = DeliveryState { state: State::Dead, attempts: 8, next_at: 0, last_error: Some("410".into()) };
+        let key = JobKey {
+            id: id.clone(),
+            index: 0,
+        };
+        let dead = DeliveryState {
+            state: State::Dead,
+            attempts: 8,
+            next_at: 0,
+            last_error: Some("410".into()),
+        };
         spool.write_state(&key, &dead).await.unwrap();
         let report = spool.scan().unwrap();
         assert_eq!((report.dead, report.pending.len()), (1, 0));

@@ -28,7 +28,10 @@ impl Queue {
 
     /// Schedules `key` at `due` (unix ms) and wakes the dispatcher.
     pub fn push(&self, key: JobKey, due: u64) {
-        self.heap.lock().expect("queue lock").push(Reverse((due, key)));
+        self.heap
+            .lock()
+            .expect("queue lock")
+            .push(Reverse((due, key)));
         self.notify.notify_one();
     }
 
@@ -64,7 +67,10 @@ mod tests {
     #[test]
     fn earliest_first() {
         let q = Queue::new();
-        let k = |i| JobKey { id: "m".into(), index: i };
+        let k = |i| JobKey {
+            id: "m".into(),
+            index: i,
+        };
         q.push(k(0), 30);
         q.push(k(1), 10);
         q.push(k(2), 20);

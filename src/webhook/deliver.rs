@@ -97,7 +97,12 @@ impl Worker {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds");
-        Worker { config, spool, queue, client }
+        Worker {
+            config,
+            spool,
+            queue,
+            client,
+        }
     }
 
     /// The dispatcher: waits for a free slot and a due job, runs it in
@@ -165,7 +170,8 @@ impl Worker {
         let secrets = self.secrets_for(&delivery.route);
         let deliveries = envelope.deliveries.len();
         let index = key.index;
-        let body = match tokio::task::spawn_blocking(move || payload(&envelope, index, &raw)).await {
+        let body = match tokio::task::spawn_blocking(move || payload(&envelope, index, &raw)).await
+        {
             Ok(b) => b,
             Err(e) => {
                 error!(error = %e, "building the payload panicked; retrying later");
@@ -189,7 +195,11 @@ impl Worker {
             .await;
         let outcome = match response {
             Ok(r) => {
-                let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 classify(r.status().as_u16(), retry_after.as_deref())
             }
             Err(e) => Outcome::Retry {
@@ -210,7 +220,10 @@ impl Worker {
                 warn!(url = %delivery.url, attempts, %reason, "endpoint rejected the message; dead");
                 self.record(&key, State::Dead, attempts, 0, reason).await;
             }
-            Outcome::Retry { reason, retry_after } => {
+            Outcome::Retry {
+                reason,
+                retry_after,
+            } => {
                 let d = &self.config.delivery;
                 let delay = next_delay(
                     &d.retry_schedule,
@@ -224,7 +237,8 @@ impl Worker {
                     Some(delay) => {
                         let next_at = spool::now_ms() + delay.as_millis() as u64;
                         warn!(url = %delivery.url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                        self.record(&key, State::Pending, attempts, next_at, reason).await;
+                        self.record(&key, State::Pending, attempts, next_at, reason)
+                            .await;
                         self.queue.push(key, next_at);
                     }
                     None => {
@@ -237,7 +251,14 @@ impl Worker {
         }
     }
 
-    async fn record(&self, key: &JobKey, state: State, attempts: u32, next_at: u64, reason: String) {
+    async fn record(
+        &self,
+        key: &JobKey,
+        state: State,
+        attempts: u32,
+        next_at: u64,
+        reason: String,
+    ) {
         let s = DeliveryState {
             state,
             attempts,

@@ -83,8 +83,20 @@ mod tests {
             (301, None, retry(None)),
             (400, None, retry(None)),
             (404, None, retry(None)),
-            (406, None, Outcome::Rejected { reason: String::new() }),
-            (410, None, Outcome::Rejected { reason: String::new() }),
+            (
+                406,
+                None,
+                Outcome::Rejected {
+                    reason: String::new(),
+                },
+            ),
+            (
+                410,
+                None,
+                Outcome::Rejected {
+                    reason: String::new(),
+                },
+            ),
             (429, Some("120"), retry(Some(120))),
             (429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), retry(None)),
             (500, None, retry(None)),
@@ -92,8 +104,13 @@ mod tests {
         ];
         for (status, ra, want) in table {
             let got = match classify(*status, *ra) {
-                Outcome::Retry { retry_after, .. } => Outcome::Retry { reason: String::new(), retry_after },
-                Outcome::Rejected { .. } => Outcome::Rejected { reason: String::new() },
+                Outcome::Retry { retry_after, .. } => Outcome::Retry {
+                    reason: String::new(),
+                    retry_after,
+                },
+                Outcome::Rejected { .. } => Outcome::Rejected {
+                    reason: String::new(),
+                },
                 d => d,
             };
             assert_eq!(&got, want, "status {status}");
@@ -104,9 +121,18 @@ mod tests {
     fn schedule_then_dead() {
         let s: Vec<Duration> = [5, 300, 1800].map(Duration::from_secs).to_vec();
         let max = Duration::from_secs(3600);
-        assert_eq!(next_delay(&s, 1, 0.0, 0.5, None, max), Some(Duration::from_secs(5)));
-        assert_eq!(next_delay(&s, 2, 0.0, 0.5, None, max), Some(Duration::from_secs(300)));
-        assert_eq!(next_delay(&s, 3, 0.0, 0.5, None, max), Some(Duration::from_secs(1800)));
+        assert_eq!(
+            next_delay(&s, 1, 0.0, 0.5, None, max),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            next_delay(&s, 2, 0.0, 0.5, None, max),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            next_delay(&s, 3, 0.0, 0.5, None, max),
+            Some(Duration::from_secs(1800))
+        );
         assert_eq!(next_delay(&s, 4, 0.0, 0.5, None, max), None);
         assert_eq!(next_delay(&[], 1, 0.2, 0.5, None, max), None);
     }
@@ -115,8 +141,14 @@ mod tests {
     fn jitter_bounds() {
         let s = [Duration::from_secs(100)];
         let max = Duration::from_secs(3600);
-        assert_eq!(next_delay(&s, 1, 0.2, 0.0, None, max), Some(Duration::from_secs(80)));
-        assert_eq!(next_delay(&s, 1, 0.2, 0.5, None, max), Some(Duration::from_secs(100)));
+        assert_eq!(
+            next_delay(&s, 1, 0.2, 0.0, None, max),
+            Some(Duration::from_secs(80))
+        );
+        assert_eq!(
+            next_delay(&s, 1, 0.2, 0.5, None, max),
+            Some(Duration::from_secs(100))
+        );
         let hi = next_delay(&s, 1, 0.2, 0.999_999, None, max).unwrap();
         assert!(hi > Duration::from_secs(119) && hi <= Duration::from_secs(120));
     }

@@ -77,7 +77,12 @@ impl Secret {
 pub fn sign(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String {
     secrets
         .iter()
-        .map(|s| format!("v1,{}", B64.encode(s.mac(id, timestamp, body).finalize().into_bytes())))
+        .map(|s| {
+            format!(
+                "v1,{}",
+                B64.encode(s.mac(id, timestamp, body).finalize().into_bytes())
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -86,8 +91,12 @@ pub fn sign(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String
 /// Comparison is constant-time (`Mac::verify_slice`).
 pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
     header.split(' ').any(|sig| {
-        let Some(b64) = sig.strip_prefix("v1,") else { return false };
-        let Ok(raw) = B64.decode(b64) else { return false };
+        let Some(b64) = sig.strip_prefix("v1,") else {
+            return false;
+        };
+        let Ok(raw) = B64.decode(b64) else {
+            return false;
+        };
         secret.mac(id, timestamp, body).verify_slice(&raw).is_ok()
     })
 }
@@ -107,7 +116,7 @@ mod tests {
     #[test]
     fn matches_published_vector() {
         let s = Secret::parse(SECRET).unwrap();
-        assert_eq!(sign(&[s.clone()], ID, TS, BODY), EXPECTED);
+        assert_eq!(sign(std::slice::from_ref(&s), ID, TS, BODY), EXPECTED);
         assert!(verify(&s, ID, TS, BODY, EXPECTED));
         assert!(!verify(&s, ID, TS + 1, BODY, EXPECTED));
         assert!(!verify(&s, ID, TS, b"{}", EXPECTED));
@@ -133,6 +142,11 @@ mod tests {
         let g = Secret::generate();
         assert_eq!(Secret::parse(&g.to_whsec()).unwrap(), g);
         assert_eq!(format!("{g:?}"), "Secret(<redacted>)");
-        assert_eq!(Secret::parse_list(&format!("{SECRET} {}", g.to_whsec())).unwrap().len(), 2);
+        assert_eq!(
+            Secret::parse_list(&format!("{SECRET} {}", g.to_whsec()))
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

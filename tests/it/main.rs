@@ -1,0 +1,9 @@
+//! Integration tests: the real server on real sockets (port 0), real SMTP
+//! clients, and a real HTTP server receiving the webhooks.
+
+mod helpers;
+
+mod delivery;
+mod payload;
+mod routing;
+mod session;
