@@ -265,6 +265,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Next::Continue;
                 }
                 let addr = to.address.into_owned();
+                // smtp-proto gives `<>` and `<Postmaster>` alike as an empty
+                // address; only the latter is a mailbox.
+                if addr.is_empty() && !contains_ignore_case(line, b"<postmaster>") {
+                    return self.error(reply::BAD_RCPT);
+                }
                 let (addr, targets) = self.route(addr);
                 if targets.is_empty() {
                     info!(rcpt = %addr, "recipient refused: no route");
@@ -548,6 +553,12 @@ fn sanitize(s: &str) -> Cow<'_, str> {
                 .collect(),
         )
     }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Never log what follows AUTH (credentials), whatever the mechanism.

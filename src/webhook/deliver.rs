@@ -183,16 +183,22 @@ impl Worker {
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(&secrets, &id, timestamp, &body);
         let started = std::time::Instant::now();
-        let response = self
-            .client
-            .post(&delivery.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
+        let response = if secrets.is_empty() {
+            // Possible only when the route was removed from the config and
+            // no default secret exists: never send unsigned mail, keep it.
+            Err(format!("no signing secret for route {:?}", delivery.route))
+        } else {
+            self.client
+                .post(&delivery.url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| describe(&e))
+        };
         let outcome = match response {
             Ok(r) => {
                 let retry_after = r
@@ -202,8 +208,8 @@ impl Worker {
                     .map(str::to_string);
                 classify(r.status().as_u16(), retry_after.as_deref())
             }
-            Err(e) => Outcome::Retry {
-                reason: describe(&e),
+            Err(reason) => Outcome::Retry {
+                reason,
                 retry_after: None,
             },
         };

@@ -72,6 +72,10 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
             .await
             .unwrap();
     });
+    // Ready once a greeting comes: the spool is open and scanned by then.
+    let (mut c, greeting) = Smtp::connect(smtp_addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    c.cmd("QUIT").await;
     App {
         smtp: smtp_addr,
         http: http_addr,

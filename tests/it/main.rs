@@ -7,3 +7,4 @@ mod delivery;
 mod payload;
 mod routing;
 mod session;
+mod spool;

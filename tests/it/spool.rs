@@ -1,0 +1,168 @@
+//! The spool's promise at the SMTP boundary: trouble writing is a
+//! temporary reply, never a 250, never a crash; service resumes after.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn unwritable_spool_is_451_then_recovers() {
+    let (app, rx) = app_with_receiver(&[]).await;
+    let tmp = app.spool.join("tmp");
+    std::fs::remove_dir(&tmp).unwrap();
+    // A file where the staging directory should be: every create fails
+    // (ENOTDIR), even for root, unlike a permission change.
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<a@b.test>").await;
+    c.cmd("RCPT TO:<bob@example.com>").await;
+    assert_eq!(
+        c.cmd("DATA").await,
+        "451 4.3.0 Local error in processing, try again later"
+    );
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    // the transaction was consumed by the failed DATA; a new one works
+    let r = c
+        .send_mail(
+            "a@b.test",
+            &["bob@example.com"],
+            "Subject: after\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    let hits = rx.wait_for(1, 10).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].json()["subject"], "after");
+}
+
+/// Unmounts the tmpfs even when the test fails.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn full_disk_is_452_and_nothing_partial_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("SKIPPED full_disk test: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+    }
+    let _guard = Mount(dir.path().to_path_buf());
+    let rx = Receiver::start().await;
+    let url = rx.url("/hook");
+    let spool = dir.path().display().to_string();
+    let app = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", &url),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+        ("POSTERN_RETRY_SCHEDULE", "50ms"),
+    ])
+    .await;
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    // 512 KB into a 256 KB filesystem
+    let body = format!(
+        "Subject: big\r\n\r\n{}",
+        ("z".repeat(998) + "\r\n").repeat(520)
+    );
+    let r = c.send_mail("a@b.test", &["bob@example.com"], &body).await;
+    assert_eq!(r, "452 4.3.1 Insufficient system storage, try again later");
+    // the partial file is gone, so space is back, and small mail flows again
+    let r = c
+        .send_mail(
+            "a@b.test",
+            &["bob@example.com"],
+            "Subject: small\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    let hits = rx.wait_for(1, 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let subjects: Vec<_> = rx
+        .hits()
+        .iter()
+        .map(|h| h.json()["subject"].clone())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![serde_json::json!("small")],
+        "only the complete message arrives"
+    );
+    assert_eq!(hits.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idle_client_is_timed_out() {
+    let (app, _rx) = app_with_receiver(&[("POSTERN_SMTP_IDLE_TIMEOUT", "300ms")]).await;
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    assert_eq!(c.cmd("EHLO client.test").await.lines().count(), 6);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.reply().await,
+        "421 4.4.2 Idle timeout, closing connection"
+    );
+    assert!(c.closed().await);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn development_mode_delivers_to_the_built_in_inbox() {
+    let app = spawn_app(&[]).await;
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail(
+            "alice@example.org",
+            &["anyone@anywhere.test"],
+            "Subject: dev\r\n\r\nhello\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    let url = format!("http://{}/dev/inbox", app.http);
+    let mut inbox = serde_json::Value::Null;
+    for _ in 0..200 {
+        inbox = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if inbox["count"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(inbox["count"], 1, "{inbox}");
+    assert_eq!(inbox["messages"][0]["verified"], true);
+    assert_eq!(inbox["messages"][0]["payload"]["subject"], "dev");
+    let health: serde_json::Value = reqwest::get(format!("http://{}/healthz", app.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    // a forged request to the dev inbox is refused
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("webhook-id", "msg_x")
+        .header(
+            "webhook-timestamp",
+            time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,AAAA")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
