@@ -145,7 +145,7 @@ impl Route {
     }
 
     /// The endpoint URL for `addr`, or `None` when the route does not match.
-    fn url_for(&self, addr: &str) -> Option<String> {
+    pub fn url_for(&self, addr: &str) -> Option<String> {
         let lower = addr.to_lowercase();
         match &self.matcher {
             Matcher::Any => Some(self.url.clone()),

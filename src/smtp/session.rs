@@ -49,6 +49,8 @@ pub struct Peer {
 #[derive(Debug, Default)]
 struct Transaction {
     mail_from: Option<String>,
+    /// MAIL carried SMTPUTF8 (RFC 6531): changes the `with` protocol name.
+    smtputf8: bool,
     rcpts: Vec<(String, Vec<Target>)>,
 }
 
@@ -252,6 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.reply(reply::TOO_BIG);
                     return Next::Continue;
                 }
+                self.tx.smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
                 self.tx.mail_from = Some(from.address.into_owned());
                 self.reply(reply::SENDER_OK);
                 Next::Continue
@@ -519,7 +522,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// so one recipient's copy does not reveal the others.
     fn received_header(&self, id: &str, tx: &Transaction) -> String {
         let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
-        let with = if self.esmtp { "ESMTP" } else { "SMTP" };
+        // RFC 3848 / RFC 6531 protocol names.
+        let with = match (self.esmtp, tx.smtputf8) {
+            (_, true) => "UTF8SMTP",
+            (true, false) => "ESMTP",
+            (false, false) => "SMTP",
+        };
         let for_clause = match tx.rcpts.as_slice() {
             [(one, _)] => format!("\r\n\tfor <{}>", sanitize(one)),
             _ => String::new(),
@@ -563,11 +571,32 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Never log what follows AUTH (credentials), whatever the mechanism.
 fn redact(line: &[u8]) -> Cow<'_, str> {
-    let text = String::from_utf8_lossy(line);
-    if text.len() >= 4 && text[..4].eq_ignore_ascii_case("auth") {
+    // Compare bytes: the line is client input and need not be UTF-8.
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"auth") {
         Cow::Borrowed("AUTH <redacted>")
     } else {
-        Cow::Owned(text.trim_end().to_string())
+        Cow::Owned(String::from_utf8_lossy(line).trim_end().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_auth_and_survives_any_bytes() {
+        assert_eq!(
+            redact(b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"),
+            "AUTH <redacted>"
+        );
+        assert_eq!(redact(b"auth login\r\n"), "AUTH <redacted>");
+        assert_eq!(redact(b"NOOP\r\n"), "NOOP");
+        // a multi-byte character across byte 4 (found by the property test)
+        assert_eq!(redact("aa\u{e9}b\r\n".as_bytes()), "aa\u{e9}b");
+        assert_eq!(
+            redact(b"\xff\xfe\xfd\xfc\xfb"),
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"
+        );
     }
 }
 

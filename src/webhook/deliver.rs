@@ -20,7 +20,7 @@ use super::retry::{classify, next_delay, Outcome};
 use super::sign::{sign, Secret};
 use crate::config::Config;
 use crate::mail::{self, MessageJson, PayloadOptions};
-use crate::spool::{self, DeliveryState, Envelope, JobKey, Queue, Spool, State, TlsInfo};
+use crate::spool::{self, Delivery, DeliveryState, Envelope, JobKey, Queue, Spool, State, TlsInfo};
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
 /// narrowed to the recipients routed to this endpoint.
@@ -167,7 +167,7 @@ impl Worker {
         if state.state != State::Pending {
             return;
         }
-        let secrets = self.secrets_for(&delivery.route);
+        let (url, secrets) = self.endpoint_for(&delivery);
         let deliveries = envelope.deliveries.len();
         let index = key.index;
         let body = match tokio::task::spawn_blocking(move || payload(&envelope, index, &raw)).await
@@ -189,7 +189,7 @@ impl Worker {
             Err(format!("no signing secret for route {:?}", delivery.route))
         } else {
             self.client
-                .post(&delivery.url)
+                .post(&url)
                 .header("content-type", "application/json")
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", timestamp.to_string())
@@ -217,13 +217,13 @@ impl Worker {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match outcome {
             Outcome::Delivered => {
-                info!(url = %delivery.url, attempts, elapsed_ms, "delivered");
+                info!(url = %url, attempts, elapsed_ms, "delivered");
                 if let Err(e) = self.spool.finish(&key, deliveries).await {
                     error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
                 }
             }
             Outcome::Rejected { reason } => {
-                warn!(url = %delivery.url, attempts, %reason, "endpoint rejected the message; dead");
+                warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
                 self.record(&key, State::Dead, attempts, 0, reason).await;
             }
             Outcome::Retry {
@@ -242,13 +242,13 @@ impl Worker {
                 match delay {
                     Some(delay) => {
                         let next_at = spool::now_ms() + delay.as_millis() as u64;
-                        warn!(url = %delivery.url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                        warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
                         self.record(&key, State::Pending, attempts, next_at, reason)
                             .await;
                         self.queue.push(key, next_at);
                     }
                     None => {
-                        warn!(url = %delivery.url, attempts, %reason, "delivery failed; no retries left, dead");
+                        warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
                         let reason = format!("gave up after {attempts} attempts: {reason}");
                         self.record(&key, State::Dead, attempts, 0, reason).await;
                     }
@@ -277,21 +277,28 @@ impl Worker {
         }
     }
 
-    /// A route's own secrets, else the default ones. Looked up at delivery
-    /// time (not stored in the spool): secrets live only in configuration.
-    fn secrets_for(&self, route: &str) -> Vec<Secret> {
-        let own = self
+    /// URL and secrets for a delivery, resolved at each attempt from the
+    /// route with the same `match` in the current configuration. So fixing a
+    /// wrong URL (the usual reason an endpoint is "down") and restarting
+    /// redirects mail already spooled. Secrets are never stored in the
+    /// spool. A route that no longer exists keeps the URL the message was
+    /// accepted for and the default secrets.
+    fn endpoint_for(&self, delivery: &Delivery) -> (String, Vec<Secret>) {
+        let route = self
             .config
             .routes
             .iter()
-            .find(|r| r.pattern == route)
-            .map(|r| r.secrets.clone())
-            .unwrap_or_default();
-        if own.is_empty() {
+            .find(|r| r.pattern == delivery.route);
+        let url = route
+            .and_then(|r| r.url_for(delivery.rcpt_to.first()?))
+            .unwrap_or_else(|| delivery.url.clone());
+        let own = route.map(|r| r.secrets.clone()).unwrap_or_default();
+        let secrets = if own.is_empty() {
             self.config.default_secrets.clone()
         } else {
             own
-        }
+        };
+        (url, secrets)
     }
 }
 

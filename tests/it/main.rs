@@ -3,7 +3,9 @@
 
 mod helpers;
 
+mod clients;
 mod delivery;
+mod durability;
 mod payload;
 mod routing;
 mod session;

@@ -100,7 +100,10 @@ async fn bad_syntax() {
     .await;
     // a fresh, well-formed transaction still works after errors
     assert_eq!(c.cmd("MAIL FROM:<a@b.test>").await, "250 2.1.0 Sender OK");
-    assert_eq!(c.cmd("RCPT TO:<>").await, "501 5.1.3 Bad recipient address syntax");
+    assert_eq!(
+        c.cmd("RCPT TO:<>").await,
+        "501 5.1.3 Bad recipient address syntax"
+    );
     assert_eq!(
         c.cmd("RCPT TO:bob@example.com").await,
         "501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]"

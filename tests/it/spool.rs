@@ -166,3 +166,68 @@ async fn development_mode_delivers_to_the_built_in_inbox() {
         .unwrap();
     assert_eq!(forged.status(), 401);
 }
+
+/// Fixing a wrong webhook URL and restarting redirects mail already in the
+/// spool: the endpoint is resolved from the route at each attempt.
+#[tokio::test]
+async fn restart_with_a_fixed_url_redirects_spooled_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().display().to_string();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/nobody-home", probe.local_addr().unwrap());
+    drop(probe);
+    let first = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", &dead_url),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+        ("POSTERN_RETRY_SCHEDULE", "1h"),
+    ])
+    .await;
+    let (mut c, _) = Smtp::connect(first.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail(
+            "a@b.test",
+            &["bob@example.com"],
+            "Subject: redirected\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    // wait for the failed first attempt to be recorded
+    for _ in 0..250 {
+        if std::fs::read_dir(dir.path().join("state")).unwrap().count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop().await;
+
+    let rx = Receiver::start().await;
+    let url = rx.url("/fixed");
+    let second = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", &url),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+        ("POSTERN_RETRY_SCHEDULE", "1h"),
+    ])
+    .await;
+    // the retry is an hour away: a restart alone does not hurry it...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.hits().is_empty());
+    second.stop().await;
+    // ...so make it due now, as an operator replaying it would
+    for e in std::fs::read_dir(dir.path().join("state")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let third = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", &url),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+    ])
+    .await;
+    let hits = rx.wait_for(1, 10).await;
+    assert_eq!(hits[0].path, "/fixed");
+    assert_eq!(hits[0].json()["subject"], "redirected");
+    assert!(hits[0].verify());
+    third.stop().await;
+}
