@@ -579,26 +579,6 @@ fn redact(line: &[u8]) -> Cow<'_, str> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_hides_auth_and_survives_any_bytes() {
-        assert_eq!(
-            redact(b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"),
-            "AUTH <redacted>"
-        );
-        assert_eq!(redact(b"auth login\r\n"), "AUTH <redacted>");
-        assert_eq!(redact(b"NOOP\r\n"), "NOOP");
-        // a multi-byte character across byte 4 (found by the property test)
-        assert_eq!(redact("aa\u{e9}b\r\n".as_bytes()), "aa\u{e9}b");
-        assert_eq!(
-            redact(b"\xff\xfe\xfd\xfc\xfb"),
-            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"
-        );
-    }
-}
 
 /// A parser error becomes a reply.
 fn parse_error_reply(e: &ParseError) -> Cow<'static, str> {
@@ -638,4 +618,25 @@ fn rfc2822_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_auth_and_survives_any_bytes() {
+        assert_eq!(
+            redact(b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"),
+            "AUTH <redacted>"
+        );
+        assert_eq!(redact(b"auth login\r\n"), "AUTH <redacted>");
+        assert_eq!(redact(b"NOOP\r\n"), "NOOP");
+        // a multi-byte character across byte 4 (found by the property test)
+        assert_eq!(redact("aa\u{e9}b\r\n".as_bytes()), "aa\u{e9}b");
+        assert_eq!(
+            redact(b"\xff\xfe\xfd\xfc\xfb"),
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"
+        );
+    }
 }
