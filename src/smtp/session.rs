@@ -579,7 +579,6 @@ fn redact(line: &[u8]) -> Cow<'_, str> {
     }
 }
 
-
 /// A parser error becomes a reply.
 fn parse_error_reply(e: &ParseError) -> Cow<'static, str> {
     match e {
