@@ -338,6 +338,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.tx = Transaction::default();
         self.helo = Some(host.to_string());
         self.esmtp = esmtp;
+        // Echoed back: keep replies printable ASCII whatever the client sent.
+        let host = sanitize(host);
         let name = &self.inbound.config.hostname;
         if esmtp {
             let size = self.inbound.config.limits.max_message_size;

@@ -37,7 +37,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufWriter};
 
 /// Spool failures. Each maps to a temporary SMTP reply: the client keeps the
 /// message and tries again later.
@@ -190,32 +189,53 @@ impl Spool {
     /// streams the content, then [`MessageWriter::commit`].
     pub async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
         let tmp = self.root.join("tmp").join(format!("{}.msg", envelope.id));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .await?;
-        let mut writer = MessageWriter {
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
-            tmp: tmp.clone(),
+        let path = tmp.clone();
+        let file = blocking(move || {
+            Ok(std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?)
+        })
+        .await?;
+        let mut buf = Vec::with_capacity(SPILL_AT);
+        serde_json::to_writer(&mut buf, envelope).expect("envelope serialises");
+        buf.push(b'\n');
+        Ok(MessageWriter {
+            file: Some(file),
+            buf,
+            tmp,
             dest: self.msg_path(&envelope.id),
             fsync: self.fsync,
             committed: false,
-        };
-        let mut line = serde_json::to_vec(envelope).expect("envelope serialises");
-        line.push(b'\n');
-        writer.write(&line).await?;
-        Ok(writer)
+        })
     }
 
-    /// Reads a committed message: its envelope and its content.
-    pub async fn load(&self, id: &str) -> Result<(Envelope, Vec<u8>)> {
-        let bytes = tokio::fs::read(self.msg_path(id)).await?;
-        split_record(id, bytes)
+    /// Reads a committed message (envelope and content) and the state of
+    /// one of its deliveries, in one trip to the blocking pool.
+    pub async fn load(&self, key: &JobKey) -> Result<(Envelope, Vec<u8>, DeliveryState)> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let bytes = std::fs::read(this.msg_path(&key.id))?;
+            let (envelope, raw) = split_record(&key.id, bytes)?;
+            let state = this.read_state_sync(&key).unwrap_or_else(|e| {
+                // A torn state write loses only retry bookkeeping.
+                tracing::warn!(message_id = %key.id, error = %e, "unreadable delivery state; treating as fresh");
+                DeliveryState::fresh()
+            });
+            Ok((envelope, raw, state))
+        })
+        .await
     }
 
     pub async fn read_state(&self, key: &JobKey) -> Result<DeliveryState> {
-        match tokio::fs::read(self.state_path(key)).await {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || this.read_state_sync(&key)).await
+    }
+
+    fn read_state_sync(&self, key: &JobKey) -> Result<DeliveryState> {
+        match std::fs::read(self.state_path(key)) {
             Ok(b) => serde_json::from_slice(&b)
                 .map_err(|e| Error::Corrupt(format!("{}.{}", key.id, key.index), e.to_string())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(DeliveryState::fresh()),
@@ -227,71 +247,74 @@ impl Spool {
     pub async fn write_state(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
         let this = self.clone();
         let key = key.clone();
-        let bytes = serde_json::to_vec(state).expect("state serialises");
-        tokio::task::spawn_blocking(move || {
-            let dest = this.state_path(&key);
-            let tmp = this
-                .root
-                .join("tmp")
-                .join(format!("{}.{}.state", key.id, key.index));
-            this.write_atomic(&tmp, &dest, &bytes)?;
-            this.sync_dir("state")
-        })
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        let state = state.clone();
+        blocking(move || this.write_state_sync(&key, &state)).await
     }
 
-    fn write_atomic(&self, tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
+    fn write_state_sync(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
+        let bytes = serde_json::to_vec(state).expect("state serialises");
+        let dest = self.state_path(key);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}.state", key.id, key.index));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
         if self.fsync {
             f.sync_all()?;
         }
-        std::fs::rename(tmp, dest)?;
-        Ok(())
-    }
-
-    fn sync_dir(&self, name: &str) -> Result<()> {
-        if self.fsync {
-            std::fs::File::open(self.root.join(name))?.sync_all()?;
-        }
-        Ok(())
+        std::fs::rename(&tmp, &dest)?;
+        sync_dir(&self.root.join("state"), self.fsync)
     }
 
     /// Delivery `key` is done. When it was the last one, the message leaves
     /// the spool; otherwise its state records it so a restart does not send
-    /// it twice.
-    pub async fn finish(&self, key: &JobKey, deliveries: usize) -> Result<()> {
-        if deliveries > 1 {
-            let done = DeliveryState {
-                state: State::Delivered,
-                attempts: 0,
-                next_at: 0,
-                last_error: None,
-            };
-            self.write_state(key, &done).await?;
-            for index in 0..deliveries {
-                let other = JobKey {
-                    id: key.id.clone(),
-                    index,
+    /// it twice. `had_state`: whether state files may exist (after a failed
+    /// attempt); saves failing unlinks on the common first-try path.
+    pub async fn finish(&self, key: &JobKey, deliveries: usize, had_state: bool) -> Result<()> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            if deliveries > 1 {
+                let done = DeliveryState {
+                    state: State::Delivered,
+                    attempts: 0,
+                    next_at: 0,
+                    last_error: None,
                 };
-                if self.read_state(&other).await?.state != State::Delivered {
-                    return Ok(());
+                this.write_state_sync(&key, &done)?;
+                for index in 0..deliveries {
+                    let other = JobKey {
+                        id: key.id.clone(),
+                        index,
+                    };
+                    if this.read_state_sync(&other)?.state != State::Delivered {
+                        return Ok(());
+                    }
                 }
             }
-        }
-        self.remove(&key.id, deliveries).await
+            this.remove_sync(&key.id, deliveries, had_state || deliveries > 1)
+        })
+        .await
     }
 
     /// Removes a message and its states, commit record first.
     pub async fn remove(&self, id: &str, deliveries: usize) -> Result<()> {
-        ignore_missing(tokio::fs::remove_file(self.msg_path(id)).await)?;
-        for index in 0..deliveries {
-            let key = JobKey {
-                id: id.to_string(),
-                index,
-            };
-            ignore_missing(tokio::fs::remove_file(self.state_path(&key)).await)?;
+        let this = self.clone();
+        let id = id.to_string();
+        blocking(move || this.remove_sync(&id, deliveries, true)).await
+    }
+
+    fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
+        ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
+        if states {
+            for index in 0..deliveries {
+                let key = JobKey {
+                    id: id.to_string(),
+                    index,
+                };
+                ignore_missing(std::fs::remove_file(self.state_path(&key)))?;
+            }
         }
         Ok(())
     }
@@ -390,10 +413,31 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
     Ok((envelope, bytes))
 }
 
+/// Buffered bytes are handed to the blocking pool in chunks of this size:
+/// large enough that a typical message is written in one trip, small
+/// enough that a 25 MB message never sits in memory whole.
+const SPILL_AT: usize = 256 * 1024;
+
+/// Runs file I/O on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+fn sync_dir(dir: &Path, fsync: bool) -> Result<()> {
+    if fsync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// A message being received. Dropping it without `commit` removes the
 /// temporary file: nothing half-written ever reaches `msg/`.
 pub struct MessageWriter {
-    file: Option<BufWriter<tokio::fs::File>>,
+    /// `None` only while a spill is on the blocking pool.
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
     tmp: PathBuf,
     dest: PathBuf,
     fsync: bool,
@@ -402,28 +446,45 @@ pub struct MessageWriter {
 
 impl MessageWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let f = self.file.as_mut().expect("not committed");
-        f.write_all(bytes).await?;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= SPILL_AT {
+            self.spill().await?;
+        }
         Ok(())
     }
 
-    /// Makes the message durable: flush, fsync, rename into `msg/`, fsync
-    /// the directory. When this returns `Ok`, the message survives a crash.
+    async fn spill(&mut self) -> Result<()> {
+        let mut file = self.file.take().expect("writer has its file");
+        let mut buf = std::mem::take(&mut self.buf);
+        let (file, buf, result) = tokio::task::spawn_blocking(move || {
+            let r = file.write_all(&buf);
+            buf.clear();
+            (file, buf, r)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        self.file = Some(file);
+        self.buf = buf;
+        Ok(result?)
+    }
+
+    /// Makes the message durable: write, fsync, rename into `msg/`, fsync
+    /// the directory, in one trip to the blocking pool. When this returns
+    /// `Ok`, the message survives a crash.
     pub async fn commit(mut self) -> Result<()> {
-        let mut f = self.file.take().expect("commit once");
-        f.flush().await?;
-        let file = f.into_inner();
-        if self.fsync {
-            file.sync_all().await?;
-        }
-        drop(file);
-        tokio::fs::rename(&self.tmp, &self.dest).await?;
-        if self.fsync {
-            let dir = self.dest.parent().expect("msg dir").to_path_buf();
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        }
+        let mut file = self.file.take().expect("writer has its file");
+        let buf = std::mem::take(&mut self.buf);
+        let (tmp, dest, fsync) = (self.tmp.clone(), self.dest.clone(), self.fsync);
+        blocking(move || {
+            file.write_all(&buf)?;
+            if fsync {
+                file.sync_all()?;
+            }
+            drop(file);
+            std::fs::rename(&tmp, &dest)?;
+            sync_dir(dest.parent().expect("msg dir"), fsync)
+        })
+        .await?;
         self.committed = true;
         Ok(())
     }
@@ -471,7 +532,12 @@ mod tests {
         let mut w = spool.create(&envelope(&id, 2)).await.unwrap();
         w.write(b"Subject: hi\r\n\r\nbody\r\n").await.unwrap();
         w.commit().await.unwrap();
-        let (env, raw) = spool.load(&id).await.unwrap();
+        let k0 = JobKey {
+            id: id.clone(),
+            index: 0,
+        };
+        let (env, raw, state) = spool.load(&k0).await.unwrap();
+        assert_eq!(state, DeliveryState::fresh());
         assert_eq!(env, envelope(&id, 2));
         assert_eq!(raw, b"Subject: hi\r\n\r\nbody\r\n");
 
@@ -486,15 +552,15 @@ mod tests {
             id: id.clone(),
             index: 1,
         };
-        spool.finish(&k0, 2).await.unwrap();
+        spool.finish(&k0, 2, false).await.unwrap();
         // one left: message still there, delivery 0 not pending any more
         let report = spool.scan().unwrap();
         assert_eq!(
             report.pending.iter().map(|p| p.0.index).collect::<Vec<_>>(),
             [1]
         );
-        spool.finish(&k1, 2).await.unwrap();
-        assert!(spool.load(&id).await.is_err());
+        spool.finish(&k1, 2, false).await.unwrap();
+        assert!(spool.load(&k1).await.is_err());
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
             0

@@ -144,7 +144,7 @@ impl Worker {
 
     /// One attempt of one delivery, with its outcome recorded.
     pub async fn attempt(&self, key: JobKey) {
-        let (envelope, raw) = match self.spool.load(&key.id).await {
+        let (envelope, raw, state) = match self.spool.load(&key).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
@@ -156,13 +156,6 @@ impl Worker {
         let Some(delivery) = envelope.deliveries.get(key.index).cloned() else {
             error!("delivery index out of range; ignoring");
             return;
-        };
-        let state = match self.spool.read_state(&key).await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "unreadable delivery state; treating as fresh");
-                DeliveryState::fresh()
-            }
         };
         if state.state != State::Pending {
             return;
@@ -218,7 +211,11 @@ impl Worker {
         match outcome {
             Outcome::Delivered => {
                 info!(url = %url, attempts, elapsed_ms, "delivered");
-                if let Err(e) = self.spool.finish(&key, deliveries).await {
+                if let Err(e) = self
+                    .spool
+                    .finish(&key, deliveries, state.attempts > 0)
+                    .await
+                {
                     error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
                 }
             }
