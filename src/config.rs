@@ -36,7 +36,24 @@ fn invalid(var: &'static str, msg: impl Into<String>) -> ConfigError {
 #[derive(Debug, Default, Deserialize)]
 struct RawConfig {
     smtp_listen: Option<String>,
+    smtps_listen: Option<String>,
     http_listen: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_reload_interval: Option<String>,
+    smtp_require_tls: Option<String>,
+    smtp_auth: Option<String>,
+    smtp_users: Option<String>,
+    smtp_users_file: Option<String>,
+    smtp_allow_insecure_auth: Option<String>,
+    max_sessions: Option<String>,
+    max_sessions_per_ip: Option<String>,
+    smtp_session_timeout: Option<String>,
+    smtp_min_data_rate: Option<String>,
+    smtp_greeting_delay: Option<String>,
+    auth_max_failures: Option<String>,
+    auth_failure_window: Option<String>,
+    auth_failure_delay: Option<String>,
     hostname: Option<String>,
     spool_dir: Option<String>,
     routes: Option<String>,
@@ -80,7 +97,23 @@ pub struct SmtpLimits {
     pub max_errors: usize,
     /// How long we wait for the next command (or DATA chunk).
     pub idle_timeout: Duration,
+    /// Longest a session may last, whatever it does.
+    pub session_timeout: Duration,
+    /// Slowest DATA transfer tolerated (bytes/s, averaged), once
+    /// [`DATA_RATE_GRACE`] has passed. 0 disables the check.
+    pub min_data_rate: u64,
+    /// Concurrent sessions, all clients together.
+    pub max_sessions: usize,
+    /// Concurrent sessions from one IP address.
+    pub max_sessions_per_ip: usize,
+    /// Pause before the greeting; a client that talks during it is an
+    /// early talker (a spam bot that does not wait for the greeting).
+    pub greeting_delay: Duration,
 }
+
+/// The DATA rate is judged only after this long, so TCP slow start and a
+/// slow first read do not count against a client.
+pub const DATA_RATE_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for SmtpLimits {
     fn default() -> Self {
@@ -90,6 +123,11 @@ impl Default for SmtpLimits {
             max_line_length: 512,
             max_errors: 10,
             idle_timeout: Duration::from_secs(300),
+            session_timeout: Duration::from_secs(1800),
+            min_data_rate: 1024,
+            max_sessions: 1000,
+            max_sessions_per_ip: 20,
+            greeting_delay: Duration::ZERO,
         }
     }
 }
@@ -130,11 +168,47 @@ fn default_schedule() -> Vec<Duration> {
         .collect()
 }
 
+/// Who may use SMTP AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// AUTH is not offered.
+    Off,
+    /// AUTH is offered; unauthenticated clients may still send to routes
+    /// that do not require it.
+    Optional,
+    /// MAIL before a successful AUTH is refused.
+    Required,
+}
+
+/// TLS and AUTH settings.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// PEM certificate chain and key; `None` with neither set.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// How often the certificate files are checked for changes.
+    pub tls_reload_interval: Duration,
+    /// MAIL on a plain session gets `530 5.7.0`.
+    pub require_tls: bool,
+    pub auth: AuthMode,
+    pub users: crate::smtp::auth::Users,
+    /// Offer AUTH on plain sessions (development only).
+    pub allow_insecure_auth: bool,
+    /// Failed AUTH attempts per IP within `auth_failure_window` before
+    /// `421` and close.
+    pub auth_max_failures: u32,
+    pub auth_failure_window: Duration,
+    /// The delay before a `535` grows by this much per recent failure.
+    pub auth_failure_delay: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub smtp_listen: SocketAddr,
+    /// Implicit-TLS listener (RFC 8314), if any.
+    pub smtps_listen: Option<SocketAddr>,
     pub http_listen: SocketAddr,
+    pub security: SecurityConfig,
     /// Our name in the greeting, EHLO reply and `Received:` header.
     pub hostname: String,
     pub spool_dir: PathBuf,
@@ -176,9 +250,14 @@ impl Config {
         Config::from_raw(raw)
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let security = parse_security(&mut raw)?;
         let smtp_listen = parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525")?;
         let http_listen = parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080")?;
+        let smtps_listen = match raw.smtps_listen {
+            None => None,
+            Some(v) => Some(parse_addr("POSTERN_SMTPS_LISTEN", Some(v), "")?),
+        };
         let hostname = raw.hostname.unwrap_or_else(|| "localhost".to_string());
         if hostname.is_empty()
             || hostname
@@ -265,7 +344,34 @@ impl Config {
                 raw.smtp_idle_timeout,
                 d.idle_timeout,
             )?,
+            session_timeout: parse_duration(
+                "POSTERN_SMTP_SESSION_TIMEOUT",
+                raw.smtp_session_timeout,
+                d.session_timeout,
+            )?,
+            min_data_rate: parse_num(
+                "POSTERN_SMTP_MIN_DATA_RATE",
+                raw.smtp_min_data_rate,
+                d.min_data_rate,
+            )?,
+            max_sessions: parse_num("POSTERN_MAX_SESSIONS", raw.max_sessions, d.max_sessions)?,
+            max_sessions_per_ip: parse_num(
+                "POSTERN_MAX_SESSIONS_PER_IP",
+                raw.max_sessions_per_ip,
+                d.max_sessions_per_ip,
+            )?,
+            greeting_delay: parse_duration(
+                "POSTERN_SMTP_GREETING_DELAY",
+                raw.smtp_greeting_delay,
+                d.greeting_delay,
+            )?,
         };
+        if limits.max_sessions == 0 || limits.max_sessions_per_ip == 0 {
+            return Err(invalid(
+                "POSTERN_MAX_SESSIONS",
+                "POSTERN_MAX_SESSIONS and POSTERN_MAX_SESSIONS_PER_IP must be at least 1",
+            ));
+        }
         if limits.max_line_length < 512 {
             return Err(invalid(
                 "POSTERN_MAX_LINE_LENGTH",
@@ -338,6 +444,8 @@ impl Config {
 
         Ok(Config {
             smtp_listen,
+            smtps_listen,
+            security,
             http_listen,
             hostname,
             spool_dir,
@@ -351,6 +459,99 @@ impl Config {
             dev_mode,
         })
     }
+}
+
+fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
+    let tls_files = match (raw.tls_cert.take(), raw.tls_key.take()) {
+        (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid("POSTERN_TLS_KEY", "required with POSTERN_TLS_CERT"))
+        }
+        (None, Some(_)) => {
+            return Err(invalid("POSTERN_TLS_CERT", "required with POSTERN_TLS_KEY"))
+        }
+    };
+    let users_text = match (raw.smtp_users.take(), raw.smtp_users_file.take()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "POSTERN_SMTP_USERS",
+                "set either POSTERN_SMTP_USERS or POSTERN_SMTP_USERS_FILE, not both",
+            ))
+        }
+        (Some(t), None) => Some(("POSTERN_SMTP_USERS", t)),
+        (None, Some(path)) => Some((
+            "POSTERN_SMTP_USERS_FILE",
+            std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "POSTERN_SMTP_USERS_FILE",
+                    format!("cannot read {path}: {e}"),
+                )
+            })?,
+        )),
+        (None, None) => None,
+    };
+    let users = match users_text {
+        Some((var, text)) => {
+            crate::smtp::auth::Users::parse(&text).map_err(|e| invalid(var, e.to_string()))?
+        }
+        None => crate::smtp::auth::Users::parse("")
+            .map_err(|e| invalid("POSTERN_SMTP_USERS", e.to_string()))?,
+    };
+    let auth = match raw.smtp_auth.take().as_deref() {
+        None if users.is_empty() => AuthMode::Off,
+        None | Some("optional") => AuthMode::Optional,
+        Some("off") => AuthMode::Off,
+        Some("required") => AuthMode::Required,
+        Some(_) => {
+            return Err(invalid(
+                "POSTERN_SMTP_AUTH",
+                "must be off, optional or required",
+            ))
+        }
+    };
+    if auth != AuthMode::Off && users.is_empty() {
+        return Err(invalid(
+            "POSTERN_SMTP_AUTH",
+            "AUTH is on but no users are set (POSTERN_SMTP_USERS or POSTERN_SMTP_USERS_FILE; hash with `postern hash-password`)",
+        ));
+    }
+    let require_tls = match raw.smtp_require_tls.take() {
+        None => false,
+        Some(v) => parse_bool("POSTERN_SMTP_REQUIRE_TLS", &v)?,
+    };
+    let allow_insecure_auth = match raw.smtp_allow_insecure_auth.take() {
+        None => false,
+        Some(v) => parse_bool("POSTERN_SMTP_ALLOW_INSECURE_AUTH", &v)?,
+    };
+    let auth_max_failures: u32 =
+        parse_num("POSTERN_AUTH_MAX_FAILURES", raw.auth_max_failures.take(), 5)?;
+    if auth_max_failures == 0 {
+        return Err(invalid("POSTERN_AUTH_MAX_FAILURES", "must be at least 1"));
+    }
+    Ok(SecurityConfig {
+        tls_files,
+        tls_reload_interval: parse_duration(
+            "POSTERN_TLS_RELOAD_INTERVAL",
+            raw.tls_reload_interval.take(),
+            Duration::from_secs(30),
+        )?,
+        require_tls,
+        auth,
+        users,
+        allow_insecure_auth,
+        auth_max_failures,
+        auth_failure_window: parse_duration(
+            "POSTERN_AUTH_FAILURE_WINDOW",
+            raw.auth_failure_window.take(),
+            Duration::from_secs(300),
+        )?,
+        auth_failure_delay: parse_duration(
+            "POSTERN_AUTH_FAILURE_DELAY",
+            raw.auth_failure_delay.take(),
+            Duration::from_secs(1),
+        )?,
+    })
 }
 
 fn secret_error(var: &'static str, e: SecretError) -> ConfigError {

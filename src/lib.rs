@@ -26,6 +26,7 @@ pub mod mail;
 pub mod route;
 pub mod smtp;
 pub mod spool;
+pub mod tls;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -49,21 +50,61 @@ pub enum Error {
     Spool { path: String, source: spool::Error },
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The sockets Postern serves, bound by the caller.
 pub struct Listeners {
     pub smtp: TcpListener,
+    /// Implicit TLS (RFC 8314), when configured.
+    pub smtps: Option<TcpListener>,
     pub http: TcpListener,
 }
 
 impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let smtps = match config.smtps_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
             smtp: TcpListener::bind(config.smtp_listen).await?,
+            smtps,
             http: TcpListener::bind(config.http_listen).await?,
         })
     }
+}
+
+/// The TLS acceptor: the configured certificate (watched for rotation), a
+/// self-signed one in development mode, or none.
+fn tls_setup(
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+    if let Some((cert, key)) = &config.security.tls_files {
+        let resolver = tls::ReloadingResolver::new(tls::load_certified_key(cert, key)?);
+        tracker.spawn(tls::watch(
+            resolver.clone(),
+            cert.clone(),
+            key.clone(),
+            config.security.tls_reload_interval,
+            shutdown.clone(),
+        ));
+        info!(cert = %cert.display(), "TLS certificate loaded; watching it for changes");
+        return Ok(Some(tls::acceptor(resolver)));
+    }
+    if config.dev_mode {
+        let (key, pem) = tls::self_signed(&config.hostname)?;
+        let path = config.spool_dir.join("dev-tls-cert.pem");
+        let _ = std::fs::write(&path, pem);
+        warn!(cert = %path.display(), "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS (new at each start)");
+        return Ok(Some(tls::acceptor(tls::ReloadingResolver::new(key))));
+    }
+    Ok(None)
 }
 
 /// Runs Postern until `shutdown` is cancelled, then drains: stops
@@ -126,19 +167,45 @@ pub async fn run(
 
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
+    let tls = tls_setup(&config, &tracker, &shutdown)?;
+    if tls.is_none() && (listeners.smtps.is_some() || config.security.require_tls) {
+        return Err(Error::Config(
+            "POSTERN_SMTPS_LISTEN and POSTERN_SMTP_REQUIRE_TLS need POSTERN_TLS_CERT and POSTERN_TLS_KEY".into(),
+        ));
+    }
+    let sec = &config.security;
+    if tls.is_none() && sec.auth != config::AuthMode::Off && !sec.allow_insecure_auth {
+        warn!("AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off");
+    }
     let inbound = Inbound {
-        config: config.clone(),
-        spool: spool.clone(),
-        queue: queue.clone(),
+        tls,
+        ..Inbound::new(config.clone(), spool.clone(), queue.clone())
     };
-    info!(%smtp_addr, %http_addr, hostname = %config.hostname, "Postern listening");
+    let limiter = smtp::server::Limiter::new(
+        config.limits.max_sessions,
+        config.limits.max_sessions_per_ip,
+    );
+    let smtps_addr = listeners.smtps.as_ref().and_then(|l| l.local_addr().ok());
+    info!(%smtp_addr, ?smtps_addr, %http_addr, hostname = %config.hostname, "Postern listening");
 
     let smtp_task = tokio::spawn(smtp::server::run(
         listeners.smtp,
-        inbound,
+        smtp::server::Mode::Plain,
+        inbound.clone(),
+        limiter.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
+    let smtps_task = listeners.smtps.map(|l| {
+        tokio::spawn(smtp::server::run(
+            l,
+            smtp::server::Mode::ImplicitTls,
+            inbound.clone(),
+            limiter.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ))
+    });
     let worker = Worker::new(config.clone(), spool.clone(), queue.clone());
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
@@ -155,6 +222,9 @@ pub async fn run(
     shutdown.cancelled().await;
     info!("shutting down");
     let _ = smtp_task.await;
+    if let Some(t) = smtps_task {
+        let _ = t.await;
+    }
     let _ = worker_task.await;
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait())

@@ -5,10 +5,12 @@ use anyhow::Context;
 use postern::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: postern [serve | gen-secret | help]
+const USAGE: &str = "usage: postern [serve | gen-secret | hash-password | help]
 
-  serve        run the SMTP server and webhook delivery (default)
-  gen-secret   print a new random webhook secret (whsec_...)
+  serve          run the SMTP server and webhook delivery (default)
+  gen-secret     print a new random webhook secret (whsec_...)
+  hash-password  read a password from stdin, print its argon2id hash
+                 for POSTERN_SMTP_USERS (user:<hash>)
 
 Configuration comes from POSTERN_* environment variables (see README.md).
 With none set, Postern runs in development mode on 127.0.0.1.";
@@ -23,6 +25,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", postern::webhook::sign::Secret::generate().to_whsec());
             Ok(())
         }
+        "hash-password" => hash_password(),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -32,6 +35,25 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+}
+
+/// Reads the password from stdin (one line), never from the command line,
+/// where it would land in shell history and `ps`.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!(
+            "empty password: pipe it in, e.g. `printf %s \"$PW\" | postern hash-password`"
+        );
+    }
+    println!("{}", postern::smtp::auth::hash_password(password));
+    Ok(())
 }
 
 fn serve() -> anyhow::Result<()> {

@@ -37,6 +37,16 @@ pub struct RouteSpec {
     /// Attachments larger than this (bytes) are sent without `content`.
     #[serde(default)]
     pub max_attachment_inline: Option<usize>,
+    /// `"required"`: only authenticated senders reach this route.
+    #[serde(default)]
+    pub auth: Option<RouteAuth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuth {
+    Required,
+    Optional,
 }
 
 impl RouteSpec {
@@ -49,6 +59,7 @@ impl RouteSpec {
             cont: false,
             raw: false,
             max_attachment_inline: None,
+            auth: None,
         }
     }
 }
@@ -93,6 +104,8 @@ pub struct Route {
     pub cont: bool,
     pub raw: bool,
     pub max_attachment_inline: Option<usize>,
+    /// Skipped for senders that have not authenticated.
+    pub auth_required: bool,
 }
 
 impl Route {
@@ -141,6 +154,7 @@ impl Route {
             cont: spec.cont,
             raw: spec.raw,
             max_attachment_inline: spec.max_attachment_inline,
+            auth_required: spec.auth == Some(RouteAuth::Required),
         })
     }
 
@@ -197,9 +211,13 @@ pub struct Target {
 }
 
 /// All targets of `addr`, in route order (first match, plus fan-out).
-pub fn resolve(routes: &[Route], addr: &str) -> Vec<Target> {
+/// Routes with `"auth": "required"` exist only for authenticated senders.
+pub fn resolve(routes: &[Route], addr: &str, authenticated: bool) -> Vec<Target> {
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
+        if r.auth_required && !authenticated {
+            continue;
+        }
         if let Some(url) = r.url_for(addr) {
             out.push(Target { route: i, url });
             if !r.cont {
@@ -238,7 +256,10 @@ mod tests {
     }
 
     fn urls(routes: &[Route], addr: &str) -> Vec<String> {
-        resolve(routes, addr).into_iter().map(|t| t.url).collect()
+        resolve(routes, addr, false)
+            .into_iter()
+            .map(|t| t.url)
+            .collect()
     }
 
     #[test]
@@ -272,6 +293,28 @@ mod tests {
         for (addr, want) in table {
             assert_eq!(urls(&r, addr), *want, "{addr}");
         }
+    }
+
+    #[test]
+    fn auth_required_routes_only_for_authenticated_senders() {
+        let r = routes(
+            r#"[
+            {"match": "*@app.test", "url": "http://h/submit", "auth": "required"},
+            {"match": "*", "url": "http://h/public"}
+        ]"#,
+        );
+        let got = |auth| {
+            resolve(&r, "x@app.test", auth)
+                .into_iter()
+                .map(|t| t.url)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(true), ["http://h/submit"]);
+        assert_eq!(got(false), ["http://h/public"]);
+        assert!(serde_json::from_str::<RouteSpec>(
+            r#"{"match": "*", "url": "http://h/", "auth": "maybe"}"#
+        )
+        .is_err());
     }
 
     #[test]
@@ -312,7 +355,7 @@ mod tests {
         );
         let rcpts: Vec<(String, Vec<Target>)> = ["a@x.org", "b@x.org", "c@y.org", "b@x.org"]
             .iter()
-            .map(|a| (a.to_string(), resolve(&r, a)))
+            .map(|a| (a.to_string(), resolve(&r, a, false)))
             .collect();
         let got: Vec<(String, Vec<String>)> =
             split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();

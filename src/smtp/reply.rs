@@ -11,6 +11,13 @@ pub const VRFY: &str = "252 2.5.0 Cannot VRFY user, but will accept message and 
 pub const HELP: &str = "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP";
 
 pub const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down, try again later";
+pub const SESSION_TIMEOUT: &str = "421 4.4.2 Session time limit exceeded, closing connection";
+pub const TOO_SLOW: &str = "421 4.4.2 Data transfer too slow, closing connection";
+pub const TOO_MANY_CONNECTIONS: &str = "421 4.7.0 Too many connections, try again later";
+pub const TOO_MANY_FROM_IP: &str =
+    "421 4.7.0 Too many connections from your address, try again later";
+pub const AUTH_BLOCKED: &str =
+    "421 4.7.0 Too many failed authentication attempts, closing connection";
 pub const TIMEOUT: &str = "421 4.4.2 Idle timeout, closing connection";
 pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
 pub const LOCAL_ERROR: &str = "451 4.3.0 Local error in processing, try again later";
@@ -29,6 +36,21 @@ pub const NEED_MAIL: &str = "503 5.5.1 Send MAIL first";
 pub const NO_RCPTS: &str = "554 5.5.1 No valid recipients";
 pub const NO_ROUTE: &str = "550 5.1.1 Recipient address rejected: no route for this mailbox";
 pub const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
+pub const EARLY_TALKER: &str = "554 5.5.1 Protocol error: client sent data before the greeting";
+pub const TLS_READY: &str = "220 2.0.0 Ready to start TLS";
+pub const TLS_ACTIVE: &str = "503 5.5.1 TLS already active";
+pub const MUST_STARTTLS: &str = "530 5.7.0 Must issue a STARTTLS command first";
+pub const AUTH_REQUIRED: &str = "530 5.7.0 Authentication required";
+pub const AUTH_OK: &str = "235 2.7.0 Authentication successful";
+pub const AUTH_FAILED: &str = "535 5.7.8 Authentication credentials invalid";
+pub const AUTH_DISABLED: &str = "503 5.5.1 Authentication not enabled";
+pub const AUTH_NEEDS_TLS: &str =
+    "538 5.7.11 Encryption required for requested authentication mechanism";
+pub const AUTH_ALREADY: &str = "503 5.5.1 Already authenticated";
+pub const AUTH_IN_TRANSACTION: &str = "503 5.5.1 AUTH not permitted during a mail transaction";
+pub const AUTH_MECHANISM: &str = "504 5.5.4 Unrecognized authentication type";
+pub const AUTH_DECODE: &str = "501 5.5.2 Cannot decode AUTH response";
+pub const AUTH_CANCELLED: &str = "501 5.7.0 Authentication cancelled";
 pub const BARE_LINE_END: &str =
     "550 5.5.2 Message refused: bare CR or LF in content; lines must end with CRLF";
 

@@ -8,17 +8,22 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
+use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
 use super::reply;
-use crate::config::Config;
+use crate::config::{AuthMode, Config, DATA_RATE_GRACE};
 use crate::route::{self, Target};
-use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool};
+use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
@@ -26,7 +31,33 @@ pub struct Inbound {
     pub config: Arc<Config>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// Offered as STARTTLS when present.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Failed AUTH attempts per client IP, shared by all sessions.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
+
+impl Inbound {
+    /// Plain SMTP only (no STARTTLS), with the configured AUTH throttle.
+    pub fn new(config: Arc<Config>, spool: Spool, queue: Arc<Queue>) -> Inbound {
+        let sec = &config.security;
+        let auth_throttle = Arc::new(AuthThrottle::new(
+            sec.auth_max_failures,
+            sec.auth_failure_window,
+            sec.auth_failure_delay,
+        ));
+        Inbound {
+            config,
+            spool,
+            queue,
+            tls: None,
+            auth_throttle,
+        }
+    }
+}
+
+/// A TLS handshake that takes longer than this is abandoned.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -36,6 +67,16 @@ pub enum End {
     Timeout,
     Shutdown,
     TooManyErrors,
+    /// The whole-session time limit.
+    SessionTimeout,
+    /// DATA arrived slower than the minimum rate.
+    TooSlow,
+    /// Sent before our greeting.
+    EarlyTalker,
+    TooManyAuthFailures,
+    /// STARTTLS accepted; the caller runs the handshake.
+    StartTls,
+    TlsHandshake(String),
     Io(std::io::Error),
 }
 
@@ -69,6 +110,11 @@ pub struct Session<S> {
     errors: usize,
     /// Inside an over-long line: drop bytes until the next LF.
     discarding: bool,
+    /// Set once TLS is up (STARTTLS or implicit).
+    tls: Option<TlsInfo>,
+    auth_user: Option<String>,
+    /// The session ends at this instant whatever happens.
+    deadline: Instant,
 }
 
 /// What handling one command asks the loop to do next.
@@ -78,13 +124,18 @@ enum Next {
     Close(End),
 }
 
+impl From<End> for Next {
+    fn from(e: End) -> Next {
+        Next::Close(e)
+    }
+}
+
 const READ_CHUNK: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, inbound: Inbound, peer: Peer, shutdown: CancellationToken) -> Self {
         Session {
             stream,
-            inbound,
             peer,
             shutdown,
             input: Vec::with_capacity(1024),
@@ -94,17 +145,109 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tx: Transaction::default(),
             errors: 0,
             discarding: false,
+            tls: None,
+            auth_user: None,
+            deadline: Instant::now() + inbound.config.limits.session_timeout,
+            inbound,
         }
     }
 
-    /// Runs the session to its end.
-    pub async fn run(mut self) -> End {
-        let greeting = format!("220 {} ESMTP Postern ready", self.inbound.config.hostname);
-        self.reply(&greeting);
+    /// A session on a stream that is already TLS (implicit TLS, RFC 8314).
+    pub fn with_tls(mut self, info: Option<TlsInfo>) -> Self {
+        self.tls = Some(info.unwrap_or_else(unknown_tls));
+        self
+    }
+
+    /// Runs the session to its end: greeting, commands, and for STARTTLS
+    /// the handshake and the rest of the session on the encrypted stream
+    /// (the same code, over `TlsStream<S>`).
+    pub async fn run(mut self) -> End
+    where
+        S: Send,
+    {
+        if let Err(end) = self.greet().await {
+            let _ = self.stream.shutdown().await;
+            return end;
+        }
         let end = self.serve().await;
-        let _ = self.stream.shutdown().await;
+        if !matches!(end, End::StartTls) {
+            let _ = self.stream.shutdown().await;
+            debug!(?end, "session ended");
+            return end;
+        }
+        let Some(acceptor) = self.inbound.tls.clone() else {
+            return End::TlsHandshake("no TLS configured".into());
+        };
+        let Session {
+            stream,
+            inbound,
+            peer,
+            shutdown,
+            errors,
+            deadline,
+            ..
+        } = self;
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                warn!(error = %e, "STARTTLS handshake failed");
+                return End::TlsHandshake(e.to_string());
+            }
+            Err(_) => {
+                warn!("STARTTLS handshake timed out");
+                return End::TlsHandshake("timeout".into());
+            }
+        };
+        let info = tls_info(tls.get_ref().1);
+        debug!(?info, "STARTTLS established");
+        // RFC 3207 4.2: all knowledge from before the handshake is
+        // discarded; the client starts again with EHLO.
+        let mut session = Session::new(tls, inbound, peer, shutdown).with_tls(info);
+        session.errors = errors;
+        session.deadline = deadline;
+        let end = session.serve().await;
+        let _ = session.stream.shutdown().await;
         debug!(?end, "session ended");
         end
+    }
+
+    /// Sends the greeting; with a greeting delay, a client that talks
+    /// first is refused (spam bots rarely wait). Without a delay, input
+    /// already waiting at accept time still counts. Implicit-TLS sessions
+    /// skip the check: there the client speaks first by design.
+    async fn greet(&mut self) -> Result<(), End> {
+        if self.tls.is_none() {
+            let delay = self.inbound.config.limits.greeting_delay;
+            let mut probe = [0u8; 1];
+            let early = if delay.is_zero() {
+                // One look without waiting: input already there at accept.
+                let mut buf = ReadBuf::new(&mut probe);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf) {
+                    Poll::Ready(Ok(())) => Some(buf.filled().len()),
+                    Poll::Ready(Err(_)) => Some(0),
+                    Poll::Pending => None,
+                }
+            } else {
+                match tokio::time::timeout(delay, self.stream.read(&mut probe)).await {
+                    Ok(r) => Some(r.unwrap_or(0)),
+                    Err(_) => None,
+                }
+            };
+            match early {
+                None => {}
+                Some(0) => return Err(End::ClientGone),
+                Some(_) => {
+                    info!("early talker refused");
+                    self.reply(reply::EARLY_TALKER);
+                    let _ = self.flush().await;
+                    return Err(End::EarlyTalker);
+                }
+            }
+        }
+        let greeting = format!("220 {} ESMTP Postern ready", self.inbound.config.hostname);
+        self.reply(&greeting);
+        Ok(())
     }
 
     async fn serve(&mut self) -> End {
@@ -151,11 +294,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// shutdown (between commands only: a DATA transfer is never cut by
     /// this path).
     async fn read_more(&mut self) -> Result<(), End> {
-        let idle = self.inbound.config.limits.idle_timeout;
+        let wait = self.read_timeout();
         let mut chunk = [0u8; 4096];
         let n = tokio::select! {
-            r = tokio::time::timeout(idle, self.stream.read(&mut chunk)) => match r {
-                Err(_) => { self.reply(reply::TIMEOUT); return Err(End::Timeout) }
+            r = tokio::time::timeout(wait, self.stream.read(&mut chunk)) => match r {
+                Err(_) => return Err(self.timed_out()),
                 Ok(Err(e)) => return Err(End::Io(e)),
                 Ok(Ok(0)) => return Err(End::ClientGone),
                 Ok(Ok(n)) => n,
@@ -167,6 +310,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         self.input.extend_from_slice(&chunk[..n]);
         Ok(())
+    }
+
+    /// How long the next read may take: the idle timeout, cut short by
+    /// the session deadline.
+    fn read_timeout(&self) -> Duration {
+        let idle = self.inbound.config.limits.idle_timeout;
+        idle.min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// A read timed out: which limit was it?
+    fn timed_out(&mut self) -> End {
+        if Instant::now() >= self.deadline {
+            self.reply(reply::SESSION_TIMEOUT);
+            End::SessionTimeout
+        } else {
+            self.reply(reply::TIMEOUT);
+            End::Timeout
+        }
+    }
+
+    /// Reads one line of an AUTH exchange.
+    async fn read_line(&mut self) -> Result<Option<String>, End> {
+        loop {
+            match self.next_line() {
+                Some(Ok(line)) => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                    return Ok(Some(text));
+                }
+                Some(Err(())) => return Ok(None),
+                None => {
+                    self.flush().await.map_err(End::Io)?;
+                    self.read_more().await?;
+                }
+            }
+        }
     }
 
     /// The next complete command line (CRLF or LF terminated) from the
@@ -250,6 +428,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if self.tx.mail_from.is_some() {
                     return self.error(reply::NESTED_MAIL);
                 }
+                let sec = &self.inbound.config.security;
+                if sec.require_tls && self.tls.is_none() {
+                    return self.error(reply::MUST_STARTTLS);
+                }
+                if sec.auth == AuthMode::Required && self.auth_user.is_none() {
+                    return self.error(reply::AUTH_REQUIRED);
+                }
                 if from.size as u64 > self.inbound.config.limits.max_message_size {
                     self.reply(reply::TOO_BIG);
                     return Next::Continue;
@@ -273,7 +458,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if addr.is_empty() && !contains_ignore_case(line, b"<postmaster>") {
                     return self.error(reply::BAD_RCPT);
                 }
-                let (addr, targets) = self.route(addr);
+                let (addr, targets) = self.route(addr, self.auth_user.is_some());
+                if targets.is_empty()
+                    && self.auth_user.is_none()
+                    && !self.route(addr.clone(), true).1.is_empty()
+                {
+                    info!(rcpt = %addr, "recipient refused: its route needs AUTH");
+                    self.reply(reply::AUTH_REQUIRED);
+                    return Next::Continue;
+                }
                 if targets.is_empty() {
                     info!(rcpt = %addr, "recipient refused: no route");
                     self.reply(reply::NO_ROUTE);
@@ -313,11 +506,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply(reply::HELP);
                 Next::Continue
             }
-            // Recognised but not offered: STARTTLS and AUTH are not
-            // advertised on this listener; BDAT needs CHUNKING.
-            Request::StartTls
-            | Request::Auth { .. }
-            | Request::Bdat { .. }
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                let initial = initial_response.into_owned();
+                match self.auth(mechanism, initial).await {
+                    Ok(next) => next,
+                    Err(end) => Next::Close(end),
+                }
+            }
+            // Recognised but not offered: BDAT needs CHUNKING.
+            Request::Bdat { .. }
             | Request::Lhlo { .. }
             | Request::Expn { .. }
             | Request::Etrn { .. }
@@ -343,16 +544,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let name = &self.inbound.config.hostname;
         if esmtp {
             let size = self.inbound.config.limits.max_message_size;
-            let lines = [
-                format!("250-{name} Hello {host}"),
-                "250-PIPELINING".to_string(),
-                format!("250-SIZE {size}"),
-                "250-8BITMIME".to_string(),
-                "250-SMTPUTF8".to_string(),
-                "250 ENHANCEDSTATUSCODES".to_string(),
+            let mut lines = vec![
+                format!("{name} Hello {host}"),
+                "PIPELINING".to_string(),
+                format!("SIZE {size}"),
+                "8BITMIME".to_string(),
+                "SMTPUTF8".to_string(),
+                "ENHANCEDSTATUSCODES".to_string(),
             ];
-            for l in lines {
-                self.reply(&l);
+            if self.starttls_offered() {
+                lines.push("STARTTLS".into());
+            }
+            if self.auth_offered() {
+                lines.push("AUTH PLAIN LOGIN".into());
+            }
+            let last = lines.len() - 1;
+            for (i, l) in lines.iter().enumerate() {
+                let sep = if i == last { ' ' } else { '-' };
+                self.reply(&format!("250{sep}{l}"));
             }
         } else {
             self.reply(&format!("250 {name} Hello {host}"));
@@ -363,19 +572,162 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes a recipient. smtp-proto turns `<Postmaster>` (no domain,
     /// which RFC 5321 4.5.1 says we must accept) into an empty address:
     /// it is routed as `postmaster`, then as `postmaster@<our hostname>`.
-    fn route(&self, addr: String) -> (String, Vec<Target>) {
+    fn route(&self, addr: String, authenticated: bool) -> (String, Vec<Target>) {
         let routes = &self.inbound.config.routes;
         if !addr.is_empty() {
-            let t = route::resolve(routes, &addr);
+            let t = route::resolve(routes, &addr, authenticated);
             return (addr, t);
         }
-        let t = route::resolve(routes, "postmaster");
+        let t = route::resolve(routes, "postmaster", authenticated);
         if !t.is_empty() {
             return ("postmaster".into(), t);
         }
         let full = format!("postmaster@{}", self.inbound.config.hostname);
-        let t = route::resolve(routes, &full);
+        let t = route::resolve(routes, &full, authenticated);
         (full, t)
+    }
+
+    fn starttls_offered(&self) -> bool {
+        self.inbound.tls.is_some() && self.tls.is_none()
+    }
+
+    fn auth_offered(&self) -> bool {
+        let sec = &self.inbound.config.security;
+        sec.auth != AuthMode::Off && (self.tls.is_some() || sec.allow_insecure_auth)
+    }
+
+    /// STARTTLS (RFC 3207). Whatever the client pipelined after the
+    /// command was read in plaintext and is thrown away here, so it can
+    /// never run inside the TLS session (CVE-2011-0411).
+    fn starttls(&mut self) -> Next {
+        if self.tls.is_some() {
+            return self.error(reply::TLS_ACTIVE);
+        }
+        if self.inbound.tls.is_none() {
+            return self.error(reply::NOT_IMPLEMENTED);
+        }
+        let dropped = self.input.len();
+        if dropped > 0 {
+            warn!(
+                bytes = dropped,
+                "discarding plaintext pipelined after STARTTLS"
+            );
+        }
+        self.input.clear();
+        self.discarding = false;
+        self.reply(reply::TLS_READY);
+        Next::Close(End::StartTls)
+    }
+
+    /// AUTH PLAIN / LOGIN (RFC 4954), with the per-IP failure throttle.
+    async fn auth(&mut self, mechanism: u64, initial: String) -> Result<Next, End> {
+        let sec = &self.inbound.config.security;
+        if sec.auth == AuthMode::Off {
+            return Ok(self.error(reply::AUTH_DISABLED));
+        }
+        if self.tls.is_none() && !sec.allow_insecure_auth {
+            return Ok(self.error(reply::AUTH_NEEDS_TLS));
+        }
+        if self.helo.is_none() {
+            return Ok(self.error(reply::NEED_HELO));
+        }
+        if self.auth_user.is_some() {
+            return Ok(self.error(reply::AUTH_ALREADY));
+        }
+        if self.tx.mail_from.is_some() {
+            return Ok(self.error(reply::AUTH_IN_TRANSACTION));
+        }
+        let ip = self.peer.ip;
+        if self.inbound.auth_throttle.check(ip, Instant::now()) == Verdict::Block {
+            self.reply(reply::AUTH_BLOCKED);
+            return Err(End::TooManyAuthFailures);
+        }
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = match initial.as_str() {
+                "" => match self.challenge("334 ").await? {
+                    Some(r) => r,
+                    None => return Ok(Next::Continue),
+                },
+                _ => initial,
+            };
+            sasl::decode_plain(&response)
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let user = match initial.as_str() {
+                "" => match self
+                    .challenge(&format!("334 {}", sasl::LOGIN_USERNAME_PROMPT))
+                    .await?
+                {
+                    Some(r) => r,
+                    None => return Ok(Next::Continue),
+                },
+                _ => initial,
+            };
+            let password = match self
+                .challenge(&format!("334 {}", sasl::LOGIN_PASSWORD_PROMPT))
+                .await?
+            {
+                Some(r) => r,
+                None => return Ok(Next::Continue),
+            };
+            sasl::decode_line(&user).and_then(|u| Ok((u, sasl::decode_line(&password)?)))
+        } else {
+            return Ok(self.error(reply::AUTH_MECHANISM));
+        };
+        let (user, password) = match credentials {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "undecodable AUTH response");
+                return Ok(self.error(reply::AUTH_DECODE));
+            }
+        };
+        let config = self.inbound.config.clone();
+        let user_for_check = user.clone();
+        // argon2 is deliberately slow: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || {
+            config.security.users.verify(&user_for_check, &password)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            info!(%user, "authenticated");
+            self.inbound.auth_throttle.record_success(ip);
+            self.auth_user = Some(user);
+            self.reply(reply::AUTH_OK);
+            return Ok(Next::Continue);
+        }
+        warn!(%user, "authentication failed");
+        match self
+            .inbound
+            .auth_throttle
+            .record_failure(ip, Instant::now())
+        {
+            Verdict::Allow => {}
+            Verdict::Delay(d) => tokio::time::sleep(d).await,
+            Verdict::Block => {
+                self.reply(reply::AUTH_FAILED);
+                self.reply(reply::AUTH_BLOCKED);
+                return Err(End::TooManyAuthFailures);
+            }
+        }
+        self.reply(reply::AUTH_FAILED);
+        Ok(Next::Continue)
+    }
+
+    /// Sends a `334` challenge and reads the answer; `None` when the client
+    /// cancelled (`*`) or sent an over-long line (already answered).
+    async fn challenge(&mut self, prompt: &str) -> Result<Option<String>, End> {
+        self.reply(prompt);
+        match self.read_line().await? {
+            Some(line) if sasl::is_cancel(&line) => {
+                self.reply(reply::AUTH_CANCELLED);
+                Ok(None)
+            }
+            Some(line) => Ok(Some(line)),
+            None => {
+                self.error(reply::LINE_TOO_LONG);
+                Ok(None)
+            }
+        }
     }
 
     /// Receives the message after `DATA`, spools it, answers.
@@ -410,7 +762,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.flush().await.map_err(End::Io)?;
 
         let max = self.inbound.config.limits.max_message_size;
-        let idle = self.inbound.config.limits.idle_timeout;
+        let min_rate = self.inbound.config.limits.min_data_rate;
+        let started = Instant::now();
+        let mut received_bytes: u64 = 0;
         let mut receiver = DataReceiver::new();
         let mut decoded = Vec::with_capacity(READ_CHUNK);
         let mut size: u64 = 0;
@@ -440,15 +794,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 break;
             }
             input.clear();
-            let n = match tokio::time::timeout(idle, self.stream.read(&mut chunk)).await {
-                Err(_) => {
-                    self.reply(reply::TIMEOUT);
-                    return Err(End::Timeout);
-                }
+            let n = match tokio::time::timeout(self.read_timeout(), self.stream.read(&mut chunk))
+                .await
+            {
+                Err(_) => return Err(self.timed_out()),
                 Ok(Err(e)) => return Err(End::Io(e)),
                 Ok(Ok(0)) => return Err(End::ClientGone),
                 Ok(Ok(n)) => n,
             };
+            received_bytes += n as u64;
+            if too_slow(received_bytes, started.elapsed(), min_rate) {
+                // A slowloris holds a session slot as long as it trickles.
+                info!(received_bytes, "DATA too slow");
+                self.reply(reply::TOO_SLOW);
+                return Err(End::TooSlow);
+            }
             input.extend_from_slice(&chunk[..n]);
         }
 
@@ -514,8 +874,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rcpt_to: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
             helo: self.helo.clone().unwrap_or_default(),
             remote_ip: self.peer.ip.to_string(),
-            tls: None,
-            authenticated_user: None,
+            tls: self.tls.clone(),
+            authenticated_user: self.auth_user.clone(),
             deliveries,
         }
     }
@@ -524,22 +884,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// so one recipient's copy does not reveal the others.
     fn received_header(&self, id: &str, tx: &Transaction) -> String {
         let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
-        // RFC 3848 / RFC 6531 protocol names.
-        let with = match (self.esmtp, tx.smtputf8) {
-            (_, true) => "UTF8SMTP",
-            (true, false) => "ESMTP",
-            (false, false) => "SMTP",
+        let with = with_protocol(
+            self.esmtp,
+            tx.smtputf8,
+            self.tls.is_some(),
+            self.auth_user.is_some(),
+        );
+        let tls = match &self.tls {
+            Some(t) => format!("\r\n\t(using {} with cipher {})", t.version, t.cipher),
+            None => String::new(),
         };
         let for_clause = match tx.rcpts.as_slice() {
             [(one, _)] => format!("\r\n\tfor <{}>", sanitize(one)),
             _ => String::new(),
         };
         format!(
-            "Received: from {helo} ([{ip}])\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
+            "Received: from {helo} ([{ip}]){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
             ip = self.peer.ip,
             host = self.inbound.config.hostname,
             date = rfc2822_now(),
         )
+    }
+}
+
+/// The `with` protocol name of the Received: header (RFC 3848, RFC 6531).
+fn with_protocol(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> String {
+    let base = match (esmtp, smtputf8) {
+        (_, true) => "UTF8SMTP",
+        (true, false) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    if !esmtp && !smtputf8 {
+        return base.to_string();
+    }
+    format!(
+        "{base}{}{}",
+        if tls { "S" } else { "" },
+        if auth { "A" } else { "" }
+    )
+}
+
+/// Whether a DATA transfer is below the minimum rate, judged only after
+/// the grace period.
+fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64) -> bool {
+    min_rate > 0
+        && elapsed > DATA_RATE_GRACE
+        && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
+}
+
+fn tls_info(conn: &rustls::ServerConnection) -> Option<TlsInfo> {
+    crate::tls::session_info(conn).map(|(version, cipher)| TlsInfo { version, cipher })
+}
+
+fn unknown_tls() -> TlsInfo {
+    TlsInfo {
+        version: "unknown".into(),
+        cipher: "unknown".into(),
     }
 }
 

@@ -22,6 +22,8 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A running Postern on ephemeral ports with its own spool.
 pub struct App {
     pub smtp: SocketAddr,
+    /// The implicit-TLS listener, when the test set `POSTERN_SMTPS_LISTEN`.
+    pub smtps: Option<SocketAddr>,
     pub http: SocketAddr,
     pub spool: std::path::PathBuf,
     pub shutdown: CancellationToken,
@@ -64,11 +66,16 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
     let spool = config.spool_dir.clone();
     let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtps = match config.smtps_listen {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
+    let smtps_addr = smtps.as_ref().map(|l| l.local_addr().unwrap());
     let (smtp_addr, http_addr) = (smtp.local_addr().unwrap(), http.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        postern::run(config, postern::Listeners { smtp, http }, token)
+        postern::run(config, postern::Listeners { smtp, smtps, http }, token)
             .await
             .unwrap();
     });
@@ -78,6 +85,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
     c.cmd("QUIT").await;
     App {
         smtp: smtp_addr,
+        smtps: smtps_addr,
         http: http_addr,
         spool,
         shutdown,
