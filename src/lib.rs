@@ -100,8 +100,14 @@ fn tls_setup(
     if config.dev_mode {
         let (key, pem) = tls::self_signed(&config.hostname)?;
         let path = config.spool_dir.join("dev-tls-cert.pem");
-        let _ = std::fs::write(&path, pem);
-        warn!(cert = %path.display(), "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS (new at each start)");
+        match std::fs::write(&path, pem) {
+            Ok(()) => {
+                warn!(cert = %path.display(), "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS (new at each start)")
+            }
+            Err(e) => {
+                warn!(error = %e, "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS, but could not write it out")
+            }
+        }
         return Ok(Some(tls::acceptor(tls::ReloadingResolver::new(key))));
     }
     Ok(None)

@@ -10,3 +10,4 @@ mod payload;
 mod routing;
 mod session;
 mod spool;
+mod tls;
