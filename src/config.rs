@@ -50,6 +50,7 @@ struct RawConfig {
     max_sessions_per_ip: Option<String>,
     smtp_session_timeout: Option<String>,
     smtp_min_data_rate: Option<String>,
+    smtp_data_rate_grace: Option<String>,
     smtp_greeting_delay: Option<String>,
     auth_max_failures: Option<String>,
     auth_failure_window: Option<String>,
@@ -100,8 +101,11 @@ pub struct SmtpLimits {
     /// Longest a session may last, whatever it does.
     pub session_timeout: Duration,
     /// Slowest DATA transfer tolerated (bytes/s, averaged), once
-    /// [`DATA_RATE_GRACE`] has passed. 0 disables the check.
+    /// `data_rate_grace` has passed. 0 disables the check.
     pub min_data_rate: u64,
+    /// The DATA rate is judged only after this long, so TCP slow start and
+    /// a slow first read do not count against a client.
+    pub data_rate_grace: Duration,
     /// Concurrent sessions, all clients together.
     pub max_sessions: usize,
     /// Concurrent sessions from one IP address.
@@ -110,10 +114,6 @@ pub struct SmtpLimits {
     /// early talker (a spam bot that does not wait for the greeting).
     pub greeting_delay: Duration,
 }
-
-/// The DATA rate is judged only after this long, so TCP slow start and a
-/// slow first read do not count against a client.
-pub const DATA_RATE_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for SmtpLimits {
     fn default() -> Self {
@@ -125,6 +125,7 @@ impl Default for SmtpLimits {
             idle_timeout: Duration::from_secs(300),
             session_timeout: Duration::from_secs(1800),
             min_data_rate: 1024,
+            data_rate_grace: Duration::from_secs(10),
             max_sessions: 1000,
             max_sessions_per_ip: 20,
             greeting_delay: Duration::ZERO,
@@ -353,6 +354,11 @@ impl Config {
                 "POSTERN_SMTP_MIN_DATA_RATE",
                 raw.smtp_min_data_rate,
                 d.min_data_rate,
+            )?,
+            data_rate_grace: parse_duration(
+                "POSTERN_SMTP_DATA_RATE_GRACE",
+                raw.smtp_data_rate_grace,
+                d.data_rate_grace,
             )?,
             max_sessions: parse_num("POSTERN_MAX_SESSIONS", raw.max_sessions, d.max_sessions)?,
             max_sessions_per_ip: parse_num(

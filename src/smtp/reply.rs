@@ -25,6 +25,7 @@ pub const STORAGE_FULL: &str = "452 4.3.1 Insufficient system storage, try again
 pub const TOO_MANY_RCPTS: &str = "452 4.5.3 Too many recipients";
 
 pub const UNRECOGNIZED: &str = "500 5.5.1 Command unrecognized";
+pub const NOT_UTF8: &str = "500 5.5.2 Syntax error: command is not valid UTF-8";
 pub const SYNTAX: &str = "500 5.5.2 Syntax error";
 pub const LINE_TOO_LONG: &str = "500 5.5.6 Line too long";
 pub const BAD_SENDER: &str = "501 5.1.7 Bad sender address syntax";

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
 use super::reply;
-use crate::config::{AuthMode, Config, DATA_RATE_GRACE};
+use crate::config::{AuthMode, Config};
 use crate::route::{self, Target};
 use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool, TlsInfo};
 
@@ -382,10 +382,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.output.extend_from_slice(b"\r\n");
     }
 
+    /// Writes the pending replies. Bounded by the same clock as reads: a
+    /// client that pipelines commands and never reads the replies would
+    /// otherwise block us in a write forever, past every time limit.
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.stream.flush().await?;
+            let wait = self.read_timeout();
+            let write = async {
+                self.stream.write_all(&self.output).await?;
+                self.stream.flush().await
+            };
+            match tokio::time::timeout(wait, write).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "client does not read its replies",
+                    ))
+                }
+            }
             self.output.clear();
         }
         Ok(())
@@ -414,6 +429,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             owned.extend_from_slice(b"\r\n");
             &owned
         };
+        // Commands are ASCII, or UTF-8 with SMTPUTF8. smtp-proto would
+        // replace invalid bytes with U+FFFD and so alter an address.
+        if std::str::from_utf8(line).is_err() {
+            let verb = line.get(..4).unwrap_or(b"");
+            return self.error(if verb.eq_ignore_ascii_case(b"MAIL") {
+                reply::BAD_SENDER
+            } else if verb.eq_ignore_ascii_case(b"RCPT") {
+                reply::BAD_RCPT
+            } else {
+                reply::NOT_UTF8
+            });
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => return self.error(parse_error_reply(&e).as_ref()),
@@ -528,7 +555,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn hello(&mut self, host: &str, esmtp: bool) -> Next {
-        if host.is_empty() {
+        if host.is_empty() || host.chars().any(char::is_control) {
             return self.error(if esmtp {
                 "501 5.5.4 Syntax: EHLO hostname"
             } else {
@@ -723,10 +750,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(None)
             }
             Some(line) => Ok(Some(line)),
-            None => {
-                self.error(reply::LINE_TOO_LONG);
-                Ok(None)
-            }
+            None => match self.error(reply::LINE_TOO_LONG) {
+                Next::Close(end) => Err(end),
+                _ => Ok(None),
+            },
         }
     }
 
@@ -803,7 +830,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Ok(n)) => n,
             };
             received_bytes += n as u64;
-            if too_slow(received_bytes, started.elapsed(), min_rate) {
+            let grace = self.inbound.config.limits.data_rate_grace;
+            if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
                 // A slowloris holds a session slot as long as it trickles.
                 info!(received_bytes, "DATA too slow");
                 self.reply(reply::TOO_SLOW);
@@ -926,10 +954,8 @@ fn with_protocol(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> String {
 
 /// Whether a DATA transfer is below the minimum rate, judged only after
 /// the grace period.
-fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64) -> bool {
-    min_rate > 0
-        && elapsed > DATA_RATE_GRACE
-        && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
+fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64, grace: Duration) -> bool {
+    min_rate > 0 && elapsed > grace && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
 }
 
 fn tls_info(conn: &rustls::ServerConnection) -> Option<TlsInfo> {

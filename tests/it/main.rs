@@ -3,10 +3,13 @@
 
 mod helpers;
 
+mod auth;
 mod clients;
 mod delivery;
 mod durability;
+mod hostile;
 mod payload;
+mod proptest_session;
 mod routing;
 mod session;
 mod spool;

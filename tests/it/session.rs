@@ -296,8 +296,10 @@ async fn garbage_gets_replies_and_the_server_stays_up() {
     let (mut c, _) = Smtp::connect(app.smtp).await;
     assert_eq!(c.cmd("\0\0\0").await, "500 5.5.1 Command unrecognized");
     c.send(b"EHLO \xff\xfe\r\n").await;
-    let r = c.reply().await;
-    assert!(r.starts_with("250") || r.starts_with("501"), "{r}");
+    assert_eq!(
+        c.reply().await,
+        "500 5.5.2 Syntax error: command is not valid UTF-8"
+    );
     c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n")
         .await;
     assert!(c.reply().await.starts_with("500 "));
