@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use postern::webhook::sign::{verify, Secret};
+use base64::engine::general_purpose::STANDARD as B64;
+use postern::webhook::sign::{Secret, verify};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DOMAIN: &str = "load.postern.test";

@@ -76,6 +76,12 @@ struct RawConfig {
     log_format: Option<String>,
     shutdown_grace: Option<String>,
     dev_mode: Option<String>,
+    relay_url: Option<String>,
+    events_url: Option<String>,
+    events_secret: Option<String>,
+    api_keys: Option<String>,
+    api_max_bytes: Option<String>,
+    status_retention: Option<String>,
 }
 
 /// Log output format.
@@ -202,6 +208,35 @@ pub struct SecurityConfig {
     pub auth_failure_delay: Duration,
 }
 
+/// Outbound (HTTP API → SMTP relay) settings.
+#[derive(Clone)]
+pub struct OutboundConfig {
+    /// `POSTERN_RELAY_URL` as given; parsed by [`crate::relay`]. In
+    /// development mode without one, Postern relays to its own listener.
+    pub relay_url: Option<String>,
+    /// Where delivery events go, if anywhere.
+    pub events_url: Option<String>,
+    /// Secrets that sign events (default: the webhook secrets).
+    pub events_secrets: Vec<Secret>,
+    /// SHA-256 of each accepted API key: the keys themselves are not kept.
+    pub api_key_hashes: Vec<[u8; 32]>,
+    /// Largest request body of `POST /v1/messages`.
+    pub api_max_bytes: usize,
+    /// How long `GET /v1/messages/{id}` answers after a message is done.
+    pub status_retention: Duration,
+}
+
+impl std::fmt::Debug for OutboundConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundConfig")
+            .field("relay_url", &self.relay_url.as_ref().map(|_| "<set>"))
+            .field("events_url", &self.events_url)
+            .field("api_keys", &self.api_key_hashes.len())
+            .field("api_max_bytes", &self.api_max_bytes)
+            .finish()
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -225,6 +260,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// No webhook configured: deliver to the built-in `/dev/inbox`.
     pub dev_mode: bool,
+    pub outbound: OutboundConfig,
 }
 
 impl Config {
@@ -253,6 +289,16 @@ impl Config {
 
     fn from_raw(mut raw: RawConfig) -> Result<Config, ConfigError> {
         let security = parse_security(&mut raw)?;
+        // Taken now: the rest of `raw` is moved apart field by field below.
+        let mut outbound_raw = RawConfig {
+            relay_url: raw.relay_url.take(),
+            events_url: raw.events_url.take(),
+            events_secret: raw.events_secret.take(),
+            api_keys: raw.api_keys.take(),
+            api_max_bytes: raw.api_max_bytes.take(),
+            status_retention: raw.status_retention.take(),
+            ..RawConfig::default()
+        };
         let smtp_listen = parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525")?;
         let http_listen = parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080")?;
         let smtps_listen = match raw.smtps_listen {
@@ -284,7 +330,7 @@ impl Config {
                 return Err(invalid(
                     "POSTERN_ROUTES",
                     "set either POSTERN_ROUTES or POSTERN_ROUTES_FILE, not both",
-                ))
+                ));
             }
             (Some(json), None, _) => parse_routes("POSTERN_ROUTES", &json)?,
             (None, Some(path), _) => {
@@ -401,7 +447,7 @@ impl Config {
                     return Err(invalid(
                         "POSTERN_RETRY_JITTER",
                         "a fraction in [0, 1), e.g. 0.2",
-                    ))
+                    ));
                 }
             },
         };
@@ -442,6 +488,7 @@ impl Config {
             Some(_) => return Err(invalid("POSTERN_LOG_FORMAT", "must be text or json")),
         };
 
+        let outbound = parse_outbound(&mut outbound_raw, &default_secrets, dev_mode)?;
         let shutdown_grace = parse_duration(
             "POSTERN_SHUTDOWN_GRACE",
             raw.shutdown_grace,
@@ -463,8 +510,71 @@ impl Config {
             log_format,
             shutdown_grace,
             dev_mode,
+            outbound,
         })
     }
+}
+
+fn parse_outbound(
+    raw: &mut RawConfig,
+    default_secrets: &[Secret],
+    dev_mode: bool,
+) -> Result<OutboundConfig, ConfigError> {
+    let events_url = raw.events_url.take();
+    if let Some(u) = &events_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(invalid(
+            "POSTERN_EVENTS_URL",
+            "must start with http:// or https://",
+        ));
+    }
+    let events_secrets = match raw.events_secret.take() {
+        Some(s) => Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_EVENTS_SECRET", e))?,
+        None => default_secrets.to_vec(),
+    };
+    if events_url.is_some() && events_secrets.is_empty() && !dev_mode {
+        return Err(invalid(
+            "POSTERN_EVENTS_SECRET",
+            "required with POSTERN_EVENTS_URL when POSTERN_WEBHOOK_SECRET is not set",
+        ));
+    }
+    let mut api_key_hashes = Vec::new();
+    if let Some(keys) = raw.api_keys.take() {
+        for k in keys.split([',', ' ', '\n']).filter(|k| !k.is_empty()) {
+            if k.len() < 16 {
+                return Err(invalid(
+                    "POSTERN_API_KEYS",
+                    "each key needs at least 16 characters",
+                ));
+            }
+            api_key_hashes.push(
+                sha2::Digest::finalize(sha2::Digest::chain_update(
+                    <sha2::Sha256 as sha2::Digest>::new(),
+                    k.as_bytes(),
+                ))
+                .into(),
+            );
+        }
+    }
+    let api_max_bytes = parse_size(
+        "POSTERN_API_MAX_BYTES",
+        raw.api_max_bytes.take(),
+        40 * 1024 * 1024,
+    )? as usize;
+    let status_retention = parse_duration(
+        "POSTERN_STATUS_RETENTION",
+        raw.status_retention.take(),
+        Duration::from_secs(7 * 86400),
+    )?;
+    Ok(OutboundConfig {
+        relay_url: raw.relay_url.take(),
+        events_url,
+        events_secrets,
+        api_key_hashes,
+        api_max_bytes,
+        status_retention,
+    })
 }
 
 fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
@@ -472,10 +582,10 @@ fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
         (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
         (None, None) => None,
         (Some(_), None) => {
-            return Err(invalid("POSTERN_TLS_KEY", "required with POSTERN_TLS_CERT"))
+            return Err(invalid("POSTERN_TLS_KEY", "required with POSTERN_TLS_CERT"));
         }
         (None, Some(_)) => {
-            return Err(invalid("POSTERN_TLS_CERT", "required with POSTERN_TLS_KEY"))
+            return Err(invalid("POSTERN_TLS_CERT", "required with POSTERN_TLS_KEY"));
         }
     };
     let users_text = match (raw.smtp_users.take(), raw.smtp_users_file.take()) {
@@ -483,7 +593,7 @@ fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
             return Err(invalid(
                 "POSTERN_SMTP_USERS",
                 "set either POSTERN_SMTP_USERS or POSTERN_SMTP_USERS_FILE, not both",
-            ))
+            ));
         }
         (Some(t), None) => Some(("POSTERN_SMTP_USERS", t)),
         (None, Some(path)) => Some((
@@ -513,7 +623,7 @@ fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
             return Err(invalid(
                 "POSTERN_SMTP_AUTH",
                 "must be off, optional or required",
-            ))
+            ));
         }
     };
     if auth != AuthMode::Off && users.is_empty() {

@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::webhook::sign::{verify, Secret};
+use crate::webhook::sign::{Secret, verify};
 
 /// How many payloads the dev inbox keeps.
 pub const DEV_INBOX_SIZE: usize = 100;
@@ -38,8 +38,10 @@ impl DevInbox {
     }
 }
 
-pub fn router(inbox: Option<Arc<DevInbox>>) -> Router {
-    let r = Router::new().route("/healthz", get(|| async { Json(json!({"status": "ok"})) }));
+pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState) -> Router {
+    let r = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(crate::api::router(api));
     let r = match inbox {
         Some(inbox) => r.merge(
             Router::new()
@@ -48,12 +50,7 @@ pub fn router(inbox: Option<Arc<DevInbox>>) -> Router {
         ),
         None => r,
     };
-    r.fallback(|| async {
-        (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-        )
-    })
+    r.fallback(crate::api::not_found)
 }
 
 async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {

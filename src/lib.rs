@@ -20,9 +20,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod http;
 pub mod mail;
+pub mod outbound;
+pub mod relay;
 pub mod route;
 pub mod smtp;
 pub mod spool;
@@ -113,6 +116,62 @@ fn tls_setup(
     Ok(None)
 }
 
+/// The relay for API mail: `POSTERN_RELAY_URL`, or in development mode
+/// Postern's own SMTP listener, so a message sent through the API comes
+/// back in as inbound mail and shows up in the dev inbox.
+fn relay_setup(
+    config: &Config,
+    smtp_addr: std::net::SocketAddr,
+) -> Result<Option<Arc<relay::Relay>>, Error> {
+    let url = match &config.outbound.relay_url {
+        Some(u) => u.clone(),
+        None if config.dev_mode => {
+            let host = if smtp_addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                smtp_addr.ip().to_string()
+            };
+            let url = format!("smtp://{host}:{}?tls=none", smtp_addr.port());
+            warn!(relay = %url, "DEVELOPMENT MODE: no POSTERN_RELAY_URL; API mail is relayed to Postern's own SMTP listener");
+            url
+        }
+        None => return Ok(None),
+    };
+    let cfg = relay::RelayConfig::parse(&url).map_err(|e| Error::Config(e.to_string()))?;
+    let relay =
+        relay::Relay::new(&cfg, &config.hostname).map_err(|e| Error::Config(e.to_string()))?;
+    info!(host = cfg.host(), port = cfg.port(), "relay configured");
+    Ok(Some(Arc::new(relay)))
+}
+
+/// Removes expired status and idempotency records, hourly.
+async fn sweep(spool: Spool, retention: std::time::Duration, shutdown: CancellationToken) {
+    loop {
+        let s = spool.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let a = s.sweep(spool::RECORDS_OUTBOX, retention).unwrap_or(0);
+            let b = s
+                .sweep(
+                    spool::RECORDS_IDEM,
+                    std::time::Duration::from_secs(24 * 3600),
+                )
+                .unwrap_or(0);
+            if a + b > 0 {
+                info!(
+                    status_records = a,
+                    idempotency_records = b,
+                    "expired records removed"
+                );
+            }
+        })
+        .await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Runs Postern until `shutdown` is cancelled, then drains: stops
 /// accepting, lets DATA transfers and webhook POSTs in flight finish within
 /// the grace period, and returns. Whatever is left is on disk.
@@ -181,7 +240,9 @@ pub async fn run(
     }
     let sec = &config.security;
     if tls.is_none() && sec.auth != config::AuthMode::Off && !sec.allow_insecure_auth {
-        warn!("AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off");
+        warn!(
+            "AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off"
+        );
     }
     let inbound = Inbound {
         tls,
@@ -212,11 +273,39 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    let worker = Worker::new(config.clone(), spool.clone(), queue.clone());
+    let relay = relay_setup(&config, smtp_addr)?;
+    let sending = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let api_state = api::ApiState {
+        config: config.clone(),
+        spool: spool.clone(),
+        queue: queue.clone(),
+        sending: sending.clone(),
+        idempotency: Arc::default(),
+        relay_ready: relay.is_some(),
+    };
+    if config.outbound.api_key_hashes.is_empty() {
+        if config.dev_mode {
+            warn!(
+                "DEVELOPMENT MODE: the HTTP API accepts the key \"{}\" (set POSTERN_API_KEYS to change)",
+                api::DEV_API_KEY
+            );
+        } else {
+            warn!("no POSTERN_API_KEYS: the sending API refuses every request");
+        }
+    }
+    tracker.spawn(sweep(
+        spool.clone(),
+        config.outbound.status_retention,
+        shutdown.clone(),
+    ));
+    let mut worker = Worker::new(config.clone(), spool.clone(), queue.clone());
+    worker.relay = relay;
+    worker.sending = sending;
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let app = http::router(dev_inbox);
+        let app = http::router(dev_inbox, api_state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(e) = axum::serve(listeners.http, app)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await

@@ -75,7 +75,7 @@ fn serve() -> anyhow::Result<()> {
 }
 
 async fn signal_shutdown(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}

@@ -311,10 +311,12 @@ mod tests {
         };
         assert_eq!(got(true), ["http://h/submit"]);
         assert_eq!(got(false), ["http://h/public"]);
-        assert!(serde_json::from_str::<RouteSpec>(
-            r#"{"match": "*", "url": "http://h/", "auth": "maybe"}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<RouteSpec>(
+                r#"{"match": "*", "url": "http://h/", "auth": "maybe"}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -338,10 +340,12 @@ mod tests {
             let spec: RouteSpec = serde_json::from_str(b).unwrap();
             assert!(Route::compile(spec).is_err(), "{b}");
         }
-        assert!(serde_json::from_str::<RouteSpec>(
-            r#"{"match": "*", "url": "http://h/", "sekret": "x"}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<RouteSpec>(
+                r#"{"match": "*", "url": "http://h/", "sekret": "x"}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

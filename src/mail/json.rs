@@ -14,8 +14,8 @@
 
 use std::borrow::Cow;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
     Address as ParsedAddress, Header as ParsedHeader, HeaderName, MessageParser, MessagePart,
@@ -314,10 +314,10 @@ fn decode_encoded_words(value: &[u8]) -> String {
             let rest = &value[i + 1..];
             let mut stream = MessageStream::new(rest);
             if let Some(decoded) = stream.decode_rfc2047() {
-                if let Some(end) = after_word {
-                    if out[end..].iter().all(|c| matches!(c, b' ' | b'\t')) {
-                        out.truncate(end);
-                    }
+                if let Some(end) = after_word
+                    && out[end..].iter().all(|c| matches!(c, b' ' | b'\t'))
+                {
+                    out.truncate(end);
                 }
                 out.extend_from_slice(decoded.as_bytes());
                 after_word = Some(out.len());
@@ -406,10 +406,10 @@ fn transfer_decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8
 }
 
 fn content_type(part: &MessagePart<'_>) -> String {
-    if let Some(ct) = part.content_type() {
-        if let Some(subtype) = ct.subtype() {
-            return format!("{}/{}", ct.ctype(), subtype).to_ascii_lowercase();
-        }
+    if let Some(ct) = part.content_type()
+        && let Some(subtype) = ct.subtype()
+    {
+        return format!("{}/{}", ct.ctype(), subtype).to_ascii_lowercase();
     }
     // No usable Content-Type: report what mail-parser decided the part is
     // (RFC 2045 defaults to text/plain, multipart/digest to message/rfc822).

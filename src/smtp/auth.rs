@@ -17,8 +17,8 @@ use argon2::password_hash::{
     PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm, Argon2, Params, Version};
-use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// Errors from parsing the user database or decoding client AUTH data.
 ///

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{Instrument, debug, info, warn};
 
 use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
@@ -398,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "client does not read its replies",
-                    ))
+                    ));
                 }
             }
             self.output.clear();
@@ -780,10 +780,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let received = self.received_header(&id, &tx);
         let mut failure: Option<spool::Error> = None;
-        if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.write(received.as_bytes()).await {
-                failure = Some(e);
-            }
+        if let Some(w) = writer.as_mut()
+            && let Err(e) = w.write(received.as_bytes()).await
+        {
+            failure = Some(e);
         }
         self.reply(reply::DATA_START);
         self.flush().await.map_err(End::Io)?;
@@ -808,12 +808,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 too_big = true;
                 writer = None;
             }
-            if let (Some(w), None) = (writer.as_mut(), failure.as_ref()) {
-                if let Err(e) = w.write(&decoded).await {
-                    warn!(error = %e, "spool write failed");
-                    failure = Some(e);
-                    writer = None;
-                }
+            if let (Some(w), None) = (writer.as_mut(), failure.as_ref())
+                && let Err(e) = w.write(&decoded).await
+            {
+                warn!(error = %e, "spool write failed");
+                failure = Some(e);
+                writer = None;
             }
             if let Some(n) = end {
                 input.drain(..n);
@@ -887,6 +887,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|(target, rcpt_to)| {
                 let r = &routes[target.route];
                 Delivery {
+                    kind: spool::Kind::Webhook,
                     route: r.pattern.clone(),
                     url: target.url,
                     rcpt_to,
@@ -905,6 +906,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tls: self.tls.clone(),
             authenticated_user: self.auth_user.clone(),
             deliveries,
+            outbound: None,
         }
     }
 

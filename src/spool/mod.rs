@@ -14,6 +14,10 @@
 //!                          "attempts", "next_at" (unix ms), "last_error"}
 //! corrupt/                entries that could not be read at start, moved
 //!                         aside (never deleted) for an operator to inspect
+//! outbox/<id>.json        status of a message sent through the API (what
+//!                         `GET /v1/messages/{id}` shows), kept after it is
+//!                         done for the status retention
+//! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
 //! ```
 //!
 //! A message is committed by writing it to `tmp/`, `fsync`ing the file,
@@ -73,6 +77,10 @@ pub struct TlsInfo {
 /// One endpoint a message goes to, with the recipients routed there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
+    /// What delivering means: a webhook POST of the payload, an SMTP
+    /// submission to the relay, or a POST of a delivery event.
+    #[serde(default)]
+    pub kind: Kind,
     /// The route's `match` text: names the route whose secrets sign this.
     pub route: String,
     pub url: String,
@@ -81,6 +89,31 @@ pub struct Delivery {
     pub raw: bool,
     #[serde(default)]
     pub max_attachment_inline: Option<usize>,
+}
+
+/// The kinds of delivery one queue and one scheduler serve.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Inbound mail → JSON payload → endpoint.
+    #[default]
+    Webhook,
+    /// Outbound mail → SMTP relay.
+    Relay,
+    /// A delivery event (the content is the JSON body) → events URL.
+    Event,
+}
+
+/// What the API was given besides the message, returned in events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Outbound {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The Message-ID header, without brackets.
+    #[serde(default)]
+    pub message_id: String,
 }
 
 /// Everything about a message except its content. Fixed at accept time.
@@ -96,6 +129,9 @@ pub struct Envelope {
     pub tls: Option<TlsInfo>,
     pub authenticated_user: Option<String>,
     pub deliveries: Vec<Delivery>,
+    /// Set for mail submitted through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<Outbound>,
 }
 
 /// Where one delivery stands.
@@ -114,6 +150,40 @@ pub struct DeliveryState {
     /// Unix milliseconds of the next attempt (pending only).
     pub next_at: u64,
     pub last_error: Option<String>,
+    /// Relay deliveries: where each recipient stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<RcptState>,
+    /// Relay deliveries: every attempt, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
+}
+
+/// One recipient of a relay delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RcptState {
+    pub address: String,
+    pub status: RcptStatus,
+    /// The relay's last reply for this recipient.
+    pub reply: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RcptStatus {
+    Pending,
+    Sent,
+    Failed,
+}
+
+/// One attempt of a relay delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// RFC 3339.
+    pub at: String,
+    pub recipients: Vec<String>,
+    /// `sent`, `deferred` or `failed`, per the recipients above.
+    pub outcomes: Vec<String>,
+    pub replies: Vec<String>,
 }
 
 impl DeliveryState {
@@ -123,6 +193,8 @@ impl DeliveryState {
             attempts: 0,
             next_at: 0,
             last_error: None,
+            recipients: Vec::new(),
+            history: Vec::new(),
         }
     }
 }
@@ -162,7 +234,14 @@ impl Spool {
     /// partial writes).
     pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Result<Spool> {
         let root = root.into();
-        for d in ["tmp", "msg", "state", "corrupt"] {
+        for d in [
+            "tmp",
+            "msg",
+            "state",
+            "corrupt",
+            RECORDS_OUTBOX,
+            RECORDS_IDEM,
+        ] {
             std::fs::create_dir_all(root.join(d))?;
         }
         for entry in std::fs::read_dir(root.join("tmp"))? {
@@ -278,9 +357,7 @@ impl Spool {
             if deliveries > 1 {
                 let done = DeliveryState {
                     state: State::Delivered,
-                    attempts: 0,
-                    next_at: 0,
-                    last_error: None,
+                    ..DeliveryState::fresh()
                 };
                 this.write_state_sync(&key, &done)?;
                 for index in 0..deliveries {
@@ -413,6 +490,62 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
     Ok((envelope, bytes))
 }
 
+/// Directory of API message status records.
+pub const RECORDS_OUTBOX: &str = "outbox";
+/// Directory of idempotency records.
+pub const RECORDS_IDEM: &str = "idem";
+
+impl Spool {
+    /// Durably writes a small record (`outbox/`, `idem/`), atomically.
+    pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let this = self.clone();
+        let name = name.to_string();
+        blocking(move || {
+            let tmp = this.root.join("tmp").join(format!("{dir}-{name}"));
+            let dest = this.root.join(dir).join(&name);
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            if this.fsync {
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &dest)?;
+            sync_dir(&this.root.join(dir), this.fsync)
+        })
+        .await
+    }
+
+    /// A record, or `None` when there is none.
+    pub async fn read_record(&self, dir: &'static str, name: &str) -> Result<Option<Vec<u8>>> {
+        // Names come from clients (ids in URLs): never let one leave `dir`.
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Ok(None);
+        }
+        match tokio::fs::read(self.root.join(dir).join(name)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes records in `dir` not modified for `max_age`; returns how many.
+    pub fn sweep(&self, dir: &str, max_age: std::time::Duration) -> Result<usize> {
+        let mut removed = 0;
+        let now = SystemTime::now();
+        for entry in std::fs::read_dir(self.root.join(dir))? {
+            let entry = entry?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > max_age)
+                .unwrap_or(false);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Buffered bytes are handed to the blocking pool in chunks of this size:
 /// large enough that a typical message is written in one trip, small
 /// enough that a 25 MB message never sits in memory whole.
@@ -514,6 +647,7 @@ mod tests {
             authenticated_user: None,
             deliveries: (0..n)
                 .map(|i| Delivery {
+                    kind: Kind::Webhook,
                     route: "*".into(),
                     url: format!("http://h/{i}"),
                     rcpt_to: vec!["c@d".into()],
@@ -521,7 +655,17 @@ mod tests {
                     max_attachment_inline: None,
                 })
                 .collect(),
+            outbound: None,
         }
+    }
+
+    /// Entries written before `kind` and `outbound` existed still load.
+    #[test]
+    fn older_envelopes_read_as_webhook_deliveries() {
+        let line = r#"{"id":"x","received_at":"t","mail_from":"","rcpt_to":["a@b"],"helo":"h","remote_ip":"127.0.0.1","tls":null,"authenticated_user":null,"deliveries":[{"route":"*","url":"http://h/","rcpt_to":["a@b"]}]}"#;
+        let env: Envelope = serde_json::from_str(line).unwrap();
+        assert_eq!(env.deliveries[0].kind, Kind::Webhook);
+        assert!(env.outbound.is_none());
     }
 
     #[tokio::test]
@@ -615,6 +759,7 @@ mod tests {
             attempts: 8,
             next_at: 0,
             last_error: Some("410".into()),
+            ..DeliveryState::fresh()
         };
         spool.write_state(&key, &dead).await.unwrap();
         let report = spool.scan().unwrap();

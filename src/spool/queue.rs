@@ -40,7 +40,7 @@ impl Queue {
     pub fn pop_due(&self, now: u64) -> Result<JobKey, Option<u64>> {
         let mut heap = self.heap.lock().expect("queue lock");
         match heap.peek() {
-            Some(Reverse((due, _))) if *due <= now => Ok(heap.pop().expect("peeked").0 .1),
+            Some(Reverse((due, _))) if *due <= now => Ok(heap.pop().expect("peeked").0.1),
             Some(Reverse((due, _))) => Err(Some(*due)),
             None => Err(None),
         }

@@ -14,13 +14,20 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{Instrument, debug, error, info, warn};
 
-use super::retry::{classify, next_delay, Outcome};
-use super::sign::{sign, Secret};
+use super::retry::{Outcome, classify, next_delay};
+use super::sign::{Secret, sign};
 use crate::config::Config;
 use crate::mail::{self, MessageJson, PayloadOptions};
-use crate::spool::{self, Delivery, DeliveryState, Envelope, JobKey, Queue, Spool, State, TlsInfo};
+use crate::outbound::{self, OutboxRecord};
+use crate::relay::Relay;
+use crate::smtp::session::rfc3339_now;
+use crate::spool::{
+    self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RECORDS_OUTBOX, RcptState,
+    RcptStatus, Spool, State, TlsInfo,
+};
+use std::collections::HashSet;
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
 /// narrowed to the recipients routed to this endpoint.
@@ -84,6 +91,10 @@ pub struct Worker {
     pub spool: Spool,
     pub queue: Arc<Queue>,
     pub client: reqwest::Client,
+    /// The SMTP relay for API mail, when one is configured.
+    pub relay: Option<Arc<Relay>>,
+    /// Ids of API messages with a relay attempt in flight.
+    pub sending: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl Worker {
@@ -102,6 +113,8 @@ impl Worker {
             spool,
             queue,
             client,
+            relay: None,
+            sending: Arc::default(),
         }
     }
 
@@ -160,16 +173,31 @@ impl Worker {
         if state.state != State::Pending {
             return;
         }
-        let (url, secrets) = self.endpoint_for(&delivery);
         let deliveries = envelope.deliveries.len();
         let index = key.index;
-        let body = match tokio::task::spawn_blocking(move || payload(&envelope, index, &raw)).await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                error!(error = %e, "building the payload panicked; retrying later");
-                self.queue.push(key, spool::now_ms() + 60_000);
-                return;
+        let (url, secrets, body) = match delivery.kind {
+            Kind::Relay => return self.relay_attempt(key, envelope, raw, state).await,
+            Kind::Event => {
+                // Events go to the events URL as configured now.
+                let url = self
+                    .config
+                    .outbound
+                    .events_url
+                    .clone()
+                    .unwrap_or_else(|| delivery.url.clone());
+                (url, self.config.outbound.events_secrets.clone(), raw)
+            }
+            Kind::Webhook => {
+                let (url, secrets) = self.endpoint_for(&delivery);
+                let env = envelope.clone();
+                match tokio::task::spawn_blocking(move || payload(&env, index, &raw)).await {
+                    Ok(b) => (url, secrets, b),
+                    Err(e) => {
+                        error!(error = %e, "building the payload panicked; retrying later");
+                        self.queue.push(key, spool::now_ms() + 60_000);
+                        return;
+                    }
+                }
             }
         };
         let id = webhook_id(&key);
@@ -222,6 +250,7 @@ impl Worker {
             Outcome::Rejected { reason } => {
                 warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
                 self.record(&key, State::Dead, attempts, 0, reason).await;
+                self.dead_event(&envelope, &delivery, &key, &url).await;
             }
             Outcome::Retry {
                 reason,
@@ -248,9 +277,162 @@ impl Worker {
                         warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
                         let reason = format!("gave up after {attempts} attempts: {reason}");
                         self.record(&key, State::Dead, attempts, 0, reason).await;
+                        self.dead_event(&envelope, &delivery, &key, &url).await;
                     }
                 }
             }
+        }
+    }
+
+    /// `message.dead` for an inbound delivery that gave up (never for
+    /// events themselves: a dead events endpoint must not feed itself).
+    async fn dead_event(&self, envelope: &Envelope, delivery: &Delivery, key: &JobKey, url: &str) {
+        if delivery.kind != Kind::Webhook {
+            return;
+        }
+        let state = self
+            .spool
+            .read_state(key)
+            .await
+            .unwrap_or_else(|_| DeliveryState::fresh());
+        let body = outbound::dead_event(envelope, key.index, url, &state);
+        if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
+            error!(error = %e, "could not spool the message.dead event");
+        }
+    }
+
+    /// One relay attempt for an API message: the recipients still pending
+    /// are submitted; each one's outcome is recorded; the status record and
+    /// the events follow.
+    async fn relay_attempt(
+        &self,
+        key: JobKey,
+        envelope: Envelope,
+        raw: Vec<u8>,
+        mut state: DeliveryState,
+    ) {
+        let Some(relay) = self.relay.clone() else {
+            error!("an API message is spooled but no relay is configured; retrying in 60s");
+            self.queue.push(key, spool::now_ms() + 60_000);
+            return;
+        };
+        let tried = outbound::pending(&envelope, &state);
+        self.sending
+            .lock()
+            .expect("sending lock")
+            .insert(key.id.clone());
+        let outcomes = relay.send(&envelope.mail_from, &tried, &raw).await;
+        self.sending.lock().expect("sending lock").remove(&key.id);
+        outbound::apply_attempt(&envelope, &mut state, &tried, &outcomes, rfc3339_now());
+        let status_of = |addr: &String| {
+            state
+                .recipients
+                .iter()
+                .find(|r| &r.address == addr)
+                .cloned()
+        };
+        let sent: Vec<RcptState> = tried
+            .iter()
+            .filter_map(status_of)
+            .filter(|r| r.status == RcptStatus::Sent)
+            .collect();
+        let mut failed: Vec<RcptState> = tried
+            .iter()
+            .filter_map(status_of)
+            .filter(|r| r.status == RcptStatus::Failed)
+            .collect();
+        let mut remaining = outbound::pending(&envelope, &state);
+        let mut deferred = Vec::new();
+        if !remaining.is_empty() {
+            let d = &self.config.delivery;
+            match next_delay(
+                &d.retry_schedule,
+                state.attempts,
+                d.jitter,
+                rand::random::<f64>(),
+                None,
+                d.max_retry_after,
+            ) {
+                Some(delay) => {
+                    state.next_at = spool::now_ms() + delay.as_millis() as u64;
+                    deferred = state
+                        .recipients
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Pending)
+                        .cloned()
+                        .collect();
+                    warn!(
+                        pending = remaining.len(),
+                        attempts = state.attempts,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "relay deferred; will retry"
+                    );
+                }
+                None => {
+                    outbound::give_up(&mut state);
+                    failed.extend(
+                        state
+                            .recipients
+                            .iter()
+                            .filter(|r| remaining.contains(&r.address))
+                            .cloned(),
+                    );
+                    warn!(
+                        attempts = state.attempts,
+                        "relay still deferring; no retries left"
+                    );
+                    remaining.clear();
+                }
+            }
+        }
+        let status = outbound::overall_status(&state.recipients, true);
+        info!(
+            status,
+            sent = sent.len(),
+            failed = failed.len(),
+            pending = remaining.len(),
+            "relay attempt done"
+        );
+        self.update_outbox(&envelope, &state, status).await;
+        if remaining.is_empty() {
+            if let Err(e) = self.spool.finish(&key, 1, true).await {
+                error!(error = %e, "sent, but could not record it; it may be sent again after a restart");
+            }
+        } else {
+            if let Err(e) = self.spool.write_state(&key, &state).await {
+                error!(error = %e, "could not record delivery state");
+            }
+            self.queue.push(key, state.next_at);
+        }
+        for (kind, list) in [
+            ("message.sent", &sent),
+            ("message.deferred", &deferred),
+            ("message.failed", &failed),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let body = outbound::relay_event(kind, &envelope, list);
+            if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
+                error!(error = %e, event = kind, "could not spool the event");
+            }
+        }
+    }
+
+    /// Rewrites the `GET /v1/messages/{id}` record after an attempt.
+    async fn update_outbox(&self, envelope: &Envelope, state: &DeliveryState, status: &str) {
+        let mut record = OutboxRecord::queued(envelope);
+        record.status = status.to_string();
+        record.updated_at = rfc3339_now();
+        record.recipients = state.recipients.clone();
+        record.attempts = state.history.clone();
+        let bytes = serde_json::to_vec(&record).expect("record serialises");
+        if let Err(e) = self
+            .spool
+            .write_record(RECORDS_OUTBOX, &format!("{}.json", envelope.id), bytes)
+            .await
+        {
+            error!(error = %e, "could not update the status record");
         }
     }
 
@@ -267,6 +449,7 @@ impl Worker {
             attempts,
             next_at,
             last_error: Some(reason),
+            ..DeliveryState::fresh()
         };
         if let Err(e) = self.spool.write_state(key, &s).await {
             // The message stays pending on disk; a restart retries it.

@@ -6,8 +6,8 @@
 //! space-separated, so receivers holding either the old or the new secret
 //! verify. We always sign the exact bytes we send.
 
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

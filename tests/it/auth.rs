@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::helpers::*;
-use crate::hostile::{Raw, OTHER_IP};
+use crate::hostile::{OTHER_IP, Raw};
 
 const PASSWORD: &str = "correct horse battery staple";
 

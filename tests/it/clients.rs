@@ -7,7 +7,7 @@ use base64::Engine as _;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use crate::helpers::*;

@@ -16,8 +16,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
 use crate::helpers::*;
@@ -132,12 +132,12 @@ impl Postern {
                     log_tail(&self.log)
                 ));
             }
-            if let Ok(mut c) = Conn::connect(self.smtp).await {
-                if let Ok(got) = c.reply().await {
-                    let _ = c.cmd("QUIT").await;
-                    if got.starts_with(greeting) {
-                        return Ok(());
-                    }
+            if let Ok(mut c) = Conn::connect(self.smtp).await
+                && let Ok(got) = c.reply().await
+            {
+                let _ = c.cmd("QUIT").await;
+                if got.starts_with(greeting) {
+                    return Ok(());
                 }
             }
             if Instant::now() > deadline {

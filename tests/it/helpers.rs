@@ -271,10 +271,11 @@ impl Smtp {
 
     /// A full transaction; returns the reply to the end of DATA.
     pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> String {
-        assert!(self
-            .cmd(&format!("MAIL FROM:<{from}>"))
-            .await
-            .starts_with("250"));
+        assert!(
+            self.cmd(&format!("MAIL FROM:<{from}>"))
+                .await
+                .starts_with("250")
+        );
         for t in to {
             let r = self.cmd(&format!("RCPT TO:<{t}>")).await;
             assert!(r.starts_with("250"), "RCPT {t}: {r}");

@@ -252,10 +252,12 @@ async fn early_talker_is_refused_and_polite_client_greeted() {
     let waited = start.elapsed();
     assert_eq!(greeting, "220 localhost ESMTP Postern ready");
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
-    assert!(polite
-        .cmd("EHLO x")
-        .await
-        .starts_with("250-localhost Hello x"));
+    assert!(
+        polite
+            .cmd("EHLO x")
+            .await
+            .starts_with("250-localhost Hello x")
+    );
 }
 
 /// A real TLS 1.3 ClientHello (rustls), as a client that dialled the wrong

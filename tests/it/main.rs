@@ -10,6 +10,7 @@ mod durability;
 mod hostile;
 mod payload;
 mod proptest_session;
+mod relay;
 mod routing;
 mod session;
 mod spool;

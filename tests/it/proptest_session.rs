@@ -30,8 +30,7 @@ use crate::helpers::SECRET;
 const HOSTNAME: &str = "mx.prop.test";
 const GREETING: &str = "220 mx.prop.test ESMTP Postern ready";
 /// `alice` / `secret`, argon2id with m=8 KiB, t=1, p=1: fast to verify.
-const USERS: &str =
-    "alice:$argon2id$v=19$m=8,t=1,p=1$cG9zdGVybmZ1enpzYWx0$m/FMeh714PTVl/ILpHqdqGAAIldwp0oC/9h1HSvUvAo";
+const USERS: &str = "alice:$argon2id$v=19$m=8,t=1,p=1$cG9zdGVybmZ1enpzYWx0$m/FMeh714PTVl/ILpHqdqGAAIldwp0oC/9h1HSvUvAo";
 
 /// Everything a session needs, over a spool in a temp dir.
 struct Harness {
@@ -82,11 +81,9 @@ impl Harness {
             let (client, server) = tokio::io::duplex(pipe);
             let (mut rd, mut wr) = tokio::io::split(client);
             let mut chunks: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-            if early {
-                if let Some(first) = chunks.first_mut() {
-                    wr.write_all(&first[..1]).await.unwrap();
-                    *first = &first[1..];
-                }
+            if early && let Some(first) = chunks.first_mut() {
+                wr.write_all(&first[..1]).await.unwrap();
+                *first = &first[1..];
             }
             // Fresh each case: the AUTH throttle counts failures per IP.
             let inbound = Inbound::new(
@@ -167,14 +164,14 @@ pub fn check_replies(out: &[u8], first: &str) -> Result<(), String> {
             ));
         }
         let code = &line[..3];
-        if let Some(prev) = open {
-            if prev != code {
-                return Err(format!(
-                    "line {i} continues a {} reply with code {}",
-                    show(prev),
-                    show(code)
-                ));
-            }
+        if let Some(prev) = open
+            && prev != code
+        {
+            return Err(format!(
+                "line {i} continues a {} reply with code {}",
+                show(prev),
+                show(code)
+            ));
         }
         open = (line[3] == b'-').then_some(code);
         if i == 0 && (line != first.as_bytes() || open.is_some()) {

@@ -1,0 +1,326 @@
+//! Outbound bookkeeping: what `GET /v1/messages/{id}` reports, how one
+//! relay attempt changes the recipients' state, and delivery events.
+//!
+//! Events (`message.sent`, `message.deferred`, `message.failed`,
+//! `message.dead`) are themselves spooled as messages with one
+//! [`Kind::Event`] delivery, so they are durable, signed and retried exactly
+//! like inbound webhooks.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::relay::RcptOutcome;
+use crate::spool::{
+    self, Attempt, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RcptState, RcptStatus,
+    Spool,
+};
+
+/// The status record of one API message, kept in `outbox/<id>.json` for
+/// `POSTERN_STATUS_RETENTION` after it is done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutboxRecord {
+    pub id: String,
+    /// `queued`, `sending`, `sent`, `deferred` or `failed`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub message_id: String,
+    pub mail_from: String,
+    pub recipients: Vec<RcptState>,
+    pub attempts: Vec<Attempt>,
+    pub tags: Vec<String>,
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+impl OutboxRecord {
+    /// The record of a message just accepted.
+    pub fn queued(envelope: &Envelope) -> OutboxRecord {
+        let ob = envelope.outbound.clone().unwrap_or_default();
+        OutboxRecord {
+            id: envelope.id.clone(),
+            status: "queued".into(),
+            created_at: envelope.received_at.clone(),
+            updated_at: envelope.received_at.clone(),
+            message_id: ob.message_id,
+            mail_from: envelope.mail_from.clone(),
+            recipients: envelope
+                .rcpt_to
+                .iter()
+                .map(|a| RcptState {
+                    address: a.clone(),
+                    status: RcptStatus::Pending,
+                    reply: None,
+                })
+                .collect(),
+            attempts: Vec::new(),
+            tags: ob.tags,
+            metadata: ob.metadata,
+        }
+    }
+}
+
+/// The overall status from the recipients: any still pending → `queued`
+/// before the first attempt, `deferred` after; all sent → `sent`; all done
+/// with at least one refused → `failed` (the per-recipient list says which).
+pub fn overall_status(recipients: &[RcptState], attempted: bool) -> &'static str {
+    if recipients.iter().any(|r| r.status == RcptStatus::Pending) {
+        if attempted { "deferred" } else { "queued" }
+    } else if recipients.iter().all(|r| r.status == RcptStatus::Sent) {
+        "sent"
+    } else {
+        "failed"
+    }
+}
+
+/// The recipients still to try (all of them before the first attempt).
+pub fn pending(envelope: &Envelope, state: &DeliveryState) -> Vec<String> {
+    if state.recipients.is_empty() {
+        return envelope.rcpt_to.clone();
+    }
+    state
+        .recipients
+        .iter()
+        .filter(|r| r.status == RcptStatus::Pending)
+        .map(|r| r.address.clone())
+        .collect()
+}
+
+/// Records one attempt: `tried[i]` got `outcomes[i]`.
+pub fn apply_attempt(
+    envelope: &Envelope,
+    state: &mut DeliveryState,
+    tried: &[String],
+    outcomes: &[RcptOutcome],
+    at: String,
+) {
+    if state.recipients.is_empty() {
+        state.recipients = envelope
+            .rcpt_to
+            .iter()
+            .map(|a| RcptState {
+                address: a.clone(),
+                status: RcptStatus::Pending,
+                reply: None,
+            })
+            .collect();
+    }
+    let mut attempt = Attempt {
+        at,
+        recipients: tried.to_vec(),
+        outcomes: Vec::new(),
+        replies: Vec::new(),
+    };
+    for (addr, outcome) in tried.iter().zip(outcomes) {
+        let (status, word, reply) = match outcome {
+            RcptOutcome::Sent { reply } => (RcptStatus::Sent, "sent", reply),
+            RcptOutcome::Deferred { reply } => (RcptStatus::Pending, "deferred", reply),
+            RcptOutcome::Failed { reply } => (RcptStatus::Failed, "failed", reply),
+        };
+        if let Some(r) = state.recipients.iter_mut().find(|r| &r.address == addr) {
+            r.status = status;
+            r.reply = Some(reply.clone());
+        }
+        attempt.outcomes.push(word.into());
+        attempt.replies.push(reply.clone());
+    }
+    state.attempts += 1;
+    state.history.push(attempt);
+}
+
+/// The schedule is used up: whoever is still pending has failed.
+pub fn give_up(state: &mut DeliveryState) {
+    let attempts = state.attempts;
+    for r in state
+        .recipients
+        .iter_mut()
+        .filter(|r| r.status == RcptStatus::Pending)
+    {
+        let last = r.reply.clone().unwrap_or_default();
+        r.status = RcptStatus::Failed;
+        r.reply = Some(format!("gave up after {attempts} attempts: {last}"));
+    }
+}
+
+/// The body of an outbound event.
+pub fn relay_event(kind: &str, envelope: &Envelope, recipients: &[RcptState]) -> Value {
+    let ob = envelope.outbound.clone().unwrap_or_default();
+    json!({
+        "type": kind,
+        "id": envelope.id,
+        "created_at": crate::smtp::session::rfc3339_now(),
+        "message_id": ob.message_id,
+        "mail_from": envelope.mail_from,
+        "recipients": recipients,
+        "tags": ob.tags,
+        "metadata": ob.metadata,
+    })
+}
+
+/// The body of `message.dead`: an inbound delivery that gave up.
+pub fn dead_event(envelope: &Envelope, index: usize, url: &str, state: &DeliveryState) -> Value {
+    let rcpts = envelope
+        .deliveries
+        .get(index)
+        .map(|d| d.rcpt_to.clone())
+        .unwrap_or_default();
+    json!({
+        "type": "message.dead",
+        "id": envelope.id,
+        "created_at": crate::smtp::session::rfc3339_now(),
+        "endpoint": url,
+        "recipients": rcpts,
+        "mail_from": envelope.mail_from,
+        "attempts": state.attempts,
+        "reason": state.last_error,
+    })
+}
+
+/// Spools an event for `POSTERN_EVENTS_URL`; a no-op when it is not set.
+pub async fn emit(
+    spool: &Spool,
+    queue: &Queue,
+    config: &Config,
+    body: &Value,
+) -> spool::Result<()> {
+    let Some(url) = &config.outbound.events_url else {
+        return Ok(());
+    };
+    let id = spool::new_id();
+    let envelope = Envelope {
+        id: id.clone(),
+        received_at: crate::smtp::session::rfc3339_now(),
+        mail_from: String::new(),
+        rcpt_to: Vec::new(),
+        helo: String::new(),
+        remote_ip: String::new(),
+        tls: None,
+        authenticated_user: None,
+        deliveries: vec![Delivery {
+            kind: Kind::Event,
+            route: "events".into(),
+            url: url.clone(),
+            rcpt_to: Vec::new(),
+            raw: false,
+            max_attachment_inline: None,
+        }],
+        outbound: None,
+    };
+    let mut w = spool.create(&envelope).await?;
+    w.write(&serde_json::to_vec(body).expect("event serialises"))
+        .await?;
+    w.commit().await?;
+    queue.push(JobKey { id, index: 0 }, spool::now_ms());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            id: "m".into(),
+            received_at: "t".into(),
+            mail_from: "app@x.test".into(),
+            rcpt_to: vec!["a@x.test".into(), "b@x.test".into(), "c@x.test".into()],
+            helo: String::new(),
+            remote_ip: String::new(),
+            tls: None,
+            authenticated_user: None,
+            deliveries: Vec::new(),
+            outbound: None,
+        }
+    }
+
+    fn r(s: &str) -> String {
+        s.to_string()
+    }
+
+    #[test]
+    fn attempts_move_recipients_and_status() {
+        let env = envelope();
+        let mut st = DeliveryState::fresh();
+        assert_eq!(pending(&env, &st), env.rcpt_to);
+        let tried = pending(&env, &st);
+        apply_attempt(
+            &env,
+            &mut st,
+            &tried,
+            &[
+                RcptOutcome::Sent { reply: r("250 ok") },
+                RcptOutcome::Failed { reply: r("550 no") },
+                RcptOutcome::Deferred {
+                    reply: r("451 later"),
+                },
+            ],
+            r("t1"),
+        );
+        assert_eq!(pending(&env, &st), vec![r("c@x.test")]);
+        assert_eq!(overall_status(&st.recipients, true), "deferred");
+        let tried = pending(&env, &st);
+        apply_attempt(
+            &env,
+            &mut st,
+            &tried,
+            &[RcptOutcome::Sent { reply: r("250 ok") }],
+            r("t2"),
+        );
+        assert!(pending(&env, &st).is_empty());
+        assert_eq!(overall_status(&st.recipients, true), "failed");
+        assert_eq!(st.attempts, 2);
+        assert_eq!(st.history.len(), 2);
+        assert_eq!(st.history[0].outcomes, ["sent", "failed", "deferred"]);
+    }
+
+    #[test]
+    fn give_up_fails_the_pending_ones_only() {
+        let env = envelope();
+        let mut st = DeliveryState::fresh();
+        let tried = pending(&env, &st);
+        apply_attempt(
+            &env,
+            &mut st,
+            &tried,
+            &[
+                RcptOutcome::Sent { reply: r("250 ok") },
+                RcptOutcome::Deferred {
+                    reply: r("421 busy"),
+                },
+                RcptOutcome::Deferred {
+                    reply: r("421 busy"),
+                },
+            ],
+            r("t"),
+        );
+        give_up(&mut st);
+        let statuses: Vec<_> = st.recipients.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [RcptStatus::Sent, RcptStatus::Failed, RcptStatus::Failed]
+        );
+        assert_eq!(
+            st.recipients[1].reply.as_deref(),
+            Some("gave up after 1 attempts: 421 busy")
+        );
+    }
+
+    #[test]
+    fn overall_status_table() {
+        let rs = |v: &[RcptStatus]| {
+            v.iter()
+                .map(|s| RcptState {
+                    address: r("a"),
+                    status: *s,
+                    reply: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        use RcptStatus::*;
+        assert_eq!(overall_status(&rs(&[Pending]), false), "queued");
+        assert_eq!(overall_status(&rs(&[Pending, Sent]), true), "deferred");
+        assert_eq!(overall_status(&rs(&[Sent, Sent]), true), "sent");
+        assert_eq!(overall_status(&rs(&[Sent, Failed]), true), "failed");
+        assert_eq!(overall_status(&rs(&[Failed]), true), "failed");
+    }
+}
