@@ -38,9 +38,24 @@ impl DevInbox {
     }
 }
 
-pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState) -> Router {
+/// What the operations endpoints look at.
+#[derive(Clone)]
+pub struct Ops {
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    pub queue: Arc<crate::spool::Queue>,
+    pub spool: crate::spool::Spool,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState, ops: Ops) -> Router {
     let r = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(
+            Router::new()
+                .route("/readyz", get(ready))
+                .route("/metrics", get(metrics))
+                .with_state(ops),
+        )
         .merge(crate::api::router(api));
     let r = match inbox {
         Some(inbox) => r.merge(
@@ -51,6 +66,47 @@ pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState) -> Router
         None => r,
     };
     r.fallback(crate::api::not_found)
+}
+
+/// Ready: listeners bound (they are, before this router serves), the
+/// spool writable, and not shutting down.
+async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
+    if ops.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "shutting down"})),
+        );
+    }
+    let spool = ops.spool.clone();
+    let probe = tokio::task::spawn_blocking(move || spool.probe_writable()).await;
+    match probe {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": format!("spool not writable: {e}")})),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": e.to_string()})),
+        ),
+    }
+}
+
+async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    ops.metrics.spool_pending.set(ops.queue.len() as i64);
+    let spool = ops.spool.clone();
+    if let Ok(age) = tokio::task::spawn_blocking(move || spool.oldest_age()).await {
+        ops.metrics
+            .spool_oldest_pending_age
+            .set(age.map_or(0.0, |d| d.as_secs_f64()));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ops.metrics.render(),
+    )
 }
 
 async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {

@@ -29,6 +29,7 @@ pub mod relay;
 pub mod route;
 pub mod smtp;
 pub mod spool;
+pub mod telemetry;
 pub mod tls;
 pub mod webhook;
 
@@ -244,8 +245,11 @@ pub async fn run(
             "AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off"
         );
     }
+    let metrics = Arc::new(telemetry::Metrics::new());
+    metrics.spool_corrupt.inc_by(report.corrupt as u64);
     let inbound = Inbound {
         tls,
+        metrics: metrics.clone(),
         ..Inbound::new(config.clone(), spool.clone(), queue.clone())
     };
     let limiter = smtp::server::Limiter::new(
@@ -281,6 +285,7 @@ pub async fn run(
         queue: queue.clone(),
         sending: sending.clone(),
         idempotency: Arc::default(),
+        shutdown: shutdown.clone(),
         relay_ready: relay.is_some(),
     };
     if config.outbound.api_key_hashes.is_empty() {
@@ -301,10 +306,20 @@ pub async fn run(
     let mut worker = Worker::new(config.clone(), spool.clone(), queue.clone());
     worker.relay = relay;
     worker.sending = sending;
+    worker.metrics = metrics.clone();
+    let ops = http::Ops {
+        metrics: metrics.clone(),
+        queue: queue.clone(),
+        spool: spool.clone(),
+        shutdown: shutdown.clone(),
+    };
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
-    let http_shutdown = shutdown.clone();
+    // HTTP stays up through the drain so /readyz can say "shutting down"
+    // and the API can answer 503; it stops once the drain is over.
+    let http_stop = CancellationToken::new();
+    let http_shutdown = http_stop.clone();
     let http_task = tokio::spawn(async move {
-        let app = http::router(dev_inbox, api_state)
+        let app = http::router(dev_inbox, api_state, ops)
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(e) = axum::serve(listeners.http, app)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
@@ -328,6 +343,7 @@ pub async fn run(
     {
         warn!("grace period over; work still in flight stays pending on disk");
     }
+    http_stop.cancel();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
     info!("stopped");
     Ok(())

@@ -11,6 +11,8 @@ const USAGE: &str = "usage: postern [serve | gen-secret | hash-password | help]
   gen-secret     print a new random webhook secret (whsec_...)
   hash-password  read a password from stdin, print its argon2id hash
                  for POSTERN_SMTP_USERS (user:<hash>)
+  healthcheck    exit 0 when GET /readyz on POSTERN_HTTP_LISTEN answers 200,
+                 else 1 (for container HEALTHCHECKs: no curl needed)
 
 Configuration comes from POSTERN_* environment variables (see README.md).
 With none set, Postern runs in development mode on 127.0.0.1.";
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         "hash-password" => hash_password(),
+        "healthcheck" => std::process::exit(healthcheck()),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -54,6 +57,54 @@ fn hash_password() -> anyhow::Result<()> {
     }
     println!("{}", postern::smtp::auth::hash_password(password));
     Ok(())
+}
+
+/// GET /readyz on our own HTTP listener; a wildcard listen address is
+/// reached on loopback.
+fn healthcheck() -> i32 {
+    let listen = std::env::var("POSTERN_HTTP_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let Ok(mut addr) = listen.parse::<std::net::SocketAddr>() else {
+        eprintln!("POSTERN_HTTP_LISTEN: not an address: {listen}");
+        return 1;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .expect("HTTP client builds");
+        match client.get(format!("http://{addr}/readyz")).send().await {
+            Ok(r) if r.status().is_success() => {
+                println!("ready");
+                0
+            }
+            Ok(r) => {
+                let status = r.status();
+                println!("not ready: {status} {}", r.text().await.unwrap_or_default());
+                1
+            }
+            Err(e) => {
+                println!("not ready: {e}");
+                1
+            }
+        }
+    })
 }
 
 fn serve() -> anyhow::Result<()> {

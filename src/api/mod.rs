@@ -48,6 +48,9 @@ pub struct ApiState {
     pub idempotency: Arc<tokio::sync::Mutex<()>>,
     /// Whether a relay exists to send through.
     pub relay_ready: bool,
+    /// Once cancelled, new messages get `503` (the client retries
+    /// elsewhere or later).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -192,6 +195,13 @@ async fn send(
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large())?;
+    if st.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; try again",
+        ));
+    }
     if !st.relay_ready {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

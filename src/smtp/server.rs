@@ -150,7 +150,11 @@ pub async fn run(
         tracker.spawn(
             async move {
                 let _slot = slot;
+                let metrics = inbound.metrics.clone();
+                metrics.smtp_sessions.inc();
+                metrics.smtp_sessions_open.inc();
                 serve(stream, addr.ip(), mode, inbound, shutdown).await;
+                metrics.smtp_sessions_open.dec();
             }
             .instrument(span),
         );
@@ -180,6 +184,7 @@ async fn serve(
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
+                        inbound.metrics.tls_handshake_failures.inc();
                         warn!(error = %e, "TLS handshake failed");
                         return;
                     }

@@ -35,6 +35,7 @@ pub struct Inbound {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed AUTH attempts per client IP, shared by all sessions.
     pub auth_throttle: Arc<AuthThrottle>,
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Inbound {
@@ -52,6 +53,7 @@ impl Inbound {
             queue,
             tls: None,
             auth_throttle,
+            metrics: Arc::default(),
         }
     }
 }
@@ -190,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
+                inbound.metrics.tls_handshake_failures.inc();
                 warn!(error = %e, "STARTTLS handshake failed");
                 return End::TlsHandshake(e.to_string());
             }
@@ -378,6 +381,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn reply(&mut self, line: &str) {
         debug!(reply = line, "S:");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            self.inbound.metrics.reply(line);
+        }
         self.output.extend_from_slice(line.as_bytes());
         self.output.extend_from_slice(b"\r\n");
     }
@@ -723,6 +729,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Next::Continue);
         }
         warn!(%user, "authentication failed");
+        self.inbound.metrics.auth_failures.inc();
         match self
             .inbound
             .auth_throttle
@@ -834,6 +841,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
                 // A slowloris holds a session slot as long as it trickles.
                 info!(received_bytes, "DATA too slow");
+                self.inbound.metrics.rejected("too_slow");
                 self.reply(reply::TOO_SLOW);
                 return Err(End::TooSlow);
             }
@@ -842,11 +850,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
         if too_big {
             info!(size, "message refused: too big");
+            self.inbound.metrics.rejected("too_big");
             self.reply(reply::TOO_BIG);
         } else if receiver.bare_line_end {
             info!("message refused: bare CR or LF");
+            self.inbound.metrics.rejected("bare_line_end");
             self.reply(reply::BARE_LINE_END);
         } else if let Some(e) = failure {
+            self.inbound.metrics.rejected("spool_error");
             self.reply(spool_reply(&e));
         } else {
             let writer: MessageWriter = writer.expect("writer present when nothing failed");
@@ -862,6 +873,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             now,
                         );
                     }
+                    self.inbound.metrics.messages_accepted.inc();
+                    self.inbound.metrics.received_bytes.inc_by(size);
                     info!(
                         size,
                         from = %envelope.mail_from,
@@ -872,6 +885,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.reply(&format!("250 2.0.0 OK: queued as {id}"));
                 }
                 Err(e) => {
+                    self.inbound.metrics.rejected("spool_error");
                     warn!(error = %e, "spool commit failed");
                     self.reply(spool_reply(&e));
                 }

@@ -527,6 +527,28 @@ impl Spool {
         }
     }
 
+    /// Writes and removes a probe file: can the spool take a message now?
+    pub fn probe_writable(&self) -> Result<()> {
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("ready-probe-{}", new_id()));
+        let mut f = std::fs::File::create(&path)?;
+        let r = f.write_all(b"probe");
+        let _ = std::fs::remove_file(&path);
+        Ok(r?)
+    }
+
+    /// Age of the oldest message in `msg/` (pending or dead), if any.
+    pub fn oldest_age(&self) -> Option<std::time::Duration> {
+        let now = SystemTime::now();
+        std::fs::read_dir(self.root.join("msg"))
+            .ok()?
+            .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .max()
+    }
+
     /// Removes records in `dir` not modified for `max_age`; returns how many.
     pub fn sweep(&self, dir: &str, max_age: std::time::Duration) -> Result<usize> {
         let mut removed = 0;

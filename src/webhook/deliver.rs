@@ -27,6 +27,7 @@ use crate::spool::{
     self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RECORDS_OUTBOX, RcptState,
     RcptStatus, Spool, State, TlsInfo,
 };
+use crate::telemetry::Metrics;
 use std::collections::HashSet;
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
@@ -95,6 +96,7 @@ pub struct Worker {
     pub relay: Option<Arc<Relay>>,
     /// Ids of API messages with a relay attempt in flight.
     pub sending: Arc<std::sync::Mutex<HashSet<String>>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -115,6 +117,7 @@ impl Worker {
             client,
             relay: None,
             sending: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -236,8 +239,15 @@ impl Worker {
         };
         let attempts = state.attempts + 1;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        let kind = kind_label(delivery.kind);
         match outcome {
             Outcome::Delivered => {
+                self.metrics.attempt(kind, "delivered");
+                if delivery.kind == Kind::Webhook
+                    && let Some(age) = age_of(&envelope.received_at)
+                {
+                    self.metrics.delivery_latency.observe(age);
+                }
                 info!(url = %url, attempts, elapsed_ms, "delivered");
                 if let Err(e) = self
                     .spool
@@ -249,6 +259,8 @@ impl Worker {
             }
             Outcome::Rejected { reason } => {
                 warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
+                self.metrics.attempt(kind, "rejected");
+                self.metrics.dead.inc();
                 self.record(&key, State::Dead, attempts, 0, reason).await;
                 self.dead_event(&envelope, &delivery, &key, &url).await;
             }
@@ -267,6 +279,7 @@ impl Worker {
                 );
                 match delay {
                     Some(delay) => {
+                        self.metrics.attempt(kind, "retry");
                         let next_at = spool::now_ms() + delay.as_millis() as u64;
                         warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
                         self.record(&key, State::Pending, attempts, next_at, reason)
@@ -275,6 +288,8 @@ impl Worker {
                     }
                     None => {
                         warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
+                        self.metrics.attempt(kind, "dead");
+                        self.metrics.dead.inc();
                         let reason = format!("gave up after {attempts} attempts: {reason}");
                         self.record(&key, State::Dead, attempts, 0, reason).await;
                         self.dead_event(&envelope, &delivery, &key, &url).await;
@@ -385,6 +400,17 @@ impl Worker {
                 }
             }
         }
+        self.metrics.relay("sent", sent.len() as u64);
+        self.metrics.relay("failed", failed.len() as u64);
+        self.metrics.relay("deferred", deferred.len() as u64);
+        self.metrics.attempt(
+            "relay",
+            if remaining.is_empty() {
+                "delivered"
+            } else {
+                "retry"
+            },
+        );
         let status = outbound::overall_status(&state.recipients, true);
         info!(
             status,
@@ -480,6 +506,25 @@ impl Worker {
         };
         (url, secrets)
     }
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Webhook => "webhook",
+        Kind::Relay => "relay",
+        Kind::Event => "event",
+    }
+}
+
+/// Seconds since an RFC 3339 timestamp.
+fn age_of(rfc3339: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(
+        (time::OffsetDateTime::now_utc() - t)
+            .as_seconds_f64()
+            .max(0.0),
+    )
 }
 
 /// A short reason for a transport failure (timeouts, refused connections).
