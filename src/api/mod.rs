@@ -57,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/messages", post(send))
         .route("/v1/messages/{id}", get(status))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -132,11 +133,12 @@ fn authorize(config: &Config, headers: &HeaderMap) -> Result<[u8; 32], ApiError>
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| unauthorized("missing Authorization: Bearer <API key>"))?;
+    // The scheme is case-insensitive (RFC 9110 11.1).
     let key = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <API key>"))?
-        .trim();
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <API key>"))?;
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let keys = &config.outbound.api_key_hashes;
     let mut ok = false;
@@ -336,7 +338,11 @@ async fn send(
             serde_json::to_vec(&record).expect("record serialises"),
         )
         .await
-        .map_err(ApiError::unavailable)?;
+        .unwrap_or_else(|e| {
+            // The message is durable, so the promise of a 202 holds; the
+            // status record reappears after the first attempt.
+            warn!(message_id = %id, error = %e, "could not write the status record");
+        });
     let response = json!({"id": id, "status": "queued"});
     if let Some(name) = &idem_name {
         let rec = IdemRecord {
@@ -399,6 +405,16 @@ async fn status(
         record.status = "sending".into();
     }
     Ok(Json(record).into_response())
+}
+
+/// A known path with the wrong method, JSON like every other error.
+pub async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not support that method",
+    )
+    .into_response()
 }
 
 /// The fallback for unknown paths, JSON like every other error.

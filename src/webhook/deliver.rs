@@ -261,8 +261,9 @@ impl Worker {
                 warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
                 self.metrics.attempt(kind, "rejected");
                 self.metrics.dead.inc();
+                self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
+                    .await;
                 self.record(&key, State::Dead, attempts, 0, reason).await;
-                self.dead_event(&envelope, &delivery, &key, &url).await;
             }
             Outcome::Retry {
                 reason,
@@ -291,8 +292,9 @@ impl Worker {
                         self.metrics.attempt(kind, "dead");
                         self.metrics.dead.inc();
                         let reason = format!("gave up after {attempts} attempts: {reason}");
+                        self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
+                            .await;
                         self.record(&key, State::Dead, attempts, 0, reason).await;
-                        self.dead_event(&envelope, &delivery, &key, &url).await;
                     }
                 }
             }
@@ -301,15 +303,24 @@ impl Worker {
 
     /// `message.dead` for an inbound delivery that gave up (never for
     /// events themselves: a dead events endpoint must not feed itself).
-    async fn dead_event(&self, envelope: &Envelope, delivery: &Delivery, key: &JobKey, url: &str) {
+    async fn dead_event(
+        &self,
+        envelope: &Envelope,
+        delivery: &Delivery,
+        key: &JobKey,
+        url: &str,
+        attempts: u32,
+        reason: &str,
+    ) {
         if delivery.kind != Kind::Webhook {
             return;
         }
-        let state = self
-            .spool
-            .read_state(key)
-            .await
-            .unwrap_or_else(|_| DeliveryState::fresh());
+        let state = DeliveryState {
+            state: State::Dead,
+            attempts,
+            last_error: Some(reason.to_string()),
+            ..DeliveryState::fresh()
+        };
         let body = outbound::dead_event(envelope, key.index, url, &state);
         if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
             error!(error = %e, "could not spool the message.dead event");
@@ -419,17 +430,9 @@ impl Worker {
             pending = remaining.len(),
             "relay attempt done"
         );
-        self.update_outbox(&envelope, &state, status).await;
-        if remaining.is_empty() {
-            if let Err(e) = self.spool.finish(&key, 1, true).await {
-                error!(error = %e, "sent, but could not record it; it may be sent again after a restart");
-            }
-        } else {
-            if let Err(e) = self.spool.write_state(&key, &state).await {
-                error!(error = %e, "could not record delivery state");
-            }
-            self.queue.push(key, state.next_at);
-        }
+        // Events first: they are spooled durably, so a crash after this
+        // repeats them at worst; a crash before the state update below
+        // repeats the attempt (at least once), never loses an event.
         for (kind, list) in [
             ("message.sent", &sent),
             ("message.deferred", &deferred),
@@ -442,6 +445,17 @@ impl Worker {
             if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
                 error!(error = %e, event = kind, "could not spool the event");
             }
+        }
+        self.update_outbox(&envelope, &state, status).await;
+        if remaining.is_empty() {
+            if let Err(e) = self.spool.finish(&key, 1, true).await {
+                error!(error = %e, "sent, but could not record it; it may be sent again after a restart");
+            }
+        } else {
+            if let Err(e) = self.spool.write_state(&key, &state).await {
+                error!(error = %e, "could not record delivery state");
+            }
+            self.queue.push(key, state.next_at);
         }
     }
 

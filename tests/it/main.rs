@@ -3,11 +3,13 @@
 
 mod helpers;
 
+mod api;
 mod auth;
 mod clients;
 mod delivery;
 mod durability;
 mod hostile;
+mod outbound;
 mod payload;
 mod proptest_session;
 mod relay;
