@@ -82,6 +82,7 @@ struct RawConfig {
     api_keys: Option<String>,
     api_max_bytes: Option<String>,
     status_retention: Option<String>,
+    dead_retention: Option<String>,
 }
 
 /// Log output format.
@@ -153,6 +154,8 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Dead deliveries are removed this long after they died.
+    pub dead_retention: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -164,6 +167,7 @@ impl Default for DeliveryConfig {
             connect_timeout: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(6 * 3600),
             concurrency: 32,
+            dead_retention: Duration::from_secs(7 * 86400),
         }
     }
 }
@@ -469,6 +473,11 @@ impl Config {
                 "POSTERN_DELIVERY_CONCURRENCY",
                 raw.delivery_concurrency,
                 dd.concurrency,
+            )?,
+            dead_retention: parse_duration(
+                "POSTERN_DEAD_RETENTION",
+                raw.dead_retention,
+                dd.dead_retention,
             )?,
         };
         if delivery.concurrency == 0 {
@@ -855,5 +864,15 @@ mod tests {
             ]
         );
         assert!(parse_schedule("none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn dead_retention_defaults_to_a_week() {
+        let d = cfg(&[]).unwrap().delivery.dead_retention;
+        assert_eq!(d, Duration::from_secs(7 * 86400));
+        let c = cfg(&[("POSTERN_DEAD_RETENTION", "36h")]).unwrap();
+        assert_eq!(c.delivery.dead_retention, Duration::from_secs(36 * 3600));
+        let e = cfg(&[("POSTERN_DEAD_RETENTION", "soon")]).unwrap_err();
+        assert!(e.to_string().starts_with("POSTERN_DEAD_RETENTION:"), "{e}");
     }
 }

@@ -61,6 +61,8 @@ pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState, ops: Ops)
         Some(inbox) => r.merge(
             Router::new()
                 .route("/dev/inbox", get(list_inbox).post(receive))
+                // Payloads of maximum-size messages with base64 parts.
+                .layer(axum::extract::DefaultBodyLimit::max(128 * 1024 * 1024))
                 .with_state(inbox),
         ),
         None => r,

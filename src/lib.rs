@@ -13,6 +13,7 @@
 //! - [`mail`]: raw message → JSON fields (mail-parser).
 //! - [`webhook`]: signing, retry policy, the delivery worker.
 //! - [`http`]: health endpoint and the development inbox.
+//! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //!
 //! The SMTP side and the delivery side never call each other: they meet at
 //! the spool. [`run`] takes already-bound listeners and a cancellation
@@ -22,6 +23,7 @@
 
 pub mod api;
 pub mod config;
+pub mod doctor;
 pub mod http;
 pub mod mail;
 pub mod outbound;
@@ -145,11 +147,34 @@ fn relay_setup(
     Ok(Some(Arc::new(relay)))
 }
 
-/// Removes expired status and idempotency records, hourly.
-async fn sweep(spool: Spool, retention: std::time::Duration, shutdown: CancellationToken) {
+/// Removes expired status and idempotency records and dead deliveries
+/// older than `POSTERN_DEAD_RETENTION`, at start and hourly.
+async fn sweep(
+    spool: Spool,
+    retention: std::time::Duration,
+    dead_retention: std::time::Duration,
+    metrics: Arc<telemetry::Metrics>,
+    shutdown: CancellationToken,
+) {
     loop {
         let s = spool.clone();
+        let m = metrics.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            match s.sweep_dead(dead_retention) {
+                Ok(removed) => {
+                    for (key, state) in removed {
+                        m.dead_removed.inc();
+                        info!(
+                            message_id = %key.id,
+                            delivery = key.index,
+                            reason = "dead for longer than POSTERN_DEAD_RETENTION",
+                            last_error = state.last_error.as_deref().unwrap_or(""),
+                            "dead delivery removed"
+                        );
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not sweep dead deliveries"),
+            }
             let a = s.sweep(spool::RECORDS_OUTBOX, retention).unwrap_or(0);
             let b = s
                 .sweep(
@@ -301,6 +326,8 @@ pub async fn run(
     tracker.spawn(sweep(
         spool.clone(),
         config.outbound.status_retention,
+        config.delivery.dead_retention,
+        metrics.clone(),
         shutdown.clone(),
     ));
     let mut worker = Worker::new(config.clone(), spool.clone(), queue.clone());

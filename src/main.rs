@@ -5,7 +5,8 @@ use anyhow::Context;
 use postern::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "usage: postern [serve | gen-secret | hash-password | help]
+const USAGE: &str =
+    "usage: postern [serve | gen-secret | hash-password | healthcheck | doctor | deliveries | help]
 
   serve          run the SMTP server and webhook delivery (default)
   gen-secret     print a new random webhook secret (whsec_...)
@@ -13,6 +14,12 @@ const USAGE: &str = "usage: postern [serve | gen-secret | hash-password | help]
                  for POSTERN_SMTP_USERS (user:<hash>)
   healthcheck    exit 0 when GET /readyz on POSTERN_HTTP_LISTEN answers 200,
                  else 1 (for container HEALTHCHECKs: no curl needed)
+  doctor         check the configuration without serving: config, spool,
+                 TLS files, relay (no mail sent), a signed test event to
+                 each webhook endpoint; exit 0 when all pass, else 1
+  deliveries     list [--state dead|pending] | retry <id> | delete <id>:
+                 pending and dead deliveries, through the running server's
+                 API (POSTERN_HTTP_LISTEN, first key of POSTERN_API_KEYS)
 
 Configuration comes from POSTERN_* environment variables (see README.md).
 With none set, Postern runs in development mode on 127.0.0.1.";
@@ -29,6 +36,11 @@ fn main() -> anyhow::Result<()> {
         }
         "hash-password" => hash_password(),
         "healthcheck" => std::process::exit(healthcheck()),
+        "doctor" => std::process::exit(postern::doctor::main()),
+        "deliveries" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            std::process::exit(postern::api::deliveries::cli(&args))
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

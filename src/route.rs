@@ -158,6 +158,11 @@ impl Route {
         })
     }
 
+    /// The `url` as configured, placeholders included.
+    pub fn url_template(&self) -> &str {
+        &self.url
+    }
+
     /// The endpoint URL for `addr`, or `None` when the route does not match.
     pub fn url_for(&self, addr: &str) -> Option<String> {
         let lower = addr.to_lowercase();

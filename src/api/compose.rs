@@ -46,7 +46,6 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
-use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
@@ -373,16 +372,22 @@ fn compose_structured(req: &SendRequest, hostname: &str) -> Result<Composed, Fie
         message_id_domain(&from.address, hostname)
     );
 
-    let mut builder = MessageBuilder::new().from(to_address(&from));
+    // Address headers are written by `address_header`, not mail-builder's
+    // Address type: mail-builder puts encoded words inside quotes, which
+    // RFC 2047 section 5 forbids and parsers then show literally.
+    let mut builder = MessageBuilder::new().header(
+        "From",
+        Raw::new(address_header(std::slice::from_ref(&from))),
+    );
     if !to.is_empty() {
-        builder = builder.to(to_address_list(&to));
+        builder = builder.header("To", Raw::new(address_header(&to)));
     }
     if !cc.is_empty() {
-        builder = builder.cc(to_address_list(&cc));
+        builder = builder.header("Cc", Raw::new(address_header(&cc)));
     }
     // Bcc is deliberately never written: it only feeds `rcpt_to`.
     if !reply_to.is_empty() {
-        builder = builder.reply_to(to_address_list(&reply_to));
+        builder = builder.header("Reply-To", Raw::new(address_header(&reply_to)));
     }
     if let Some(subject) = &req.subject {
         builder = builder.subject(Text::new(subject.as_str()));
@@ -872,15 +877,60 @@ fn normalize_content_id(raw: &str) -> Option<&str> {
     valid.then_some(id)
 }
 
-fn to_address(mailbox: &Mailbox) -> Address<'_> {
-    Address::new_address(mailbox.name.as_deref(), mailbox.address.as_str())
+/// An address list header value: `Name <a@b>, "Odd, Name" <c@d>`, with
+/// non-ASCII display names as RFC 2047 encoded words (never inside quotes,
+/// each at most 75 characters). Addresses themselves go out as they are
+/// (UTF-8 ones need SMTPUTF8 at the relay, RFC 6532).
+fn address_header(mailboxes: &[Mailbox]) -> String {
+    mailboxes
+        .iter()
+        .map(|m| match m.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => format!("{} <{}>", display_name(name), m.address),
+            None => format!("<{}>", m.address),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn to_address_list(mailboxes: &[Mailbox]) -> Address<'_> {
-    match mailboxes {
-        [single] => to_address(single),
-        many => Address::new_list(many.iter().map(to_address).collect()),
+/// A display name as an RFC 5322 phrase.
+fn display_name(name: &str) -> String {
+    if !name.is_ascii() {
+        return encoded_words(name);
     }
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
+    if name.chars().all(atext) && !name.starts_with(' ') && !name.ends_with(' ') {
+        return name.to_string();
+    }
+    let mut q = String::with_capacity(name.len() + 2);
+    q.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// `=?utf-8?B?…?=` words of at most 45 input bytes (75 characters), split
+/// on character boundaries, separated by spaces (which decoders drop
+/// between adjacent encoded words).
+fn encoded_words(text: &str) -> String {
+    let mut words = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + 45).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        words.push(format!(
+            "=?utf-8?B?{}?=",
+            STANDARD.encode(&text.as_bytes()[start..end])
+        ));
+        start = end;
+    }
+    words.join(" ")
 }
 
 /// Message-ID domain: the sender's domain when it is plain ASCII (a UTF-8
@@ -2368,5 +2418,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn display_names_are_phrases_and_encoded_words_never_quoted() {
+        let m = |name: &str| Mailbox {
+            name: Some(name.to_string()),
+            address: "a@example.org".to_string(),
+        };
+        assert_eq!(address_header(&[m("Alice")]), "Alice <a@example.org>");
+        assert_eq!(
+            address_header(&[m("Smith, John")]),
+            "\"Smith, John\" <a@example.org>"
+        );
+        assert_eq!(
+            address_header(&[m("say \"hi\"")]),
+            "\"say \\\"hi\\\"\" <a@example.org>"
+        );
+        let enc = address_header(&[m("Grüße Laden")]);
+        assert_eq!(enc, "=?utf-8?B?R3LDvMOfZSBMYWRlbg==?= <a@example.org>");
+        let long = "ü".repeat(128);
+        let header = address_header(&[m(&long)]);
+        assert!(!header.contains('"'));
+        for word in header.split(' ').filter(|w| w.starts_with("=?")) {
+            assert!(word.len() <= 75, "{word}");
+        }
+        // and a real parser reads the names back
+        let raw = format!("From: {header}\r\nTo: {enc}\r\n\r\nx\r\n");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        assert_eq!(
+            parsed.from().unwrap().first().unwrap().name(),
+            Some(long.as_str())
+        );
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().name(),
+            Some("Grüße Laden")
+        );
     }
 }

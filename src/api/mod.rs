@@ -8,6 +8,7 @@
 //! sent, 503 when the spool cannot take it (the client retries).
 
 pub mod compose;
+pub mod deliveries;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/messages", post(send))
         .route("/v1/messages/{id}", get(status))
+        .merge(deliveries::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -218,7 +220,9 @@ async fn send(
             let k = v
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .filter(|k| {
+                    !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())
+                })
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,

@@ -217,6 +217,9 @@ pub fn now_ms() -> u64 {
 pub struct Spool {
     root: PathBuf,
     fsync: bool,
+    /// Serialises operator changes (retry, delete, retention) so each one
+    /// checks a delivery's state and changes it as one step.
+    ops: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// What a start-up scan found.
@@ -247,7 +250,11 @@ impl Spool {
         for entry in std::fs::read_dir(root.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(Spool { root, fsync })
+        Ok(Spool {
+            root,
+            fsync,
+            ops: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -653,6 +660,280 @@ impl Drop for MessageWriter {
     }
 }
 
+/// One delivery as an operator sees it (`/v1/deliveries`).
+#[derive(Debug, Clone)]
+pub struct DeliveryInfo {
+    pub key: JobKey,
+    /// The message's `received_at` (RFC 3339).
+    pub received_at: String,
+    pub delivery: Delivery,
+    pub state: DeliveryState,
+}
+
+/// What an operator change (retry, delete) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// No such message, or no such delivery in it.
+    NotFound,
+    /// The delivery is in a state the change does not apply to.
+    WrongState(State),
+    /// Done; `message_removed`: nothing of the message was left, so its
+    /// files are gone.
+    Done { message_removed: bool },
+}
+
+/// `<message id>.<index>`, as the API and the CLI name a delivery.
+pub fn delivery_id(key: &JobKey) -> String {
+    format!("{}.{}", key.id, key.index)
+}
+
+/// Parses a delivery id: 1 to 64 hex digits, a dot, a delivery number
+/// (no leading zeros). Anything else is refused before it reaches a path.
+pub fn parse_delivery_id(s: &str) -> Option<JobKey> {
+    let (id, index) = s.split_once('.')?;
+    let hex = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let number = !index.is_empty()
+        && index.len() <= 6
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && (index == "0" || !index.starts_with('0'));
+    if !(hex && number) {
+        return None;
+    }
+    Some(JobKey {
+        id: id.to_string(),
+        index: index.parse().ok()?,
+    })
+}
+
+impl Spool {
+    /// The envelope line of a message only (the content is not read), or
+    /// `None` when the message is not in the spool.
+    fn read_envelope_sync(&self, id: &str) -> Result<Option<Envelope>> {
+        use std::io::BufRead as _;
+        let file = match std::fs::File::open(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut line = Vec::new();
+        std::io::BufReader::new(file).read_until(b'\n', &mut line)?;
+        Ok(Some(split_record(id, line)?.0))
+    }
+
+    /// A delivery's state; an unreadable state file reads as fresh
+    /// (pending, due now), as [`Spool::scan`] and [`Spool::load`] treat it.
+    fn read_state_lenient(&self, key: &JobKey) -> Result<DeliveryState> {
+        match self.read_state_sync(key) {
+            Err(Error::Corrupt(..)) => Ok(DeliveryState::fresh()),
+            r => r,
+        }
+    }
+
+    fn lock_ops(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deliveries in `states`, ordered by message id then delivery number,
+    /// starting after `after`; at most `limit`, and whether more follow.
+    pub async fn list_deliveries(
+        &self,
+        states: Vec<State>,
+        after: Option<JobKey>,
+        limit: usize,
+    ) -> Result<(Vec<DeliveryInfo>, bool)> {
+        let this = self.clone();
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in std::fs::read_dir(this.root.join("msg"))? {
+                let name = entry?.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".msg")) else {
+                    continue;
+                };
+                // Only ids the API can name back are listed.
+                if parse_delivery_id(&format!("{id}.0")).is_some()
+                    && after.as_ref().is_none_or(|a| id >= a.id.as_str())
+                {
+                    ids.push(id.to_string());
+                }
+            }
+            ids.sort_unstable();
+            let mut out = Vec::new();
+            for id in ids {
+                let envelope = match this.read_envelope_sync(&id) {
+                    Ok(Some(e)) => e,
+                    // Finished since the directory was read.
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(message_id = %id, error = %e, "unreadable spool entry; not listed");
+                        continue;
+                    }
+                };
+                for (index, delivery) in envelope.deliveries.into_iter().enumerate() {
+                    let key = JobKey {
+                        id: id.clone(),
+                        index,
+                    };
+                    if after.as_ref().is_some_and(|a| key <= *a) {
+                        continue;
+                    }
+                    let state = this.read_state_lenient(&key)?;
+                    if !states.contains(&state.state) {
+                        continue;
+                    }
+                    if out.len() == limit {
+                        return Ok((out, true));
+                    }
+                    out.push(DeliveryInfo {
+                        key,
+                        received_at: envelope.received_at.clone(),
+                        delivery,
+                        state,
+                    });
+                }
+            }
+            Ok((out, false))
+        })
+        .await
+    }
+
+    /// One delivery, whatever its state; `None` when there is no such
+    /// message or delivery.
+    pub async fn delivery_info(&self, key: &JobKey) -> Result<Option<DeliveryInfo>> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let Some(envelope) = this.read_envelope_sync(&key.id)? else {
+                return Ok(None);
+            };
+            let Some(delivery) = envelope.deliveries.get(key.index).cloned() else {
+                return Ok(None);
+            };
+            let state = this.read_state_lenient(&key)?;
+            Ok(Some(DeliveryInfo {
+                key,
+                received_at: envelope.received_at,
+                delivery,
+                state,
+            }))
+        })
+        .await
+    }
+
+    /// A dead delivery becomes pending again with no attempts, due now: its
+    /// state file goes (no state file means exactly that). The caller
+    /// schedules it.
+    pub async fn retry_dead(&self, key: &JobKey) -> Result<Change> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let _ops = this.lock_ops();
+            let Some(envelope) = this.read_envelope_sync(&key.id)? else {
+                return Ok(Change::NotFound);
+            };
+            if key.index >= envelope.deliveries.len() {
+                return Ok(Change::NotFound);
+            }
+            let state = this.read_state_lenient(&key)?;
+            if state.state != State::Dead {
+                return Ok(Change::WrongState(state.state));
+            }
+            ignore_missing(std::fs::remove_file(this.state_path(&key)))?;
+            sync_dir(&this.root.join("state"), this.fsync)?;
+            Ok(Change::Done {
+                message_removed: false,
+            })
+        })
+        .await
+    }
+
+    /// Gives up on a delivery whose state is one of `allowed`: it is
+    /// recorded as done, and when no delivery of the message is left
+    /// pending or dead the message leaves the spool (commit record first).
+    pub async fn discard(&self, key: &JobKey, allowed: &'static [State]) -> Result<Change> {
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || this.discard_sync(&key, allowed)).await
+    }
+
+    fn discard_sync(&self, key: &JobKey, allowed: &[State]) -> Result<Change> {
+        let _ops = self.lock_ops();
+        let Some(envelope) = self.read_envelope_sync(&key.id)? else {
+            return Ok(Change::NotFound);
+        };
+        let deliveries = envelope.deliveries.len();
+        if key.index >= deliveries {
+            return Ok(Change::NotFound);
+        }
+        let state = self.read_state_lenient(key)?;
+        if !allowed.contains(&state.state) {
+            return Ok(Change::WrongState(state.state));
+        }
+        if deliveries > 1 {
+            let done = DeliveryState {
+                state: State::Delivered,
+                ..DeliveryState::fresh()
+            };
+            self.write_state_sync(key, &done)?;
+            for index in (0..deliveries).filter(|i| *i != key.index) {
+                let other = JobKey {
+                    id: key.id.clone(),
+                    index,
+                };
+                if self.read_state_lenient(&other)?.state != State::Delivered {
+                    return Ok(Change::Done {
+                        message_removed: false,
+                    });
+                }
+            }
+        }
+        self.remove_sync(&key.id, deliveries, true)?;
+        Ok(Change::Done {
+            message_removed: true,
+        })
+    }
+
+    /// Discards every dead delivery whose state file was last written more
+    /// than `max_age` ago; returns them with the state they had.
+    pub fn sweep_dead(&self, max_age: std::time::Duration) -> Result<Vec<(JobKey, DeliveryState)>> {
+        let now = SystemTime::now();
+        let mut old = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("state"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(key) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(parse_delivery_id)
+            else {
+                continue;
+            };
+            let expired = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age);
+            if expired {
+                old.push(key);
+            }
+        }
+        old.sort();
+        let mut removed = Vec::new();
+        for key in old {
+            let state = match self.read_state_sync(&key) {
+                Ok(s) if s.state == State::Dead => s,
+                _ => continue,
+            };
+            match self.discard_sync(&key, &[State::Dead]) {
+                Ok(Change::Done { .. }) => removed.push((key, state)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(message_id = %key.id, delivery = key.index, error = %e, "could not remove an expired dead delivery")
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +960,30 @@ mod tests {
                 .collect(),
             outbound: None,
         }
+    }
+
+    #[test]
+    fn delivery_ids_are_checked() {
+        let key = parse_delivery_id("01a2ff.12").unwrap();
+        assert_eq!((key.id.as_str(), key.index), ("01a2ff", 12));
+        assert_eq!(delivery_id(&key), "01a2ff.12");
+        assert!(parse_delivery_id("01a2ff.0").is_some());
+        for bad in [
+            "",
+            ".0",
+            "01a2ff",
+            "01a2ff.",
+            "01a2ff.01",
+            "01a2ff.-1",
+            "01a2ff.1.2",
+            "../x.0",
+            "01a2fg.0",
+            "01a2ff.1234567",
+            "01a2ff.0 ",
+        ] {
+            assert!(parse_delivery_id(bad).is_none(), "{bad:?}");
+        }
+        assert!(parse_delivery_id(&format!("{}.0", "a".repeat(65))).is_none());
     }
 
     /// Entries written before `kind` and `outbound` existed still load.

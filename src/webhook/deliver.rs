@@ -221,7 +221,7 @@ impl Worker {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| describe(&e))
+                .map_err(describe)
         };
         let outcome = match response {
             Ok(r) => {
@@ -504,11 +504,18 @@ impl Worker {
     /// spool. A route that no longer exists keeps the URL the message was
     /// accepted for and the default secrets.
     fn endpoint_for(&self, delivery: &Delivery) -> (String, Vec<Secret>) {
-        let route = self
-            .config
-            .routes
-            .iter()
-            .find(|r| r.pattern == delivery.route);
+        // Several routes may share a `match` (fan-out to two endpoints):
+        // prefer the one that still yields the URL this was accepted for.
+        let rcpt = delivery.rcpt_to.first().map(String::as_str).unwrap_or("");
+        let same = || {
+            self.config
+                .routes
+                .iter()
+                .filter(|r| r.pattern == delivery.route)
+        };
+        let route = same()
+            .find(|r| r.url_for(rcpt).as_deref() == Some(delivery.url.as_str()))
+            .or_else(|| same().next());
         let url = route
             .and_then(|r| r.url_for(delivery.rcpt_to.first()?))
             .unwrap_or_else(|| delivery.url.clone());
@@ -542,7 +549,11 @@ fn age_of(rfc3339: &str) -> Option<f64> {
 }
 
 /// A short reason for a transport failure (timeouts, refused connections).
-fn describe(e: &reqwest::Error) -> String {
+///
+/// The URL is left out: webhook URLs often carry tokens, and this text is
+/// stored in the spool, logged and sent in `message.dead` events.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -551,7 +562,7 @@ fn describe(e: &reqwest::Error) -> String {
         "request failed"
     };
     let mut msg = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(e);
+    let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         msg.push_str(&format!(": {s}"));
         src = s.source();

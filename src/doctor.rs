@@ -1,0 +1,897 @@
+//! `postern doctor`: checks a configuration against the world it will run
+//! in, without starting the server, and prints a transcript with a verdict
+//! per check.
+//!
+//! 1. `config`: the `POSTERN_*` environment is valid; a summary is printed
+//!    with every secret left out (URLs lose their user info and query
+//!    values).
+//! 2. `spool`: the spool directory (and its `tmp/`, `msg/`, `state/`) takes
+//!    a file: a probe is created, synced and removed. Nothing else is
+//!    touched, so it is safe next to a running Postern.
+//! 3. `tls`: the certificate and key load and match; the certificate's
+//!    subject and expiry are shown; an expired certificate fails.
+//! 4. `relay`: with `POSTERN_RELAY_URL`, EHLO (+STARTTLS, +AUTH) and QUIT on
+//!    a fresh connection ([`Relay::check`]); no mail is sent.
+//! 5. `webhook <url>` (one per distinct endpoint, and `events <url>`): a
+//!    signed `postern.test` event is POSTed with the Standard Webhooks
+//!    headers and the route's secrets; any 2xx passes. Routes whose URL is
+//!    filled in from the recipient (`{name}`) are skipped with a note.
+//!
+//! Every check is bounded by [`CHECK_TIMEOUT`]. [`run`] returns `true`
+//! when nothing failed (skipped checks do not fail).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::{AuthMode, Config};
+use crate::relay::{Relay, RelayConfig};
+use crate::route::RouteSpec;
+use crate::webhook::sign::{Secret, sign};
+
+/// The most any one check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `type` of the event POSTed to each endpoint.
+pub const TEST_EVENT_TYPE: &str = "postern.test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        }
+    }
+}
+
+/// The verdicts so far, printed as they come.
+struct Transcript<'a> {
+    out: &'a mut dyn Write,
+    results: Vec<(String, Verdict)>,
+}
+
+impl Transcript<'_> {
+    fn check(&mut self, name: &str, verdict: Verdict, summary: &str, details: &[String]) {
+        let _ = writeln!(self.out, "[{}] {name}: {summary}", verdict.label());
+        for d in details {
+            let _ = writeln!(self.out, "       {d}");
+        }
+        let _ = self.out.flush();
+        self.results.push((name.to_string(), verdict));
+    }
+
+    fn finish(self) -> bool {
+        let failed: Vec<&str> = self
+            .results
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Fail)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let passed = self
+            .results
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Pass)
+            .count();
+        let skipped = self.results.len() - passed - failed.len();
+        let _ = writeln!(self.out);
+        if failed.is_empty() {
+            let _ = writeln!(self.out, "verdict: OK ({passed} passed, {skipped} skipped)");
+        } else {
+            let _ = writeln!(
+                self.out,
+                "verdict: FAILED ({} failed: {}; {passed} passed, {skipped} skipped)",
+                failed.len(),
+                failed.join(", ")
+            );
+        }
+        let _ = self.out.flush();
+        failed.is_empty()
+    }
+}
+
+/// The `postern doctor` command: reads the process environment, prints the
+/// transcript to stdout, returns the exit code (0: every check passed or
+/// was skipped; 1: something failed).
+pub fn main() -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return 1;
+        }
+    };
+    // Non-UTF-8 variables are skipped rather than panicking; Postern only
+    // reads POSTERN_* ones, which the config check then reports on.
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let mut stdout = std::io::stdout();
+    let ok = rt.block_on(run(vars, &mut stdout));
+    if ok { 0 } else { 1 }
+}
+
+/// Runs every check for the configuration in `vars` (`POSTERN_*` pairs, as
+/// [`Config::from_vars`] takes them), writing the transcript to `out`.
+pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
+    let _ = writeln!(
+        out,
+        "postern doctor {} (no mail is sent; each check is bounded by {} s)\n",
+        env!("CARGO_PKG_VERSION"),
+        CHECK_TIMEOUT.as_secs()
+    );
+    let mut t = Transcript {
+        out,
+        results: Vec::new(),
+    };
+
+    // 1. config
+    let config = match Config::from_vars(vars.iter().cloned()) {
+        Ok(c) => c,
+        Err(e) => {
+            t.check("config", Verdict::Fail, &e.to_string(), &[]);
+            return t.finish();
+        }
+    };
+    let relay_cfg = config.outbound.relay_url.as_deref().map(RelayConfig::parse);
+    let mut problems = Vec::new();
+    if let Some(Err(e)) = &relay_cfg {
+        problems.push(e.to_string());
+    }
+    if config.security.tls_files.is_none()
+        && !config.dev_mode
+        && (config.smtps_listen.is_some() || config.security.require_tls)
+    {
+        problems.push(
+            "POSTERN_SMTPS_LISTEN and POSTERN_SMTP_REQUIRE_TLS need POSTERN_TLS_CERT and POSTERN_TLS_KEY"
+                .into(),
+        );
+    }
+    let summary = summarize(&config, relay_cfg.as_ref().and_then(|r| r.as_ref().ok()));
+    if problems.is_empty() {
+        t.check("config", Verdict::Pass, "valid", &summary);
+    } else {
+        let mut details = problems.clone();
+        details.extend(summary);
+        t.check("config", Verdict::Fail, &problems.join("; "), &details);
+    }
+
+    // 2. spool
+    let dir = config.spool_dir.clone();
+    let spool = bounded_blocking(move || check_spool(&dir)).await;
+    let name = "spool";
+    match spool {
+        Ok(detail) => t.check(name, Verdict::Pass, &detail, &[]),
+        Err(e) => t.check(
+            name,
+            Verdict::Fail,
+            &format!("{}: {e}", config.spool_dir.display()),
+            &[],
+        ),
+    }
+
+    // 3. TLS
+    match &config.security.tls_files {
+        None if config.dev_mode => t.check(
+            "tls",
+            Verdict::Skip,
+            "no certificate configured; development mode makes a self-signed one at start",
+            &[],
+        ),
+        None => t.check(
+            "tls",
+            Verdict::Skip,
+            "not configured (STARTTLS is not offered)",
+            &[],
+        ),
+        Some((cert, key)) => {
+            let (c, k) = (cert.clone(), key.clone());
+            match bounded_blocking(move || check_tls(&c, &k)).await {
+                Ok((summary, details)) => t.check("tls", Verdict::Pass, &summary, &details),
+                Err(e) => t.check("tls", Verdict::Fail, &e, &[]),
+            }
+        }
+    }
+
+    // 4. relay
+    match relay_cfg {
+        None if config.dev_mode => t.check(
+            "relay",
+            Verdict::Skip,
+            "POSTERN_RELAY_URL not set; development mode relays API mail to Postern's own SMTP listener",
+            &[],
+        ),
+        None => t.check(
+            "relay",
+            Verdict::Skip,
+            "POSTERN_RELAY_URL not set (the sending API answers 503 relay_not_configured)",
+            &[],
+        ),
+        Some(Err(e)) => t.check("relay", Verdict::Fail, &e.to_string(), &[]),
+        Some(Ok(cfg)) => match check_relay(&cfg, &config.hostname).await {
+            Ok(info) => t.check(
+                "relay",
+                Verdict::Pass,
+                "EHLO/STARTTLS/AUTH as configured; no mail sent",
+                &[info],
+            ),
+            Err(e) => t.check("relay", Verdict::Fail, &e, &[]),
+        },
+    }
+
+    // 5. endpoints
+    let (endpoints, notes) = endpoints(&vars, &config);
+    for note in notes {
+        t.check("webhook", Verdict::Skip, &note, &[]);
+    }
+    if endpoints.is_empty() && config.routes.is_empty() && config.dev_mode {
+        t.check(
+            "webhook",
+            Verdict::Skip,
+            "development mode: deliveries go to the built-in /dev/inbox",
+            &[],
+        );
+    }
+    let client = reqwest::Client::builder()
+        .timeout(CHECK_TIMEOUT)
+        .connect_timeout(CHECK_TIMEOUT)
+        .user_agent(concat!("Postern/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client builds");
+    // All POSTs at once, reported in order: the whole step takes at most
+    // CHECK_TIMEOUT however many endpoints there are.
+    let tasks: Vec<_> = endpoints
+        .into_iter()
+        .map(|e| {
+            let client = client.clone();
+            let handle = tokio::spawn({
+                let url = e.url.clone();
+                let secrets = e.secrets.clone();
+                async move { post_test_event(&client, &url, &secrets).await }
+            });
+            (e, handle)
+        })
+        .collect();
+    for (e, handle) in tasks {
+        let name = format!("{} {}", e.label, redact_url(&e.url));
+        let mut details = vec![format!(
+            "{}: {}; {} signing secret{}",
+            if e.label == "events" {
+                "events"
+            } else {
+                "routes"
+            },
+            e.patterns.join(", "),
+            e.secrets.len(),
+            if e.secrets.len() == 1 { "" } else { "s" }
+        )];
+        let result = match handle.await {
+            Ok(r) => r,
+            Err(err) => Err(format!("check task failed: {err}")),
+        };
+        match result {
+            Ok(summary) => t.check(&name, Verdict::Pass, &summary, &details),
+            Err(reason) => {
+                if e.secrets.is_empty() {
+                    details.push("Postern never sends unsigned mail: set a secret".into());
+                }
+                t.check(&name, Verdict::Fail, &reason, &details)
+            }
+        }
+    }
+    t.finish()
+}
+
+/// Runs blocking file work off the runtime, bounded by [`CHECK_TIMEOUT`].
+async fn bounded_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(format!("check failed: {e}")),
+        Err(_) => Err(format!("no result within {} s", CHECK_TIMEOUT.as_secs())),
+    }
+}
+
+/// The config summary, without secrets.
+fn summarize(c: &Config, relay: Option<&RelayConfig>) -> Vec<String> {
+    let mut s = Vec::new();
+    let row = |k: &str, v: String| format!("{k:<14} {v}");
+    s.push(row(
+        "mode",
+        if c.dev_mode {
+            "DEVELOPMENT (accepts mail for anyone; never expose it)".into()
+        } else {
+            "production".into()
+        },
+    ));
+    s.push(row("smtp listen", c.smtp_listen.to_string()));
+    s.push(row(
+        "smtps listen",
+        c.smtps_listen.map_or("off".into(), |a| a.to_string()),
+    ));
+    s.push(row("http listen", c.http_listen.to_string()));
+    s.push(row("hostname", c.hostname.clone()));
+    s.push(row(
+        "spool dir",
+        format!(
+            "{}{}",
+            c.spool_dir.display(),
+            if c.fsync {
+                ""
+            } else {
+                " (fsync OFF: not durable)"
+            }
+        ),
+    ));
+    s.push(row("routes", c.routes.len().to_string()));
+    for r in &c.routes {
+        s.push(format!(
+            "{:<14}   - {}{}{}",
+            "",
+            r.pattern,
+            if r.auth_required {
+                " (auth required)"
+            } else {
+                ""
+            },
+            if r.secrets.is_empty() {
+                ""
+            } else {
+                " (own secret)"
+            },
+        ));
+    }
+    s.push(row(
+        "webhook secret",
+        format!("{} configured", c.default_secrets.len()),
+    ));
+    let tls = match &c.security.tls_files {
+        Some((cert, key)) => format!("on (cert {}, key {})", cert.display(), key.display()),
+        None if c.dev_mode => "self-signed (development mode)".into(),
+        None => "off".into(),
+    };
+    s.push(row("tls", tls));
+    if c.security.require_tls {
+        s.push(row("require tls", "yes".into()));
+    }
+    let sec = &c.security;
+    let auth = match sec.auth {
+        AuthMode::Off => "off".to_string(),
+        AuthMode::Optional => "optional".to_string(),
+        AuthMode::Required => "required".to_string(),
+    };
+    let auth = if sec.auth != AuthMode::Off && sec.allow_insecure_auth {
+        format!("{auth} (also offered without TLS)")
+    } else {
+        auth
+    };
+    s.push(row("auth", auth));
+    let relay = match (relay, &c.outbound.relay_url) {
+        (Some(r), _) => format!(
+            "{}:{} ({}{})",
+            r.host(),
+            r.port(),
+            r.tls(),
+            r.user()
+                .map(|u| format!(", user {u:?}"))
+                .unwrap_or_default()
+        ),
+        (None, Some(_)) => "invalid POSTERN_RELAY_URL".into(),
+        (None, None) if c.dev_mode => "own SMTP listener (development mode)".into(),
+        (None, None) => "not set".into(),
+    };
+    s.push(row("relay", relay));
+    s.push(row(
+        "events url",
+        c.outbound
+            .events_url
+            .as_deref()
+            .map_or("not set".into(), redact_url),
+    ));
+    s.push(row(
+        "api keys",
+        format!("{} configured", c.outbound.api_key_hashes.len()),
+    ));
+    s
+}
+
+/// A URL fit for printing: user info and query values replaced by `***`,
+/// no fragment.
+pub fn redact_url(input: &str) -> String {
+    let Ok(mut url) = url::Url::parse(input) else {
+        return "<unparseable URL>".into();
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let q = keys
+            .iter()
+            .map(|k| format!("{k}=***"))
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&q));
+    }
+    url.set_fragment(None);
+    url.to_string()
+}
+
+/// Probes `dir` and the layout directories that exist under it. A spool
+/// directory that does not exist yet passes when its nearest existing
+/// ancestor is writable (Postern creates it at start).
+fn check_spool(dir: &Path) -> Result<String, String> {
+    if !dir.exists() {
+        let mut ancestor = dir.parent();
+        while let Some(a) = ancestor {
+            let a = if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            };
+            if a.is_dir() {
+                probe(a).map_err(|e| {
+                    format!(
+                        "does not exist, and {} (where it would be created) is not writable: {e}",
+                        a.display()
+                    )
+                })?;
+                return Ok(format!(
+                    "{} does not exist yet; Postern creates it at start ({} is writable)",
+                    dir.display(),
+                    a.display()
+                ));
+            }
+            ancestor = a.parent();
+        }
+        return Err("does not exist and has no existing parent".into());
+    }
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
+    probe(dir).map_err(|e| format!("not writable: {e}"))?;
+    let mut probed = vec![dir.display().to_string()];
+    for sub in ["tmp", "msg", "state"] {
+        let p = dir.join(sub);
+        if !p.exists() {
+            continue;
+        }
+        if !p.is_dir() {
+            return Err(format!("{} is not a directory", p.display()));
+        }
+        probe(&p).map_err(|e| format!("{} is not writable: {e}", p.display()))?;
+        probed.push(format!("{sub}/"));
+    }
+    let messages = std::fs::read_dir(dir.join("msg")).map_or(0, |d| d.count());
+    Ok(format!(
+        "writable ({}); {messages} message{} spooled",
+        probed.join(", "),
+        if messages == 1 { "" } else { "s" }
+    ))
+}
+
+/// Creates, writes, syncs and removes a probe file in `dir`.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(format!("doctor-probe-{}", crate::spool::new_id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        f.write_all(b"postern doctor probe")?;
+        f.sync_all()
+    })();
+    let removed = std::fs::remove_file(&path);
+    result?;
+    removed
+}
+
+/// Loads the pair as the server would, then describes the certificate.
+fn check_tls(cert: &Path, key: &Path) -> Result<(String, Vec<String>), String> {
+    let certified = crate::tls::load_certified_key(cert, key).map_err(|e| e.to_string())?;
+    let mut details = vec![format!(
+        "{} certificate{} in the chain; key matches",
+        certified.cert.len(),
+        if certified.cert.len() == 1 { "" } else { "s" }
+    )];
+    let Some(info) = certified.cert.first().and_then(|c| cert_info(c.as_ref())) else {
+        details.push("(could not read the subject and expiry)".into());
+        return Ok(("certificate and key load".into(), details));
+    };
+    details.insert(0, format!("subject {}", info.subject));
+    let now = time::OffsetDateTime::now_utc();
+    let days = (info.not_after - now).whole_days();
+    let expiry = info.not_after.date().to_string();
+    if info.not_after <= now {
+        return Err(format!("certificate {} expired on {expiry}", info.subject));
+    }
+    let summary = if days < 14 {
+        format!("loads; expires {expiry} (in {days} days: renew it soon)")
+    } else {
+        format!("loads; expires {expiry} (in {days} days)")
+    };
+    if info.not_before > now {
+        details.push(format!(
+            "not valid before {} (clients will refuse it until then)",
+            info.not_before
+        ));
+    }
+    Ok((summary, details))
+}
+
+async fn check_relay(cfg: &RelayConfig, hostname: &str) -> Result<String, String> {
+    let relay = Relay::new(cfg, hostname).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(CHECK_TIMEOUT, relay.check()).await {
+        Ok(r) => r.map_err(|e| format!("{}:{} ({}): {e}", cfg.host(), cfg.port(), cfg.tls())),
+        Err(_) => Err(format!(
+            "{}:{}: no answer within {} s",
+            cfg.host(),
+            cfg.port(),
+            CHECK_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// One distinct endpoint to POST to.
+struct Endpoint {
+    /// `webhook` or `events`.
+    label: &'static str,
+    url: String,
+    /// Every secret any route to this URL signs with (deduplicated).
+    secrets: Vec<Secret>,
+    /// The routes (their `match`) that send here.
+    patterns: Vec<String>,
+}
+
+/// The endpoints to check, deduplicated by URL, and notes on routes that
+/// cannot be checked. Route URLs are read from the same variables the
+/// config came from ([`crate::route::Route`] does not expose its template).
+fn endpoints(vars: &[(String, String)], config: &Config) -> (Vec<Endpoint>, Vec<String>) {
+    let var = |name: &str| {
+        vars.iter()
+            .rev()
+            // As Config::from_vars reads them: the prefix exactly, the rest
+            // in any case, empty values ignored.
+            .find(|(k, v)| {
+                k.strip_prefix("POSTERN_")
+                    .is_some_and(|rest| rest.eq_ignore_ascii_case(&name["POSTERN_".len()..]))
+                    && !v.is_empty()
+            })
+            .map(|(_, v)| v.clone())
+    };
+    let specs: Vec<RouteSpec> = if let Some(json) = var("POSTERN_ROUTES") {
+        serde_json::from_str(&json).unwrap_or_default()
+    } else if let Some(path) = var("POSTERN_ROUTES_FILE") {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default()
+    } else if let Some(url) = var("POSTERN_WEBHOOK_URL") {
+        vec![RouteSpec::catch_all(url)]
+    } else {
+        Vec::new()
+    };
+    let mut notes = Vec::new();
+    let mut out: Vec<Endpoint> = Vec::new();
+    let mut add = |label: &'static str, url: &str, secrets: &[Secret], pattern: &str| {
+        if let Some(e) = out.iter_mut().find(|e| e.url == url) {
+            for s in secrets {
+                if !e.secrets.contains(s) {
+                    e.secrets.push(s.clone());
+                }
+            }
+            e.patterns.push(pattern.to_string());
+        } else {
+            out.push(Endpoint {
+                label,
+                url: url.to_string(),
+                secrets: secrets.to_vec(),
+                patterns: vec![pattern.to_string()],
+            });
+        }
+    };
+    if specs.len() != config.routes.len() {
+        notes.push(format!(
+            "could not read the route URLs back ({} specs for {} routes); endpoints not checked",
+            specs.len(),
+            config.routes.len()
+        ));
+    } else {
+        for (spec, route) in specs.iter().zip(&config.routes) {
+            if spec.url.contains('{') {
+                notes.push(format!(
+                    "route {}: URL {} is filled in from the recipient; not checked",
+                    route.pattern,
+                    redact_url(&spec.url)
+                ));
+                continue;
+            }
+            // A route's own secrets replace the default, as at delivery.
+            let secrets = if route.secrets.is_empty() {
+                &config.default_secrets
+            } else {
+                &route.secrets
+            };
+            add("webhook", &spec.url, secrets, &route.pattern);
+        }
+    }
+    if let Some(url) = &config.outbound.events_url {
+        add(
+            "events",
+            url,
+            &config.outbound.events_secrets,
+            "POSTERN_EVENTS_URL",
+        );
+    }
+    (out, notes)
+}
+
+/// POSTs a signed `postern.test` event; `Ok` for any 2xx.
+async fn post_test_event(
+    client: &reqwest::Client,
+    url: &str,
+    secrets: &[Secret],
+) -> Result<String, String> {
+    if secrets.is_empty() {
+        return Err("no signing secret".into());
+    }
+    let id = crate::spool::new_id();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "type": TEST_EVENT_TYPE,
+        "id": id,
+        "created_at": crate::smtp::session::rfc3339_now(),
+    }))
+    .expect("JSON serialises");
+    let webhook_id = format!("msg_test_{id}");
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = sign(secrets, &webhook_id, timestamp, &body);
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &webhook_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    let ms = started.elapsed().as_millis();
+    match response {
+        Ok(r) if r.status().is_success() => Ok(format!("HTTP {} in {ms} ms", r.status())),
+        Ok(r) => {
+            let status = r.status();
+            let hint = if status.is_redirection() {
+                " (redirects are not followed: configure the final URL)".to_string()
+            } else {
+                String::new()
+            };
+            let text: String = tokio::time::timeout(Duration::from_secs(2), r.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            let text = text.trim();
+            Err(if text.is_empty() {
+                format!("HTTP {status} in {ms} ms{hint}")
+            } else {
+                format!("HTTP {status} in {ms} ms{hint}: {text}")
+            })
+        }
+        Err(e) if e.is_timeout() => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+        Err(e) => {
+            // The URL may carry a token in its query: the transcript names
+            // the endpoint (redacted) already.
+            let e = e.without_url();
+            let mut msg = if e.is_connect() {
+                "connection failed".to_string()
+            } else {
+                "request failed".to_string()
+            };
+            let mut src: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Err(format!("{msg} (after {ms} ms)"))
+        }
+    }
+}
+
+/// What the transcript shows of a certificate.
+#[derive(Debug)]
+struct CertInfo {
+    subject: String,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+}
+
+/// Reads the subject and validity out of an X.509 certificate (DER), with
+/// just enough of a DER reader for that; `None` on anything unexpected.
+fn cert_info(der: &[u8]) -> Option<CertInfo> {
+    let (tag, cert, _) = der_next(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, tbs, _) = der_next(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let mut rest = tbs;
+    if tbs.first() == Some(&0xa0) {
+        // [0] version
+        rest = der_next(rest)?.2;
+    }
+    // serialNumber, signature, issuer
+    for _ in 0..3 {
+        rest = der_next(rest)?.2;
+    }
+    let (tag, validity, r) = der_next(rest)?;
+    if tag != 0x30 {
+        return None;
+    }
+    rest = r;
+    let (t1, nb, vr) = der_next(validity)?;
+    let (t2, na, _) = der_next(vr)?;
+    let (t, subject, _) = der_next(rest)?;
+    if t != 0x30 {
+        return None;
+    }
+    Some(CertInfo {
+        subject: name_text(subject),
+        not_before: der_time(t1, nb)?,
+        not_after: der_time(t2, na)?,
+    })
+}
+
+/// One TLV: (tag, contents, rest). Single-byte tags, definite lengths.
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in input.get(2..2 + n)? {
+            len = (len << 8) | *b as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, input.get(header..end)?, &input[end..]))
+}
+
+/// `CN=…, O=…` from an X.501 Name (the attributes commonly shown).
+fn name_text(mut name: &[u8]) -> String {
+    let mut parts = Vec::new();
+    while let Some((_, set, rest)) = der_next(name) {
+        name = rest;
+        let mut set = set;
+        while let Some((_, atv, r)) = der_next(set) {
+            set = r;
+            let Some((0x06, oid, v)) = der_next(atv) else {
+                continue;
+            };
+            let Some((_, value, _)) = der_next(v) else {
+                continue;
+            };
+            let key = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x06] => "C",
+                [0x55, 0x04, 0x07] => "L",
+                [0x55, 0x04, 0x08] => "ST",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                _ => continue,
+            };
+            parts.push(format!("{key}={}", String::from_utf8_lossy(value)));
+        }
+    }
+    if parts.is_empty() {
+        "(empty subject)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn der_time(tag: u8, v: &[u8]) -> Option<time::OffsetDateTime> {
+    let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy: i32 = s.get(0..2)?.parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, s.get(2..)?)
+        }
+        0x18 => (s.get(0..4)?.parse().ok()?, s.get(4..)?),
+        _ => return None,
+    };
+    let n = |i: usize| -> Option<u8> { rest.get(i..i + 2)?.parse().ok() };
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(n(0)?).ok()?, n(2)?).ok()?;
+    let t = time::Time::from_hms(n(4)?, n(6)?, n(8)?).ok()?;
+    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_subject_and_expiry_of_a_certificate() {
+        let mut params = rcgen::CertificateParams::new(vec!["mx.example.com".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mx.example.com");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.clone().self_signed(&key).unwrap();
+        let info = cert_info(cert.der()).unwrap();
+        assert!(info.subject.contains("CN=mx.example.com"), "{info:?}");
+        assert!(info.subject.contains("O=Example"), "{info:?}");
+        assert_eq!(info.not_before.date().to_string(), "2020-01-02");
+        assert_eq!(info.not_after.date().to_string(), "2049-12-31");
+        // GeneralizedTime from 2050 on.
+        params.not_after = rcgen::date_time_ymd(2051, 6, 1);
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            cert_info(cert.der()).unwrap().not_after.date().to_string(),
+            "2051-06-01"
+        );
+        assert!(cert_info(b"\x30\x03\x02\x01\x01").is_none());
+        assert!(cert_info(b"").is_none());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:pw@app.example/hook?token=abc&x=1#f"),
+            "https://***@app.example/hook?token=***&x=***"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/hook"
+        );
+    }
+
+    #[tokio::test]
+    async fn config_error_fails_and_names_the_variable() {
+        let mut out = Vec::new();
+        let ok = run(
+            vec![(
+                "POSTERN_WEBHOOK_URL".to_string(),
+                "http://127.0.0.1:9/".to_string(),
+            )],
+            &mut out,
+        )
+        .await;
+        let text = String::from_utf8(out).unwrap();
+        assert!(!ok);
+        assert!(
+            text.contains("[FAIL] config: POSTERN_WEBHOOK_SECRET"),
+            "{text}"
+        );
+    }
+}

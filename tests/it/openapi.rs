@@ -1,0 +1,385 @@
+//! `docs/openapi.yaml` against the real server. Development mode makes
+//! every endpoint live (no routes → `/dev/inbox`; the relay is Postern's own
+//! SMTP listener; API key `dev`), so `tests/openapi_check.py` can call each
+//! documented operation and validate every answer against the spec; the
+//! webhook bodies (live `message.sent` events, and bodies built by the
+//! library for the other events and payload variants) are validated against
+//! the spec's `webhooks`. A pure-Rust probe checks that the documented
+//! (method, path) pairs are exactly the ones the server answers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use postern::outbound::{dead_event, relay_event};
+use postern::spool::{
+    Delivery, DeliveryState, Envelope, Kind, Outbound, RcptState, RcptStatus, State, TlsInfo,
+};
+use postern::webhook::deliver::payload;
+use serde_json::{Value, json};
+
+use crate::helpers::{Receiver, SECRET, python, spawn_app};
+
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
+const CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi_check.py");
+
+/// Methods probed on every path. HEAD is left out: every GET route answers
+/// it (axum), as the spec says.
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// Paths the server must not have: each must get `404 not_found`.
+const UNDOCUMENTED: &[&str] = &[
+    "/",
+    "/v1",
+    "/v1/nope",
+    "/v1/messages/",
+    "/v1/messages/0123456789abcdef0123456789abcdef/events",
+    "/dev",
+    "/dev/inbox/1",
+    "/healthz/x",
+    "/readyz/x",
+    "/metrics/",
+    "/openapi.yaml",
+];
+
+/// Runs the checker with `args`; returns (success, stdout + stderr).
+async fn run_check(args: &[&str]) -> (bool, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(python())
+            .arg(CHECK)
+            .args(args)
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("PYTHONUNBUFFERED", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("openapi_check.py finishes in time")
+    .expect("python starts");
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The (METHOD, path) pairs under `paths:`, read from the YAML by
+/// indentation (paths at two spaces, methods at four), so this check needs
+/// nothing but the file.
+fn spec_operations(yaml: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut in_paths = false;
+    let mut path: Option<String> = None;
+    for line in yaml.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_paths = line.trim_end() == "paths:";
+            path = None;
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let Some(key) = trimmed.strip_suffix(':') else {
+            continue;
+        };
+        let key = key.trim_matches(['"', '\'']);
+        match indent {
+            2 => path = Some(key.to_string()),
+            4 if METHODS.contains(&key.to_uppercase().as_str()) || key == "head" => {
+                let p = path.clone().expect("a method under a path");
+                out.insert((key.to_uppercase(), p));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A concrete path for a template (`{id}` → a well-formed id).
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').expect("closed template") + open;
+        out.push_str("0123456789abcdef0123456789abcdef");
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the server has a route for (method, path): anything but `405`
+/// and its own "no such endpoint" (`404 not_found`, `field: null`).
+async fn answers(client: &reqwest::Client, base: &str, method: &str, path: &str) -> bool {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let resp = client
+        .request(m, format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let no_route = status == 405
+        || (status == 404
+            && body["error"]["code"] == "not_found"
+            && body["error"]["field"].is_null());
+    !no_route
+}
+
+#[tokio::test]
+async fn documented_routes_are_exactly_the_served_routes() {
+    let yaml = std::fs::read_to_string(SPEC).unwrap();
+    let documented = spec_operations(&yaml);
+    assert!(
+        documented.contains(&("GET".into(), "/healthz".into()))
+            && documented.contains(&("POST".into(), "/v1/messages".into())),
+        "the spec parser found {documented:?}"
+    );
+    let app = spawn_app(&[]).await;
+    let base = format!("http://{}", app.http);
+    let client = reqwest::Client::new();
+
+    let paths: BTreeSet<&str> = documented.iter().map(|(_, p)| p.as_str()).collect();
+    let mut served = BTreeSet::new();
+    for path in &paths {
+        for method in METHODS {
+            if answers(&client, &base, method, &concrete(path)).await {
+                served.insert((method.to_string(), path.to_string()));
+            }
+        }
+    }
+    assert_eq!(
+        served, documented,
+        "left: what the server answers, right: what docs/openapi.yaml documents"
+    );
+
+    for path in UNDOCUMENTED {
+        for method in METHODS {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = client
+                .request(m, format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 404, "{method} {path}");
+            let body: Value = resp.json().await.expect("404 is JSON");
+            assert_eq!(
+                body,
+                json!({"error": {"code": "not_found", "message": "no such endpoint", "field": null}}),
+                "{method} {path}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn spec_matches_the_live_server_and_the_webhooks() {
+    let rx = Receiver::start().await;
+    let events_url = rx.url("/events");
+    let app = spawn_app(&[
+        ("POSTERN_EVENTS_URL", events_url.as_str()),
+        ("POSTERN_EVENTS_SECRET", SECRET),
+    ])
+    .await;
+    let base = format!("http://{}", app.http);
+
+    let (ok, out) = run_check(&[SPEC, &base, "dev"]).await;
+    assert!(ok, "openapi_check.py found mismatches:\n{out}");
+    // One message.sent per message the checker got accepted (each settles
+    // as sent in development mode).
+    let accepted = out
+        .lines()
+        .filter(|l| l.starts_with("info GET /v1/messages/") && l.ends_with("sent"))
+        .count();
+    assert!(
+        accepted >= 4,
+        "expected the four examples to be sent:\n{out}"
+    );
+    let hits = rx.wait_for(accepted, 30).await;
+
+    let mut bodies = Vec::new();
+    for hit in &hits {
+        assert!(hit.verify(), "event signed with POSTERN_EVENTS_SECRET");
+        let headers: serde_json::Map<String, Value> = [
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "user-agent",
+            "content-type",
+        ]
+        .iter()
+        .map(|h| (h.to_string(), Value::String(hit.header(h))))
+        .collect();
+        bodies.push(json!({"headers": headers, "body": hit.json()}));
+    }
+    bodies.extend(library_bodies().into_iter().map(|b| json!({"body": b})));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhooks.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&bodies).unwrap()).unwrap();
+    let (ok, out) = run_check(&[SPEC, "--webhook-bodies", file.to_str().unwrap()]).await;
+    assert!(ok, "webhook bodies do not match the spec:\n{out}");
+    app.stop().await;
+}
+
+/// Bodies the server builds, made with the library functions it uses, for
+/// what development mode does not produce live: deferred, failed and dead
+/// events, and payloads with TLS, AUTH, `raw`, attachments over
+/// `max_attachment_inline` and an unparseable message.
+fn library_bodies() -> Vec<Value> {
+    let envelope = |raw: bool, limit: Option<usize>| Envelope {
+        id: "0192f0c5c5a87b5e9d1d6d6f1c1e2a3b".into(),
+        received_at: "2026-11-27T10:00:00.123Z".into(),
+        mail_from: "alice@example.org".into(),
+        rcpt_to: vec!["bob@example.com".into(), "carol@example.com".into()],
+        helo: "mail.example.org".into(),
+        remote_ip: "192.0.2.1".into(),
+        tls: Some(TlsInfo {
+            version: "TLSv1_3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        }),
+        authenticated_user: Some("alice".into()),
+        deliveries: vec![Delivery {
+            kind: Kind::Webhook,
+            route: "*".into(),
+            url: "https://app.example/hooks/mail".into(),
+            rcpt_to: vec!["bob@example.com".into()],
+            raw,
+            max_attachment_inline: limit,
+        }],
+        outbound: Some(Outbound {
+            tags: vec!["t".into()],
+            metadata: json!({"k": 1}).as_object().unwrap().clone(),
+            message_id: "x@example.org".into(),
+        }),
+    };
+    let mime = "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.com>, undisclosed-recipients:;\r\n\
+        Subject: =?utf-8?q?caf=C3=A9?=\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\
+        Message-ID: <m1@example.org>\r\nIn-Reply-To: <m0@example.org>\r\nReferences: <a@x> <m0@example.org>\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n\
+        --b\r\nContent-Type: image/png\r\nContent-ID: <logo>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n\
+        --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-1.4 a long enough body\r\n\
+        --b--\r\n";
+    let parse = |bytes: Vec<u8>| serde_json::from_slice::<Value>(&bytes).unwrap();
+    let rcpt = |address: &str, status, reply: Option<&str>| RcptState {
+        address: address.into(),
+        status,
+        reply: reply.map(str::to_string),
+    };
+    let dead = |last_error: Option<&str>| {
+        let state = DeliveryState {
+            state: State::Dead,
+            attempts: 8,
+            last_error: last_error.map(str::to_string),
+            ..DeliveryState::fresh()
+        };
+        dead_event(&envelope(false, None), 0, "https://app.example/h", &state)
+    };
+    let mut null_sender = envelope(false, None);
+    null_sender.mail_from = String::new();
+    null_sender.tls = None;
+    null_sender.authenticated_user = None;
+    vec![
+        parse(payload(&envelope(true, Some(8)), 0, mime.as_bytes())),
+        parse(payload(&null_sender, 0, mime.as_bytes())),
+        parse(payload(
+            &envelope(false, None),
+            0,
+            b"\x00\x01 no header here\r\n",
+        )),
+        relay_event(
+            "message.deferred",
+            &envelope(false, None),
+            &[rcpt(
+                "bob@example.com",
+                RcptStatus::Pending,
+                Some("451 4.3.0 later"),
+            )],
+        ),
+        relay_event(
+            "message.failed",
+            &envelope(false, None),
+            &[rcpt(
+                "bob@example.com",
+                RcptStatus::Failed,
+                Some("550 5.1.1 no such user"),
+            )],
+        ),
+        relay_event(
+            "message.sent",
+            &envelope(false, None),
+            &[rcpt("bob@example.com", RcptStatus::Sent, Some("250 ok"))],
+        ),
+        dead(Some("gave up after 8 attempts: endpoint answered 500")),
+        dead(None),
+    ]
+}
+
+/// The checker is only worth something if it fails: a spec with a wrong
+/// response schema, a path the server does not have, and a wrong webhook
+/// schema must each be reported.
+#[tokio::test]
+async fn checker_fails_on_a_wrong_spec() {
+    let yaml = std::fs::read_to_string(SPEC).unwrap();
+    let mutate = |yaml: &str, from: &str, to: &str| {
+        assert_eq!(yaml.matches(from).count(), 1, "mutation anchor {from:?}");
+        yaml.replacen(from, to, 1)
+    };
+    // SendAccepted.status is "queued", not "accepted".
+    let bad = mutate(
+        &yaml,
+        "        status:\n          const: queued\n",
+        "        status:\n          const: accepted\n",
+    );
+    // A path the server does not serve.
+    let bad = mutate(&bad, "  /healthz:\n", "  /health:\n");
+    // message.dead's `attempts` is an integer.
+    let bad = mutate(
+        &bad,
+        "        attempts:\n          type: integer\n          minimum: 1\n",
+        "        attempts:\n          type: string\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.yaml");
+    std::fs::write(&spec, &bad).unwrap();
+    let bodies = dir.path().join("bodies.json");
+    let dead = library_bodies()
+        .into_iter()
+        .filter(|b| b["type"] == "message.dead")
+        .map(|b| json!({"body": b}))
+        .collect::<Vec<_>>();
+    std::fs::write(&bodies, serde_json::to_vec(&dead).unwrap()).unwrap();
+
+    let app = spawn_app(&[]).await;
+    let base = format!("http://{}", app.http);
+    let spec = spec.to_str().unwrap();
+    let (ok, out) = run_check(&[
+        spec,
+        &base,
+        "dev",
+        "--quiet",
+        "--webhook-bodies",
+        bodies.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!ok, "the checker accepted a wrong spec:\n{out}");
+    for expected in [
+        "FAIL POST /v1/messages [example text] -> 202: body does not match the documented schema: status:",
+        "FAIL GET /health [documented call] -> 404: 404 not_found for the path itself",
+        "FAIL webhook body #0 (message.dead): body does not match the documented schema: attempts:",
+        // Bodies of other types were not given.
+        "FAIL webhook message.received: documented, but no body of this type was checked",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    app.stop().await;
+}
