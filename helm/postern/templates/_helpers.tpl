@@ -1,0 +1,157 @@
+{{/* Names */}}
+{{- define "postern.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "postern.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "postern.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "postern.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "postern.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "postern.labels" -}}
+helm.sh/chart: {{ include "postern.chart" . }}
+{{ include "postern.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "postern.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "postern.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "postern.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding webhook secret, API keys, relay URL, events secret, SMTP users. */}}
+{{- define "postern.secretName" -}}
+{{- default (include "postern.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{- define "postern.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "postern.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{/* "true" when the implicit-TLS listener runs. */}}
+{{- define "postern.smtps" -}}
+{{- if and .Values.tls.enabled .Values.tls.smtps }}true{{ end }}
+{{- end }}
+
+{{/* "true" when a route carries its own secret: routes then go to a Secret, not a ConfigMap. */}}
+{{- define "postern.routesInSecret" -}}
+{{- range .Values.routes }}{{ if hasKey . "secret" }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* "true" when the SMTP users file is mounted. */}}
+{{- define "postern.smtpUsers" -}}
+{{- if or .Values.smtp.auth.users (and .Values.existingSecret (has .Values.smtp.auth.mode (list "optional" "required"))) }}true{{ end }}
+{{- end }}
+
+{{- define "postern.hostname" -}}
+{{- if .Values.hostname }}
+{{- .Values.hostname }}
+{{- else if and .Values.tls.enabled .Values.tls.certificate.create .Values.tls.certificate.dnsNames }}
+{{- first .Values.tls.certificate.dnsNames }}
+{{- end }}
+{{- end }}
+
+{{/* An env value as Postern reads it: whole numbers without exponent, the rest as text. */}}
+{{- define "postern.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/* A duration such as 25s, 2m or 1m30s, in whole seconds (only s, m and h are understood). */}}
+{{- define "postern.seconds" -}}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+[hms]" (toString .) -1 }}
+{{- $n := int (trimSuffix "h" (trimSuffix "m" (trimSuffix "s" .))) }}
+{{- if hasSuffix "h" . }}{{ $total = add $total (mul $n 3600) }}
+{{- else if hasSuffix "m" . }}{{ $total = add $total (mul $n 60) }}
+{{- else }}{{ $total = add $total $n }}{{ end }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/* Port of an http(s) URL (explicit, else 443/80); empty when it cannot be told. */}}
+{{- define "postern.urlPort" -}}
+{{- $authority := regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*).*$" . "${1}" }}
+{{- $hostport := regexReplaceAll "^.*@" $authority "" }}
+{{- if regexMatch ":[0-9]+$" $hostport }}
+{{- regexFind "[0-9]+$" $hostport }}
+{{- else if hasPrefix "https://" (lower .) }}443
+{{- else if hasPrefix "http://" (lower .) }}80
+{{- end }}
+{{- end }}
+
+{{/* Checks that fail the install with a message instead of a crash-looping pod. */}}
+{{- define "postern.validate" -}}
+{{- $v := .Values }}
+{{- if and (not $v.devMode) (not $v.webhook.url) (not $v.routes) }}
+{{- fail "\n\nPostern needs somewhere to deliver mail: set webhook.url (one catch-all route) or routes (see the chart README),\nor devMode=true for a throwaway test install (accepts mail for anyone: never expose it)." }}
+{{- end }}
+{{- if and $v.webhook.url $v.routes }}
+{{- fail "\n\nSet webhook.url or routes, not both: Postern ignores POSTERN_WEBHOOK_URL when routes are given.\nAdd {match: \"*\", url: ...} as the last route instead." }}
+{{- end }}
+{{- if not $v.devMode }}
+{{- $needsDefault := not (empty $v.webhook.url) }}
+{{- range $v.routes }}{{ if not (hasKey . "secret") }}{{ $needsDefault = true }}{{ end }}{{ end }}
+{{- if and $needsDefault (not $v.webhook.secret) (not $v.existingSecret) }}
+{{- fail "\n\nwebhook.secret is required: a route has no \"secret\" of its own.\nGenerate one with `postern gen-secret` (or use existingSecret with key webhook-secret)." }}
+{{- end }}
+{{- end }}
+{{- if and $v.existingSecret (or $v.webhook.secret $v.api.keys $v.relay.url $v.events.secret $v.smtp.auth.users) }}
+{{- fail "\n\nexistingSecret is set: leave webhook.secret, api.keys, relay.url, events.secret and smtp.auth.users empty (put them in the existing Secret)." }}
+{{- end }}
+{{- if and $v.events.url (not $v.events.secret) (not $v.webhook.secret) (not $v.existingSecret) (not $v.devMode) }}
+{{- fail "\n\nevents.url needs events.secret or webhook.secret to sign the events." }}
+{{- end }}
+{{- if and (has $v.smtp.auth.mode (list "optional" "required")) (not $v.smtp.auth.users) (not $v.existingSecret) }}
+{{- fail (printf "\n\nsmtp.auth.mode=%s needs smtp.auth.users (\"user:<argon2id hash>\", from `postern hash-password`)." $v.smtp.auth.mode) }}
+{{- end }}
+{{- if and $v.smtp.requireTls (not $v.tls.enabled) }}
+{{- fail "\n\nsmtp.requireTls refuses every plain session: it needs tls.enabled." }}
+{{- end }}
+{{- if and $v.tls.enabled (not $v.tls.secretName) (not $v.tls.certificate.create) }}
+{{- fail "\n\ntls.enabled needs tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key) or tls.certificate.create=true (cert-manager)." }}
+{{- end }}
+{{- if and $v.tls.certificate.create (or (not $v.tls.certificate.issuerRef.name) (not $v.tls.certificate.dnsNames)) }}
+{{- fail "\n\ntls.certificate.create needs tls.certificate.issuerRef.name and tls.certificate.dnsNames." }}
+{{- end }}
+{{- $grace := int (include "postern.seconds" $v.shutdownGrace) }}
+{{- $needed := add $grace (int $v.preStopSleepSeconds) }}
+{{- if le (int $v.terminationGracePeriodSeconds) $needed }}
+{{- fail (printf "\n\nterminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownGrace (%d s), or Kubernetes kills Postern before in-flight mail is finished." (int $v.terminationGracePeriodSeconds) $needed) }}
+{{- end }}
+{{- end }}
