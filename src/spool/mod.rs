@@ -305,8 +305,11 @@ impl Spool {
             let bytes = std::fs::read(this.msg_path(&key.id))?;
             let (envelope, raw) = split_record(&key.id, bytes)?;
             let state = this.read_state_sync(&key).unwrap_or_else(|e| {
-                // A torn state write loses only retry bookkeeping.
+                // A torn state write loses only retry bookkeeping. Remove
+                // it, so that "no state file" means fresh again and the
+                // file cannot outlive its message.
                 tracing::warn!(message_id = %key.id, error = %e, "unreadable delivery state; treating as fresh");
+                let _ = std::fs::remove_file(this.state_path(&key));
                 DeliveryState::fresh()
             });
             Ok((envelope, raw, state))
@@ -444,6 +447,7 @@ impl Spool {
                         Err(e) => {
                             // A torn state write only loses retry bookkeeping: retry now.
                             tracing::warn!(message_id = %id, delivery = index, error = %e, "unreadable delivery state; retrying now");
+                            let _ = std::fs::remove_file(self.state_path(&key));
                             DeliveryState::fresh()
                         }
                     },

@@ -9,6 +9,7 @@ mod clients;
 mod deliveries;
 mod delivery;
 mod durability;
+mod faults;
 mod hostile;
 mod openapi;
 mod ops;
