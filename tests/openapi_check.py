@@ -15,7 +15,14 @@
    present (when required) and valid. A path answered with `404
    not_found` and `field: null` (the server's "no such endpoint") or with
    `405` counts as missing. Ids returned by a `202` are followed through the
-   response's `links` until the message settles (sent/failed).
+   response's `links` until the message settles (sent/failed). Every path
+   is also called with each method it does not document: `405` as
+   `#/components/responses/MethodNotAllowed` says, `Allow` matching the
+   spec. With the `/v1/deliveries` operations, the listing's query errors
+   and pages are checked and the first dead delivery is walked: get, retry
+   (200), retry while pending (409), dead again, delete (204), then 404
+   (the server must hold a dead delivery whose endpoint refuses it again;
+   tests/it/openapi.rs sets that up).
 3. With --webhook-bodies FILE (a JSON list of {"headers": {...}, "body":
    {...}}; headers optional), each body is validated against the webhook
    named by its `type`, its headers against the documented header
@@ -300,6 +307,8 @@ class Checker:
             self.exercise(ctx, links)
         if not reads_started:
             self.follow_links(links, by_op_id)
+        self.check_method_not_allowed()
+        self.walk_deliveries(by_op_id)
 
     def auth_headers(self, ctx):
         return {"Authorization": f"Bearer {self.api_key}"} if self.secured(ctx["op"]) else {}
@@ -471,6 +480,226 @@ class Checker:
         if isinstance(count, int):
             print(f"info GET {ctx['path']}: {count} entries")
 
+    # -- 405 ---------------------------------------------------------------
+
+    def check_method_not_allowed(self):
+        """Every documented path, called with each method it does not
+        document, must answer `#/components/responses/MethodNotAllowed`,
+        with `Allow` naming exactly the documented methods (+ HEAD for GET)."""
+        name = "MethodNotAllowed"
+        resp = self.spec.get("components", {}).get("responses", {}).get(name)
+        if resp is None:
+            self.fail("405", f"#/components/responses/{name} is not documented")
+            return
+        resp, resp_ptr = self.resolve(resp, pointer("components", "responses", name))
+        for path, item in self.spec.get("paths", {}).items():
+            item, _ = self.resolve(item, pointer("paths", path))
+            documented = {m.upper() for m in METHODS if m in item}
+            if "GET" in documented:
+                documented.add("HEAD")
+            path_ptr = pointer("paths", path)
+            params = []
+            for m in METHODS:
+                if m in item:
+                    params += self.parameters(item, item[m], path_ptr, path_ptr + pointer(m))
+            url = self.build_url(path, params)
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+                if method in documented:
+                    continue
+                what = f"{method} {path} [undocumented method]"
+                try:
+                    status, rh, raw = self.request(method, url)
+                except (OSError, http.client.HTTPException) as e:
+                    self.fail(what, f"request failed: {e!r}")
+                    continue
+                what += f" -> {status}"
+                problems = []
+                if status != 405:
+                    problems.append(f"expected 405, got {status}: {raw[:200]!r}")
+                ctype = rh.get("content-type", "").split(";")[0].strip().lower()
+                if ctype not in resp.get("content", {}):
+                    problems.append(f"content-type {ctype or '(none)'} not documented")
+                else:
+                    try:
+                        body = json.loads(raw)
+                    except ValueError as e:
+                        body = None
+                        problems.append(f"body is not JSON: {e}")
+                    if body is not None:
+                        sptr = resp_ptr + pointer("content", ctype, "schema")
+                        problems += [f"body does not match the documented schema: {e}"
+                                     for e in self.schema_errors(sptr, body)]
+                for hname, h in (resp.get("headers") or {}).items():
+                    h, hptr = self.resolve(h, resp_ptr + pointer("headers", hname))
+                    value = rh.get(hname.lower())
+                    if value is None:
+                        if h.get("required"):
+                            problems.append(f"documented header {hname} is missing")
+                        continue
+                    problems += [f"header {hname}: {e}"
+                                 for e in self.schema_errors(hptr + "/schema", value)]
+                allow = rh.get("allow")
+                if allow is not None:
+                    allowed = {m.strip() for m in allow.split(",") if m.strip()}
+                    if allowed != documented:
+                        problems.append(f"Allow: {allow} but the path documents "
+                                        f"{','.join(sorted(documented))}")
+                if problems:
+                    for p in problems:
+                        self.fail(what, p)
+                else:
+                    self.ok(what)
+
+    # -- deliveries --------------------------------------------------------
+
+    def walk_deliveries(self, by_op_id, timeout=30.0):
+        """The dead-delivery workflow, live: the listing's query errors and
+        pages; then on the first dead delivery: get, retry (200), retry
+        while pending again (409), wait until it is dead again, delete
+        (204), then get / retry / delete answer 404.
+
+        The server must hold dead deliveries whose endpoint refuses them
+        again after a retry (tests/it/openapi.rs makes two, with an events
+        endpoint that answers 410, then 503, then 410)."""
+        names = ("listDeliveries", "getDelivery", "retryDelivery", "deleteDelivery")
+        ctxs = [by_op_id.get(n) for n in names]
+        if not any(ctxs):
+            return
+        if not all(ctxs):
+            missing = [n for n, c in zip(names, ctxs) if c is None]
+            self.fail("deliveries", f"operations missing: {', '.join(missing)}")
+            return
+        lst, get, retry, delete = ctxs
+        auth = self.auth_headers(lst)
+
+        def listing(label, expect=None, **query):
+            url = lst["path"] + ("?" + urllib.parse.urlencode(query) if query else "")
+            return self.call(lst, label, auth, path=url, expect=expect)
+
+        def one(ctx, label, did, expect):
+            url = self.build_url(ctx["path"], ctx["params"], {"id": did})
+            return self.call(ctx, label, auth, path=url, expect=expect)
+
+        def code_is(what, body, code, field=None):
+            err = body.get("error") if isinstance(body, dict) else None
+            got = (err.get("code"), err.get("field")) if isinstance(err, dict) else None
+            if got != (code, field):
+                self.fail(what, f"expected error {code!r} (field {field!r}), got {got!r}")
+            else:
+                self.ok(f"{what}: {code}")
+
+        # The query parameters' documented bounds, and what lies outside.
+        limit = next((p["schema"] for p, _ in lst["params"] if p["name"] == "limit"), {})
+        lo, hi = limit.get("minimum", 1), limit.get("maximum", 500)
+        for query, code, field in (
+            ({"state": "gone"}, "invalid_state", "state"),
+            ({"state": "delivered"}, "invalid_state", "state"),
+            ({"limit": lo - 1}, "invalid_limit", "limit"),
+            ({"limit": hi + 1}, "invalid_limit", "limit"),
+            ({"limit": "ten"}, "invalid_limit", "limit"),
+            ({"cursor": "../../etc"}, "invalid_cursor", "cursor"),
+            ({"status": "dead"}, "invalid_parameter", "status"),
+        ):
+            label = "query " + urllib.parse.urlencode(query)
+            status, _, body = listing(label, expect={400}, **query)
+            if status == 400:
+                code_is(f"GET {lst['path']} [{label}]", body, code, field)
+
+        # Pages of one item each must add up to the one-page listing (dead
+        # ones only: pending ones may come and go meanwhile), in id order.
+        def order(i):
+            msg, _, n = str(i.get("id")).partition(".")
+            return msg, int(n) if n.isdigit() else -1
+
+        for state in ("pending", "dead"):
+            status, _, full = listing(f"state={state}, limit={hi}", state=state, limit=hi)
+            if status != 200:
+                continue
+            items, cursor, pages = [], None, 0
+            while pages <= len(full["items"]):
+                query = {"state": state, "limit": lo}
+                if cursor:
+                    query["cursor"] = cursor
+                _, _, page = listing(f"state={state}, page {pages + 1}", **query)
+                if not isinstance(page, dict):
+                    break
+                items += page.get("items", [])
+                pages += 1
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+            what = f"GET {lst['path']} [state={state} in pages of {lo}]"
+            ids = [i.get("id") for i in items]
+            keys = [order(i) for i in items]
+            if state == "dead" and ids != [i["id"] for i in full["items"]]:
+                self.fail(what, f"pages list {ids}, one page {[i['id'] for i in full['items']]}")
+            elif keys != sorted(set(keys)):
+                self.fail(what, f"not in id order, or repeated: {ids}")
+            elif any(i.get("state") != state for i in items):
+                self.fail(what, f"an item not {state}: {items}")
+            else:
+                self.ok(f"{what}: {len(ids)} items in {pages} pages")
+        status, _, dead = listing("state=dead", state="dead")
+        if status != 200 or not dead.get("items"):
+            self.fail(f"GET {lst['path']}?state=dead",
+                      "no dead delivery to walk: the server under test must hold one "
+                      "(see tests/it/openapi.rs)")
+            return
+        item = dead["items"][0]
+        did = item["id"]
+        print(f"info walking dead delivery {did} ({item.get('kind')})")
+
+        status, _, body = one(get, "the dead delivery", did, {200})
+        if status == 200 and body != item:
+            self.fail(f"GET {get['path']}", f"{body} differs from the listing's {item}")
+
+        status, _, body = one(retry, "the dead delivery", did, {200})
+        what = f"POST {retry['path']} [the dead delivery]"
+        if status != 200:
+            return
+        if (body.get("state"), body.get("attempts"), body.get("last_error")) != ("pending", 0, None):
+            self.fail(what, f"expected pending with no attempts and no error, got {body}")
+        else:
+            self.ok(f"{what}: pending again")
+
+        # Pending until tried; once tried and refused again it is dead. A
+        # retryable answer in between leaves it pending: retrying is 409.
+        deadline = time.monotonic() + timeout
+        seen, conflict = [], False
+        while True:
+            status, _, body = one(get, "after the retry", did, {200})
+            if status != 200:
+                return
+            st = (body.get("state"), body.get("attempts"))
+            if not seen or seen[-1] != st:
+                seen.append(st)
+            if st[0] == "pending" and st[1] >= 1 and not conflict:
+                conflict = True
+                status, _, b = one(retry, "while pending", did, {409})
+                if status == 409:
+                    code_is(f"POST {retry['path']} [while pending]", b, "not_dead", "id")
+            if st[0] != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        print(f"info {did} after the retry: " + " -> ".join(f"{s} ({n} attempts)" for s, n in seen))
+        if seen[-1][0] != "dead":
+            self.fail(f"GET {get['path']} [after the retry]",
+                      f"expected it to die again within {timeout:.0f}s, saw {seen}")
+            return
+        if not conflict:
+            print(f"warn {did} was not seen pending after an attempt: 409 not exercised")
+
+        status, _, _ = one(delete, "the dead delivery", did, {204})
+        if status != 204:
+            return
+        for ctx, label in ((get, "deleted"), (retry, "deleted"), (delete, "deleted again")):
+            status, _, body = one(ctx, label, did, {404})
+            if status == 404:
+                code_is(f"{ctx['method'].upper()} {ctx['path']} [{label}]", body, "not_found", "id")
+        _, _, after = listing("state=dead, after the delete", state="dead", limit=hi)
+        if isinstance(after, dict) and did in [i.get("id") for i in after.get("items", [])]:
+            self.fail(f"GET {lst['path']}?state=dead", f"{did} still listed after its delete")
+
     # -- webhooks ----------------------------------------------------------
 
     def run_webhooks(self, items):
@@ -546,7 +775,7 @@ def main(argv=None):
             documented = sorted(op.get("responses", {}))
             observed = sorted(checker.observed.get((method.upper(), path), set()))
             unseen = [d for d in documented if d.isdigit() and int(d) not in observed]
-            print(f"  {method.upper():6} {path:22} documented {','.join(documented):28} "
+            print(f"  {method.upper():6} {path:26} documented {','.join(documented):28} "
                   f"observed {','.join(map(str, observed)):24}"
                   + (f" not exercised {','.join(unseen)}" if unseen else ""))
     if args.webhook_bodies:

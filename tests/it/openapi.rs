@@ -1,14 +1,22 @@
 //! `docs/openapi.yaml` against the real server. Development mode makes
 //! every endpoint live (no routes → `/dev/inbox`; the relay is Postern's own
-//! SMTP listener; API key `dev`), so `tests/openapi_check.py` can call each
-//! documented operation and validate every answer against the spec; the
-//! webhook bodies (live `message.sent` events, and bodies built by the
-//! library for the other events and payload variants) are validated against
-//! the spec's `webhooks`. A pure-Rust probe checks that the documented
-//! (method, path) pairs are exactly the ones the server answers.
+//! SMTP listener), so `tests/openapi_check.py` can call each documented
+//! operation and validate every answer against the spec. For
+//! `/v1/deliveries` the events endpoint refuses the events of two marked
+//! messages (410: dead at once), so the checker has dead deliveries to
+//! list, get, retry, see die again and delete. The webhook bodies (live
+//! `message.sent` events, and bodies built by the library for the other
+//! events and payload variants) are validated against the spec's
+//! `webhooks`. A pure-Rust probe checks that the documented (method, path)
+//! pairs are exactly the ones the server answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, StatusCode, Uri};
 
 use postern::outbound::{dead_event, relay_event};
 use postern::spool::{
@@ -17,7 +25,7 @@ use postern::spool::{
 use postern::webhook::deliver::payload;
 use serde_json::{Value, json};
 
-use crate::helpers::{Receiver, SECRET, python, spawn_app};
+use crate::helpers::{Hit, SECRET, python, spawn_app};
 
 const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
 const CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi_check.py");
@@ -26,6 +34,18 @@ const CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openapi_check.py
 /// it (axum), as the spec says.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
+/// Paths probed besides the documented ones: routes the server has (or
+/// might grow) must be documented, so each is probed with every method and
+/// any answer other than "no such endpoint" / `405` must be in the spec.
+const PROBED: &[&str] = &[
+    "/v1/messages",
+    "/v1/messages/{id}",
+    "/v1/deliveries",
+    "/v1/deliveries/{id}",
+    "/v1/deliveries/{id}/retry",
+    "/dev/inbox",
+];
+
 /// Paths the server must not have: each must get `404 not_found`.
 const UNDOCUMENTED: &[&str] = &[
     "/",
@@ -33,6 +53,9 @@ const UNDOCUMENTED: &[&str] = &[
     "/v1/nope",
     "/v1/messages/",
     "/v1/messages/0123456789abcdef0123456789abcdef/events",
+    "/v1/deliveries/",
+    "/v1/deliveries/0123456789abcdef0123456789abcdef.0/x",
+    "/v1/deliveries/0123456789abcdef0123456789abcdef.0/retry/x",
     "/dev",
     "/dev/inbox/1",
     "/healthz/x",
@@ -146,7 +169,11 @@ async fn documented_routes_are_exactly_the_served_routes() {
     let base = format!("http://{}", app.http);
     let client = reqwest::Client::new();
 
-    let paths: BTreeSet<&str> = documented.iter().map(|(_, p)| p.as_str()).collect();
+    let paths: BTreeSet<&str> = documented
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .chain(PROBED.iter().copied())
+        .collect();
     let mut served = BTreeSet::new();
     for path in &paths {
         for method in METHODS {
@@ -180,19 +207,149 @@ async fn documented_routes_are_exactly_the_served_routes() {
     app.stop().await;
 }
 
+/// The API key of the live check (development mode, keys configured).
+const KEY: &str = "openapi-check-key-0123456789";
+
+/// `metadata.openapi_check` of the API messages whose events are refused.
+const DEAD_MARK: &str = "dead letter";
+
+/// The events endpoint: records every request and answers 200, except for
+/// the events of messages marked [`DEAD_MARK`]: 410 (dead at once), then,
+/// for the attempt after a retry, 503 (pending until the next attempt),
+/// then 410 again (dead again).
+#[derive(Clone, Default)]
+struct Events {
+    hits: Arc<Mutex<Vec<(bool, Hit)>>>,
+    attempts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Events {
+    async fn start() -> (Events, String) {
+        let events = Events::default();
+        let app = axum::Router::new()
+            .fallback(events_answer)
+            .with_state(events.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (events, url)
+    }
+
+    /// Waits until `n` unmarked events arrived; returns every request.
+    async fn wait_for(&self, n: usize, secs: u64) -> Vec<Hit> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let hits = self.hits.lock().unwrap().clone();
+            let unmarked = hits.iter().filter(|(marked, _)| !marked).count();
+            if unmarked >= n {
+                return hits.into_iter().map(|(_, h)| h).collect();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {n} events, got {unmarked}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn events_answer(
+    AxumState(events): AxumState<Events>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let marked = json["metadata"]["openapi_check"] == DEAD_MARK;
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    events.hits.lock().unwrap().push((
+        marked,
+        Hit {
+            path: uri.to_string(),
+            headers,
+            body,
+        },
+    ));
+    if !marked {
+        return StatusCode::OK;
+    }
+    let mut attempts = events.attempts.lock().unwrap();
+    let n = attempts.entry(id).or_default();
+    *n += 1;
+    if *n == 2 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::GONE
+    }
+}
+
 #[tokio::test]
 async fn spec_matches_the_live_server_and_the_webhooks() {
-    let rx = Receiver::start().await;
-    let events_url = rx.url("/events");
+    let (events, events_url) = Events::start().await;
     let app = spawn_app(&[
         ("POSTERN_EVENTS_URL", events_url.as_str()),
         ("POSTERN_EVENTS_SECRET", SECRET),
+        ("POSTERN_API_KEYS", KEY),
+        // The attempt after a 503 comes 2 s later: the checker sees the
+        // retried delivery pending, then dead again.
+        ("POSTERN_RETRY_SCHEDULE", "2s"),
+        ("POSTERN_RETRY_JITTER", "0"),
     ])
     .await;
     let base = format!("http://{}", app.http);
 
-    let (ok, out) = run_check(&[SPEC, &base, "dev"]).await;
+    // Two dead deliveries (their message.sent events, refused with 410).
+    let client = reqwest::Client::new();
+    for i in 0..2 {
+        let r = client
+            .post(format!("{base}/v1/messages"))
+            .bearer_auth(KEY)
+            .json(&json!({
+                "from": "app@example.com",
+                "to": "bob@example.org",
+                "subject": format!("dead letter {i}"),
+                "text": "Its message.sent event is refused.",
+                "metadata": {"openapi_check": DEAD_MARK},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = client
+            .get(format!("{base}/v1/deliveries?state=dead"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["items"].as_array().map_or(0, Vec::len) == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no two dead deliveries: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (ok, out) = run_check(&[SPEC, &base, KEY]).await;
     assert!(ok, "openapi_check.py found mismatches:\n{out}");
+    for walked in [
+        "ok   POST /v1/deliveries/{id}/retry [while pending] -> 409",
+        "ok   DELETE /v1/deliveries/{id} [the dead delivery] -> 204",
+        "ok   GET /v1/deliveries/{id} [deleted] -> 404",
+    ] {
+        assert!(out.contains(walked), "missing {walked:?} in:\n{out}");
+    }
     // One message.sent per message the checker got accepted (each settles
     // as sent in development mode).
     let accepted = out
@@ -203,7 +360,7 @@ async fn spec_matches_the_live_server_and_the_webhooks() {
         accepted >= 4,
         "expected the four examples to be sent:\n{out}"
     );
-    let hits = rx.wait_for(accepted, 30).await;
+    let hits = events.wait_for(accepted, 30).await;
 
     let mut bodies = Vec::new();
     for hit in &hits {
@@ -325,8 +482,8 @@ fn library_bodies() -> Vec<Value> {
 }
 
 /// The checker is only worth something if it fails: a spec with a wrong
-/// response schema, a path the server does not have, and a wrong webhook
-/// schema must each be reported.
+/// response schema, a path the server does not have, a wrong error code and
+/// a wrong webhook schema must each be reported.
 #[tokio::test]
 async fn checker_fails_on_a_wrong_spec() {
     let yaml = std::fs::read_to_string(SPEC).unwrap();
@@ -347,6 +504,12 @@ async fn checker_fails_on_a_wrong_spec() {
         &bad,
         "        attempts:\n          type: integer\n          minimum: 1\n",
         "        attempts:\n          type: string\n",
+    );
+    // `invalid_cursor` is a code of the listing's 400.
+    let bad = mutate(
+        &bad,
+        "[invalid_state, invalid_limit, invalid_cursor, invalid_parameter]",
+        "[invalid_state, invalid_limit, invalid_parameter]",
     );
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("openapi.yaml");
@@ -376,6 +539,9 @@ async fn checker_fails_on_a_wrong_spec() {
         "FAIL POST /v1/messages [example text] -> 202: body does not match the documented schema: status:",
         "FAIL GET /health [documented call] -> 404: 404 not_found for the path itself",
         "FAIL webhook body #0 (message.dead): body does not match the documented schema: attempts:",
+        "FAIL GET /v1/deliveries [query cursor=..%2F..%2Fetc] -> 400: body does not match the documented schema: error/code:",
+        // This server holds no dead delivery.
+        "FAIL GET /v1/deliveries?state=dead: no dead delivery to walk",
         // Bodies of other types were not given.
         "FAIL webhook message.received: documented, but no body of this type was checked",
     ] {
