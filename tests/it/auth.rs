@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::helpers::*;
-use crate::hostile::{OTHER_IP, Raw};
+use crate::hostile::OTHER_IP;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -213,15 +213,7 @@ async fn auth_required_mode() {
     let hits = rx.wait_for(1, 10).await;
     let json = hits[0].json();
     assert_eq!(json["envelope"]["authenticated_user"], "alice");
-    let received = json["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "Received")
-        .expect("Received header")["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let received = payload_header(&json, "Received");
     assert!(received.contains("with ESMTPA id "), "{received}");
 }
 
@@ -302,7 +294,7 @@ async fn failed_auth_is_throttled_per_ip() {
     assert!(c.closed().await);
 
     // ...while another address is not affected.
-    let mut other = Raw::connect_from(OTHER_IP, app.smtp).await;
+    let mut other = Smtp::connect_from(OTHER_IP, app.smtp).await;
     assert_eq!(other.reply().await, "220 mx.test ESMTP Postern ready");
     assert_eq!(other.cmd("EHLO client.test").await, EHLO_AUTH);
     assert_eq!(other.cmd(&plain("alice", PASSWORD)).await, AUTH_OK);

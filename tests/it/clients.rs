@@ -153,15 +153,7 @@ async fn lettre_alternative_with_attachment_and_three_recipients() {
     // when there are several.
     let names = header_names(&p);
     assert!(!names.contains(&"bcc".to_string()), "{names:?}");
-    let received = p["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "Received")
-        .expect("Received header")["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let received = payload_header(&p, "Received");
     assert!(received.contains(&id2), "{received}");
     assert!(!received.contains("for <"), "{received}");
 
@@ -171,27 +163,7 @@ async fn lettre_alternative_with_attachment_and_three_recipients() {
 /// Runs a Python script (`-c`) with the SMTP port as argv[1]; returns its
 /// stdout parsed as JSON.
 async fn run_python(script: &str, port: u16) -> Value {
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(port.to_string())
-            .env("PYTHONIOENCODING", "utf-8")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("python finishes in time")
-    .expect("python starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    python_json(script, &[&port.to_string()], 30).await
 }
 
 const SMTPLIB_UTF8: &str = r#"

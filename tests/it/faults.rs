@@ -6,59 +6,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::binary::{Conn, Io, Launch, log_tail, wait_delivered};
 use crate::helpers::*;
-
-/// `n` retries `every` apart, as a `POSTERN_RETRY_SCHEDULE` value.
-fn schedule(n: usize, every: &str) -> String {
-    vec![every; n].join(",")
-}
-
-/// A port nothing listens on (bound, read, dropped).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Two distinct free loopback addresses (SMTP, HTTP).
-fn free_pair() -> (SocketAddr, SocketAddr) {
-    let smtp = free_port();
-    let http = loop {
-        let p = free_port();
-        if p != smtp {
-            break p;
-        }
-    };
-    (
-        SocketAddr::from(([127, 0, 0, 1], smtp)),
-        SocketAddr::from(([127, 0, 0, 1], http)),
-    )
-}
-
-/// Files in `spool/<sub>`.
-fn count(spool: &Path, sub: &str) -> usize {
-    std::fs::read_dir(spool.join(sub))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 /// Names of the files in `spool/<sub>`.
 fn listing(spool: &Path, sub: &str) -> Vec<String> {
@@ -84,31 +46,6 @@ fn dead_states(spool: &Path) -> Vec<String> {
         (v["state"] == "dead").then(|| format!("{}: {text}", path.display()))
     })
     .collect()
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// The Message-ID a webhook carries (without angle brackets).
-fn message_id(hit: &Hit) -> String {
-    hit.json()["message_id"]
-        .as_str()
-        .expect("message_id in payload")
-        .to_string()
-}
-
-/// Waits until `cond` holds, polling; panics with `what` after `secs`.
-async fn wait_until(secs: u64, what: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        if Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for {}", what());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Per Message-ID, the hits that carry it.
@@ -139,213 +76,6 @@ fn assert_stable_ids_and_signatures(hits: &[Hit]) {
             let id = h.json()["id"].as_str().unwrap().to_string();
             assert_eq!(h.header("webhook-id"), format!("msg_{id}_0"), "{mid}");
         }
-    }
-}
-
-/// The `postern` binary running as a child process.
-struct Postern {
-    child: Child,
-    smtp: SocketAddr,
-    http: SocketAddr,
-    log: PathBuf,
-}
-
-impl Postern {
-    /// Starts the binary on `smtp`/`http` with `env` on top of a minimal
-    /// configuration and waits for its greeting (by then the spool has been
-    /// opened and scanned). Fails when the child exits first, e.g. because
-    /// a port is still taken.
-    async fn try_start(
-        spool: &Path,
-        log: &Path,
-        (smtp, http): (SocketAddr, SocketAddr),
-        env: &[(&str, &str)],
-    ) -> Result<Postern, String> {
-        // A name of our own, so the greeting proves we reached this child.
-        let hostname = format!("p{}.faults.test", rand::random::<u32>());
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("POSTERN_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("serve")
-            .env("POSTERN_SMTP_LISTEN", smtp.to_string())
-            .env("POSTERN_HTTP_LISTEN", http.to_string())
-            .env("POSTERN_HOSTNAME", &hostname)
-            .env("POSTERN_SPOOL_DIR", spool)
-            .env("POSTERN_WEBHOOK_SECRET", SECRET)
-            .env("POSTERN_RETRY_JITTER", "0")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start postern");
-        let mut p = Postern {
-            child,
-            smtp,
-            http,
-            log: log.to_path_buf(),
-        };
-        let greeting = format!("220 {hostname} ");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                return Err(format!(
-                    "postern exited early ({status}):\n{}",
-                    log_tail(&p.log)
-                ));
-            }
-            if let Ok(mut c) = Conn::connect(smtp).await
-                && let Ok(got) = c.reply().await
-            {
-                let _ = c.cmd("QUIT").await;
-                if got.starts_with(&greeting) {
-                    return Ok(p);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "postern did not greet on {smtp} in time:\n{}",
-                    log_tail(&p.log)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Starts on fresh ports (a port may be taken between our probe and the
-    /// child's bind: then other ports).
-    async fn start(spool: &Path, log: &Path, env: &[(&str, &str)]) -> Postern {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Postern::try_start(spool, log, free_pair(), env).await {
-                Ok(p) => return p,
-                Err(e) => last = e,
-            }
-        }
-        panic!("postern did not start: {last}");
-    }
-
-    /// Starts on the same ports as before, retrying while they are not free
-    /// yet (up to 5 s); then falls back to fresh ports. The flag says
-    /// whether the ports were kept.
-    async fn restart(
-        spool: &Path,
-        log: &Path,
-        ports: (SocketAddr, SocketAddr),
-        env: &[(&str, &str)],
-    ) -> (Postern, bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match Postern::try_start(spool, log, ports, env).await {
-                Ok(p) => return (p, true),
-                Err(e) => {
-                    eprintln!("restart on {ports:?} failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        (Postern::start(spool, log, env).await, false)
-    }
-
-    /// SIGKILL, then reap.
-    fn kill9(mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "postern died before we killed it:\n{}",
-            log_tail(&self.log)
-        );
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "killed process reports {status}");
-    }
-
-    /// SIGTERM (to our own child, by pid), then waits for a clean exit.
-    async fn terminate(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "exit after SIGTERM: {status}\n{}",
-                    log_tail(&self.log)
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Postern {
-    fn drop(&mut self) {
-        // Only our own child; a no-op once it has been reaped.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw SMTP client whose failures are values: the server may vanish at
-/// any moment.
-struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
-}
-
-type Io<T> = std::io::Result<T>;
-
-impl Conn {
-    async fn connect(addr: SocketAddr) -> Io<Conn> {
-        let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::other("connect timeout"))??;
-        let (r, w) = s.into_split();
-        Ok(Conn {
-            r: BufReader::new(r),
-            w,
-        })
-    }
-
-    /// One (multi-line) reply; an error on EOF or after 10 s.
-    async fn reply(&mut self) -> Io<String> {
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line))
-                .await
-                .map_err(|_| std::io::Error::other("reply timeout"))??;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let line = line.trim_end().to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            out.push(line);
-            if last {
-                return Ok(out.join("\n"));
-            }
-        }
-    }
-
-    async fn cmd(&mut self, line: &str) -> Io<String> {
-        self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
-        self.reply().await
     }
 }
 
@@ -480,9 +210,15 @@ async fn crash_loop_under_traffic_loses_nothing_acknowledged() {
         ("POSTERN_WEBHOOK_TIMEOUT", "5s"),
         ("POSTERN_WEBHOOK_CONNECT_TIMEOUT", "2s"),
     ];
+    let launch = Launch {
+        domain: "faults.test",
+        spool,
+        log: &log,
+        env: &env,
+    };
     let started = Instant::now();
 
-    let mut server = Postern::start(spool, &log, &env).await;
+    let mut server = launch.start().await;
     let addr = Arc::new(Mutex::new(server.smtp));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = CancellationToken::new();
@@ -497,7 +233,7 @@ async fn crash_loop_under_traffic_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(*delay)).await;
         let ports = (server.smtp, server.http);
         server.kill9();
-        let (next, same) = Postern::restart(spool, &log, ports, &env).await;
+        let (next, same) = launch.restart(ports).await;
         if !same {
             moved += 1;
         }
@@ -529,22 +265,7 @@ async fn crash_loop_under_traffic_loses_nothing_acknowledged() {
         log_tail(&log)
     );
 
-    wait_until(
-        20,
-        || {
-            let got: HashSet<String> = rx.hits().iter().map(message_id).collect();
-            format!(
-                "every acknowledged message delivered; missing {:?}\n{}",
-                acked.difference(&got).collect::<Vec<_>>(),
-                log_tail(&log)
-            )
-        },
-        || {
-            let got: HashSet<String> = rx.hits().iter().map(message_id).collect();
-            got.is_superset(&acked)
-        },
-    )
-    .await;
+    wait_delivered(20, || rx.hits(), &acked, &log).await;
     wait_until(
         20,
         || {
@@ -920,56 +641,6 @@ async fn flapping_endpoint_delivers_everything_after_recovery() {
 // 3. Corrupt and truncated entries at start
 // ---------------------------------------------------------------------
 
-/// A recording endpoint on a port reserved in advance: bound but not
-/// listening (connections are refused) until [`Endpoint::open`], so the
-/// URL spooled with each message starts answering when it comes back.
-struct Endpoint {
-    socket: Option<TcpSocket>,
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-impl Endpoint {
-    fn reserve() -> Endpoint {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        Endpoint {
-            socket: Some(socket),
-            addr,
-            hits: Arc::default(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn open(&mut self) {
-        let listener = self.socket.take().expect("open once").listen(128).unwrap();
-        let app = axum::Router::new()
-            .fallback(
-                |State(hits): State<Arc<Mutex<Vec<Hit>>>>,
-                 uri: axum::http::Uri,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    hits.lock().unwrap().push(Hit {
-                        path: uri.path().to_string(),
-                        headers,
-                        body,
-                    });
-                    StatusCode::OK
-                },
-            )
-            .with_state(self.hits.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-}
-
 /// Ids of the messages in `msg/`.
 fn spooled_ids(spool: &Path) -> Vec<String> {
     let mut ids: Vec<String> = std::fs::read_dir(spool.join("msg"))
@@ -1002,9 +673,15 @@ async fn truncated_entry_and_garbage_state_at_start() {
         ("POSTERN_WEBHOOK_TIMEOUT", "2s"),
         ("POSTERN_WEBHOOK_CONNECT_TIMEOUT", "500ms"),
     ];
+    let launch = Launch {
+        domain: "faults.test",
+        spool,
+        log: &log,
+        env: &env,
+    };
 
     // 1. Endpoint down: three messages accepted, tried, pending; SIGTERM.
-    let first = Postern::start(spool, &log, &env).await;
+    let first = launch.start().await;
     let mut c = connect_greeted(first.smtp).await.unwrap();
     let mids: Vec<String> = (0..3).map(|i| format!("valid-{i}@faults.test")).collect();
     for mid in &mids {
@@ -1049,7 +726,7 @@ async fn truncated_entry_and_garbage_state_at_start() {
 
     // 3. Endpoint up; start again on the same spool.
     endpoint.open();
-    let second = Postern::start(spool, &log, &env).await;
+    let second = launch.start().await;
     wait_until(
         15,
         || {
@@ -1129,7 +806,7 @@ async fn truncated_entry_and_garbage_state_at_start() {
     assert_eq!(ids, valid.iter().cloned().collect::<HashSet<_>>());
 
     // A further start finds nothing to do and sends nothing again.
-    let third = Postern::start(spool, &log, &env).await;
+    let third = launch.start().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(third);
     assert_eq!(endpoint.hits().len(), 3);

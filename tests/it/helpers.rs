@@ -1,10 +1,11 @@
-//! `spawn_app()`, a recording webhook receiver, and a raw SMTP client for
-//! asserting exact replies.
+//! `spawn_app()`, recording webhook receivers, a raw SMTP client for
+//! asserting exact replies, and small waiting and spool helpers.
 
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use postern::config::Config;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -210,48 +213,49 @@ async fn record(
 }
 
 /// A raw SMTP client: sends exact bytes, reads whole (multi-line) replies.
+/// It owns its halves, so a test can talk before the greeting, bind its
+/// source address, watch for unsolicited replies (`r.fill_buf()`) or hand
+/// its writer to a task.
 pub struct Smtp {
-    reader: BufReader<tokio::io::ReadHalf<TcpStream>>,
-    writer: tokio::io::WriteHalf<TcpStream>,
+    pub r: BufReader<OwnedReadHalf>,
+    pub w: OwnedWriteHalf,
 }
 
 impl Smtp {
     /// Connects and returns the client with the greeting.
     pub async fn connect(addr: SocketAddr) -> (Smtp, String) {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (r, w) = tokio::io::split(stream);
-        let mut s = Smtp {
-            reader: BufReader::new(r),
-            writer: w,
-        };
+        let mut s = Smtp::connect_raw(addr).await;
         let greeting = s.reply().await;
         (s, greeting)
     }
 
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
+    /// Connects without reading anything.
+    pub async fn connect_raw(to: SocketAddr) -> Smtp {
+        Smtp::new(TcpStream::connect(to).await.unwrap())
     }
 
-    /// One reply; lines of a multi-line reply joined with `\n`. Empty when
-    /// the server closed the connection.
-    pub async fn reply(&mut self) -> String {
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-                .await
-                .expect("reply in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return out.join("\n");
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            out.push(line);
-            if last {
-                return out.join("\n");
-            }
+    /// Connects from `src` (port chosen by the kernel), without reading.
+    pub async fn connect_from(src: IpAddr, to: SocketAddr) -> Smtp {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(src, 0)).unwrap();
+        Smtp::new(socket.connect(to).await.unwrap())
+    }
+
+    fn new(stream: TcpStream) -> Smtp {
+        let (r, w) = stream.into_split();
+        Smtp {
+            r: BufReader::new(r),
+            w,
         }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).await.unwrap();
+    }
+
+    /// One reply; see [`read_reply`].
+    pub async fn reply(&mut self) -> String {
+        read_reply(&mut self.r).await
     }
 
     /// Sends `line` + CRLF and returns the reply.
@@ -260,13 +264,14 @@ impl Smtp {
         self.reply().await
     }
 
-    /// True once the server has closed the connection.
+    /// True once the server has closed the connection (within 5 s) without
+    /// sending anything more.
     pub async fn closed(&mut self) -> bool {
-        let mut line = String::new();
+        let mut rest = Vec::new();
         matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.reader.read_line(&mut line)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
+            tokio::time::timeout(Duration::from_secs(5), self.r.read_to_end(&mut rest)).await,
+            Ok(Ok(_)) | Ok(Err(_))
+        ) && rest.is_empty()
     }
 
     /// A full transaction; returns the reply to the end of DATA.
@@ -283,6 +288,29 @@ impl Smtp {
         assert!(self.cmd("DATA").await.starts_with("354"));
         self.send(message.as_bytes()).await;
         self.cmd(".").await
+    }
+}
+
+/// One reply from any stream (plain or TLS): the lines of a multi-line
+/// reply joined with `\n`; empty once the server closed (or reset) the
+/// connection. Panics after 10 s.
+pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> String {
+    let mut out = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+            .await
+            .expect("reply in time")
+            .unwrap_or(0);
+        if n == 0 {
+            return out.join("\n");
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        out.push(line);
+        if last {
+            return out.join("\n");
+        }
     }
 }
 
@@ -309,4 +337,157 @@ pub fn python() -> String {
             panic!("POSTERN_TEST_PYTHON is not set: run the tests through tests/run.sh")
         }
     })
+}
+
+/// Runs the test Python on `script` (`-c`) with `args`, killed after
+/// `secs`; the script must succeed and print one JSON value, returned.
+pub async fn python_json(script: &str, args: &[&str], secs: u64) -> serde_json::Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(secs),
+        tokio::process::Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env("PYTHONIOENCODING", "utf-8")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("python finishes in time")
+    .expect("python starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A recording webhook endpoint (200 to everything) on a port reserved in
+/// advance: bound but not listening (connections are refused) until
+/// [`Endpoint::open`].
+///
+/// The webhook URL is written into each spooled message at accept time, so
+/// "the endpoint comes back" has to mean the same URL starts answering.
+pub struct Endpoint {
+    socket: Option<TcpSocket>,
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// How long each answer waits after the request was recorded.
+    delay: Duration,
+}
+
+impl Endpoint {
+    pub fn reserve() -> Endpoint {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        Endpoint {
+            socket: Some(socket),
+            addr,
+            hits: Arc::default(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Open at once, answering each request `delay` after recording it.
+    pub fn slow(delay: Duration) -> Endpoint {
+        let mut e = Endpoint::reserve();
+        e.delay = delay;
+        e.open();
+        e
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn open(&mut self) {
+        let listener = self.socket.take().expect("open once").listen(128).unwrap();
+        let delay = self.delay;
+        let app = axum::Router::new()
+            .fallback(
+                move |State(hits): State<Arc<Mutex<Vec<Hit>>>>,
+                      uri: axum::http::Uri,
+                      headers: HeaderMap,
+                      body: Bytes| async move {
+                    hits.lock().unwrap().push(Hit {
+                        path: uri.path().to_string(),
+                        headers,
+                        body,
+                    });
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    StatusCode::OK
+                },
+            )
+            .with_state(self.hits.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+/// The Message-ID a webhook carries (without angle brackets).
+pub fn message_id(hit: &Hit) -> String {
+    hit.json()["message_id"]
+        .as_str()
+        .expect("message_id in payload")
+        .to_string()
+}
+
+/// The value of the first header `name` in a webhook payload.
+pub fn payload_header(payload: &serde_json::Value, name: &str) -> String {
+    payload["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("{name} header"))["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `queued as <id>` from a 250 reply.
+pub fn queue_id(reply: &str) -> String {
+    assert!(reply.starts_with("250 2.0.0 OK: queued as "), "{reply}");
+    reply.rsplit(' ').next().unwrap().to_string()
+}
+
+/// A port nothing listens on (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` retries `every` apart, as a `POSTERN_RETRY_SCHEDULE` value.
+pub fn schedule(n: usize, every: &str) -> String {
+    vec![every; n].join(",")
+}
+
+/// Files in `spool/<sub>` (0 when it does not exist).
+pub fn count(spool: &Path, sub: &str) -> usize {
+    std::fs::read_dir(spool.join(sub))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `secs`.
+pub async fn wait_until(secs: u64, what: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {}", what());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -1,12 +1,10 @@
 //! Hostile clients: connection caps, the session and DATA time limits,
 //! early talkers, garbage input and the error limit. Every wait is bounded.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
@@ -22,79 +20,6 @@ const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
 /// 127.0.0.2: Linux routes all of 127/8 to lo, so it is a second client
 /// address without any setup.
 pub(crate) const OTHER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-/// A raw client that owns its halves: it can bind its source address, talk
-/// before the greeting, and hand its writer to a task.
-pub(crate) struct Raw {
-    pub(crate) r: BufReader<OwnedReadHalf>,
-    pub(crate) w: OwnedWriteHalf,
-}
-
-impl Raw {
-    /// Connects without reading anything.
-    pub(crate) async fn connect(to: SocketAddr) -> Raw {
-        Raw::new(TcpStream::connect(to).await.unwrap())
-    }
-
-    /// Connects from `src` (port chosen by the kernel), without reading.
-    pub(crate) async fn connect_from(src: IpAddr, to: SocketAddr) -> Raw {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(src, 0)).unwrap();
-        Raw::new(socket.connect(to).await.unwrap())
-    }
-
-    fn new(stream: TcpStream) -> Raw {
-        let (r, w) = stream.into_split();
-        Raw {
-            r: BufReader::new(r),
-            w,
-        }
-    }
-
-    pub(crate) async fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).await.unwrap();
-    }
-
-    /// One reply, lines joined with `\n`; empty once the server closed
-    /// (or reset) the connection. Panics after 10 s.
-    pub(crate) async fn reply(&mut self) -> String {
-        read_reply(&mut self.r).await
-    }
-
-    pub(crate) async fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.reply().await
-    }
-
-    /// True once the server has closed the connection (within 5 s).
-    pub(crate) async fn closed(&mut self) -> bool {
-        let mut rest = Vec::new();
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.r.read_to_end(&mut rest)).await,
-            Ok(Ok(_)) | Ok(Err(_))
-        ) && rest.is_empty()
-    }
-}
-
-async fn read_reply(r: &mut BufReader<OwnedReadHalf>) -> String {
-    let mut out = Vec::new();
-    loop {
-        let mut line = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
-            .await
-            .expect("reply in time")
-            .unwrap_or(0);
-        if n == 0 {
-            return out.join("\n");
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        out.push(line);
-        if last {
-            return out.join("\n");
-        }
-    }
-}
 
 /// Connects until greeted: a slot is given back when the session task
 /// ends, a moment after the client saw the connection close.
@@ -150,7 +75,7 @@ async fn per_ip_session_cap() {
     assert_eq!(greeting, TOO_MANY_FROM_IP);
     assert!(third.closed().await);
 
-    let mut other = Raw::connect_from(OTHER_IP, app.smtp).await;
+    let mut other = Smtp::connect_from(OTHER_IP, app.smtp).await;
     assert!(other.reply().await.starts_with("220 "));
     assert_eq!(
         other.cmd("EHLO other.test").await.lines().next().unwrap(),
@@ -164,7 +89,7 @@ async fn per_ip_session_cap() {
 async fn session_lifetime_is_capped_even_for_a_busy_client() {
     let (app, _rx) = app_with_receiver(&[("POSTERN_SMTP_SESSION_TIMEOUT", "1s")]).await;
     let start = Instant::now();
-    let mut c = Raw::connect(app.smtp).await;
+    let mut c = Smtp::connect_raw(app.smtp).await;
     assert!(c.reply().await.starts_with("220 "));
     let mut noops = 0;
     let end = loop {
@@ -201,8 +126,8 @@ async fn slow_data_is_cut_after_the_grace_period() {
         ("POSTERN_SMTP_DATA_RATE_GRACE", "1s"),
     ])
     .await;
-    // Raw: we watch for an unsolicited reply while trickling.
-    let mut c = Raw::connect(app.smtp).await;
+    // We watch for an unsolicited reply (`r.fill_buf()`) while trickling.
+    let mut c = Smtp::connect_raw(app.smtp).await;
     assert!(c.reply().await.starts_with("220 "));
     assert!(c.cmd("EHLO slow.test").await.starts_with("250"));
     assert_eq!(c.cmd("MAIL FROM:<a@b.test>").await, "250 2.1.0 Sender OK");
@@ -242,7 +167,7 @@ async fn slow_data_is_cut_after_the_grace_period() {
 #[tokio::test]
 async fn early_talker_is_refused_and_polite_client_greeted() {
     let (app, _rx) = app_with_receiver(&[("POSTERN_SMTP_GREETING_DELAY", "300ms")]).await;
-    let mut rude = Raw::connect(app.smtp).await;
+    let mut rude = Smtp::connect_raw(app.smtp).await;
     rude.send(b"EHLO x\r\n").await;
     assert_eq!(rude.reply().await, EARLY_TALKER);
     assert!(rude.closed().await);
@@ -280,9 +205,9 @@ async fn garbage_gets_defined_replies_and_the_server_survives() {
     let (app, rx) = app_with_receiver(&[("POSTERN_MAX_ERRORS", "100")]).await;
 
     // 10 MB without a newline: one 500 5.5.6, the rest of the line is dropped.
-    let mut c = Raw::connect(app.smtp).await;
+    let mut c = Smtp::connect_raw(app.smtp).await;
     assert!(c.reply().await.starts_with("220 "));
-    let Raw { mut r, mut w } = c;
+    let Smtp { mut r, mut w } = c;
     let writer = tokio::spawn(async move {
         w.write_all(&vec![b'A'; 10 * 1024 * 1024]).await.unwrap();
         w
@@ -292,7 +217,7 @@ async fn garbage_gets_defined_replies_and_the_server_survives() {
         .await
         .expect("server keeps reading")
         .unwrap();
-    let mut c = Raw { r, w };
+    let mut c = Smtp { r, w };
     assert_eq!(c.cmd("\r\nNOOP").await, "250 2.0.0 OK", "exactly one 500");
 
     // NUL bytes.
@@ -317,7 +242,7 @@ async fn garbage_gets_defined_replies_and_the_server_survives() {
     // A TLS ClientHello on the plain port: one 5xx per "line" it holds.
     let hello = client_hello();
     let lines = hello.iter().filter(|&&b| b == b'\n').count() + 1;
-    let mut t = Raw::connect(app.smtp).await;
+    let mut t = Smtp::connect_raw(app.smtp).await;
     assert!(t.reply().await.starts_with("220 "));
     t.send(&hello).await;
     t.send(b"\r\n").await;
@@ -387,9 +312,9 @@ async fn client_that_never_reads_is_still_timed_out() {
         ("POSTERN_MAX_SESSIONS", "1"),
     ])
     .await;
-    let mut c = Raw::connect(app.smtp).await;
+    let mut c = Smtp::connect_raw(app.smtp).await;
     assert!(c.reply().await.starts_with("220 "));
-    let Raw { r: _unread, mut w } = c;
+    let Smtp { r: _unread, mut w } = c;
     // ~14 MB of replies: more than both socket buffers hold.
     let pipeline = b"NOOP\r\n".repeat(1_000_000);
     let writer = tokio::spawn(async move {

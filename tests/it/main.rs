@@ -1,7 +1,10 @@
 //! Integration tests: the real server on real sockets (port 0), real SMTP
 //! clients, and a real HTTP server receiving the webhooks.
 
+mod aiosmtpd;
+mod binary;
 mod helpers;
+mod pki;
 
 mod api;
 mod auth;

@@ -5,45 +5,18 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
+use crate::binary::{Conn, Io, Launch, Postern, log_tail};
 use crate::helpers::*;
-
-/// A port nothing listens on (bound, read, dropped).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `Command` for the real binary with none of the test's own `POSTERN_*`
-/// variables (e.g. `POSTERN_TEST_PYTHON`).
-fn postern_cmd() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_postern"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("POSTERN_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1").stdin(Stdio::null());
-    cmd
-}
 
 /// Runs a short-lived subcommand (bounded); returns (exit code, stdout + stderr).
 async fn run_cmd(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
-    let mut cmd = postern_cmd();
+    let mut cmd = tokio::process::Command::from(crate::binary::command());
     cmd.args(args).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
@@ -369,191 +342,23 @@ async fn metrics_count_sessions_messages_replies_and_deliveries() {
 
 const GRACE_SECS: u64 = 5;
 
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// The binary as a child process on loopback ports.
-struct Bin {
-    child: Child,
-    smtp: SocketAddr,
-    http: SocketAddr,
-    log: PathBuf,
-}
-
-impl Bin {
-    /// Starts on fresh ports (retrying if a port was taken meanwhile) and
-    /// waits for our own greeting.
-    async fn start(spool: &Path, url: &str, log: &Path) -> Bin {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Bin::try_start(spool, url, log).await {
-                Ok(b) => return b,
-                Err(e) => last = e,
-            }
-        }
-        panic!("postern did not start: {last}");
+/// The binary with a grace period of [`GRACE_SECS`], delivering to `url`
+/// with 20 retries 200 ms apart.
+async fn start(spool: &Path, url: &str, log: &Path) -> Postern {
+    let grace = format!("{GRACE_SECS}s");
+    let schedule = schedule(20, "200ms");
+    Launch {
+        domain: "ops.test",
+        spool,
+        log,
+        env: &[
+            ("POSTERN_WEBHOOK_URL", url),
+            ("POSTERN_SHUTDOWN_GRACE", &grace),
+            ("POSTERN_RETRY_SCHEDULE", &schedule),
+        ],
     }
-
-    async fn try_start(spool: &Path, url: &str, log: &Path) -> Result<Bin, String> {
-        let smtp_port = free_port();
-        let http_port = loop {
-            let p = free_port();
-            if p != smtp_port {
-                break p;
-            }
-        };
-        let smtp: SocketAddr = format!("127.0.0.1:{smtp_port}").parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
-        let hostname = format!("p{}.ops.test", rand::random::<u32>());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_postern"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("POSTERN_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("serve")
-            .env("POSTERN_SMTP_LISTEN", smtp.to_string())
-            .env("POSTERN_HTTP_LISTEN", http.to_string())
-            .env("POSTERN_HOSTNAME", &hostname)
-            .env("POSTERN_SPOOL_DIR", spool)
-            .env("POSTERN_WEBHOOK_URL", url)
-            .env("POSTERN_WEBHOOK_SECRET", SECRET)
-            .env("POSTERN_SHUTDOWN_GRACE", format!("{GRACE_SECS}s"))
-            .env("POSTERN_RETRY_SCHEDULE", vec!["200ms"; 20].join(","))
-            .env("POSTERN_RETRY_JITTER", "0")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        let child = cmd.spawn().expect("start postern");
-        let mut b = Bin {
-            child,
-            smtp,
-            http,
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = b.child.try_wait().unwrap() {
-                return Err(format!("exited early ({status}):\n{}", log_tail(log)));
-            }
-            if let Ok(mut c) = Conn::connect(smtp).await
-                && let Ok(g) = c.reply().await
-            {
-                let _ = c.cmd("QUIT").await;
-                if g.starts_with(&format!("220 {hostname} ")) {
-                    return Ok(b);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no greeting in time:\n{}", log_tail(log)));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn sigterm(&self) {
-        let ok = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
-    }
-
-    /// Waits for the exit after a SIGTERM; the exit status.
-    async fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "postern still running {secs}s after SIGTERM:\n{}",
-                    log_tail(&self.log)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Bin {
-    fn drop(&mut self) {
-        // Our own child only; a no-op once reaped.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw SMTP client whose failures are values.
-struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
-}
-
-type Io<T> = std::io::Result<T>;
-
-impl Conn {
-    async fn connect(addr: SocketAddr) -> Io<Conn> {
-        let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::other("connect timeout"))??;
-        let (r, w) = s.into_split();
-        Ok(Conn {
-            r: BufReader::new(r),
-            w,
-        })
-    }
-
-    /// Connects, reads the greeting, says EHLO.
-    async fn open(addr: SocketAddr) -> Io<Conn> {
-        let mut c = Conn::connect(addr).await?;
-        c.reply().await?;
-        let r = c.cmd("EHLO client.test").await?;
-        assert!(r.starts_with("250"), "EHLO: {r}");
-        Ok(c)
-    }
-
-    /// One (multi-line) reply; an error on EOF or after `secs`.
-    async fn reply_within(&mut self, secs: u64) -> Io<String> {
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(secs), self.r.read_line(&mut line))
-                .await
-                .map_err(|_| std::io::Error::other("reply timeout"))??;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let line = line.trim_end().to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            out.push(line);
-            if last {
-                return Ok(out.join("\n"));
-            }
-        }
-    }
-
-    async fn reply(&mut self) -> Io<String> {
-        self.reply_within(10).await
-    }
-
-    async fn cmd(&mut self, line: &str) -> Io<String> {
-        self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
-        self.reply().await
-    }
+    .start()
+    .await
 }
 
 fn message(mid: &str) -> String {
@@ -561,12 +366,6 @@ fn message(mid: &str) -> String {
         "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: shutdown {mid}\r\n\
          Message-ID: <{mid}>\r\n\r\nbody of {mid}\r\n.\r\n"
     )
-}
-
-/// `queued as <id>` from a 250 reply.
-fn queue_id(reply: &str) -> String {
-    assert!(reply.starts_with("250 2.0.0 OK: queued as "), "{reply}");
-    reply.rsplit(' ').next().unwrap().to_string()
 }
 
 /// What the clients saw.
@@ -582,57 +381,16 @@ struct Ledger {
     shutting_down: usize,
 }
 
-/// A recording endpoint that answers 200 after `delay`, on a fixed URL
-/// that outlives both runs of the binary.
-#[derive(Clone)]
-struct SlowEndpoint {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-}
-
-impl SlowEndpoint {
-    async fn start(delay: Duration) -> SlowEndpoint {
-        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
-        let app = axum::Router::new()
-            .fallback(
-                move |State(hits): State<Arc<Mutex<Vec<Hit>>>>,
-                      uri: axum::http::Uri,
-                      headers: HeaderMap,
-                      body: Bytes| async move {
-                    hits.lock().unwrap().push(Hit {
-                        path: uri.path().to_string(),
-                        headers,
-                        body,
-                    });
-                    tokio::time::sleep(delay).await;
-                    StatusCode::OK
-                },
-            )
-            .with_state(hits.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        SlowEndpoint { addr, hits }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn message_ids(&self) -> Vec<String> {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                assert!(h.verify(), "signature of {}", h.header("webhook-id"));
-                h.json()["message_id"]
-                    .as_str()
-                    .expect("message_id")
-                    .to_string()
-            })
-            .collect()
-    }
+/// The Message-IDs of the webhooks `endpoint` got, each signature verified.
+fn message_ids(endpoint: &Endpoint) -> Vec<String> {
+    endpoint
+        .hits()
+        .iter()
+        .map(|h| {
+            assert!(h.verify(), "signature of {}", h.header("webhook-id"));
+            message_id(h)
+        })
+        .collect()
 }
 
 /// One traffic client: messages back to back on one session until the
@@ -700,8 +458,10 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
     let spool = spool_dir.path();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("postern.log");
-    let endpoint = SlowEndpoint::start(Duration::from_millis(100)).await;
-    let mut first = Bin::start(spool, &endpoint.url(), &log).await;
+    // Answers 200 after 100 ms, on a fixed URL that outlives both runs of
+    // the binary.
+    let endpoint = Endpoint::slow(Duration::from_millis(100));
+    let mut first = start(spool, &endpoint.url(), &log).await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     // An idle session and one in the middle of a transaction.
@@ -750,7 +510,7 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
     while ledger.lock().unwrap().acked.len() < 40 && Instant::now() < wait {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let delivered_before_signal = endpoint.message_ids().len();
+    let delivered_before_signal = message_ids(&endpoint).len();
     let signalled = Instant::now();
     first.sigterm();
 
@@ -831,7 +591,7 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
     );
 
     // Every 250'd message was delivered before the exit or is on disk.
-    let run1: Vec<String> = endpoint.message_ids();
+    let run1: Vec<String> = message_ids(&endpoint);
     let run1_set: HashSet<&String> = run1.iter().collect();
     let mut spooled = 0;
     for (mid, qid) in &acked {
@@ -857,11 +617,11 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
     );
 
     // Restart on the same spool; the endpoint never went away.
-    let mut second = Bin::start(spool, &endpoint.url(), &log).await;
+    let mut second = start(spool, &endpoint.url(), &log).await;
     let want: HashSet<&String> = acked.keys().collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = endpoint.message_ids();
+        let got = message_ids(&endpoint);
         let got: HashSet<&String> = got.iter().collect();
         let msgs = std::fs::read_dir(spool.join("msg")).unwrap().count();
         if got.is_superset(&want) && msgs == 0 {
@@ -882,7 +642,7 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
     second.sigterm();
     assert!(second.wait_exit(GRACE_SECS + 5).await.success());
 
-    let all = endpoint.message_ids();
+    let all = message_ids(&endpoint);
     let mut per_message: HashMap<&String, usize> = HashMap::new();
     for m in &all {
         *per_message.entry(m).or_default() += 1;

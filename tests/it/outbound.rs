@@ -3,10 +3,9 @@
 //! signed delivery events; `message.dead` for inbound webhooks; and a
 //! SIGKILL of the real binary while relay attempts are in flight.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,27 +15,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::aiosmtpd::{Smtpd, data};
+use crate::binary::{Launch, Postern};
 use crate::helpers::*;
 
 /// 32 characters, as `POSTERN_API_KEYS` wants at least 16.
 const API_KEY: &str = "outbound-test-key-0123456789abcd";
-
-/// Runs server.py with its `port=0` bind replaced by argv[1] when that is
-/// not 0, so that a relay can come up (again) on a port Postern already
-/// points at. server.py itself stays unchanged.
-const PORT_WRAPPER: &str = r#"
-import asyncio, runpy, sys
-port = int(sys.argv[1])
-script = sys.argv[2]
-create_server = asyncio.BaseEventLoop.create_server
-async def on_port(self, *args, **kwargs):
-    if port and kwargs.get("port") == 0:
-        kwargs["port"] = port
-    return await create_server(self, *args, **kwargs)
-asyncio.BaseEventLoop.create_server = on_port
-sys.argv = [script] + sys.argv[3:]
-runpy.run_path(script, run_name="__main__")
-"#;
 
 /// Parses one message with Python's `email` package and describes it.
 const PARSE_MESSAGE: &str = r#"
@@ -74,136 +58,6 @@ print(json.dumps({
     "ends_with_crlf": data.endswith(b"\r\n"),
 }))
 "#;
-
-/// A port nothing listens on (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `cond` every 50 ms for at most `secs`; panics with `what()`.
-async fn wait_until(secs: u64, what: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        if Instant::now() > deadline {
-            panic!("timed out after {secs}s: {}", what());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// server.py as a child process; killed by PID on drop.
-struct Smtpd {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Smtpd {
-    /// Starts on `port` (0: any free port). A fixed port is retried for a
-    /// while, in case the kernel has not released it yet.
-    fn start(port: u16, extra: &[&str]) -> Smtpd {
-        let mut last = String::new();
-        for _ in 0..20 {
-            match Smtpd::try_start(port, extra) {
-                Ok(s) => return s,
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("server.py did not start on port {port}: {last}");
-    }
-
-    fn try_start(port: u16, extra: &[&str]) -> Result<Smtpd, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server/server.py");
-        let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
-        let mut child = Command::new(python())
-            .arg("-c")
-            .arg(PORT_WRAPPER)
-            .arg(port.to_string())
-            .arg(script)
-            .arg("--log")
-            .arg(dir.path().join("events.jsonl"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start server.py");
-        // The server prints "PORT <n>" once it listens; read it on a thread
-        // so that the wait is bounded.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        match line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        {
-            Some(p) if port == 0 || p == port => Ok(Smtpd {
-                child,
-                port: p,
-                dir,
-            }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err =
-                    std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-                Err(format!("no port reported ({line:?}); stderr:\n{err}"))
-            }
-        }
-    }
-
-    /// Log entries of one kind; a line still being written is skipped.
-    fn log(&self, kind: &str) -> Vec<Value> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("events.jsonl")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["event"] == kind)
-            .collect()
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        self.log("message")
-    }
-
-    fn connections(&self) -> usize {
-        self.log("connect").len()
-    }
-
-    /// SIGKILL and reap.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The bytes the relay received (DATA, dot-unstuffed).
-fn data(message: &Value) -> Vec<u8> {
-    let hex = message["data_hex"].as_str().unwrap();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -893,8 +747,7 @@ async fn rejected_inbound_webhook_emits_a_signed_message_dead_event() {
             "Subject: dead\r\n\r\nbody\r\n",
         )
         .await;
-    assert!(reply.starts_with("250 2.0.0 OK: queued as "), "{reply}");
-    let queue_id = reply.rsplit(' ').next().unwrap().to_string();
+    let queue_id = queue_id(&reply);
     c.cmd("QUIT").await;
 
     let got = wait_events(&s.events, 10, |e| !of_type(e, "message.dead").is_empty()).await;
@@ -912,122 +765,23 @@ async fn rejected_inbound_webhook_emits_a_signed_message_dead_event() {
     assert_eq!(s.hooks.hits().len(), 1, "a 410 is not retried");
 }
 
-/// The `postern` binary as a child process, for the SIGKILL test.
-struct Binary {
-    child: Child,
-    http: SocketAddr,
-    log: PathBuf,
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-impl Binary {
-    async fn start(spool: &Path, relay: &str, hook: &str, events: &str, log: &Path) -> Binary {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Binary::try_start(spool, relay, hook, events, log).await {
-                Ok(b) => return b,
-                Err(e) => last = e,
-            }
-        }
-        panic!("postern did not start: {last}");
+/// The real binary for the SIGKILL test, relaying through `relay`, with
+/// retries an hour apart (nothing is retried within a test).
+async fn start_binary(spool: &Path, relay: &str, hook: &str, events: &str, log: &Path) -> Postern {
+    Launch {
+        domain: "outbound.test",
+        spool,
+        log,
+        env: &[
+            ("POSTERN_WEBHOOK_URL", hook),
+            ("POSTERN_EVENTS_URL", events),
+            ("POSTERN_API_KEYS", API_KEY),
+            ("POSTERN_RELAY_URL", relay),
+            ("POSTERN_RETRY_SCHEDULE", "1h"),
+        ],
     }
-
-    async fn try_start(
-        spool: &Path,
-        relay: &str,
-        hook: &str,
-        events: &str,
-        log: &Path,
-    ) -> Result<Binary, String> {
-        let smtp_port = free_port();
-        let http_port = loop {
-            let p = free_port();
-            if p != smtp_port {
-                break p;
-            }
-        };
-        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("POSTERN_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("serve")
-            .env("POSTERN_SMTP_LISTEN", format!("127.0.0.1:{smtp_port}"))
-            .env("POSTERN_HTTP_LISTEN", http.to_string())
-            .env("POSTERN_HOSTNAME", "postern.test")
-            .env("POSTERN_SPOOL_DIR", spool)
-            .env("POSTERN_WEBHOOK_URL", hook)
-            .env("POSTERN_WEBHOOK_SECRET", SECRET)
-            .env("POSTERN_EVENTS_URL", events)
-            .env("POSTERN_API_KEYS", API_KEY)
-            .env("POSTERN_RELAY_URL", relay)
-            .env("POSTERN_RETRY_SCHEDULE", "1h")
-            .env("POSTERN_RETRY_JITTER", "0")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        let mut child = cmd.spawn().expect("start postern");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Err(format!(
-                    "postern exited early ({status}):\n{}",
-                    log_tail(log)
-                ));
-            }
-            if let Ok(r) = client.get(format!("http://{http}/healthz")).send().await
-                && r.status().is_success()
-            {
-                return Ok(Binary {
-                    child,
-                    http,
-                    log: log.to_path_buf(),
-                });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no /healthz in time:\n{}", log_tail(log)));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    fn kill9(mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "postern died before we killed it:\n{}",
-            log_tail(&self.log)
-        );
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "killed process reports {status}");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    .start()
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1053,7 +807,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("postern.log");
     let (hook_url, events_url) = (hooks.url("/hook"), events.url("/events"));
-    let first = Binary::start(
+    let first = start_binary(
         spool.path(),
         &format!("smtp://127.0.0.1:{silent_port}?tls=none"),
         &hook_url,
@@ -1085,7 +839,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     holder.abort();
 
     let smtpd = Smtpd::start(0, &[]);
-    let second = Binary::start(
+    let second = start_binary(
         spool.path(),
         &format!("smtp://127.0.0.1:{}?tls=none", smtpd.port),
         &hook_url,

@@ -2,133 +2,22 @@
 //! 127.0.0.1: aiosmtpd, run by `tests/smtp_server/server.py` from the test
 //! virtualenv that tests/run.sh makes (tests/requirements.txt).
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postern::relay::{RcptOutcome, Relay, RelayConfig, RelayConfigError};
 use serde_json::Value;
 
+use crate::aiosmtpd::{Smtpd, data};
+use crate::helpers::free_port;
+
 const HELO: &str = "postern.test";
 
-/// The test virtualenv's interpreter (aiosmtpd is in tests/requirements.txt).
-fn python() -> PathBuf {
-    PathBuf::from(crate::helpers::python())
-}
-
-/// A CA and a leaf certificate for localhost / 127.0.0.1 signed by it.
-fn write_certs(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.distinguished_name
-        .push(DnType::CommonName, "Postern test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
-
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
-}
-
-/// The Python server as a child process; killed by PID on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// `tls`: "none", "starttls" or "implicit"; `extra`: more server.py flags.
-    fn start(tls: &str, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        write_certs(dir.path());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server/server.py");
-        let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
-        let mut child = Command::new(python())
-            .arg(script)
-            .arg("--log")
-            .arg(dir.path().join("events.jsonl"))
-            .args(["--tls", tls])
-            .arg("--cert")
-            .arg(dir.path().join("cert.pem"))
-            .arg("--key")
-            .arg(dir.path().join("key.pem"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start server.py");
-        // The server binds port 0 and prints the port once it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-            panic!("server.py did not report its port ({line:?}); stderr:\n{err}");
-        };
-        Server { child, port, dir }
-    }
-
-    fn ca(&self) -> String {
-        self.dir.path().join("ca.pem").display().to_string()
-    }
-
-    fn relay(&self, url: &str) -> Relay {
-        let cfg = RelayConfig::parse(&url.replace("PORT", &self.port.to_string()))
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        Relay::new(&cfg, HELO).unwrap()
-    }
-
-    fn events(&self, kind: &str) -> Vec<Value> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("events.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["event"] == kind)
-            .collect()
-    }
-
-    fn messages(&self) -> Vec<Value> {
-        self.events("message")
-    }
-
-    fn connections(&self) -> usize {
-        self.events("connect").len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn data(message: &Value) -> Vec<u8> {
-    let hex = message["data_hex"].as_str().unwrap();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
+/// A relay client of `server`, from `url` with the literal `PORT` in place
+/// of the server's port.
+fn relay_to(server: &Smtpd, url: &str) -> Relay {
+    let cfg = RelayConfig::parse(&url.replace("PORT", &server.port.to_string()))
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    Relay::new(&cfg, HELO).unwrap()
 }
 
 fn rcpts(list: &[&str]) -> Vec<String> {
@@ -156,22 +45,13 @@ fn failed(outcome: &RcptOutcome) -> &str {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const MESSAGE: &[u8] = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n\
 .leading dot\r\n.\r\n..two dots\r\nend\r\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_delivery_is_byte_exact_with_null_sender() {
-    let server = Server::start("none", &[]);
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none");
+    let server = Smtpd::start_tls("none", &[]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none");
 
     let out = relay.send("", &rcpts(&["b@example.com"]), MESSAGE).await;
     assert_eq!(out.len(), 1);
@@ -210,11 +90,14 @@ async fn plain_delivery_is_byte_exact_with_null_sender() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_and_auth_plain() {
-    let server = Server::start("starttls", &["--auth", "postern:pw"]);
-    let relay = server.relay(&format!(
-        "smtp://postern:pw@127.0.0.1:PORT?ca={}&helo=mx.postern.test",
-        server.ca()
-    ));
+    let server = Smtpd::start_tls("starttls", &["--auth", "postern:pw"]);
+    let relay = relay_to(
+        &server,
+        &format!(
+            "smtp://postern:pw@127.0.0.1:PORT?ca={}&helo=mx.postern.test",
+            server.ca()
+        ),
+    );
     let out = relay
         .send("a@example.com", &rcpts(&["b@example.com"]), MESSAGE)
         .await;
@@ -237,14 +120,17 @@ async fn starttls_and_auth_plain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smtps_implicit_tls_and_auth_login_with_encoded_password() {
-    let server = Server::start(
+    let server = Smtpd::start_tls(
         "implicit",
         &["--auth", "user@example.com:p@ss:w/rd", "--login-only"],
     );
-    let relay = server.relay(&format!(
-        "smtps://user%40example.com:p%40ss%3Aw%2Frd@127.0.0.1:PORT?ca={}",
-        server.ca()
-    ));
+    let relay = relay_to(
+        &server,
+        &format!(
+            "smtps://user%40example.com:p%40ss%3Aw%2Frd@127.0.0.1:PORT?ca={}",
+            server.ca()
+        ),
+    );
     let out = relay
         .send("a@example.com", &rcpts(&["b@example.com"]), MESSAGE)
         .await;
@@ -259,11 +145,11 @@ async fn smtps_implicit_tls_and_auth_login_with_encoded_password() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_defers_everyone() {
-    let server = Server::start("starttls", &["--auth", "postern:pw"]);
-    let relay = server.relay(&format!(
-        "smtp://postern:nope@127.0.0.1:PORT?ca={}",
-        server.ca()
-    ));
+    let server = Smtpd::start_tls("starttls", &["--auth", "postern:pw"]);
+    let relay = relay_to(
+        &server,
+        &format!("smtp://postern:nope@127.0.0.1:PORT?ca={}", server.ca()),
+    );
     let out = relay
         .send(
             "a@example.com",
@@ -285,7 +171,7 @@ async fn wrong_password_defers_everyone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn relay_down_defers_everyone() {
-    let port = closed_port();
+    let port = free_port();
     let cfg = RelayConfig::parse(&format!("smtp://127.0.0.1:{port}?tls=none")).unwrap();
     let relay = Relay::new(&cfg, HELO).unwrap();
     let out = relay
@@ -311,8 +197,8 @@ async fn relay_down_defers_everyone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_refused_recipient_of_three_fails_alone() {
-    let server = Server::start("none", &[]);
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none");
+    let server = Smtpd::start_tls("none", &[]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none");
     let to = rcpts(&[
         "ok1@example.com",
         "bad@example.com",
@@ -339,8 +225,8 @@ async fn one_refused_recipient_of_three_fails_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_greylisted_recipient_of_three_is_deferred_alone() {
-    let server = Server::start("none", &[]);
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none");
+    let server = Smtpd::start_tls("none", &[]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none");
     let to = rcpts(&["ok1@example.com", "later@example.com", "ok2@example.com"]);
     let out = relay.send("a@example.com", &to, MESSAGE).await;
     sent(&out[0]);
@@ -351,8 +237,8 @@ async fn one_greylisted_recipient_of_three_is_deferred_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn busy_relay_421_defers_everyone_without_retries() {
-    let server = Server::start("none", &["--busy"]);
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none");
+    let server = Smtpd::start_tls("none", &["--busy"]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none");
     let out = relay
         .send(
             "a@example.com",
@@ -368,8 +254,8 @@ async fn busy_relay_421_defers_everyone_without_retries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_required_but_not_offered_defers() {
-    let server = Server::start("none", &[]);
-    let relay = server.relay("smtp://127.0.0.1:PORT");
+    let server = Smtpd::start_tls("none", &[]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT");
     let out = relay
         .send("a@example.com", &rcpts(&["b@example.com"]), MESSAGE)
         .await;
@@ -381,9 +267,9 @@ async fn starttls_required_but_not_offered_defers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn untrusted_certificate_defers() {
-    let server = Server::start("implicit", &[]);
+    let server = Smtpd::start_tls("implicit", &[]);
     // No ?ca=: the test CA is unknown to the built-in roots.
-    let relay = server.relay("smtps://127.0.0.1:PORT");
+    let relay = relay_to(&server, "smtps://127.0.0.1:PORT");
     let out = relay
         .send("a@example.com", &rcpts(&["b@example.com"]), MESSAGE)
         .await;
@@ -394,11 +280,11 @@ async fn untrusted_certificate_defers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pool_reuses_connections() {
-    let server = Server::start("starttls", &["--auth", "postern:pw"]);
-    let relay = server.relay(&format!(
-        "smtp://postern:pw@127.0.0.1:PORT?ca={}",
-        server.ca()
-    ));
+    let server = Smtpd::start_tls("starttls", &["--auth", "postern:pw"]);
+    let relay = relay_to(
+        &server,
+        &format!("smtp://postern:pw@127.0.0.1:PORT?ca={}", server.ca()),
+    );
     for i in 0..20 {
         let out = relay
             .send(
@@ -419,8 +305,8 @@ async fn pool_reuses_connections() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smtputf8_addresses_pass_through_or_fail_clearly() {
-    let server = Server::start("none", &["--smtputf8"]);
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none");
+    let server = Smtpd::start_tls("none", &["--smtputf8"]);
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none");
     let out = relay
         .send("jörg@bücher.example", &rcpts(&["zoë@example.com"]), MESSAGE)
         .await;
@@ -430,8 +316,8 @@ async fn smtputf8_addresses_pass_through_or_fail_clearly() {
     assert_eq!(msgs[0]["rcpt_tos"], serde_json::json!(["zoë@example.com"]));
     assert!(msgs[0]["mail_options"].to_string().contains("SMTPUTF8"));
 
-    let ascii_only = Server::start("none", &[]);
-    let relay = ascii_only.relay("smtp://127.0.0.1:PORT?tls=none");
+    let ascii_only = Smtpd::start_tls("none", &[]);
+    let relay = relay_to(&ascii_only, "smtp://127.0.0.1:PORT?tls=none");
     let out = relay
         .send(
             "a@example.com",
@@ -446,9 +332,9 @@ async fn smtputf8_addresses_pass_through_or_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_relay_times_out_and_the_pool_recovers() {
-    let server = Server::start("none", &[]);
+    let server = Smtpd::start_tls("none", &[]);
     // timeout=1 s gives a 2 s transaction deadline; the server stalls 3 s.
-    let relay = server.relay("smtp://127.0.0.1:PORT?tls=none&timeout=1");
+    let relay = relay_to(&server, "smtp://127.0.0.1:PORT?tls=none&timeout=1");
     let started = Instant::now();
     let out = relay
         .send("a@example.com", &rcpts(&["slow@example.com"]), MESSAGE)
@@ -497,7 +383,7 @@ async fn silent_server_times_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_sender_fails_without_contacting_the_relay() {
-    let cfg = RelayConfig::parse(&format!("smtp://127.0.0.1:{}?tls=none", closed_port())).unwrap();
+    let cfg = RelayConfig::parse(&format!("smtp://127.0.0.1:{}?tls=none", free_port())).unwrap();
     let relay = Relay::new(&cfg, HELO).unwrap();
     let out = relay
         .send(
@@ -544,8 +430,8 @@ fn bad_ca_files_and_helo_are_config_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sends_share_the_pool() {
-    let server = Server::start("none", &[]);
-    let relay = std::sync::Arc::new(server.relay("smtp://127.0.0.1:PORT?tls=none"));
+    let server = Smtpd::start_tls("none", &[]);
+    let relay = std::sync::Arc::new(relay_to(&server, "smtp://127.0.0.1:PORT?tls=none"));
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let relay = std::sync::Arc::clone(&relay);

@@ -3,7 +3,7 @@
 //! `openssl s_client`), certificate rotation and development mode.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -11,18 +11,16 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::helpers::*;
+use crate::pki::{Pki, TestCa};
 
 /// Every test's network and timing work is bounded by this.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,109 +38,6 @@ async fn bounded<F: Future>(fut: F) -> F::Output {
     tokio::time::timeout(TEST_TIMEOUT, fut)
         .await
         .expect("test timed out")
-}
-
-// ---------------------------------------------------------------------------
-// A test PKI: one CA, leaves for localhost/127.0.0.1, PEM files in a tempdir.
-
-struct TestCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-struct Leaf {
-    /// Leaf then CA, as a full-chain file.
-    chain_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// A leaf for localhost and 127.0.0.1 with its own key and serial.
-    fn leaf(&self, serial: u8) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("postern test leaf {serial}"));
-        // A leading byte below 0x80 keeps the DER INTEGER positive.
-        params.serial_number = Some(SerialNumber::from(vec![0x0a, serial]));
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.cert.pem()),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-}
-
-/// The CA, the first leaf (serial 1) and the files the server reads.
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: TestCa,
-    leaf: Leaf,
-    ca_file: String,
-    cert_file: String,
-    key_file: String,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        let (ca_file, cert_file, key_file) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
-        let ca = TestCa::new("Postern integration test CA");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        let leaf = ca.leaf(1);
-        let pki = Pki {
-            _dir: dir,
-            ca,
-            leaf,
-            ca_file,
-            cert_file,
-            key_file,
-        };
-        pki.install(&pki.leaf);
-        pki
-    }
-
-    /// Writes aside and renames over, as a careful rotation does.
-    fn install(&self, leaf: &Leaf) {
-        replace(Path::new(&self.cert_file), &leaf.chain_pem);
-        replace(Path::new(&self.key_file), &leaf.key_pem);
-    }
-
-    fn vars(&self) -> Vec<(&'static str, &str)> {
-        vec![
-            ("POSTERN_TLS_CERT", self.cert_file.as_str()),
-            ("POSTERN_TLS_KEY", self.key_file.as_str()),
-        ]
-    }
-}
-
-fn replace(path: &Path, contents: &str) {
-    let tmp: PathBuf = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// A receiver and an app serving `pki`'s certificate, plus `extra`.
@@ -173,24 +68,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// One reply, lines joined with `\n`; empty once the server closed.
+    /// Panics after 10 s ([`STEP_TIMEOUT`]).
     async fn reply(&mut self) -> String {
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(STEP_TIMEOUT, self.io.read_line(&mut line))
-                .await
-                .expect("reply in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return out.join("\n");
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            out.push(line);
-            if last {
-                return out.join("\n");
-            }
-        }
+        read_reply(&mut self.io).await
     }
 
     async fn cmd(&mut self, line: &str) -> String {
@@ -618,27 +498,8 @@ async fn python_smtplib_starttls_login_and_wrong_password() {
         )
         .await;
 
-        let out = tokio::time::timeout(
-            Duration::from_secs(40),
-            tokio::process::Command::new(python())
-                .arg("-c")
-                .arg(SMTPLIB_TLS)
-                .arg(app.smtp.port().to_string())
-                .arg(&pki.ca_file)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("python finishes in time")
-        .expect("python starts");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "python failed ({}):\nstdout: {stdout}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out: Value = serde_json::from_str(stdout.trim()).unwrap();
+        let port = app.smtp.port().to_string();
+        let out = python_json(SMTPLIB_TLS, &[&port, &pki.ca_file], 40).await;
         assert_eq!(
             out,
             serde_json::json!({
