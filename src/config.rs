@@ -72,6 +72,7 @@ struct RawConfig {
     webhook_connect_timeout: Option<String>,
     max_retry_after: Option<String>,
     delivery_concurrency: Option<String>,
+    delivery_memory: Option<String>,
     fsync: Option<String>,
     log_format: Option<String>,
     shutdown_grace: Option<String>,
@@ -154,6 +155,11 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Memory the deliveries in flight may use together, in bytes. Each
+    /// attempt reserves about four times its message's size (raw message,
+    /// decoded parts, base64 JSON), so a burst of large messages waits for
+    /// room instead of exhausting memory.
+    pub memory_budget: u64,
     /// Dead deliveries are removed this long after they died.
     pub dead_retention: Duration,
 }
@@ -167,6 +173,7 @@ impl Default for DeliveryConfig {
             connect_timeout: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(6 * 3600),
             concurrency: 32,
+            memory_budget: 512 * 1024 * 1024,
             dead_retention: Duration::from_secs(7 * 86400),
         }
     }
@@ -473,6 +480,11 @@ impl Config {
                 "POSTERN_DELIVERY_CONCURRENCY",
                 raw.delivery_concurrency,
                 dd.concurrency,
+            )?,
+            memory_budget: parse_size(
+                "POSTERN_DELIVERY_MEMORY",
+                raw.delivery_memory,
+                dd.memory_budget,
             )?,
             dead_retention: parse_duration(
                 "POSTERN_DEAD_RETENTION",

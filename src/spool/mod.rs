@@ -296,6 +296,15 @@ impl Spool {
         })
     }
 
+    /// The size of a committed message's file (0 when it is gone).
+    pub async fn message_size(&self, id: &str) -> Result<u64> {
+        match tokio::fs::metadata(self.msg_path(id)).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a committed message (envelope and content) and the state of
     /// one of its deliveries, in one trip to the blocking pool.
     pub async fn load(&self, key: &JobKey) -> Result<(Envelope, Vec<u8>, DeliveryState)> {

@@ -97,6 +97,8 @@ pub struct Worker {
     /// Ids of API messages with a relay attempt in flight.
     pub sending: Arc<std::sync::Mutex<HashSet<String>>>,
     pub metrics: Arc<Metrics>,
+    /// The delivery memory budget, in MiB units.
+    memory: Arc<Semaphore>,
 }
 
 impl Worker {
@@ -110,7 +112,9 @@ impl Worker {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds");
+        let memory = Arc::new(Semaphore::new(budget_units(&config)));
         Worker {
+            memory,
             config,
             spool,
             queue,
@@ -160,6 +164,12 @@ impl Worker {
 
     /// One attempt of one delivery, with its outcome recorded.
     pub async fn attempt(&self, key: JobKey) {
+        // Reserve memory before loading: see `DeliveryConfig::memory_budget`.
+        let size = self.spool.message_size(&key.id).await.unwrap_or(0);
+        let _memory = self
+            .memory
+            .acquire_many(memory_units(size, &self.config))
+            .await;
         let (envelope, raw, state) = match self.spool.load(&key).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -529,6 +539,18 @@ impl Worker {
     }
 }
 
+const MIB: u64 = 1024 * 1024;
+
+fn budget_units(config: &Config) -> usize {
+    (config.delivery.memory_budget / MIB).clamp(1, u32::MAX as u64) as usize
+}
+
+/// MiB units one attempt reserves: four times the message, at least one,
+/// at most the whole budget (so a huge message still goes, alone).
+fn memory_units(size: u64, config: &Config) -> u32 {
+    (size.saturating_mul(4) / MIB).clamp(1, budget_units(config) as u64) as u32
+}
+
 fn kind_label(kind: Kind) -> &'static str {
     match kind {
         Kind::Webhook => "webhook",
@@ -569,4 +591,21 @@ fn describe(e: reqwest::Error) -> String {
     }
     debug!(%msg, "transport error");
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reservation_scales_with_size_within_the_budget() {
+        let config = Config::from_vars([("POSTERN_DELIVERY_MEMORY", "64M")]).unwrap();
+        assert_eq!(budget_units(&config), 64);
+        assert_eq!(memory_units(0, &config), 1);
+        assert_eq!(memory_units(2048, &config), 1);
+        assert_eq!(memory_units(MIB, &config), 4);
+        assert_eq!(memory_units(10 * MIB, &config), 40);
+        // larger than the whole budget: it still goes, alone
+        assert_eq!(memory_units(25 * MIB, &config), 64);
+    }
 }
