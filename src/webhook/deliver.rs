@@ -165,7 +165,7 @@ impl Worker {
     /// One attempt of one delivery, with its outcome recorded.
     pub async fn attempt(&self, key: JobKey) {
         // Reserve memory before loading: see `DeliveryConfig::memory_budget`.
-        let size = self.spool.message_size(&key.id).await.unwrap_or(0);
+        let size = self.spool.message_size(&key.id).unwrap_or(0);
         let _memory = self
             .memory
             .acquire_many(memory_units(size, &self.config))
