@@ -310,6 +310,18 @@ impl Spool {
     /// Reads a committed message (envelope and content) and the state of
     /// one of its deliveries, in one trip to the blocking pool.
     pub async fn load(&self, key: &JobKey) -> Result<(Envelope, Vec<u8>, DeliveryState)> {
+        let (envelope, state, raw) = self.load_with(key, |_, _, raw| raw).await?;
+        Ok((envelope, raw, state))
+    }
+
+    /// Like [`Spool::load`], then runs `prepare` on the content in the same
+    /// trip to the blocking pool (the delivery worker builds its JSON body
+    /// there, so a message costs one hand-off instead of two).
+    pub async fn load_with<T: Send + 'static>(
+        &self,
+        key: &JobKey,
+        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>) -> T + Send + 'static,
+    ) -> Result<(Envelope, DeliveryState, T)> {
         let this = self.clone();
         let key = key.clone();
         blocking(move || {
@@ -323,7 +335,8 @@ impl Spool {
                 let _ = std::fs::remove_file(this.state_path(&key));
                 DeliveryState::fresh()
             });
-            Ok((envelope, raw, state))
+            let prepared = prepare(&envelope, &state, raw);
+            Ok((envelope, state, prepared))
         })
         .await
     }

@@ -170,7 +170,18 @@ impl Worker {
             .memory
             .acquire_many(memory_units(size, &self.config))
             .await;
-        let (envelope, raw, state) = match self.spool.load(&key).await {
+        // Webhook deliveries get their JSON body built on the blocking
+        // thread that reads the file; other kinds need the content as is.
+        let index = key.index;
+        let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
+            let is_webhook = env.deliveries.get(index).map(|d| d.kind) == Some(Kind::Webhook);
+            if is_webhook && state.state == State::Pending {
+                payload(env, index, &raw)
+            } else {
+                raw
+            }
+        };
+        let (envelope, state, content) = match self.spool.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
@@ -187,9 +198,8 @@ impl Worker {
             return;
         }
         let deliveries = envelope.deliveries.len();
-        let index = key.index;
         let (url, secrets, body) = match delivery.kind {
-            Kind::Relay => return self.relay_attempt(key, envelope, raw, state).await,
+            Kind::Relay => return self.relay_attempt(key, envelope, content, state).await,
             Kind::Event => {
                 // Events go to the events URL as configured now.
                 let url = self
@@ -198,19 +208,11 @@ impl Worker {
                     .events_url
                     .clone()
                     .unwrap_or_else(|| delivery.url.clone());
-                (url, self.config.outbound.events_secrets.clone(), raw)
+                (url, self.config.outbound.events_secrets.clone(), content)
             }
             Kind::Webhook => {
                 let (url, secrets) = self.endpoint_for(&delivery);
-                let env = envelope.clone();
-                match tokio::task::spawn_blocking(move || payload(&env, index, &raw)).await {
-                    Ok(b) => (url, secrets, b),
-                    Err(e) => {
-                        error!(error = %e, "building the payload panicked; retrying later");
-                        self.queue.push(key, spool::now_ms() + 60_000);
-                        return;
-                    }
-                }
+                (url, secrets, content)
             }
         };
         let id = webhook_id(&key);
