@@ -141,8 +141,9 @@ fn relay_setup(
         None => return Ok(None),
     };
     let cfg = relay::RelayConfig::parse(&url).map_err(|e| Error::Config(e.to_string()))?;
-    let relay =
-        relay::Relay::new(&cfg, &config.hostname).map_err(|e| Error::Config(e.to_string()))?;
+    let relay = relay::Relay::new(&cfg, &config.hostname)
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_pool_size(config.delivery.concurrency);
     info!(host = cfg.host(), port = cfg.port(), "relay configured");
     Ok(Some(Arc::new(relay)))
 }

@@ -1,8 +1,9 @@
 //! Outbound SMTP: hands messages that Postern accepted over HTTP to an SMTP
 //! relay (smarthost), configured by `POSTERN_RELAY_URL`.
 //!
-//! The transport is lettre's pooled [`AsyncSmtpTransport`] on Tokio with
-//! rustls (ring). This module adds what Postern needs on top of it:
+//! The SMTP client is lettre's [`AsyncSmtpConnection`] on Tokio with rustls
+//! (ring), on TCP connections Postern opens itself. This module adds what
+//! Postern needs on top of it:
 //!
 //! * [`RelayConfig`]: parsing and validation of `POSTERN_RELAY_URL`, with the
 //!   password kept out of every `Debug` output and error message.
@@ -10,7 +11,9 @@
 //!   whole transaction on the first refused `RCPT`, so when the relay refuses
 //!   something in a multi-recipient transaction each recipient is retried in
 //!   a transaction of its own to learn which ones the relay really refuses.
-//! * A whole-transaction deadline, because lettre only bounds the TCP connect.
+//! * A pool of idle connections, reused without a probe (see
+//!   [`Relay::with_pool_size`]), and `TCP_NODELAY` on every connection.
+//! * A whole-transaction deadline, because lettre bounds no network wait.
 //! * [`Relay::check`] for `postern doctor`: EHLO, STARTTLS and AUTH without
 //!   sending mail.
 //!
@@ -43,23 +46,33 @@
 //! non-ASCII addresses to a relay announcing SMTPUTF8; otherwise the affected
 //! recipient is `Failed` with a reason saying so, since retrying cannot help.
 //!
-//! A [`Relay`] must be created and dropped inside a Tokio runtime: lettre's
-//! pool spawns its idle-connection reaper there, and closes its connections
-//! from a spawned task when dropped.
+//! [`Relay::send`] and [`Relay::check`] must run inside a Tokio runtime (the
+//! pool spawns its idle-connection reaper there).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+#[allow(deprecated)] // AsyncNetworkStream: lettre's only way to TLS on a stream of one's own.
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
+use lettre::transport::smtp::commands::Ehlo;
+use lettre::transport::smtp::extension::{ClientId, Extension, ServerInfo};
 use lettre::transport::smtp::response::Response;
-use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use url::{Host, Url};
 
 /// Default port for `smtp://`: submission (RFC 6409).
@@ -603,8 +616,9 @@ fn reduce(err: &lettre::transport::smtp::Error) -> Failure {
 
 /// How long one transaction (connect, EHLO, STARTTLS, AUTH, MAIL, RCPTs,
 /// DATA, final reply) may take: twice the network timeout plus one second per
-/// 64 KiB of message. lettre bounds only the TCP connect, so without this a
-/// relay that accepts and then stalls would hold a sender forever.
+/// 64 KiB of message. Only the TCP connect has a timeout of its own, so
+/// without this a relay that accepts and then stalls would hold a sender
+/// forever.
 pub fn transaction_deadline(timeout: Duration, message_len: usize) -> Duration {
     timeout * 2 + Duration::from_secs((message_len / (64 * 1024)) as u64)
 }
@@ -658,18 +672,197 @@ fn strip_brackets(addr: &str) -> &str {
         .unwrap_or(addr)
 }
 
-type Transport = AsyncSmtpTransport<Tokio1Executor>;
+/// Idle connections older than this are not reused (and are closed with
+/// `QUIT` by the pool's reaper).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long a `QUIT` to a retired idle connection may take.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The current pool and a generation number, so that a timed-out attempt
-/// replaces the pool only once even when several time out together.
-struct Slot {
-    generation: u64,
-    transport: Transport,
+/// Idle connections kept for reuse unless [`Relay::with_pool_size`] says
+/// otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 10;
+
+/// The TCP socket under one relay connection, opened by Postern (with
+/// `TCP_NODELAY`: lettre writes the message and the final `.` separately,
+/// and Nagle's algorithm would hold the `.` back until the relay's delayed
+/// ACK, some 40 ms per message). Shared between the stream lettre drives and
+/// the pool, which looks at an idle socket without reading from it.
+#[derive(Debug)]
+struct Socket {
+    tcp: TcpStream,
+    /// Bytes received so far, to tell whether the relay said anything
+    /// during a transaction.
+    received: AtomicU64,
+}
+
+impl Socket {
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing arrived while the connection was idle. A relay that
+    /// timed the connection out has closed it (end of stream) or said `421`
+    /// first; either way the connection is no use. Costs one `recv` with
+    /// `MSG_PEEK` at most, no round trip.
+    fn is_quiet(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        self.tcp.poll_peek(&mut cx, &mut buf).is_pending()
+    }
+}
+
+/// The [`Socket`] as the stream lettre reads and writes (through TLS when
+/// there is TLS).
+#[derive(Debug)]
+struct SocketStream(Arc<Socket>);
+
+impl AsyncRead for SocketStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let socket = &self.0;
+        loop {
+            ready!(socket.tcp.poll_read_ready(cx))?;
+            match socket.tcp.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    socket.received.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SocketStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_write_ready(cx))?;
+            match tcp.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The socket closes when the connection is dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncTokioStream for SocketStream {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.tcp.peer_addr()
+    }
+}
+
+/// What lettre reads while [`AsyncSmtpConnection::connect_with_transport`]
+/// builds a connection for implicit TLS (see [`Shared::open`]): a greeting
+/// and an EHLO reply, played from memory. Writes go nowhere.
+///
+/// lettre can only start a connection on a plain stream, and its TLS stream
+/// can only be handed to a connection that exists. So the connection is
+/// built on this stand-in, given the real TLS stream, and then greets and
+/// says EHLO for real. The stand-in's EHLO reply announces what Postern may
+/// ask for, so that lettre's checks, which look at it, defer to Postern's,
+/// which look at the relay's real reply ([`unsupported`], [`Shared::open`]).
+#[derive(Debug, Default)]
+struct StandIn {
+    sent: usize,
+}
+
+const STAND_IN_REPLIES: &[u8] =
+    b"220 stand-in\r\n250-stand-in\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 AUTH PLAIN LOGIN\r\n";
+
+impl AsyncRead for StandIn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let rest = &STAND_IN_REPLIES[self.sent..];
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        self.sent += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StandIn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncTokioStream for StandIn {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Err(io::Error::other("stand-in stream has no peer"))
+    }
+}
+
+/// One open, greeted (and, as configured, encrypted and authenticated)
+/// connection to the relay.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    /// The relay's real EHLO reply (lettre's own copy is the stand-in's for
+    /// implicit TLS).
+    info: ServerInfo,
+    socket: Arc<Socket>,
+    idle_since: Instant,
+}
+
+/// Why the relay cannot take this envelope or message at all, judged from
+/// its EHLO reply as lettre would (SMTPUTF8 first, then 8BITMIME).
+fn unsupported(info: &ServerInfo, envelope: &Envelope, body: &[u8]) -> Option<Failure> {
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii && !info.supports_feature(Extension::SmtpUtfEight) {
+        return Some(Failure::SmtpUtf8Unsupported);
+    }
+    if !body.is_ascii() && !info.supports_feature(Extension::EightBitMime) {
+        return Some(Failure::EightBitUnsupported);
+    }
+    None
+}
+
+/// Closes an idle connection politely (`QUIT`), off the caller's path.
+fn dismiss(mut conn: Conn) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, conn.smtp.quit()).await;
+    });
 }
 
 struct Shared {
-    builder: AsyncSmtpTransportBuilder,
-    slot: Mutex<Slot>,
     host: String,
     port: u16,
     tls_mode: TlsMode,
@@ -678,35 +871,214 @@ struct Shared {
     credentials: Option<Credentials>,
     user: Option<String>,
     timeout: Duration,
+    /// Most idle connections kept.
+    pool_size: AtomicUsize,
+    /// Idle connections, most recently used last.
+    idle: Mutex<Vec<Conn>>,
+    reaper_started: AtomicBool,
 }
 
 impl Shared {
-    fn current(&self) -> (u64, Transport) {
-        let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        (slot.generation, slot.transport.clone())
-    }
-
-    /// Retires the pool an attempt timed out on. The stalled connection is
-    /// mid-command: if it went back to the pool, the next user would read
-    /// the old command's reply as the answer to its own. So the pool is
-    /// replaced for new attempts and shut down before the caller drops the
-    /// connection; a shut-down pool closes connections handed back to it.
-    async fn retire(&self, generation: u64, used: &Transport) {
-        {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.generation == generation {
-                slot.generation += 1;
-                slot.transport = self.builder.clone().build();
+    /// The most recently used idle connection that is young enough and has
+    /// heard nothing from the relay since; the others on the way are closed.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(conn) = idle.pop() {
+            if conn.idle_since.elapsed() < MAX_IDLE && conn.socket.is_quiet() {
+                return Some(conn);
             }
         }
-        used.shutdown().await;
+        None
+    }
+
+    /// Keeps a connection after a transaction that left it usable (ended
+    /// with a reply, nothing aborted), while the pool has room.
+    fn put_back(self: &Arc<Self>, mut conn: Conn) {
+        if conn.smtp.has_broken() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let surplus = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < self.pool_size.load(Ordering::Relaxed) {
+                idle.push(conn);
+                None
+            } else {
+                Some(conn)
+            }
+        };
+        match surplus {
+            Some(conn) => dismiss(conn),
+            None => self.start_reaper(),
+        }
+    }
+
+    /// Starts, once, the task that closes connections idle for
+    /// [`MAX_IDLE`]; it ends when the [`Relay`] is dropped.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let shared = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MAX_IDLE / 4);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let expired: Vec<Conn> = {
+                    let mut idle = shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (old, young) = std::mem::take(&mut *idle)
+                        .into_iter()
+                        .partition(|c| c.idle_since.elapsed() >= MAX_IDLE);
+                    *idle = young;
+                    old
+                };
+                drop(shared);
+                expired.into_iter().for_each(dismiss);
+            }
+        });
+    }
+
+    /// A TCP connection with `TCP_NODELAY` to the first address of the relay
+    /// that answers, each address given the network timeout.
+    async fn connect_tcp(&self) -> Result<TcpStream, Failure> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| Failure::Network(format!("Connection error: {e}")))?;
+        let mut last = None;
+        for addr in addrs {
+            match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => {
+                    tcp.set_nodelay(true)
+                        .map_err(|e| Failure::Network(format!("Connection error: {e}")))?;
+                    return Ok(tcp);
+                }
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => last = Some("connection timed out".to_owned()),
+            }
+        }
+        let reason = last.unwrap_or_else(|| "could not resolve to any address".to_owned());
+        Err(Failure::Network(format!("Connection error: {reason}")))
+    }
+
+    /// A new connection: TCP, greeting, EHLO, TLS as configured, AUTH when
+    /// credentials are given.
+    #[allow(deprecated)] // lettre's AsyncNetworkStream; its only way to TLS.
+    async fn open(&self) -> Result<Conn, Failure> {
+        let lettre = |e: lettre::transport::smtp::Error| reduce(&e);
+        let socket = Arc::new(Socket {
+            tcp: self.connect_tcp().await?,
+            received: AtomicU64::new(0),
+        });
+        let stream = Box::new(SocketStream(Arc::clone(&socket)));
+        let (mut smtp, info) = match (self.tls_mode, &self.tls) {
+            (TlsMode::Implicit, Some(tls)) => {
+                let mut tls_stream = AsyncNetworkStream::use_existing_tokio1(stream);
+                tls_stream.upgrade_tls(tls.clone()).await.map_err(lettre)?;
+                let mut smtp = AsyncSmtpConnection::connect_with_transport(
+                    Box::new(StandIn::default()),
+                    &self.hello,
+                )
+                .await
+                .map_err(lettre)?;
+                smtp.set_stream(tls_stream);
+                smtp.read_response().await.map_err(lettre)?;
+                let ehlo = smtp
+                    .command(Ehlo::new(self.hello.clone()))
+                    .await
+                    .map_err(lettre)?;
+                let info = ServerInfo::from_response(&ehlo).map_err(lettre)?;
+                (smtp, info)
+            }
+            (mode, tls) => {
+                let mut smtp = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+                    .await
+                    .map_err(lettre)?;
+                if let (TlsMode::StartTls, Some(tls)) = (mode, tls) {
+                    smtp.starttls(tls.clone(), &self.hello)
+                        .await
+                        .map_err(lettre)?;
+                }
+                let info = smtp.server_info().clone();
+                (smtp, info)
+            }
+        };
+        if let Some(credentials) = &self.credentials {
+            // Chosen from the real EHLO reply; lettre's copy may be the
+            // stand-in's, which offers both.
+            let mechanism = info
+                .get_auth_mechanism(&AUTH_MECHANISMS)
+                .ok_or(Failure::NoAuthMechanism)?;
+            smtp.auth(&[mechanism], credentials).await.map_err(lettre)?;
+        }
+        Ok(Conn {
+            smtp,
+            info,
+            socket,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// One transaction: on an idle connection if there is one, else on a
+    /// new one.
+    ///
+    /// An idle connection is reused without a probe. If the relay dropped it
+    /// anyway, the transaction fails with a network error before the relay
+    /// said anything (not one byte received). Then the relay cannot have
+    /// received the message: lettre sends each command only after the
+    /// previous reply, so without a reply to `MAIL` nothing after it went
+    /// out. Only in that case the transaction is repeated, once, on a new
+    /// connection. Every other failure is reported, so no message can be
+    /// sent twice by this module.
+    async fn transact(
+        self: &Arc<Self>,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<Response, Failure> {
+        let mut idle = self.take_idle();
+        loop {
+            let reused = idle.is_some();
+            let mut conn = match idle.take() {
+                Some(conn) => conn,
+                None => self.open().await?,
+            };
+            if let Some(refusal) = unsupported(&conn.info, envelope, body) {
+                self.put_back(conn);
+                return Err(refusal);
+            }
+            let received = conn.socket.received();
+            match conn.smtp.send(envelope, body).await {
+                Ok(response) => {
+                    self.put_back(conn);
+                    return Ok(response);
+                }
+                Err(e)
+                    if reused
+                        && conn.socket.received() == received
+                        && e.status().is_none()
+                        && !e.is_client() =>
+                {
+                    tracing::debug!(error = %e, "idle relay connection was gone; using a new one");
+                }
+                Err(e) => {
+                    // lettre aborted (QUIT, close) after any error it got
+                    // from the relay; `put_back` drops such connections.
+                    self.put_back(conn);
+                    return Err(reduce(&e));
+                }
+            }
+        }
     }
 }
 
-/// Pooled async SMTP client (lettre `AsyncSmtpTransport<Tokio1Executor>`
-/// with its connection pool; AUTH PLAIN/LOGIN when credentials are given;
+/// Async SMTP client on lettre's [`AsyncSmtpConnection`], with connections
+/// Postern opens itself (`TCP_NODELAY`) and a pool of idle ones (see
+/// [`Relay::with_pool_size`]); AUTH PLAIN/LOGIN when credentials are given;
 /// 30 s connect timeout by default and a whole-transaction deadline, see
-/// [`transaction_deadline`]).
+/// [`transaction_deadline`].
 pub struct Relay {
     shared: Arc<Shared>,
 }
@@ -720,13 +1092,15 @@ impl fmt::Debug for Relay {
             .field("tls", &s.tls_mode)
             .field("user", &s.user)
             .field("hello", &s.hello)
+            .field("pool_size", &s.pool_size.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 impl Relay {
-    /// Builds the client and its (initially empty) connection pool. Reads the
-    /// `?ca=` file. Connects to nothing yet. Must run inside a Tokio runtime.
+    /// Builds the client with an empty pool that keeps up to
+    /// [`DEFAULT_POOL_SIZE`] idle connections. Reads the `?ca=` file.
+    /// Connects to nothing yet.
     ///
     /// `helo_name` is used for EHLO unless the URL has `?helo=`.
     pub fn new(cfg: &RelayConfig, helo_name: &str) -> Result<Relay, RelayConfigError> {
@@ -735,25 +1109,11 @@ impl Relay {
             TlsMode::None => None,
             TlsMode::StartTls | TlsMode::Implicit => Some(tls_parameters(cfg)?),
         };
-        // builder_dangerous only means "no TLS unless set": TLS is set here.
-        let mut builder = Transport::builder_dangerous(cfg.host.clone())
-            .port(cfg.port)
-            .hello_name(hello.clone())
-            .timeout(Some(cfg.timeout))
-            .pool_config(PoolConfig::new().idle_timeout(Duration::from_secs(60)))
-            .tls(match (cfg.tls, tls.clone()) {
-                (TlsMode::StartTls, Some(p)) => Tls::Required(p),
-                (TlsMode::Implicit, Some(p)) => Tls::Wrapper(p),
-                _ => Tls::None,
-            });
         let credentials = cfg
             .credentials
             .as_ref()
             .map(|(user, pass)| Credentials::new(user.clone(), pass.clone()));
-        if let Some(creds) = &credentials {
-            builder = builder
-                .credentials(creds.clone())
-                .authentication(AUTH_MECHANISMS.to_vec());
+        if credentials.is_some() {
             let loopback = cfg.host == "localhost"
                 || cfg.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if cfg.tls == TlsMode::None && !loopback {
@@ -763,14 +1123,8 @@ impl Relay {
                 );
             }
         }
-        let transport = builder.clone().build();
         Ok(Relay {
             shared: Arc::new(Shared {
-                builder,
-                slot: Mutex::new(Slot {
-                    generation: 0,
-                    transport,
-                }),
                 host: cfg.host.clone(),
                 port: cfg.port,
                 tls_mode: cfg.tls,
@@ -779,8 +1133,21 @@ impl Relay {
                 credentials,
                 user: cfg.user().map(str::to_owned),
                 timeout: cfg.timeout,
+                pool_size: AtomicUsize::new(DEFAULT_POOL_SIZE),
+                idle: Mutex::new(Vec::new()),
+                reaper_started: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Keeps up to `n` idle connections for reuse (0: none). Connections in
+    /// use are not limited: every concurrent [`Relay::send`] has its own, so
+    /// `n` is best the number of concurrent senders. An idle connection is
+    /// reused for up to 60 s, then closed with `QUIT`.
+    #[must_use]
+    pub fn with_pool_size(self, n: usize) -> Relay {
+        self.shared.pool_size.store(n, Ordering::Relaxed);
+        self
     }
 
     /// Submits `message` (raw RFC 5322 bytes) for `mail_from` (`""` for the
@@ -852,11 +1219,12 @@ impl Relay {
         outcomes
     }
 
-    /// One SMTP transaction on a pooled connection, under the deadline.
+    /// One SMTP transaction, under the deadline (see [`Shared::transact`]).
     ///
     /// Runs as its own task so that a caller who stops waiting (a dropped
-    /// HTTP request) does not cancel lettre mid-command, which would return
-    /// a desynchronised connection to the pool.
+    /// HTTP request) does not cut a transaction short at an arbitrary point.
+    /// At the deadline the transaction is dropped, and with it its
+    /// connection, which is mid-command and must not be reused.
     async fn attempt(
         &self,
         from: Option<Address>,
@@ -867,33 +1235,14 @@ impl Relay {
         let shared = Arc::clone(&self.shared);
         let deadline = transaction_deadline(shared.timeout, body.len());
         let task = tokio::spawn(async move {
-            let give_up = tokio::time::Instant::now() + deadline;
-            // A pool retired by a concurrent attempt's timeout refuses new
-            // work; its replacement is already in the slot by then, so a
-            // second try is enough.
-            for _ in 0..2 {
-                let (generation, transport) = shared.current();
-                let send = transport.send_raw(&envelope, &body);
-                let mut send = std::pin::pin!(send);
-                tokio::select! {
-                    result = &mut send => match result {
-                        Err(e) if e.is_transport_shutdown() => continue,
-                        other => return other.map_err(|e| reduce(&e)),
-                    },
-                    () = tokio::time::sleep_until(give_up) => {
-                        shared.retire(generation, &transport).await;
-                        return Err(Failure::Timeout(format!(
-                            "transaction not finished within {} s",
-                            deadline.as_secs()
-                        )));
-                    }
-                }
-                // `send`, and with it the connection, is dropped only when
-                // leaving this iteration, after `retire` shut the pool down.
-            }
-            Err(Failure::Network(
-                "connection pool was reset twice".to_owned(),
-            ))
+            tokio::time::timeout(deadline, shared.transact(&envelope, &body))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::Timeout(format!(
+                        "transaction not finished within {} s",
+                        deadline.as_secs()
+                    )))
+                })
         });
         task.await
             .unwrap_or_else(|e| Err(Failure::Other(format!("relay task failed: {e}"))))
@@ -906,29 +1255,12 @@ impl Relay {
     pub async fn check(&self) -> Result<String, String> {
         let s = &self.shared;
         let probe = async {
-            let implicit = match s.tls_mode {
-                TlsMode::Implicit => s.tls.clone(),
-                _ => None,
-            };
-            let mut conn = AsyncSmtpConnection::connect_tokio1(
-                (s.host.as_str(), s.port),
-                Some(s.timeout),
-                &s.hello,
-                implicit,
-                None,
-            )
-            .await?;
-            if let (TlsMode::StartTls, Some(tls)) = (s.tls_mode, &s.tls) {
-                conn.starttls(tls.clone(), &s.hello).await?;
-            }
-            if let Some(credentials) = &s.credentials {
-                conn.auth(&AUTH_MECHANISMS, credentials).await?;
-            }
-            let info = conn.server_info().to_string();
+            let mut conn = s.open().await?;
+            let info = conn.info.to_string();
             // The check already succeeded; a relay hanging up early on QUIT
             // changes nothing.
-            let _ = conn.quit().await;
-            Ok::<_, lettre::transport::smtp::Error>(info)
+            let _ = conn.smtp.quit().await;
+            Ok::<_, Failure>(info)
         };
         let auth = match &s.user {
             Some(user) => format!(", authenticated as {user:?}"),
@@ -939,7 +1271,7 @@ impl Relay {
                 "{}:{} ({}{auth}): {info}",
                 s.host, s.port, s.tls_mode
             )),
-            Ok(Err(e)) => Err(reduce(&e).to_string()),
+            Ok(Err(failure)) => Err(failure.to_string()),
             Err(_) => Err(Failure::Timeout(format!(
                 "no answer within {} s",
                 (s.timeout * 2).as_secs()
@@ -1249,5 +1581,278 @@ mod tests {
             transaction_deadline(t, 10 * 1024 * 1024),
             Duration::from_secs(220)
         );
+    }
+
+    /// How the fake relay below misbehaves on the first connection's second
+    /// transaction.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Hangup {
+        Never,
+        /// Closes the connection right after the first message's reply.
+        AfterFirstMessage,
+        /// Closes the connection on `MAIL`, without replying.
+        OnSecondMail,
+        /// Takes the whole second message, then closes without replying.
+        OnSecondDot,
+    }
+
+    struct FakeRelay {
+        port: u16,
+        connections: Arc<AtomicUsize>,
+        /// `MAIL` commands as received, and "MESSAGE" for each message
+        /// received up to its final dot.
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeRelay {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+
+        fn messages(&self) -> usize {
+            self.log().iter().filter(|l| *l == "MESSAGE").count()
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A minimal SMTP server on 127.0.0.1 announcing `extensions`, with
+    /// implicit TLS when `tls` is given.
+    async fn fake_relay(
+        extensions: &'static str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        hangup: Hangup,
+    ) -> FakeRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (Arc::clone(&connections), Arc::clone(&log));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+                let hangup = if first { hangup } else { Hangup::Never };
+                let (tls, log) = (tls.clone(), Arc::clone(&l));
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve(stream, extensions, hangup, log).await;
+                            }
+                        }
+                        None => serve(tcp, extensions, hangup, log).await,
+                    }
+                });
+            }
+        });
+        FakeRelay {
+            port,
+            connections,
+            log,
+        }
+    }
+
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        extensions: &str,
+        hangup: Hangup,
+        log: Arc<Mutex<Vec<String>>>,
+    ) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (r, mut w) = tokio::io::split(stream);
+        let mut lines = BufReader::new(r).lines();
+        let mut done = 0;
+        let _ = w.write_all(b"220 fake ESMTP\r\n").await;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let reply = match verb.as_str() {
+                "EHLO" => format!("250-fake\r\n{extensions}250 HELP\r\n"),
+                "MAIL" if done == 1 && hangup == Hangup::OnSecondMail => return,
+                "MAIL" => {
+                    log.lock().unwrap().push(line.clone());
+                    "250 ok\r\n".to_owned()
+                }
+                "RCPT" => "250 ok\r\n".to_owned(),
+                "DATA" => {
+                    let _ = w.write_all(b"354 go on\r\n").await;
+                    while let Ok(Some(l)) = lines.next_line().await {
+                        if l == "." {
+                            break;
+                        }
+                    }
+                    log.lock().unwrap().push("MESSAGE".to_owned());
+                    done += 1;
+                    if done == 2 && hangup == Hangup::OnSecondDot {
+                        return;
+                    }
+                    let _ = w.write_all(b"250 queued\r\n").await;
+                    let _ = w.flush().await;
+                    if hangup == Hangup::AfterFirstMessage {
+                        return;
+                    }
+                    continue;
+                }
+                "QUIT" => {
+                    let _ = w.write_all(b"221 bye\r\n").await;
+                    return;
+                }
+                _ => "502 no\r\n".to_owned(),
+            };
+            let _ = w.write_all(reply.as_bytes()).await;
+            let _ = w.flush().await;
+        }
+    }
+
+    fn plain_relay_to(fake: &FakeRelay) -> Relay {
+        let cfg = RelayConfig::parse(&format!("smtp://127.0.0.1:{}?tls=none", fake.port)).unwrap();
+        Relay::new(&cfg, "postern.test").unwrap()
+    }
+
+    async fn send_one(relay: &Relay, body: &[u8]) -> RcptOutcome {
+        let mut out = relay
+            .send("a@example.com", &["b@example.com".to_owned()], body)
+            .await;
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn idle_connection_closed_by_the_relay_is_not_used() {
+        let fake = fake_relay("", None, Hangup::AfterFirstMessage).await;
+        let relay = plain_relay_to(&fake);
+        assert!(matches!(
+            send_one(&relay, b"1\r\n").await,
+            RcptOutcome::Sent { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(
+            send_one(&relay, b"2\r\n").await,
+            RcptOutcome::Sent { .. }
+        ));
+        assert_eq!(fake.messages(), 2);
+        assert_eq!(fake.connections(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reused_connection_lost_before_any_reply_is_retried_once() {
+        let fake = fake_relay("", None, Hangup::OnSecondMail).await;
+        let relay = plain_relay_to(&fake);
+        assert!(matches!(
+            send_one(&relay, b"1\r\n").await,
+            RcptOutcome::Sent { .. }
+        ));
+        let second = send_one(&relay, b"2\r\n").await;
+        assert!(matches!(second, RcptOutcome::Sent { .. }), "{second:?}");
+        assert_eq!(fake.messages(), 2);
+        assert_eq!(fake.connections(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reused_connection_lost_after_the_data_is_not_retried() {
+        let fake = fake_relay("", None, Hangup::OnSecondDot).await;
+        let relay = plain_relay_to(&fake);
+        assert!(matches!(
+            send_one(&relay, b"1\r\n").await,
+            RcptOutcome::Sent { .. }
+        ));
+        let second = send_one(&relay, b"2\r\n").await;
+        assert!(matches!(second, RcptOutcome::Deferred { .. }), "{second:?}");
+        // Received once; a retry could have delivered it twice.
+        assert_eq!(fake.messages(), 2);
+        assert_eq!(fake.connections(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pool_size_bounds_idle_connections() {
+        let fake = fake_relay("", None, Hangup::Never).await;
+        let relay = Arc::new(plain_relay_to(&fake).with_pool_size(2));
+        let sends: Vec<_> = (0..6)
+            .map(|_| {
+                let relay = Arc::clone(&relay);
+                tokio::spawn(async move { send_one(&relay, b"x\r\n").await })
+            })
+            .collect();
+        for send in sends {
+            assert!(matches!(send.await.unwrap(), RcptOutcome::Sent { .. }));
+        }
+        let idle = relay.shared.idle.lock().unwrap().len();
+        assert!(idle <= 2, "{idle} idle connections kept");
+        let opened = fake.connections();
+        for _ in 0..4 {
+            assert!(matches!(
+                send_one(&relay, b"y\r\n").await,
+                RcptOutcome::Sent { .. }
+            ));
+        }
+        assert_eq!(
+            fake.connections(),
+            opened,
+            "sequential sends reuse idle connections"
+        );
+
+        let none = plain_relay_to(&fake).with_pool_size(0);
+        let before = fake.connections();
+        send_one(&none, b"z\r\n").await;
+        send_one(&none, b"z\r\n").await;
+        assert_eq!(fake.connections(), before + 2);
+    }
+
+    /// Implicit TLS goes through a stand-in EHLO reply; what Postern asks of
+    /// the relay must still follow the relay's real one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn implicit_tls_follows_the_real_ehlo_reply() {
+        let (key, pem) = crate::tls::self_signed("localhost").unwrap();
+        let acceptor = crate::tls::acceptor(crate::tls::ReloadingResolver::new(key));
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), pem).unwrap();
+        let relay_for = |fake: &FakeRelay| {
+            let url = format!("smtps://127.0.0.1:{}?ca={}", fake.port, ca.path().display());
+            Relay::new(&RelayConfig::parse(&url).unwrap(), "postern.test").unwrap()
+        };
+
+        let eight_bit = fake_relay("250-8BITMIME\r\n", Some(acceptor.clone()), Hangup::Never).await;
+        let relay = relay_for(&eight_bit);
+        let out = relay
+            .send(
+                "a@example.com",
+                &["zoë@example.com".to_owned(), "b@example.com".to_owned()],
+                "caf\u{e9}\r\n".as_bytes(),
+            )
+            .await;
+        assert!(
+            matches!(&out[0], RcptOutcome::Failed { reply } if reply.contains("SMTPUTF8")),
+            "{out:?}"
+        );
+        assert!(matches!(out[1], RcptOutcome::Sent { .. }), "{out:?}");
+        assert!(matches!(
+            send_one(&relay, b"ascii\r\n").await,
+            RcptOutcome::Sent { .. }
+        ));
+        assert_eq!(
+            eight_bit.log(),
+            [
+                "MAIL FROM:<a@example.com> BODY=8BITMIME",
+                "MESSAGE",
+                "MAIL FROM:<a@example.com>",
+                "MESSAGE"
+            ]
+        );
+        assert_eq!(eight_bit.connections(), 1);
+        let summary = relay.check().await.unwrap();
+        assert!(
+            summary.contains("EightBitMime") && !summary.contains("SmtpUtfEight"),
+            "{summary}"
+        );
+
+        let seven_bit = fake_relay("", Some(acceptor), Hangup::Never).await;
+        let relay = relay_for(&seven_bit);
+        let out = send_one(&relay, "caf\u{e9}\r\n".as_bytes()).await;
+        assert!(
+            matches!(&out, RcptOutcome::Failed { reply } if reply.contains("8BITMIME")),
+            "{out:?}"
+        );
+        assert!(seven_bit.log().is_empty());
     }
 }
