@@ -250,8 +250,8 @@ async fn starttls_resets_the_session_and_is_recorded_in_the_payload() {
 
 /// 2. Commands pipelined after STARTTLS in plaintext must never run inside
 /// the TLS session (CVE-2011-0411). If they did, the first reply inside TLS
-/// would be theirs (a 503 for MAIL without EHLO, or an EHLO reply) instead
-/// of the one to our own NOOP.
+/// would be theirs (250 for RSET, 503 for MAIL without EHLO, or an EHLO
+/// reply) instead of the one to our own HELP.
 #[tokio::test]
 async fn plaintext_pipelined_after_starttls_is_discarded() {
     bounded(async {
@@ -259,6 +259,9 @@ async fn plaintext_pipelined_after_starttls_is_discarded() {
         let (app, _rx) = tls_app(&pki, &[]).await;
 
         for injected in [
+            // The exact case: a RSET run inside TLS would answer
+            // 250 before our HELP's 214.
+            "RSET\r\n",
             "MAIL FROM:<x@y>\r\n",
             "EHLO evil.test\r\nMAIL FROM:<x@y>\r\nRCPT TO:<bob@example.com>\r\n",
         ] {
@@ -273,7 +276,11 @@ async fn plaintext_pipelined_after_starttls_is_discarded() {
                 .await
                 .expect("TLS handshake");
             let mut t = Client::new(tls);
-            assert_eq!(t.cmd("NOOP").await, "250 2.0.0 OK", "injected {injected:?}");
+            assert_eq!(
+                t.cmd("HELP").await,
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                "injected {injected:?}"
+            );
             // No transaction was carried into TLS by the injected lines.
             assert_eq!(
                 t.cmd("RCPT TO:<bob@example.com>").await,
