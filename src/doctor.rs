@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AuthMode, Config};
 use crate::relay::{Relay, RelayConfig};
-use crate::route::RouteSpec;
 use crate::webhook::sign::{Secret, sign};
 
 /// The most any one check may take.
@@ -230,7 +229,7 @@ pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
     }
 
     // 5. endpoints
-    let (endpoints, notes) = endpoints(&vars, &config);
+    let (endpoints, notes) = endpoints(&config);
     for note in notes {
         t.check("webhook", Verdict::Skip, &note, &[]);
     }
@@ -557,33 +556,8 @@ struct Endpoint {
 }
 
 /// The endpoints to check, deduplicated by URL, and notes on routes that
-/// cannot be checked. Route URLs are read from the same variables the
-/// config came from ([`crate::route::Route`] does not expose its template).
-fn endpoints(vars: &[(String, String)], config: &Config) -> (Vec<Endpoint>, Vec<String>) {
-    let var = |name: &str| {
-        vars.iter()
-            .rev()
-            // As Config::from_vars reads them: the prefix exactly, the rest
-            // in any case, empty values ignored.
-            .find(|(k, v)| {
-                k.strip_prefix("POSTERN_")
-                    .is_some_and(|rest| rest.eq_ignore_ascii_case(&name["POSTERN_".len()..]))
-                    && !v.is_empty()
-            })
-            .map(|(_, v)| v.clone())
-    };
-    let specs: Vec<RouteSpec> = if let Some(json) = var("POSTERN_ROUTES") {
-        serde_json::from_str(&json).unwrap_or_default()
-    } else if let Some(path) = var("POSTERN_ROUTES_FILE") {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default()
-    } else if let Some(url) = var("POSTERN_WEBHOOK_URL") {
-        vec![RouteSpec::catch_all(url)]
-    } else {
-        Vec::new()
-    };
+/// cannot be checked.
+fn endpoints(config: &Config) -> (Vec<Endpoint>, Vec<String>) {
     let mut notes = Vec::new();
     let mut out: Vec<Endpoint> = Vec::new();
     let mut add = |label: &'static str, url: &str, secrets: &[Secret], pattern: &str| {
@@ -603,30 +577,23 @@ fn endpoints(vars: &[(String, String)], config: &Config) -> (Vec<Endpoint>, Vec<
             });
         }
     };
-    if specs.len() != config.routes.len() {
-        notes.push(format!(
-            "could not read the route URLs back ({} specs for {} routes); endpoints not checked",
-            specs.len(),
-            config.routes.len()
-        ));
-    } else {
-        for (spec, route) in specs.iter().zip(&config.routes) {
-            if spec.url.contains('{') {
-                notes.push(format!(
-                    "route {}: URL {} is filled in from the recipient; not checked",
-                    route.pattern,
-                    redact_url(&spec.url)
-                ));
-                continue;
-            }
-            // A route's own secrets replace the default, as at delivery.
-            let secrets = if route.secrets.is_empty() {
-                &config.default_secrets
-            } else {
-                &route.secrets
-            };
-            add("webhook", &spec.url, secrets, &route.pattern);
+    for route in &config.routes {
+        let url = route.url_template();
+        if url.contains('{') {
+            notes.push(format!(
+                "route {}: URL {} is filled in from the recipient; not checked",
+                route.pattern,
+                redact_url(url)
+            ));
+            continue;
         }
+        // A route's own secrets replace the default, as at delivery.
+        let secrets = if route.secrets.is_empty() {
+            &config.default_secrets
+        } else {
+            &route.secrets
+        };
+        add("webhook", url, secrets, &route.pattern);
     }
     if let Some(url) = &config.outbound.events_url {
         add(
