@@ -939,6 +939,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             None => String::new(),
         };
         let for_clause = match tx.rcpts.as_slice() {
+            // With SMTPUTF8 the message may carry UTF-8 headers (RFC 6532),
+            // so a UTF-8 address is written as it is.
+            [(one, _)] if tx.smtputf8 => format!("\r\n\tfor <{}>", sanitize_utf8(one)),
             [(one, _)] => format!("\r\n\tfor <{}>", sanitize(one)),
             _ => String::new(),
         };
@@ -987,6 +990,17 @@ fn unknown_tls() -> TlsInfo {
 
 /// Keeps client-supplied text from breaking our header: printable ASCII
 /// without spaces or parentheses (they would open a comment).
+/// [`sanitize`] for SMTPUTF8 sessions: non-ASCII letters stay.
+fn sanitize_utf8(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let ascii_ok = c.is_ascii_graphic() && c != '(' && c != ')';
+            let utf8_ok = !c.is_ascii() && !c.is_control() && !c.is_whitespace();
+            if ascii_ok || utf8_ok { c } else { '?' }
+        })
+        .collect()
+}
+
 fn sanitize(s: &str) -> Cow<'_, str> {
     if s.bytes()
         .all(|b| b.is_ascii_graphic() && b != b'(' && b != b')')
@@ -1066,6 +1080,17 @@ fn rfc2822_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_text_is_kept_printable() {
+        assert_eq!(sanitize("client.example"), "client.example");
+        assert_eq!(sanitize("a b(c)\u{e9}"), "a?b?c??");
+        assert_eq!(
+            sanitize_utf8("j\u{f6}rg@b\u{fc}cher.example"),
+            "j\u{f6}rg@b\u{fc}cher.example"
+        );
+        assert_eq!(sanitize_utf8("a b\u{85}(x)"), "a?b??x?");
+    }
 
     #[test]
     fn redact_hides_auth_and_survives_any_bytes() {
