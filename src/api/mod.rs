@@ -316,9 +316,7 @@ async fn send(
         "Received: from [{ip}]\r\n\tby {host} (Postern) with HTTP id {id};\r\n\t{date}\r\n",
         ip = peer.ip(),
         host = st.config.hostname,
-        date = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default(),
+        date = crate::smtp::session::rfc2822_now(),
     );
     let mut writer = st
         .spool

@@ -11,11 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, debug, error, info};
 
 use super::reply;
-use super::session::{Inbound, Peer, Session, TLS_HANDSHAKE_TIMEOUT};
-use crate::spool::TlsInfo;
+use super::session::{Inbound, Peer, Session, handshake};
 
 /// Counts open sessions, in total and per IP. A slot is held by a
 /// [`Slot`] and given back when it drops, however the session ends.
@@ -180,21 +179,9 @@ async fn serve(
                 error!("implicit TLS listener without a certificate");
                 return;
             };
-            let tls =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        inbound.metrics.tls_handshake_failures.inc();
-                        warn!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        warn!("TLS handshake timed out");
-                        return;
-                    }
-                };
-            let info: Option<TlsInfo> = crate::tls::session_info(tls.get_ref().1)
-                .map(|(version, cipher)| TlsInfo { version, cipher });
+            let Ok((tls, info)) = handshake(&acceptor, stream, &inbound, "TLS").await else {
+                return;
+            };
             let end = Session::new(tls, inbound, peer, shutdown)
                 .with_tls(info)
                 .run()

@@ -189,19 +189,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             deadline,
             ..
         } = self;
-        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                inbound.metrics.tls_handshake_failures.inc();
-                warn!(error = %e, "STARTTLS handshake failed");
-                return End::TlsHandshake(e.to_string());
-            }
-            Err(_) => {
-                warn!("STARTTLS handshake timed out");
-                return End::TlsHandshake("timeout".into());
-            }
+        let (tls, info) = match handshake(&acceptor, stream, &inbound, "STARTTLS").await {
+            Ok(t) => t,
+            Err(reason) => return End::TlsHandshake(reason),
         };
-        let info = tls_info(tls.get_ref().1);
         debug!(?info, "STARTTLS established");
         // RFC 3207 4.2: all knowledge from before the handshake is
         // discarded; the client starts again with EHLO.
@@ -977,6 +968,31 @@ fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64, grace: Duration) -> bo
     min_rate > 0 && elapsed > grace && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
 }
 
+/// A server-side TLS handshake (STARTTLS or implicit TLS), bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`]; failures are logged and counted.
+pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    inbound: &Inbound,
+    what: &str,
+) -> Result<(tokio_rustls::server::TlsStream<S>, Option<TlsInfo>), String> {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let info = tls_info(tls.get_ref().1);
+            Ok((tls, info))
+        }
+        Ok(Err(e)) => {
+            inbound.metrics.tls_handshake_failures.inc();
+            warn!(error = %e, "{what} handshake failed");
+            Err(e.to_string())
+        }
+        Err(_) => {
+            warn!("{what} handshake timed out");
+            Err("timeout".into())
+        }
+    }
+}
+
 fn tls_info(conn: &rustls::ServerConnection) -> Option<TlsInfo> {
     crate::tls::session_info(conn).map(|(version, cipher)| TlsInfo { version, cipher })
 }
@@ -1071,7 +1087,7 @@ pub(crate) fn rfc3339_now() -> String {
         .unwrap_or_default()
 }
 
-fn rfc2822_now() -> String {
+pub(crate) fn rfc2822_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default()

@@ -308,13 +308,7 @@ impl Spool {
     }
 
     /// Reads a committed message (envelope and content) and the state of
-    /// one of its deliveries, in one trip to the blocking pool.
-    pub async fn load(&self, key: &JobKey) -> Result<(Envelope, Vec<u8>, DeliveryState)> {
-        let (envelope, state, raw) = self.load_with(key, |_, _, raw| raw).await?;
-        Ok((envelope, raw, state))
-    }
-
-    /// Like [`Spool::load`], then runs `prepare` on the content in the same
+    /// one of its deliveries, then runs `prepare` on the content, all in one
     /// trip to the blocking pool (the delivery worker builds its JSON body
     /// there, so a message costs one hand-off instead of two).
     pub async fn load_with<T: Send + 'static>(
@@ -341,12 +335,6 @@ impl Spool {
         .await
     }
 
-    pub async fn read_state(&self, key: &JobKey) -> Result<DeliveryState> {
-        let this = self.clone();
-        let key = key.clone();
-        blocking(move || this.read_state_sync(&key)).await
-    }
-
     fn read_state_sync(&self, key: &JobKey) -> Result<DeliveryState> {
         match std::fs::read(self.state_path(key)) {
             Ok(b) => serde_json::from_slice(&b)
@@ -366,18 +354,21 @@ impl Spool {
 
     fn write_state_sync(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
         let bytes = serde_json::to_vec(state).expect("state serialises");
-        let dest = self.state_path(key);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}.state", key.id, key.index));
+        let tmp = format!("{}.{}.state", key.id, key.index);
+        self.write_atomic(&tmp, &self.state_path(key), &bytes)
+    }
+
+    /// Writes `dest` atomically and durably: `tmp/<tmp_name>`, fsync,
+    /// rename, fsync of `dest`'s directory.
+    fn write_atomic(&self, tmp_name: &str, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.root.join("tmp").join(tmp_name);
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         if self.fsync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, &dest)?;
-        sync_dir(&self.root.join("state"), self.fsync)
+        std::fs::rename(&tmp, dest)?;
+        sync_dir(dest.parent().expect("spool subdirectory"), self.fsync)
     }
 
     /// Delivery `key` is done. When it was the last one, the message leaves
@@ -410,12 +401,6 @@ impl Spool {
     }
 
     /// Removes a message and its states, commit record first.
-    pub async fn remove(&self, id: &str, deliveries: usize) -> Result<()> {
-        let this = self.clone();
-        let id = id.to_string();
-        blocking(move || this.remove_sync(&id, deliveries, true)).await
-    }
-
     fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
         ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
         if states {
@@ -536,15 +521,8 @@ impl Spool {
         let this = self.clone();
         let name = name.to_string();
         blocking(move || {
-            let tmp = this.root.join("tmp").join(format!("{dir}-{name}"));
             let dest = this.root.join(dir).join(&name);
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            if this.fsync {
-                f.sync_all()?;
-            }
-            std::fs::rename(&tmp, &dest)?;
-            sync_dir(&this.root.join(dir), this.fsync)
+            this.write_atomic(&format!("{dir}-{name}"), &dest, &bytes)
         })
         .await
     }
@@ -1035,7 +1013,7 @@ mod tests {
             id: id.clone(),
             index: 0,
         };
-        let (env, raw, state) = spool.load(&k0).await.unwrap();
+        let (env, state, raw) = spool.load_with(&k0, |_, _, raw| raw).await.unwrap();
         assert_eq!(state, DeliveryState::fresh());
         assert_eq!(env, envelope(&id, 2));
         assert_eq!(raw, b"Subject: hi\r\n\r\nbody\r\n");
@@ -1059,7 +1037,7 @@ mod tests {
             [1]
         );
         spool.finish(&k1, 2, false).await.unwrap();
-        assert!(spool.load(&k1).await.is_err());
+        assert!(spool.load_with(&k1, |_, _, _| ()).await.is_err());
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
             0
@@ -1119,6 +1097,6 @@ mod tests {
         spool.write_state(&key, &dead).await.unwrap();
         let report = spool.scan().unwrap();
         assert_eq!((report.dead, report.pending.len()), (1, 0));
-        assert_eq!(spool.read_state(&key).await.unwrap(), dead);
+        assert_eq!(spool.read_state_sync(&key).unwrap(), dead);
     }
 }
