@@ -35,12 +35,18 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Reply classes, in the order of `Metrics::reply_classes`.
+const REPLY_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
+
 /// Every metric Postern exports.
 pub struct Metrics {
     registry: Registry,
     pub smtp_sessions_open: Gauge,
     pub smtp_sessions: Counter,
     pub smtp_replies: Family<ClassLabel, Counter>,
+    /// The `smtp_replies` series of each class, looked up once: `reply` runs
+    /// for every SMTP reply and should not hash a label each time.
+    reply_classes: [Counter; 5],
     pub messages_accepted: Counter,
     pub messages_rejected: Family<ReasonLabel, Counter>,
     pub received_bytes: Counter,
@@ -69,6 +75,7 @@ impl Metrics {
             smtp_sessions_open: Gauge::default(),
             smtp_sessions: Counter::default(),
             smtp_replies: Family::default(),
+            reply_classes: Default::default(),
             messages_accepted: Counter::default(),
             messages_rejected: Family::default(),
             received_bytes: Counter::default(),
@@ -167,23 +174,30 @@ impl Metrics {
             "failed SMTP AUTH attempts",
             m.auth_failures.clone(),
         );
-        Metrics { registry, ..m }
+        let reply_classes = REPLY_CLASSES.map(|class| {
+            m.smtp_replies
+                .get_or_create(&ClassLabel {
+                    class: class.into(),
+                })
+                .clone()
+        });
+        Metrics {
+            registry,
+            reply_classes,
+            ..m
+        }
     }
 
     /// Counts one SMTP reply by its class.
     pub fn reply(&self, line: &str) {
-        let class = match line.as_bytes().first() {
-            Some(b'2') => "2xx",
-            Some(b'3') => "3xx",
-            Some(b'4') => "4xx",
-            Some(b'5') => "5xx",
-            _ => "other",
+        let index = match line.as_bytes().first() {
+            Some(b'2') => 0,
+            Some(b'3') => 1,
+            Some(b'4') => 2,
+            Some(b'5') => 3,
+            _ => 4,
         };
-        self.smtp_replies
-            .get_or_create(&ClassLabel {
-                class: class.into(),
-            })
-            .inc();
+        self.reply_classes[index].inc();
     }
 
     pub fn rejected(&self, reason: &str) {
