@@ -333,6 +333,17 @@ pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// controls a whole /64 and could otherwise rotate addresses freely;
 /// IPv4-mapped IPv6 addresses count as their IPv4 address.
 ///
+/// An attempt is counted as a failure *before* its password is checked
+/// ([`AuthThrottle::begin`] reserves a slot under the lock), because the
+/// check is slow on purpose: were failures counted only afterwards, twenty
+/// parallel sessions would all get their guess checked before the first
+/// failure landed. A correct password releases only its own reservation
+/// ([`AuthThrottle::succeeded`]): a login to an account the attacker knows
+/// must not wipe the failures of guesses against other accounts, so
+/// failures are never reset, they only age out. (Tracking per IP and user
+/// would let one client guess against many users; the per-IP count is the
+/// bound that matters.) An attempt abandoned mid-check stays a failure.
+///
 /// Memory is bounded: beyond `max_tracked` clients, expired entries are
 /// dropped and then the least recently failing tenth is evicted (in one
 /// batch, so the cost is amortised under a flood of new addresses).
@@ -343,8 +354,24 @@ pub struct AuthThrottle {
     window: Duration,
     base_delay: Duration,
     max_tracked: usize,
-    // Each deque holds at most `max_failures` instants, oldest first.
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    inner: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    next_token: u64,
+    // Each deque holds at most `max_failures` (instant, token) pairs,
+    // oldest first: failures and attempts still being checked.
+    by_client: HashMap<IpAddr, VecDeque<(Instant, u64)>>,
+}
+
+/// An AUTH attempt whose password is being checked, counted as a failure
+/// until [`AuthThrottle::succeeded`] releases it.
+#[derive(Debug)]
+#[must_use = "an attempt ends with succeeded() or failed()"]
+pub struct Attempt {
+    key: IpAddr,
+    token: u64,
 }
 
 impl fmt::Debug for AuthThrottle {
@@ -354,7 +381,7 @@ impl fmt::Debug for AuthThrottle {
             .field("window", &self.window)
             .field("base_delay", &self.base_delay)
             .field("max_tracked", &self.max_tracked)
-            .field("tracked", &self.lock().len())
+            .field("tracked", &self.lock().by_client.len())
             .finish()
     }
 }
@@ -368,7 +395,7 @@ impl AuthThrottle {
             window,
             base_delay,
             max_tracked: DEFAULT_MAX_TRACKED,
-            failures: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Slots::default()),
         }
     }
 
@@ -382,8 +409,8 @@ impl AuthThrottle {
     /// blocked, `Delay` with the current penalty, `Allow` with a clean record.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
         let key = throttle_key(ip);
-        let mut map = self.lock();
-        let count = match map.get_mut(&key) {
+        let mut slots = self.lock();
+        let count = match slots.by_client.get_mut(&key) {
             Some(times) => {
                 self.prune(times, now);
                 times.len()
@@ -391,39 +418,69 @@ impl AuthThrottle {
             None => 0,
         };
         if count == 0 {
-            map.remove(&key);
+            slots.by_client.remove(&key);
         }
         self.verdict(count)
     }
 
-    /// Records a failed attempt and returns the verdict for the reply to it.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) -> Verdict {
+    /// Reserves a failure slot for an attempt about to be checked, or
+    /// `Err(Verdict::Block)` when the failures and attempts in flight
+    /// already reach the limit (then the password must not be checked).
+    pub fn begin(&self, ip: IpAddr, now: Instant) -> Result<Attempt, Verdict> {
         let key = throttle_key(ip);
-        let mut map = self.lock();
-        if !map.contains_key(&key) && map.len() >= self.max_tracked {
-            self.make_room(&mut map, now);
+        let mut slots = self.lock();
+        if !slots.by_client.contains_key(&key) && slots.by_client.len() >= self.max_tracked {
+            self.make_room(&mut slots.by_client, now);
         }
-        let times = map.entry(key).or_default();
+        slots.next_token += 1;
+        let token = slots.next_token;
+        let times = slots.by_client.entry(key).or_default();
         self.prune(times, now);
-        times.push_back(now);
-        // Only the most recent `max_failures` matter for the verdict, so
-        // older ones are dropped to bound per-client memory.
+        if times.len() >= self.max_failures as usize {
+            return Err(Verdict::Block);
+        }
+        times.push_back((now, token));
+        Ok(Attempt { key, token })
+    }
+
+    /// The attempt failed: its slot stays, now dated `now`. Returns the
+    /// verdict for the reply to it.
+    pub fn failed(&self, attempt: Attempt, now: Instant) -> Verdict {
+        let mut slots = self.lock();
+        let times = slots.by_client.entry(attempt.key).or_default();
+        times.retain(|&(_, t)| t != attempt.token);
+        self.prune(times, now);
+        times.push_back((now, attempt.token));
         while times.len() > self.max_failures as usize {
             times.pop_front();
         }
         self.verdict(times.len())
     }
 
-    /// Forgets the failures of `ip` after a successful login.
-    pub fn record_success(&self, ip: IpAddr) {
-        self.lock().remove(&throttle_key(ip));
+    /// The attempt succeeded: releases its own slot, and nothing else.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut slots = self.lock();
+        if let Some(times) = slots.by_client.get_mut(&attempt.key) {
+            times.retain(|&(_, t)| t != attempt.token);
+            if times.is_empty() {
+                slots.by_client.remove(&attempt.key);
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
+    /// Records a failed attempt in one step (`begin` + `failed`).
+    pub fn record_failure(&self, ip: IpAddr, now: Instant) -> Verdict {
+        match self.begin(ip, now) {
+            Ok(attempt) => self.failed(attempt, now),
+            Err(v) => v,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         // A panic while holding the lock cannot leave the map logically
         // inconsistent (each operation is a simple update), so recover
         // instead of propagating the poison to every later session.
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn verdict(&self, count: usize) -> Verdict {
@@ -442,21 +499,21 @@ impl AuthThrottle {
         now.saturating_duration_since(t) >= self.window
     }
 
-    fn prune(&self, times: &mut VecDeque<Instant>, now: Instant) {
-        while times.front().is_some_and(|&t| self.is_expired(t, now)) {
+    fn prune(&self, times: &mut VecDeque<(Instant, u64)>, now: Instant) {
+        while times.front().is_some_and(|&(t, _)| self.is_expired(t, now)) {
             times.pop_front();
         }
     }
 
-    fn make_room(&self, map: &mut HashMap<IpAddr, VecDeque<Instant>>, now: Instant) {
-        map.retain(|_, times| times.back().is_some_and(|&t| !self.is_expired(t, now)));
+    fn make_room(&self, map: &mut HashMap<IpAddr, VecDeque<(Instant, u64)>>, now: Instant) {
+        map.retain(|_, times| times.back().is_some_and(|&(t, _)| !self.is_expired(t, now)));
         if map.len() < self.max_tracked {
             return;
         }
         let evict = (self.max_tracked / 10).max(1);
         let mut by_age: Vec<(Instant, IpAddr)> = map
             .iter()
-            .filter_map(|(ip, times)| times.back().map(|&t| (t, *ip)))
+            .filter_map(|(ip, times)| times.back().map(|&(t, _)| (t, *ip)))
             .collect();
         let cut = evict.min(by_age.len()) - 1;
         by_age.select_nth_unstable(cut);
@@ -796,13 +853,46 @@ mod tests {
     }
 
     #[test]
-    fn throttle_success_clears() {
+    fn throttle_success_releases_only_its_own_attempt() {
         let t = AuthThrottle::new(3, Duration::from_secs(60), ms(100));
         let now = Instant::now();
         t.record_failure(IP, now);
         t.record_failure(IP, now);
-        t.record_success(IP);
-        assert_eq!(t.check(IP, now), Verdict::Allow);
+        // A login to a known account does not wipe the other failures.
+        let ok = t.begin(IP, now).unwrap();
+        t.succeeded(ok);
+        assert_eq!(t.check(IP, now), Verdict::Delay(ms(200)));
+        assert_eq!(t.record_failure(IP, now), Verdict::Block);
+    }
+
+    #[test]
+    fn throttle_counts_attempts_in_flight() {
+        // Parallel sessions: every attempt takes its slot before the slow
+        // check, so only `max_failures` passwords are ever checked.
+        let t = AuthThrottle::new(3, Duration::from_secs(60), ms(100));
+        let now = Instant::now();
+        let attempts: Vec<_> = (0..20).filter_map(|_| t.begin(IP, now).ok()).collect();
+        assert_eq!(attempts.len(), 3);
+        assert_eq!(t.begin(IP, now).unwrap_err(), Verdict::Block);
+        let mut verdicts = Vec::new();
+        for a in attempts {
+            verdicts.push(t.failed(a, now + ms(1)));
+        }
+        assert_eq!(verdicts, [Verdict::Block; 3]);
+        // Other clients are unaffected.
+        assert!(t.begin(OTHER, now).is_ok());
+    }
+
+    #[test]
+    fn throttle_success_in_flight_frees_its_slot() {
+        let t = AuthThrottle::new(2, Duration::from_secs(60), ms(100));
+        let now = Instant::now();
+        let a = t.begin(IP, now).unwrap();
+        let b = t.begin(IP, now).unwrap();
+        assert!(t.begin(IP, now).is_err());
+        t.succeeded(a);
+        assert_eq!(t.failed(b, now), Verdict::Delay(ms(100)));
+        assert_eq!(t.check(IP, now), Verdict::Delay(ms(100)));
     }
 
     #[test]
@@ -843,10 +933,10 @@ mod tests {
                 now + ms(u64::from(i)),
             );
         }
-        assert_eq!(t.lock().len(), 20);
+        assert_eq!(t.lock().by_client.len(), 20);
         // Full: adding one more evicts the least recent tenth (2 entries).
         t.record_failure(OTHER, now + ms(100));
-        assert_eq!(t.lock().len(), 19);
+        assert_eq!(t.lock().by_client.len(), 19);
         let first = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0));
         let second = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let newest = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 19));
@@ -866,7 +956,7 @@ mod tests {
         let fresh = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
         t.record_failure(fresh, now + window);
         t.record_failure(OTHER, now + window);
-        assert_eq!(t.lock().len(), 2);
+        assert_eq!(t.lock().by_client.len(), 2);
         assert_eq!(t.check(fresh, now + window), Verdict::Delay(ms(100)));
     }
 }

@@ -704,6 +704,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(self.error(reply::AUTH_DECODE));
             }
         };
+        // The attempt counts as a failure from here until the check says
+        // otherwise, so parallel sessions cannot all slip past the limit.
+        let attempt = match self.inbound.auth_throttle.begin(ip, Instant::now()) {
+            Ok(a) => a,
+            Err(_) => {
+                self.reply(reply::AUTH_BLOCKED);
+                return Err(End::TooManyAuthFailures);
+            }
+        };
         let config = self.inbound.config.clone();
         let user_for_check = user.clone();
         // argon2 is deliberately slow: keep it off the async workers.
@@ -714,18 +723,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .unwrap_or(false);
         if ok {
             info!(%user, "authenticated");
-            self.inbound.auth_throttle.record_success(ip);
+            self.inbound.auth_throttle.succeeded(attempt);
             self.auth_user = Some(user);
             self.reply(reply::AUTH_OK);
             return Ok(Next::Continue);
         }
         warn!(%user, "authentication failed");
         self.inbound.metrics.auth_failures.inc();
-        match self
-            .inbound
-            .auth_throttle
-            .record_failure(ip, Instant::now())
-        {
+        match self.inbound.auth_throttle.failed(attempt, Instant::now()) {
             Verdict::Allow => {}
             Verdict::Delay(d) => tokio::time::sleep(d).await,
             Verdict::Block => {

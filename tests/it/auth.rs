@@ -299,3 +299,55 @@ async fn failed_auth_is_throttled_per_ip() {
     assert_eq!(other.cmd("EHLO client.test").await, EHLO_AUTH);
     assert_eq!(other.cmd(&plain("alice", PASSWORD)).await, AUTH_OK);
 }
+
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_they_are_checked() {
+    // Production-cost hashes: each check takes long enough that all twenty
+    // sessions are inside it at once. Without a reservation per attempt,
+    // every guess was checked (twenty 535s) before the first failure counted.
+    let (app, _rx) = app(&users(), &[("POSTERN_AUTH_MAX_FAILURES", "3")]).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        let (c, r) = ehlo(&app).await;
+        assert_eq!(r, EHLO_AUTH);
+        sessions.push(c);
+    }
+    let guesses = sessions.into_iter().enumerate().map(|(i, mut c)| {
+        tokio::spawn(async move { c.cmd(&plain("alice", &format!("guess-{i}"))).await })
+    });
+    let guesses: Vec<_> = guesses.collect();
+    let mut checked = 0;
+    for g in guesses {
+        match g.await.unwrap().as_str() {
+            AUTH_FAILED => checked += 1,
+            AUTH_BLOCKED => {}
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(checked <= 3, "{checked} passwords checked, the limit is 3");
+    assert!(checked >= 1, "at least the first guesses are checked");
+}
+
+#[tokio::test]
+async fn a_known_account_does_not_reset_failures_against_another() {
+    let (app, _rx) = app(
+        &cheap_users(),
+        &[
+            ("POSTERN_AUTH_MAX_FAILURES", "3"),
+            ("POSTERN_AUTH_FAILURE_DELAY", "1ms"),
+        ],
+    )
+    .await;
+    // Two guesses against `bob`, a login as `alice` (the attacker's own
+    // account), then the third guess against `bob` hits the limit.
+    let (mut c, _) = ehlo(&app).await;
+    assert_eq!(c.cmd(&plain("bob", "guess-1")).await, AUTH_FAILED);
+    assert_eq!(c.cmd(&plain("bob", "guess-2")).await, AUTH_FAILED);
+    let (mut known, _) = ehlo(&app).await;
+    assert_eq!(known.cmd(&plain("alice", PASSWORD)).await, AUTH_OK);
+    assert_eq!(c.cmd(&plain("bob", "guess-3")).await, AUTH_FAILED);
+    assert_eq!(c.reply().await, AUTH_BLOCKED);
+    assert!(c.closed().await);
+    let (mut c, _) = ehlo(&app).await;
+    assert_eq!(c.cmd(&plain("bob", "guess-4")).await, AUTH_BLOCKED);
+}
