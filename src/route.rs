@@ -81,6 +81,8 @@ pub enum RouteError {
     Url(String),
     #[error("\"url\" uses {{{0}}} but the regex has no such named group")]
     Placeholder(String),
+    #[error("\"url\" has {{{0}}} in its scheme or host; placeholders belong in the path or query")]
+    PlaceholderInHost(String),
     #[error("\"secret\": {0}")]
     Secret(#[from] SecretError),
 }
@@ -91,6 +93,16 @@ enum Matcher {
     Domain(String),
     Regex(Regex),
     Any,
+}
+
+/// Why a recipient that matches a route cannot go to it: its address would
+/// change the shape of the route's URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsafe {
+    #[error("{{{0}}} would hold a path separator")]
+    Separator(String),
+    #[error("{{{0}}} would make a dot segment")]
+    DotSegment(String),
 }
 
 /// A compiled route.
@@ -129,13 +141,17 @@ impl Route {
         if !(spec.url.starts_with("http://") || spec.url.starts_with("https://")) {
             return Err(RouteError::Url(spec.url));
         }
-        for name in placeholders(&spec.url) {
+        let path_start = authority_end(&spec.url);
+        for (at, name) in placeholders(&spec.url) {
             let known = match &matcher {
                 Matcher::Regex(re) => re.capture_names().flatten().any(|n| n == name),
                 _ => false,
             };
             if !known {
                 return Err(RouteError::Placeholder(name.to_string()));
+            }
+            if at < path_start {
+                return Err(RouteError::PlaceholderInHost(name.to_string()));
             }
         }
         let secrets = match spec.secret {
@@ -163,34 +179,113 @@ impl Route {
         &self.url
     }
 
-    /// The endpoint URL for `addr`, or `None` when the route does not match.
+    /// The endpoint URL for `addr`, or `None` when the route does not match
+    /// (or matches but its URL cannot be filled safely, see [`Route::target_for`]).
     pub fn url_for(&self, addr: &str) -> Option<String> {
+        self.target_for(addr).ok().flatten()
+    }
+
+    /// The endpoint URL for `addr`: `Ok(None)` when the route does not
+    /// match, `Err` when it matches but a capture would escape its place in
+    /// the URL.
+    pub fn target_for(&self, addr: &str) -> Result<Option<String>, Unsafe> {
         let lower = addr.to_lowercase();
-        match &self.matcher {
+        Ok(match &self.matcher {
             Matcher::Any => Some(self.url.clone()),
             Matcher::Exact(a) => (*a == lower).then(|| self.url.clone()),
             Matcher::Domain(d) => {
-                let (_, domain) = lower.rsplit_once('@')?;
+                let Some((_, domain)) = lower.rsplit_once('@') else {
+                    return Ok(None);
+                };
                 (domain == d).then(|| self.url.clone())
             }
             Matcher::Regex(re) => {
-                let caps = re.captures(addr)?;
-                let mut url = self.url.clone();
-                for name in re.capture_names().flatten() {
-                    let value = caps.name(name).map_or("", |m| m.as_str());
-                    url = url.replace(&format!("{{{name}}}"), &percent_encode(value));
-                }
-                Some(url)
+                let Some(caps) = re.captures(addr) else {
+                    return Ok(None);
+                };
+                Some(fill(&self.url, |name| {
+                    caps.name(name).map_or("", |m| m.as_str())
+                })?)
             }
-        }
+        })
     }
 }
 
-/// `{name}` placeholders in a URL template.
-fn placeholders(url: &str) -> impl Iterator<Item = &str> {
-    url.split('{')
-        .skip(1)
-        .filter_map(|s| s.split_once('}').map(|(n, _)| n))
+/// Where the authority of `url` ends (the path, query or fragment starts).
+fn authority_end(url: &str) -> usize {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i)
+}
+
+/// Fills the `{name}` placeholders of a URL template with `value(name)`.
+///
+/// Every value is percent-encoded as data (only RFC 3986 unreserved
+/// characters stay), so it can never add a segment, a query parameter or a
+/// fragment. In the path, a value must also not hold `/` or `\\` (some
+/// servers decode `%2F` or treat `\\` as a separator), and the segment it
+/// lands in must not become `.` or `..`: URL normalisation would resolve
+/// that to another path (a quoted local part `".."` is a valid address).
+pub fn fill<'a>(template: &str, value: impl Fn(&str) -> &'a str) -> Result<String, Unsafe> {
+    let path_end = {
+        let start = authority_end(template);
+        template[start..]
+            .find(['?', '#'])
+            .map_or(template.len(), |i| start + i)
+    };
+    let (path, rest) = template.split_at(path_end);
+    let mut out = String::with_capacity(template.len() + 16);
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let start = out.len();
+        let mut last = None;
+        substitute(segment, &value, &mut out, |name, v| {
+            last = Some(name.to_string());
+            if v.contains(['/', '\\']) {
+                return Err(Unsafe::Separator(name.to_string()));
+            }
+            Ok(())
+        })?;
+        if let Some(name) = last
+            && matches!(&out[start..], "." | "..")
+        {
+            return Err(Unsafe::DotSegment(name));
+        }
+    }
+    substitute(rest, &value, &mut out, |_, _| Ok(()))?;
+    Ok(out)
+}
+
+/// Appends `text` to `out` with each `{name}` replaced by the
+/// percent-encoded `value(name)`, after `check(name, value)` agrees.
+fn substitute<'a>(
+    text: &str,
+    value: &impl Fn(&str) -> &'a str,
+    out: &mut String,
+    mut check: impl FnMut(&str, &str) -> Result<(), Unsafe>,
+) -> Result<(), Unsafe> {
+    let mut rest = text;
+    while let Some((before, after)) = rest.split_once('{') {
+        let Some((name, tail)) = after.split_once('}') else {
+            break;
+        };
+        out.push_str(before);
+        let v = value(name);
+        check(name, v)?;
+        out.push_str(&percent_encode(v));
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+/// `{name}` placeholders in a URL template, with their byte offsets.
+fn placeholders(url: &str) -> impl Iterator<Item = (usize, &str)> {
+    url.match_indices('{')
+        .filter_map(move |(at, _)| url[at + 1..].split_once('}').map(|(n, _)| (at, n)))
 }
 
 /// Captured text goes into a URL: encode everything but RFC 3986 unreserved
@@ -217,20 +312,21 @@ pub struct Target {
 
 /// All targets of `addr`, in route order (first match, plus fan-out).
 /// Routes with `"auth": "required"` exist only for authenticated senders.
-pub fn resolve(routes: &[Route], addr: &str, authenticated: bool) -> Vec<Target> {
+/// A match whose URL cannot be filled safely refuses the recipient.
+pub fn resolve(routes: &[Route], addr: &str, authenticated: bool) -> Result<Vec<Target>, Unsafe> {
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         if r.auth_required && !authenticated {
             continue;
         }
-        if let Some(url) = r.url_for(addr) {
+        if let Some(url) = r.target_for(addr)? {
             out.push(Target { route: i, url });
             if !r.cont {
                 break;
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Groups accepted recipients by target, so each endpoint gets one delivery
@@ -262,6 +358,7 @@ mod tests {
 
     fn urls(routes: &[Route], addr: &str) -> Vec<String> {
         resolve(routes, addr, false)
+            .unwrap()
             .into_iter()
             .map(|t| t.url)
             .collect()
@@ -310,6 +407,7 @@ mod tests {
         );
         let got = |auth| {
             resolve(&r, "x@app.test", auth)
+                .unwrap()
                 .into_iter()
                 .map(|t| t.url)
                 .collect::<Vec<_>>()
@@ -364,7 +462,7 @@ mod tests {
         );
         let rcpts: Vec<(String, Vec<Target>)> = ["a@x.org", "b@x.org", "c@y.org", "b@x.org"]
             .iter()
-            .map(|a| (a.to_string(), resolve(&r, a, false)))
+            .map(|a| (a.to_string(), resolve(&r, a, false).unwrap()))
             .collect();
         let got: Vec<(String, Vec<String>)> =
             split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
@@ -379,5 +477,85 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn captures_stay_inside_their_path_segment() {
+        let r = routes(
+            r#"[{"match": "/^(?P<user>.+)@example\\.com$/",
+                 "url": "https://app.test/in/{user}/mail?u={user}#{user}"}]"#,
+        );
+        let table: &[(&str, Result<&str, Unsafe>)] = &[
+            (
+                "bob@example.com",
+                Ok("https://app.test/in/bob/mail?u=bob#bob"),
+            ),
+            (
+                "\"john doe\"@example.com",
+                Ok("https://app.test/in/%22john%20doe%22/mail?u=%22john%20doe%22#%22john%20doe%22"),
+            ),
+            (
+                "\"..\"@example.com",
+                Ok("https://app.test/in/%22..%22/mail?u=%22..%22#%22..%22"),
+            ),
+            ("..@example.com", Err(Unsafe::DotSegment("user".into()))),
+            (".@example.com", Err(Unsafe::DotSegment("user".into()))),
+            ("a/b@example.com", Err(Unsafe::Separator("user".into()))),
+            ("a\\b@example.com", Err(Unsafe::Separator("user".into()))),
+            (
+                "a?b#c&d@example.com",
+                Ok("https://app.test/in/a%3Fb%23c%26d/mail?u=a%3Fb%23c%26d#a%3Fb%23c%26d"),
+            ),
+        ];
+        for (addr, want) in table {
+            let got = resolve(&r, addr, false).map(|t| t[0].url.clone());
+            assert_eq!(got, want.clone().map(String::from), "{addr}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_judged_on_the_whole_segment() {
+        let r = routes(
+            r#"[{"match": "/^(?P<a>[^.@]*)\\.(?P<b>[^@]*)@x\\.test$/",
+                 "url": "https://app.test/{a}.{b}/u-{a}?q={a}.{b}"}]"#,
+        );
+        // "." would be a dot segment once both sides are empty...
+        assert_eq!(
+            resolve(&r, ".@x.test", false),
+            Err(Unsafe::DotSegment("b".into()))
+        );
+        // ...while dots inside a longer segment or in the query are data.
+        let ok = resolve(&r, "a.b@x.test", false).unwrap();
+        assert_eq!(ok[0].url, "https://app.test/a.b/u-a?q=a.b");
+        // A dot segment in the query is not a path.
+        let q = routes(
+            r#"[{"match": "/^(?P<u>[^@]*)@x\\.test$/", "url": "https://app.test/in?u={u}"}]"#,
+        );
+        assert_eq!(
+            resolve(&q, "..@x.test", false).unwrap()[0].url,
+            "https://app.test/in?u=.."
+        );
+        assert_eq!(
+            resolve(&q, "a/b@x.test", false).unwrap()[0].url,
+            "https://app.test/in?u=a%2Fb"
+        );
+    }
+
+    #[test]
+    fn placeholders_in_the_host_are_refused() {
+        for url in [
+            "https://{u}.app.test/in",
+            "https://app.test:{u}/in",
+            "http://{u}",
+        ] {
+            let spec: RouteSpec = serde_json::from_str(&format!(
+                r#"{{"match": "/^(?P<u>[^@]+)@x$/", "url": "{url}"}}"#
+            ))
+            .unwrap();
+            assert!(
+                matches!(Route::compile(spec), Err(RouteError::PlaceholderInHost(_))),
+                "{url}"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! texts ([`reply`]). It never talks to webhook delivery: the two meet only
 //! at the spool.
 
+pub mod address;
 pub mod auth;
 pub mod data;
 pub mod reply;

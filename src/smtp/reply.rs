@@ -35,6 +35,8 @@ pub const NEED_HELO: &str = "503 5.5.1 Send EHLO or HELO first";
 pub const NESTED_MAIL: &str = "503 5.5.1 Sender already specified";
 pub const NEED_MAIL: &str = "503 5.5.1 Send MAIL first";
 pub const NO_RCPTS: &str = "554 5.5.1 No valid recipients";
+pub const RCPT_UNSAFE_FOR_ROUTE: &str =
+    "550 5.1.3 Recipient address rejected: not usable in its route's webhook URL";
 pub const NO_ROUTE: &str = "550 5.1.1 Recipient address rejected: no route for this mailbox";
 pub const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
 pub const EARLY_TALKER: &str = "554 5.5.1 Protocol error: client sent data before the greeting";

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use super::address;
 use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
 use super::reply;
@@ -463,8 +464,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.reply(reply::TOO_BIG);
                     return Next::Continue;
                 }
+                let Ok(mail_from) = address::canonical(&from.address) else {
+                    return self.error(reply::BAD_SENDER);
+                };
                 self.tx.smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
-                self.tx.mail_from = Some(from.address.into_owned());
+                self.tx.mail_from = Some(mail_from.into_owned());
                 self.reply(reply::SENDER_OK);
                 Next::Continue
             }
@@ -476,16 +480,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.reply(reply::TOO_MANY_RCPTS);
                     return Next::Continue;
                 }
-                let addr = to.address.into_owned();
+                let Ok(addr) = address::canonical(&to.address) else {
+                    return self.error(reply::BAD_RCPT);
+                };
+                let addr = addr.into_owned();
                 // smtp-proto gives `<>` and `<Postmaster>` alike as an empty
                 // address; only the latter is a mailbox.
                 if addr.is_empty() && !contains_ignore_case(line, b"<postmaster>") {
                     return self.error(reply::BAD_RCPT);
                 }
                 let (addr, targets) = self.route(addr, self.auth_user.is_some());
+                let targets = match targets {
+                    Ok(t) => t,
+                    Err(e) => {
+                        info!(rcpt = %addr, reason = %e, "recipient refused: unsafe in its route's URL");
+                        self.reply(reply::RCPT_UNSAFE_FOR_ROUTE);
+                        return Next::Continue;
+                    }
+                };
                 if targets.is_empty()
                     && self.auth_user.is_none()
-                    && !self.route(addr.clone(), true).1.is_empty()
+                    && self
+                        .route(addr.clone(), true)
+                        .1
+                        .is_ok_and(|t| !t.is_empty())
                 {
                     info!(rcpt = %addr, "recipient refused: its route needs AUTH");
                     self.reply(reply::AUTH_REQUIRED);
@@ -596,14 +614,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Routes a recipient. smtp-proto turns `<Postmaster>` (no domain,
     /// which RFC 5321 4.5.1 says we must accept) into an empty address:
     /// it is routed as `postmaster`, then as `postmaster@<our hostname>`.
-    fn route(&self, addr: String, authenticated: bool) -> (String, Vec<Target>) {
+    fn route(
+        &self,
+        addr: String,
+        authenticated: bool,
+    ) -> (String, Result<Vec<Target>, route::Unsafe>) {
         let routes = &self.inbound.config.routes;
         if !addr.is_empty() {
             let t = route::resolve(routes, &addr, authenticated);
             return (addr, t);
         }
         let t = route::resolve(routes, "postmaster", authenticated);
-        if !t.is_empty() {
+        if t.as_ref().is_ok_and(|t| !t.is_empty()) {
             return ("postmaster".into(), t);
         }
         let full = format!("postmaster@{}", self.inbound.config.hostname);

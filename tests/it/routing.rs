@@ -111,3 +111,75 @@ async fn multi_recipient_message_is_split_per_endpoint() {
     let ids: Vec<_> = hits.iter().map(|h| h.json()["id"].clone()).collect();
     assert!(ids.iter().all(|i| *i == ids[0]));
 }
+
+/// Routes whose regex captures go into the URL path, one keeping the
+/// quotes of a quoted local part, one stripping them.
+async fn capture_app(rx: &Receiver) -> App {
+    let routes = json!([
+        {"match": "/^(?P<user>.+)@keep\\.test$/", "url": rx.url("/in/{user}/mail")},
+        {"match": "/^\"?(?P<user>[^\"]+)\"?@strip\\.test$/", "url": rx.url("/in/{user}/mail")}
+    ])
+    .to_string();
+    spawn_app(&[
+        ("POSTERN_ROUTES", &routes),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn quoted_local_parts_stay_quoted_and_inside_the_path() {
+    let rx = Receiver::start().await;
+    let app = capture_app(&rx).await;
+    // `".."` is a valid mailbox; unquoted, its capture was a dot segment
+    // and the webhook went to the parent path (`/in/../mail` → `/mail`).
+    send(&app, &["\"..\"@keep.test", "\"john doe\"@keep.test"]).await;
+    let hits = rx.wait_for(2, 10).await;
+    assert_eq!(
+        by_path(&hits),
+        vec![
+            ("/in/%22..%22/mail".to_string(), json!(["\"..\"@keep.test"])),
+            (
+                "/in/%22john%20doe%22/mail".to_string(),
+                json!(["\"john doe\"@keep.test"])
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn captures_that_would_leave_their_path_segment_are_refused_at_rcpt() {
+    let rx = Receiver::start().await;
+    let app = capture_app(&rx).await;
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    assert!(c.cmd("MAIL FROM:<a@b.test>").await.starts_with("250"));
+    let refused = "550 5.1.3 Recipient address rejected: not usable in its route's webhook URL";
+    for rcpt in [
+        "\"..\"@strip.test",
+        "\".\"@strip.test",
+        "a/b@strip.test",
+        "\"a\\\\b\"@strip.test",
+    ] {
+        assert_eq!(c.cmd(&format!("RCPT TO:<{rcpt}>")).await, refused, "{rcpt}");
+    }
+    // A control character is not a mailbox, quoted or not.
+    assert_eq!(
+        c.cmd("RCPT TO:<\"a\u{1}b\"@keep.test>").await,
+        "501 5.1.3 Bad recipient address syntax"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<\"ok\"@strip.test>").await,
+        "250 2.1.5 Recipient OK"
+    );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: x\r\n\r\nx\r\n").await;
+    assert!(c.cmd(".").await.starts_with("250"));
+    let hits = rx.wait_for(1, 10).await;
+    assert_eq!(hits[0].path, "/in/ok/mail");
+    // The envelope keeps what the client sent, minus needless quotes.
+    assert_eq!(
+        hits[0].json()["envelope"]["rcpt_to"],
+        json!(["ok@strip.test"])
+    );
+}
