@@ -59,9 +59,10 @@ COPY --from=builder /out/postern /usr/local/bin/postern
 
 # Container defaults: listen on all interfaces (the image's ports are only
 # reachable where they are published), spool on the volume, JSON logs.
-# With no route configured Postern runs in development mode, which accepts
-# mail for anyone: set POSTERN_WEBHOOK_URL (or POSTERN_ROUTES) and
-# POSTERN_WEBHOOK_SECRET before publishing port 2525 anywhere.
+# With no route configured and these non-loopback listeners, Postern refuses
+# to start: set POSTERN_WEBHOOK_URL (or POSTERN_ROUTES) and
+# POSTERN_WEBHOOK_SECRET, or POSTERN_DEV_MODE=true for a throwaway instance
+# that accepts mail for anyone.
 # POSTERN_SMTPS_LISTEN=0.0.0.0:4650 needs POSTERN_TLS_CERT/POSTERN_TLS_KEY.
 ENV POSTERN_SMTP_LISTEN=0.0.0.0:2525 \
     POSTERN_HTTP_LISTEN=0.0.0.0:8080 \

@@ -5,6 +5,12 @@
 //! the typed, validated form every other module receives. Nothing here reads
 //! the process environment except [`Config::from_env`], so tests build configs
 //! from a list of pairs.
+//!
+//! A typo must not change what the server accepts: a `POSTERN_*` name that is
+//! not one of ours stops the start (with the closest known name as a hint),
+//! and development mode, which accepts mail for anyone, is implicit only when
+//! every listener is on loopback. Every problem is reported at once, so an
+//! operator fixes a configuration in one round, not one error per restart.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +26,47 @@ use crate::webhook::sign::{Secret, SecretError};
 pub enum ConfigError {
     #[error("{var}: {msg}")]
     Invalid { var: &'static str, msg: String },
+    #[error("{}", unknown_message(.var, .suggestion))]
+    Unknown {
+        var: String,
+        suggestion: Option<&'static str>,
+    },
     #[error("reading environment: {0}")]
     Env(String),
 }
+
+fn unknown_message(var: &str, suggestion: &Option<&'static str>) -> String {
+    match suggestion {
+        Some(s) => format!("{var}: unknown variable; did you mean {s}?"),
+        None => format!(
+            "{var}: unknown variable (the README's Configuration table lists every POSTERN_* name)"
+        ),
+    }
+}
+
+/// Every problem found in one configuration, in the order of the checks.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 fn invalid(var: &'static str, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -31,8 +75,29 @@ fn invalid(var: &'static str, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-/// What envy reads. Every field is optional so defaults live in one place
-/// (`Config::from_raw`) and appear in the README table.
+/// Collects problems while parsing goes on with fallbacks, so that one
+/// bad value does not hide the next.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// The value, or `fallback` with the error recorded.
+    fn or<T>(&mut self, r: Result<T, ConfigError>, fallback: T) -> T {
+        r.unwrap_or_else(|e| {
+            self.0.push(e);
+            fallback
+        })
+    }
+
+    fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+}
+
+/// What envy reads: one field per `POSTERN_*` name (lowercased, without the
+/// prefix), which is also the list of known names ([`known_names`]). Every
+/// field is optional; the defaults are applied in `Config::from_raw` and
+/// listed in the README's Configuration table.
 #[derive(Debug, Default, Deserialize)]
 struct RawConfig {
     smtp_listen: Option<String>,
@@ -276,30 +341,59 @@ pub struct Config {
 
 impl Config {
     /// Reads `POSTERN_*` from the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub fn from_env() -> Result<Config, ConfigErrors> {
         Config::from_vars(std::env::vars())
     }
 
     /// Builds a config from `(name, value)` pairs; names carry the
-    /// `POSTERN_` prefix, other names are ignored.
-    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    /// `POSTERN_` prefix, other names are ignored. Every problem is
+    /// reported, not only the first.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigErrors>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
         V: Into<String>,
     {
-        let pairs = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .filter(|(k, _)| k.starts_with("POSTERN_"))
-            .map(|(k, v)| (k["POSTERN_".len()..].to_ascii_lowercase(), v))
-            .filter(|(_, v)| !v.is_empty());
-        let raw: RawConfig = envy::from_iter(pairs).map_err(|e| ConfigError::Env(e.to_string()))?;
-        Config::from_raw(raw)
+        let mut problems = Problems::default();
+        let known = known_fields();
+        let mut pairs = Vec::new();
+        for (k, v) in vars {
+            let (k, v): (String, String) = (k.into(), v.into());
+            let Some(field) = k.strip_prefix("POSTERN_") else {
+                continue;
+            };
+            let field = field.to_ascii_lowercase();
+            if !known.contains(&field.as_str()) {
+                if !is_kubernetes_service_link(&k, &v) {
+                    problems.push(ConfigError::Unknown {
+                        suggestion: closest_name(&k),
+                        var: k,
+                    });
+                }
+                continue;
+            }
+            // An empty value is the same as unset.
+            if !v.is_empty() {
+                pairs.push((field, v));
+            }
+        }
+        let raw: RawConfig = match envy::from_iter(pairs) {
+            Ok(raw) => raw,
+            Err(e) => {
+                problems.push(ConfigError::Env(e.to_string()));
+                RawConfig::default()
+            }
+        };
+        let config = Config::from_raw(raw, &mut problems);
+        if problems.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems.0))
+        }
     }
 
-    fn from_raw(mut raw: RawConfig) -> Result<Config, ConfigError> {
-        let security = parse_security(&mut raw)?;
+    fn from_raw(mut raw: RawConfig, p: &mut Problems) -> Config {
+        let security = parse_security(&mut raw, p);
         // Taken now: the rest of `raw` is moved apart field by field below.
         let mut outbound_raw = RawConfig {
             relay_url: raw.relay_url.take(),
@@ -310,11 +404,21 @@ impl Config {
             status_retention: raw.status_retention.take(),
             ..RawConfig::default()
         };
-        let smtp_listen = parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525")?;
-        let http_listen = parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080")?;
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let smtp_listen = p.or(
+            parse_addr("POSTERN_SMTP_LISTEN", raw.smtp_listen, "127.0.0.1:2525"),
+            loopback(2525),
+        );
+        let http_listen = p.or(
+            parse_addr("POSTERN_HTTP_LISTEN", raw.http_listen, "127.0.0.1:8080"),
+            loopback(8080),
+        );
         let smtps_listen = match raw.smtps_listen {
             None => None,
-            Some(v) => Some(parse_addr("POSTERN_SMTPS_LISTEN", Some(v), "")?),
+            Some(v) => p.or(
+                parse_addr("POSTERN_SMTPS_LISTEN", Some(v), "").map(Some),
+                None,
+            ),
         };
         let hostname = raw.hostname.unwrap_or_else(|| "localhost".to_string());
         if hostname.is_empty()
@@ -322,7 +426,7 @@ impl Config {
                 .bytes()
                 .any(|b| b.is_ascii_whitespace() || b < 0x21)
         {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_HOSTNAME",
                 "must be a host name without spaces",
             ));
@@ -330,29 +434,34 @@ impl Config {
         let spool_dir = PathBuf::from(raw.spool_dir.unwrap_or_else(|| "./data".to_string()));
 
         let default_secrets = match raw.webhook_secret {
-            Some(s) => {
-                Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e))?
-            }
+            Some(s) => p.or(
+                Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e)),
+                Vec::new(),
+            ),
             None => Vec::new(),
         };
 
         let specs: Vec<RouteSpec> = match (raw.routes, raw.routes_file, raw.webhook_url.clone()) {
             (Some(_), Some(_), _) => {
-                return Err(invalid(
+                p.push(invalid(
                     "POSTERN_ROUTES",
                     "set either POSTERN_ROUTES or POSTERN_ROUTES_FILE, not both",
                 ));
+                Vec::new()
             }
-            (Some(json), None, _) => parse_routes("POSTERN_ROUTES", &json)?,
-            (None, Some(path), _) => {
-                let json = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}"))
-                })?;
-                parse_routes("POSTERN_ROUTES_FILE", &json)?
-            }
+            (Some(json), None, _) => p.or(parse_routes("POSTERN_ROUTES", &json), Vec::new()),
+            (None, Some(path), _) => p.or(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}")))
+                    .and_then(|json| parse_routes("POSTERN_ROUTES_FILE", &json)),
+                Vec::new(),
+            ),
             (None, None, Some(url)) => vec![RouteSpec::catch_all(url)],
             (None, None, None) => Vec::new(),
         };
+        // Routes that failed to parse or compile are reported; whether the
+        // user meant to configure routes is what decides development mode.
+        let routes_configured = !specs.is_empty() || p.0.iter().any(is_route_error);
         let routes_var = if specs.is_empty() {
             ""
         } else {
@@ -360,140 +469,216 @@ impl Config {
         };
         let mut routes = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
-            routes.push(Route::compile(spec).map_err(|e| route_error(routes_var, i, e))?);
+            match Route::compile(spec) {
+                Ok(r) => routes.push(r),
+                Err(e) => p.push(route_error(routes_var, i, e)),
+            }
         }
-        let dev_mode = match raw.dev_mode.as_deref() {
-            None => routes.is_empty(),
-            Some(v) => parse_bool("POSTERN_DEV_MODE", v)?,
+        let explicit_dev = match raw.dev_mode.as_deref() {
+            None => None,
+            Some(v) => p.or(parse_bool("POSTERN_DEV_MODE", v).map(Some), None),
         };
-        if routes.is_empty() && !dev_mode {
-            return Err(invalid(
-                "POSTERN_ROUTES",
-                "no routes: set POSTERN_WEBHOOK_URL or POSTERN_ROUTES (or leave everything unset for development mode)",
-            ));
+        let mut listeners = vec![
+            ("POSTERN_SMTP_LISTEN", smtp_listen),
+            ("POSTERN_HTTP_LISTEN", http_listen),
+        ];
+        if let Some(a) = smtps_listen {
+            listeners.push(("POSTERN_SMTPS_LISTEN", a));
         }
+        let dev_mode = p.or(
+            development_mode(explicit_dev, routes_configured, &listeners),
+            false,
+        );
         if !dev_mode && default_secrets.is_empty() && routes.iter().any(|r| r.secrets.is_empty()) {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_WEBHOOK_SECRET",
                 "required: a route has no \"secret\" of its own (generate one with `postern gen-secret`)",
+            ));
+        }
+        if security.tls_files.is_none()
+            && !dev_mode
+            && (smtps_listen.is_some() || security.require_tls)
+        {
+            p.push(invalid(
+                if smtps_listen.is_some() {
+                    "POSTERN_SMTPS_LISTEN"
+                } else {
+                    "POSTERN_SMTP_REQUIRE_TLS"
+                },
+                "needs a certificate: set POSTERN_TLS_CERT and POSTERN_TLS_KEY",
             ));
         }
 
         let d = SmtpLimits::default();
         let limits = SmtpLimits {
-            max_message_size: parse_size(
-                "POSTERN_MAX_MESSAGE_SIZE",
-                raw.max_message_size,
+            max_message_size: p.or(
+                parse_size(
+                    "POSTERN_MAX_MESSAGE_SIZE",
+                    raw.max_message_size,
+                    d.max_message_size,
+                ),
                 d.max_message_size,
-            )?,
-            max_recipients: parse_num(
-                "POSTERN_MAX_RECIPIENTS",
-                raw.max_recipients,
+            ),
+            max_recipients: p.or(
+                parse_num(
+                    "POSTERN_MAX_RECIPIENTS",
+                    raw.max_recipients,
+                    d.max_recipients,
+                ),
                 d.max_recipients,
-            )?,
-            max_line_length: parse_num(
-                "POSTERN_MAX_LINE_LENGTH",
-                raw.max_line_length,
+            ),
+            max_line_length: p.or(
+                parse_num(
+                    "POSTERN_MAX_LINE_LENGTH",
+                    raw.max_line_length,
+                    d.max_line_length,
+                ),
                 d.max_line_length,
-            )?,
-            max_errors: parse_num("POSTERN_MAX_ERRORS", raw.max_errors, d.max_errors)?,
-            idle_timeout: parse_duration(
-                "POSTERN_SMTP_IDLE_TIMEOUT",
-                raw.smtp_idle_timeout,
+            ),
+            max_errors: p.or(
+                parse_num("POSTERN_MAX_ERRORS", raw.max_errors, d.max_errors),
+                d.max_errors,
+            ),
+            idle_timeout: p.or(
+                parse_duration(
+                    "POSTERN_SMTP_IDLE_TIMEOUT",
+                    raw.smtp_idle_timeout,
+                    d.idle_timeout,
+                ),
                 d.idle_timeout,
-            )?,
-            session_timeout: parse_duration(
-                "POSTERN_SMTP_SESSION_TIMEOUT",
-                raw.smtp_session_timeout,
+            ),
+            session_timeout: p.or(
+                parse_duration(
+                    "POSTERN_SMTP_SESSION_TIMEOUT",
+                    raw.smtp_session_timeout,
+                    d.session_timeout,
+                ),
                 d.session_timeout,
-            )?,
-            min_data_rate: parse_num(
-                "POSTERN_SMTP_MIN_DATA_RATE",
-                raw.smtp_min_data_rate,
+            ),
+            min_data_rate: p.or(
+                parse_num(
+                    "POSTERN_SMTP_MIN_DATA_RATE",
+                    raw.smtp_min_data_rate,
+                    d.min_data_rate,
+                ),
                 d.min_data_rate,
-            )?,
-            data_rate_grace: parse_duration(
-                "POSTERN_SMTP_DATA_RATE_GRACE",
-                raw.smtp_data_rate_grace,
+            ),
+            data_rate_grace: p.or(
+                parse_duration(
+                    "POSTERN_SMTP_DATA_RATE_GRACE",
+                    raw.smtp_data_rate_grace,
+                    d.data_rate_grace,
+                ),
                 d.data_rate_grace,
-            )?,
-            max_sessions: parse_num("POSTERN_MAX_SESSIONS", raw.max_sessions, d.max_sessions)?,
-            max_sessions_per_ip: parse_num(
-                "POSTERN_MAX_SESSIONS_PER_IP",
-                raw.max_sessions_per_ip,
+            ),
+            max_sessions: p.or(
+                parse_num("POSTERN_MAX_SESSIONS", raw.max_sessions, d.max_sessions),
+                d.max_sessions,
+            ),
+            max_sessions_per_ip: p.or(
+                parse_num(
+                    "POSTERN_MAX_SESSIONS_PER_IP",
+                    raw.max_sessions_per_ip,
+                    d.max_sessions_per_ip,
+                ),
                 d.max_sessions_per_ip,
-            )?,
-            greeting_delay: parse_duration(
-                "POSTERN_SMTP_GREETING_DELAY",
-                raw.smtp_greeting_delay,
+            ),
+            greeting_delay: p.or(
+                parse_duration(
+                    "POSTERN_SMTP_GREETING_DELAY",
+                    raw.smtp_greeting_delay,
+                    d.greeting_delay,
+                ),
                 d.greeting_delay,
-            )?,
+            ),
         };
         if limits.max_sessions == 0 || limits.max_sessions_per_ip == 0 {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_MAX_SESSIONS",
                 "POSTERN_MAX_SESSIONS and POSTERN_MAX_SESSIONS_PER_IP must be at least 1",
             ));
         }
         if limits.max_line_length < 512 {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_MAX_LINE_LENGTH",
                 "must be at least 512 (RFC 5321)",
             ));
         }
         if limits.max_recipients == 0 {
-            return Err(invalid("POSTERN_MAX_RECIPIENTS", "must be at least 1"));
+            p.push(invalid("POSTERN_MAX_RECIPIENTS", "must be at least 1"));
         }
 
         let dd = DeliveryConfig::default();
         let retry_schedule = match raw.retry_schedule {
-            None => dd.retry_schedule,
-            Some(s) => parse_schedule(&s).map_err(|m| invalid("POSTERN_RETRY_SCHEDULE", m))?,
+            None => dd.retry_schedule.clone(),
+            Some(s) => p.or(
+                parse_schedule(&s).map_err(|m| invalid("POSTERN_RETRY_SCHEDULE", m)),
+                dd.retry_schedule.clone(),
+            ),
         };
         let jitter = match raw.retry_jitter {
             None => dd.jitter,
             Some(s) => match s.parse::<f64>() {
                 Ok(j) if (0.0..1.0).contains(&j) => j,
                 _ => {
-                    return Err(invalid(
+                    p.push(invalid(
                         "POSTERN_RETRY_JITTER",
                         "a fraction in [0, 1), e.g. 0.2",
                     ));
+                    dd.jitter
                 }
             },
         };
         let delivery = DeliveryConfig {
             retry_schedule,
             jitter,
-            timeout: parse_duration("POSTERN_WEBHOOK_TIMEOUT", raw.webhook_timeout, dd.timeout)?,
-            connect_timeout: parse_duration(
-                "POSTERN_WEBHOOK_CONNECT_TIMEOUT",
-                raw.webhook_connect_timeout,
+            timeout: p.or(
+                parse_duration("POSTERN_WEBHOOK_TIMEOUT", raw.webhook_timeout, dd.timeout),
+                dd.timeout,
+            ),
+            connect_timeout: p.or(
+                parse_duration(
+                    "POSTERN_WEBHOOK_CONNECT_TIMEOUT",
+                    raw.webhook_connect_timeout,
+                    dd.connect_timeout,
+                ),
                 dd.connect_timeout,
-            )?,
-            max_retry_after: parse_duration(
-                "POSTERN_MAX_RETRY_AFTER",
-                raw.max_retry_after,
+            ),
+            max_retry_after: p.or(
+                parse_duration(
+                    "POSTERN_MAX_RETRY_AFTER",
+                    raw.max_retry_after,
+                    dd.max_retry_after,
+                ),
                 dd.max_retry_after,
-            )?,
-            concurrency: parse_num(
-                "POSTERN_DELIVERY_CONCURRENCY",
-                raw.delivery_concurrency,
+            ),
+            concurrency: p.or(
+                parse_num(
+                    "POSTERN_DELIVERY_CONCURRENCY",
+                    raw.delivery_concurrency,
+                    dd.concurrency,
+                ),
                 dd.concurrency,
-            )?,
-            memory_budget: parse_size(
-                "POSTERN_DELIVERY_MEMORY",
-                raw.delivery_memory,
+            ),
+            memory_budget: p.or(
+                parse_size(
+                    "POSTERN_DELIVERY_MEMORY",
+                    raw.delivery_memory,
+                    dd.memory_budget,
+                ),
                 dd.memory_budget,
-            )?,
-            dead_retention: parse_duration(
-                "POSTERN_DEAD_RETENTION",
-                raw.dead_retention,
+            ),
+            dead_retention: p.or(
+                parse_duration(
+                    "POSTERN_DEAD_RETENTION",
+                    raw.dead_retention,
+                    dd.dead_retention,
+                ),
                 dd.dead_retention,
-            )?,
+            ),
         };
         if delivery.concurrency == 0 {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_DELIVERY_CONCURRENCY",
                 "must be at least 1",
             ));
@@ -501,22 +686,28 @@ impl Config {
 
         let fsync = match raw.fsync.as_deref() {
             None => true,
-            Some(v) => parse_bool("POSTERN_FSYNC", v)?,
+            Some(v) => p.or(parse_bool("POSTERN_FSYNC", v), true),
         };
         let log_format = match raw.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(_) => return Err(invalid("POSTERN_LOG_FORMAT", "must be text or json")),
+            Some(_) => {
+                p.push(invalid("POSTERN_LOG_FORMAT", "must be text or json"));
+                LogFormat::Text
+            }
         };
 
-        let outbound = parse_outbound(&mut outbound_raw, &default_secrets, dev_mode)?;
-        let shutdown_grace = parse_duration(
-            "POSTERN_SHUTDOWN_GRACE",
-            raw.shutdown_grace,
+        let outbound = parse_outbound(&mut outbound_raw, &default_secrets, dev_mode, p);
+        let shutdown_grace = p.or(
+            parse_duration(
+                "POSTERN_SHUTDOWN_GRACE",
+                raw.shutdown_grace,
+                Duration::from_secs(25),
+            ),
             Duration::from_secs(25),
-        )?;
+        );
 
-        Ok(Config {
+        Config {
             smtp_listen,
             smtps_listen,
             security,
@@ -532,43 +723,195 @@ impl Config {
             shutdown_grace,
             dev_mode,
             outbound,
-        })
+        }
     }
+}
+
+/// Whether to run in development mode (accept every recipient, deliver to
+/// the built-in inbox, take the API key `dev`).
+///
+/// `POSTERN_DEV_MODE` decides when it is set. Otherwise development mode
+/// is what an empty configuration means, but only while every listener is
+/// on loopback: a server reachable from elsewhere with no routes is almost
+/// certainly a typo in a route variable, and must not become an open relay
+/// to a test inbox.
+fn development_mode(
+    explicit: Option<bool>,
+    routes_configured: bool,
+    listeners: &[(&'static str, SocketAddr)],
+) -> Result<bool, ConfigError> {
+    match explicit {
+        Some(true) => Ok(true),
+        Some(false) if !routes_configured => Err(invalid(
+            "POSTERN_ROUTES",
+            "no routes: set POSTERN_WEBHOOK_URL or POSTERN_ROUTES (or leave everything unset for development mode)",
+        )),
+        Some(false) => Ok(false),
+        None if routes_configured => Ok(false),
+        None => match listeners.iter().find(|(_, a)| !a.ip().is_loopback()) {
+            None => Ok(true),
+            Some((var, addr)) => Err(invalid(
+                var,
+                format!(
+                    "{addr} is not a loopback address and no route is configured: set POSTERN_WEBHOOK_URL \
+                     (with POSTERN_WEBHOOK_SECRET) or POSTERN_ROUTES; development mode, which accepts mail \
+                     for anyone and the API key \"dev\", is implicit only on loopback \
+                     (POSTERN_DEV_MODE=true turns it on anywhere)"
+                ),
+            )),
+        },
+    }
+}
+
+fn is_route_error(e: &ConfigError) -> bool {
+    matches!(
+        e,
+        ConfigError::Invalid {
+            var: "POSTERN_ROUTES" | "POSTERN_ROUTES_FILE" | "POSTERN_WEBHOOK_URL",
+            ..
+        }
+    )
+}
+
+/// The names envy reads, from `RawConfig`'s own `Deserialize` impl, so the
+/// list of known variables cannot drift from the fields.
+fn known_fields() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Introspect<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Introspect<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("introspected"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    static FIELDS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = RawConfig::deserialize(Introspect(&mut fields));
+        fields
+    })
+}
+
+/// Every `POSTERN_*` variable Postern reads, sorted.
+pub fn known_names() -> Vec<String> {
+    let mut names: Vec<String> = known_fields()
+        .iter()
+        .map(|f| format!("POSTERN_{}", f.to_ascii_uppercase()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The known name closest to a misspelt one, if any is close enough to be
+/// a plausible typo (a few edits, transpositions counting as one).
+fn closest_name(var: &str) -> Option<&'static str> {
+    let var = var.to_ascii_uppercase();
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        known_names()
+            .into_iter()
+            .map(|n| &*Box::leak(n.into_boxed_str()))
+            .collect()
+    });
+    let limit = (var.len() / 4).clamp(2, 5);
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(&var, n), *n))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// Variables Kubernetes injects for every Service in the namespace
+/// (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_2525_TCP_ADDR`, …): a Service named
+/// `postern…` makes them start with `POSTERN_`. They are not ours, and
+/// refusing to start over them would break ordinary deployments (our chart
+/// also sets `enableServiceLinks: false`). Their shapes are distinctive,
+/// and a `*_PORT` is only skipped when its value is a `tcp://…` link, so
+/// `POSTERN_SMTP_PORT=25` is still reported as unknown.
+fn is_kubernetes_service_link(var: &str, value: &str) -> bool {
+    if var.ends_with("_SERVICE_HOST")
+        || var.ends_with("_SERVICE_PORT")
+        || var.contains("_SERVICE_PORT_")
+    {
+        return true;
+    }
+    let link_value = ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|p| value.starts_with(p));
+    if var.ends_with("_PORT") && link_value {
+        return true;
+    }
+    // <NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]
+    let parts: Vec<&str> = var.split('_').collect();
+    parts.windows(3).enumerate().any(|(i, w)| {
+        w[0] == "PORT"
+            && !w[1].is_empty()
+            && w[1].bytes().all(|b| b.is_ascii_digit())
+            && matches!(w[2], "TCP" | "UDP" | "SCTP")
+            && match parts.get(i + 3..) {
+                Some([]) | None => true,
+                Some([last]) => matches!(*last, "PROTO" | "PORT" | "ADDR"),
+                Some(_) => false,
+            }
+    })
 }
 
 fn parse_outbound(
     raw: &mut RawConfig,
     default_secrets: &[Secret],
     dev_mode: bool,
-) -> Result<OutboundConfig, ConfigError> {
+    p: &mut Problems,
+) -> OutboundConfig {
     let events_url = raw.events_url.take();
     if let Some(u) = &events_url
         && !(u.starts_with("http://") || u.starts_with("https://"))
     {
-        return Err(invalid(
+        p.push(invalid(
             "POSTERN_EVENTS_URL",
             "must start with http:// or https://",
         ));
     }
     let events_secrets = match raw.events_secret.take() {
-        Some(s) => Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_EVENTS_SECRET", e))?,
+        Some(s) => p.or(
+            Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_EVENTS_SECRET", e)),
+            Vec::new(),
+        ),
         None => default_secrets.to_vec(),
     };
     if events_url.is_some() && events_secrets.is_empty() && !dev_mode {
-        return Err(invalid(
+        p.push(invalid(
             "POSTERN_EVENTS_SECRET",
             "required with POSTERN_EVENTS_URL when POSTERN_WEBHOOK_SECRET is not set",
         ));
     }
     let mut api_key_hashes = Vec::new();
     if let Some(keys) = raw.api_keys.take() {
-        for k in keys.split([',', ' ', '\n']).filter(|k| !k.is_empty()) {
-            if k.len() < 16 {
-                return Err(invalid(
-                    "POSTERN_API_KEYS",
-                    "each key needs at least 16 characters",
-                ));
-            }
+        let keys: Vec<&str> = keys
+            .split([',', ' ', '\n'])
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.iter().any(|k| k.len() < 16) {
+            p.push(invalid(
+                "POSTERN_API_KEYS",
+                "each key needs at least 16 characters",
+            ));
+        }
+        for k in keys {
             api_key_hashes.push(
                 sha2::Digest::finalize(sha2::Digest::chain_update(
                     <sha2::Sha256 as sha2::Digest>::new(),
@@ -578,117 +921,159 @@ fn parse_outbound(
             );
         }
     }
-    let api_max_bytes = parse_size(
-        "POSTERN_API_MAX_BYTES",
-        raw.api_max_bytes.take(),
-        40 * 1024 * 1024,
-    )? as usize;
-    let status_retention = parse_duration(
-        "POSTERN_STATUS_RETENTION",
-        raw.status_retention.take(),
-        Duration::from_secs(7 * 86400),
-    )?;
-    Ok(OutboundConfig {
-        relay_url: raw.relay_url.take(),
+    let d_max = 40 * 1024 * 1024;
+    let api_max_bytes = p.or(
+        parse_size("POSTERN_API_MAX_BYTES", raw.api_max_bytes.take(), d_max),
+        d_max,
+    ) as usize;
+    let d_retention = Duration::from_secs(7 * 86400);
+    let status_retention = p.or(
+        parse_duration(
+            "POSTERN_STATUS_RETENTION",
+            raw.status_retention.take(),
+            d_retention,
+        ),
+        d_retention,
+    );
+    let relay_url = raw.relay_url.take();
+    if let Some(url) = &relay_url
+        && let Err(e) = crate::relay::RelayConfig::parse(url)
+    {
+        p.push(invalid("POSTERN_RELAY_URL", e.to_string()));
+    }
+    OutboundConfig {
+        relay_url,
         events_url,
         events_secrets,
         api_key_hashes,
         api_max_bytes,
         status_retention,
-    })
+    }
 }
 
-fn parse_security(raw: &mut RawConfig) -> Result<SecurityConfig, ConfigError> {
+fn parse_security(raw: &mut RawConfig, p: &mut Problems) -> SecurityConfig {
     let tls_files = match (raw.tls_cert.take(), raw.tls_key.take()) {
         (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
         (None, None) => None,
         (Some(_), None) => {
-            return Err(invalid("POSTERN_TLS_KEY", "required with POSTERN_TLS_CERT"));
+            p.push(invalid("POSTERN_TLS_KEY", "required with POSTERN_TLS_CERT"));
+            None
         }
         (None, Some(_)) => {
-            return Err(invalid("POSTERN_TLS_CERT", "required with POSTERN_TLS_KEY"));
+            p.push(invalid("POSTERN_TLS_CERT", "required with POSTERN_TLS_KEY"));
+            None
         }
     };
     let users_text = match (raw.smtp_users.take(), raw.smtp_users_file.take()) {
         (Some(_), Some(_)) => {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_SMTP_USERS",
                 "set either POSTERN_SMTP_USERS or POSTERN_SMTP_USERS_FILE, not both",
             ));
+            None
         }
         (Some(t), None) => Some(("POSTERN_SMTP_USERS", t)),
-        (None, Some(path)) => Some((
-            "POSTERN_SMTP_USERS_FILE",
-            std::fs::read_to_string(&path).map_err(|e| {
-                invalid(
-                    "POSTERN_SMTP_USERS_FILE",
-                    format!("cannot read {path}: {e}"),
-                )
-            })?,
-        )),
+        (None, Some(path)) => p.or(
+            std::fs::read_to_string(&path)
+                .map(|text| Some(("POSTERN_SMTP_USERS_FILE", text)))
+                .map_err(|e| {
+                    invalid(
+                        "POSTERN_SMTP_USERS_FILE",
+                        format!("cannot read {path}: {e}"),
+                    )
+                }),
+            None,
+        ),
         (None, None) => None,
     };
+    let no_users = || crate::smtp::auth::Users::parse("").expect("no users parse");
     let users = match users_text {
-        Some((var, text)) => {
-            crate::smtp::auth::Users::parse(&text).map_err(|e| invalid(var, e.to_string()))?
-        }
-        None => crate::smtp::auth::Users::parse("")
-            .map_err(|e| invalid("POSTERN_SMTP_USERS", e.to_string()))?,
+        Some((var, text)) => p.or(
+            crate::smtp::auth::Users::parse(&text).map_err(|e| invalid(var, e.to_string())),
+            no_users(),
+        ),
+        None => no_users(),
     };
+    let users_given = p.0.iter().any(|e| {
+        matches!(
+            e,
+            ConfigError::Invalid {
+                var: "POSTERN_SMTP_USERS" | "POSTERN_SMTP_USERS_FILE",
+                ..
+            }
+        )
+    });
     let auth = match raw.smtp_auth.take().as_deref() {
         None if users.is_empty() => AuthMode::Off,
         None | Some("optional") => AuthMode::Optional,
         Some("off") => AuthMode::Off,
         Some("required") => AuthMode::Required,
         Some(_) => {
-            return Err(invalid(
+            p.push(invalid(
                 "POSTERN_SMTP_AUTH",
                 "must be off, optional or required",
             ));
+            AuthMode::Off
         }
     };
-    if auth != AuthMode::Off && users.is_empty() {
-        return Err(invalid(
+    // Users that failed to parse are reported already; do not add a
+    // second, misleading "no users" error for them.
+    if auth != AuthMode::Off && users.is_empty() && !users_given {
+        p.push(invalid(
             "POSTERN_SMTP_AUTH",
             "AUTH is on but no users are set (POSTERN_SMTP_USERS or POSTERN_SMTP_USERS_FILE; hash with `postern hash-password`)",
         ));
     }
     let require_tls = match raw.smtp_require_tls.take() {
         None => false,
-        Some(v) => parse_bool("POSTERN_SMTP_REQUIRE_TLS", &v)?,
+        Some(v) => p.or(parse_bool("POSTERN_SMTP_REQUIRE_TLS", &v), false),
     };
     let allow_insecure_auth = match raw.smtp_allow_insecure_auth.take() {
         None => false,
-        Some(v) => parse_bool("POSTERN_SMTP_ALLOW_INSECURE_AUTH", &v)?,
+        Some(v) => p.or(parse_bool("POSTERN_SMTP_ALLOW_INSECURE_AUTH", &v), false),
     };
-    let auth_max_failures: u32 =
-        parse_num("POSTERN_AUTH_MAX_FAILURES", raw.auth_max_failures.take(), 5)?;
+    let auth_max_failures: u32 = p.or(
+        parse_num("POSTERN_AUTH_MAX_FAILURES", raw.auth_max_failures.take(), 5),
+        5,
+    );
     if auth_max_failures == 0 {
-        return Err(invalid("POSTERN_AUTH_MAX_FAILURES", "must be at least 1"));
+        p.push(invalid("POSTERN_AUTH_MAX_FAILURES", "must be at least 1"));
     }
-    Ok(SecurityConfig {
-        tls_files,
-        tls_reload_interval: parse_duration(
+    let tls_reload_interval = p.or(
+        parse_duration(
             "POSTERN_TLS_RELOAD_INTERVAL",
             raw.tls_reload_interval.take(),
             Duration::from_secs(30),
-        )?,
+        ),
+        Duration::from_secs(30),
+    );
+    let auth_failure_window = p.or(
+        parse_duration(
+            "POSTERN_AUTH_FAILURE_WINDOW",
+            raw.auth_failure_window.take(),
+            Duration::from_secs(300),
+        ),
+        Duration::from_secs(300),
+    );
+    let auth_failure_delay = p.or(
+        parse_duration(
+            "POSTERN_AUTH_FAILURE_DELAY",
+            raw.auth_failure_delay.take(),
+            Duration::from_secs(1),
+        ),
+        Duration::from_secs(1),
+    );
+    SecurityConfig {
+        tls_files,
+        tls_reload_interval,
         require_tls,
         auth,
         users,
         allow_insecure_auth,
         auth_max_failures,
-        auth_failure_window: parse_duration(
-            "POSTERN_AUTH_FAILURE_WINDOW",
-            raw.auth_failure_window.take(),
-            Duration::from_secs(300),
-        )?,
-        auth_failure_delay: parse_duration(
-            "POSTERN_AUTH_FAILURE_DELAY",
-            raw.auth_failure_delay.take(),
-            Duration::from_secs(1),
-        )?,
-    })
+        auth_failure_window,
+        auth_failure_delay,
+    }
 }
 
 fn secret_error(var: &'static str, e: SecretError) -> ConfigError {
@@ -789,7 +1174,7 @@ pub(crate) fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
 mod tests {
     use super::*;
 
-    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
@@ -886,5 +1271,165 @@ mod tests {
         assert_eq!(c.delivery.dead_retention, Duration::from_secs(36 * 3600));
         let e = cfg(&[("POSTERN_DEAD_RETENTION", "soon")]).unwrap_err();
         assert!(e.to_string().starts_with("POSTERN_DEAD_RETENTION:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_names_are_errors_with_a_suggestion() {
+        let e = cfg(&[
+            ("POSTERN_WEBHOOK_ULR", "http://x/"),
+            ("POSTERN_SMTP_LISTEN", "0.0.0.0:2525"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "POSTERN_WEBHOOK_ULR: unknown variable; did you mean POSTERN_WEBHOOK_URL?"
+            ),
+            "{text}"
+        );
+        // ...and the typo does not turn on development mode on 0.0.0.0.
+        assert!(
+            text.contains("POSTERN_SMTP_LISTEN: 0.0.0.0:2525 is not a loopback address"),
+            "{text}"
+        );
+        let far = cfg(&[("POSTERN_COMPLETELY_DIFFERENT", "1")]).unwrap_err();
+        assert_eq!(
+            far.to_string(),
+            "POSTERN_COMPLETELY_DIFFERENT: unknown variable (the README's Configuration table lists every POSTERN_* name)"
+        );
+        // An unknown name is an error even when empty; other prefixes are not ours.
+        assert!(cfg(&[("POSTERN_FSYNK", "")]).is_err());
+        assert!(cfg(&[("POSTERNX_FOO", "1"), ("HOME", "/root")]).is_ok());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let e = cfg(&[
+            ("POSTERN_SMTP_LISTEN", "nope"),
+            ("POSTERN_MAX_MESSAGE_SIZE", "huge"),
+            ("POSTERN_LOG_FORMAT", "xml"),
+            ("POSTERN_RETRY_SCHEDUL", "5s"),
+            ("POSTERN_RELAY_URL", "ftp://relay"),
+        ])
+        .unwrap_err();
+        let vars: Vec<String> = e
+            .iter()
+            .map(|e| e.to_string().split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "POSTERN_RETRY_SCHEDUL",
+                "POSTERN_SMTP_LISTEN",
+                "POSTERN_MAX_MESSAGE_SIZE",
+                "POSTERN_LOG_FORMAT",
+                "POSTERN_RELAY_URL"
+            ],
+            "{e}"
+        );
+        assert_eq!(e.to_string().lines().count(), 5);
+    }
+
+    #[test]
+    fn development_mode_is_implicit_only_on_loopback() {
+        let lo = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let any: SocketAddr = "0.0.0.0:2525".parse().unwrap();
+        let v6lo: SocketAddr = "[::1]:8080".parse().unwrap();
+        let v6any: SocketAddr = "[::]:8080".parse().unwrap();
+        let ok = |e: Option<bool>, r: bool, l: &[(&'static str, SocketAddr)]| {
+            development_mode(e, r, l).map_err(|e| e.to_string())
+        };
+        let both_lo = [
+            ("POSTERN_SMTP_LISTEN", lo(2525)),
+            ("POSTERN_HTTP_LISTEN", v6lo),
+        ];
+        let public_http = [
+            ("POSTERN_SMTP_LISTEN", lo(2525)),
+            ("POSTERN_HTTP_LISTEN", v6any),
+        ];
+        let public_smtp = [
+            ("POSTERN_SMTP_LISTEN", any),
+            ("POSTERN_HTTP_LISTEN", lo(8080)),
+        ];
+        assert_eq!(ok(None, false, &both_lo), Ok(true));
+        assert_eq!(ok(None, true, &both_lo), Ok(false));
+        assert_eq!(ok(None, true, &public_smtp), Ok(false));
+        assert!(
+            ok(None, false, &public_http)
+                .unwrap_err()
+                .starts_with("POSTERN_HTTP_LISTEN: [::]:8080")
+        );
+        let e = ok(None, false, &public_smtp).unwrap_err();
+        assert!(
+            e.starts_with("POSTERN_SMTP_LISTEN: 0.0.0.0:2525 is not a loopback address"),
+            "{e}"
+        );
+        assert!(e.contains("POSTERN_DEV_MODE=true"), "{e}");
+        // Explicit always wins, except "false" with nothing to deliver to.
+        assert_eq!(ok(Some(true), false, &public_smtp), Ok(true));
+        assert_eq!(ok(Some(true), true, &public_smtp), Ok(true));
+        assert_eq!(ok(Some(false), true, &both_lo), Ok(false));
+        assert!(
+            ok(Some(false), false, &both_lo)
+                .unwrap_err()
+                .starts_with("POSTERN_ROUTES: no routes")
+        );
+        // The same through the variables, including the implicit-TLS listener.
+        assert!(cfg(&[("POSTERN_SMTPS_LISTEN", "0.0.0.0:4650")]).is_err());
+        assert!(
+            cfg(&[
+                ("POSTERN_SMTP_LISTEN", "0.0.0.0:2525"),
+                ("POSTERN_DEV_MODE", "true")
+            ])
+            .unwrap()
+            .dev_mode
+        );
+    }
+
+    #[test]
+    fn bad_routes_do_not_fall_back_to_development_mode() {
+        let e = cfg(&[("POSTERN_ROUTES", "[{")]).unwrap_err();
+        assert_eq!(e.iter().count(), 1, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("POSTERN_ROUTES: invalid routes JSON"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_ours() {
+        let links = [
+            ("POSTERN_SERVICE_HOST", "10.0.0.7"),
+            ("POSTERN_SERVICE_PORT", "2525"),
+            ("POSTERN_SERVICE_PORT_SMTP", "2525"),
+            ("POSTERN_PORT", "tcp://10.0.0.7:2525"),
+            ("POSTERN_PORT_2525_TCP", "tcp://10.0.0.7:2525"),
+            ("POSTERN_PORT_2525_TCP_PROTO", "tcp"),
+            ("POSTERN_PORT_2525_TCP_PORT", "2525"),
+            ("POSTERN_PORT_2525_TCP_ADDR", "10.0.0.7"),
+            ("POSTERN_SMTP_PORT_2525_TCP_ADDR", "10.0.0.7"),
+        ];
+        assert!(cfg(&links).is_ok());
+        for (k, v) in [
+            ("POSTERN_SMTP_PORT", "25"),
+            ("POSTERN_PORT", "2525"),
+            ("POSTERN_PORT_2525_TCP_HOST", "x"),
+        ] {
+            assert!(cfg(&[(k, v)]).is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn known_names_match_the_fields() {
+        let names = known_names();
+        assert!(names.contains(&"POSTERN_WEBHOOK_URL".to_string()));
+        assert!(names.contains(&"POSTERN_DEAD_RETENTION".to_string()));
+        assert!(names.len() >= 49, "{names:?}");
+        // Every known name is accepted (with some value) as a name.
+        for n in &names {
+            let r = cfg(&[(n.as_str(), "")]);
+            assert!(r.is_ok(), "{n}: {:?}", r.err());
+        }
     }
 }

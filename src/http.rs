@@ -45,6 +45,8 @@ pub struct Ops {
     pub queue: Arc<crate::spool::Queue>,
     pub spool: crate::spool::Spool,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// `/readyz` fails while the spool has less room than one message.
+    pub max_message_size: u64,
 }
 
 pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState, ops: Ops) -> Router {
@@ -81,9 +83,25 @@ async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
         );
     }
     let spool = ops.spool.clone();
-    let probe = tokio::task::spawn_blocking(move || spool.probe_writable()).await;
+    let probe = tokio::task::spawn_blocking(move || {
+        spool.probe_writable()?;
+        Ok::<_, crate::spool::Error>(spool.free_space().ok())
+    })
+    .await;
     match probe {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        // Below one message's worth, every DATA gets 452: not ready, so a
+        // balancer sends the mail to a replica that can take it.
+        Ok(Ok(Some(free))) if free < ops.max_message_size => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "reason": format!(
+                    "spool free space ({free} bytes) is below the maximum message size ({} bytes)",
+                    ops.max_message_size
+                ),
+            })),
+        ),
+        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "reason": format!("spool not writable: {e}")})),

@@ -71,17 +71,47 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+    pub async fn bind(config: &Config) -> Result<Listeners, BindError> {
         let smtps = match config.smtps_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind_one("POSTERN_SMTPS_LISTEN", addr).await?),
             None => None,
         };
         Ok(Listeners {
-            smtp: TcpListener::bind(config.smtp_listen).await?,
+            smtp: bind_one("POSTERN_SMTP_LISTEN", config.smtp_listen).await?,
             smtps,
-            http: TcpListener::bind(config.http_listen).await?,
+            http: bind_one("POSTERN_HTTP_LISTEN", config.http_listen).await?,
         })
     }
+}
+
+/// A listener that could not be bound, with the variable that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: cannot listen on {addr}: {}", bind_reason(.source))]
+pub struct BindError {
+    pub var: &'static str,
+    pub addr: std::net::SocketAddr,
+    pub source: std::io::Error,
+}
+
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the address is in use: another process holds it (another Postern, perhaps the development instance?); stop it or set another address".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{e} (ports below 1024 need privileges; use e.g. 2525 and map port 25 to it)")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("{e} (no interface of this machine has that address)")
+        }
+        _ => e.to_string(),
+    }
+}
+
+async fn bind_one(var: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { var, addr, source })
 }
 
 /// The TLS acceptor: the configured certificate (watched for rotation), a
@@ -340,6 +370,7 @@ pub async fn run(
         queue: queue.clone(),
         spool: spool.clone(),
         shutdown: shutdown.clone(),
+        max_message_size: config.limits.max_message_size,
     };
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     // HTTP stays up through the drain so /readyz can say "shutting down"

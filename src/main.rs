@@ -6,7 +6,7 @@ use postern::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str =
-    "usage: postern [serve | gen-secret | hash-password | healthcheck | doctor | deliveries | help]
+    "usage: postern [serve | gen-secret | hash-password | healthcheck | doctor | deliveries | version | help]
 
   serve          run the SMTP server and webhook delivery (default)
   gen-secret     print a new random webhook secret (whsec_...)
@@ -20,6 +20,7 @@ const USAGE: &str =
   deliveries     list [--state dead|pending] | retry <id> | delete <id>:
                  pending and dead deliveries, through the running server's
                  API (POSTERN_HTTP_LISTEN, first key of POSTERN_API_KEYS)
+  version        print the version (also --version, -V)
 
 Configuration comes from POSTERN_* environment variables (see README.md).
 With none set, Postern runs in development mode on 127.0.0.1.";
@@ -40,6 +41,10 @@ fn main() -> anyhow::Result<()> {
         "deliveries" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             std::process::exit(postern::api::deliveries::cli(&args))
+        }
+        "version" | "-V" | "--version" => {
+            println!("postern {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
@@ -120,16 +125,27 @@ fn healthcheck() -> i32 {
 }
 
 fn serve() -> anyhow::Result<()> {
-    let config = Config::from_env().context("invalid configuration")?;
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(errors) => {
+            // Every problem, one per line, so one round of fixes is enough.
+            let n = errors.iter().count();
+            let plural = if n == 1 { "problem" } else { "problems" };
+            eprintln!("postern: invalid configuration ({n} {plural}):");
+            for e in errors.iter() {
+                eprintln!("  {e}");
+            }
+            eprintln!("(`postern doctor` checks a configuration without starting)");
+            std::process::exit(2);
+        }
+    };
     init_logs(config.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let listeners = postern::Listeners::bind(&config).await.with_context(|| {
-            format!("binding {} and {}", config.smtp_listen, config.http_listen)
-        })?;
+        let listeners = postern::Listeners::bind(&config).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
         postern::run(config, listeners, shutdown).await?;
@@ -150,8 +166,14 @@ async fn signal_shutdown(token: CancellationToken) {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: escape codes in a log file
+    // or a collector are noise (https://no-color.org).
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder

@@ -194,6 +194,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(t) => t,
             Err(reason) => return End::TlsHandshake(reason),
         };
+        // The connection's span said `tls=false` when it was accepted.
+        tracing::Span::current().record("tls", true);
         debug!(?info, "STARTTLS established");
         // RFC 3207 4.2: all knowledge from before the handshake is
         // discarded; the client starts again with EHLO.

@@ -552,6 +552,13 @@ impl Spool {
         Ok(r?)
     }
 
+    /// Bytes available to us on the spool's filesystem (what an
+    /// unprivileged writer may still use, as `df` shows it).
+    pub fn free_space(&self) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(&self.root).map_err(std::io::Error::from)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     /// Age of the oldest message in `msg/` (pending or dead), if any.
     pub fn oldest_age(&self) -> Option<std::time::Duration> {
         let now = SystemTime::now();

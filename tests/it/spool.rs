@@ -106,6 +106,64 @@ async fn full_disk_is_452_and_nothing_partial_is_delivered() {
 }
 
 #[tokio::test]
+async fn readyz_fails_while_the_spool_has_less_room_than_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.path())
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("SKIPPED readyz free-space test: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+    }
+    let _guard = Mount(dir.path().to_path_buf());
+    let spool = dir.path().display().to_string();
+    let ready = |app: &App| {
+        let url = format!("http://{}/readyz", app.http);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // 256 KB free, messages up to 1 MB: every DATA would get 452.
+    let app = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+        ("POSTERN_MAX_MESSAGE_SIZE", "1M"),
+    ])
+    .await;
+    let (code, body) = ready(&app).await;
+    assert_eq!(code, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("spool free space (")
+            && reason.ends_with("bytes) is below the maximum message size (1048576 bytes)"),
+        "{reason}"
+    );
+    app.stop().await;
+    // Messages that fit: ready.
+    let app = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+        ("POSTERN_MAX_MESSAGE_SIZE", "64K"),
+    ])
+    .await;
+    assert_eq!(
+        ready(&app).await,
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn idle_client_is_timed_out() {
     let (app, _rx) = app_with_receiver(&[("POSTERN_SMTP_IDLE_TIMEOUT", "300ms")]).await;
     let (mut c, _) = Smtp::connect(app.smtp).await;

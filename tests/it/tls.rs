@@ -677,3 +677,72 @@ async fn dev_mode_offers_starttls_with_the_certificate_in_the_spool() {
     })
     .await;
 }
+
+/// The JSON log of the real binary: the "message accepted" line of a
+/// session that did STARTTLS says `tls=true` in its connection span (it was
+/// recorded as `false` at accept and never updated).
+#[tokio::test]
+async fn message_accepted_log_records_tls_after_starttls() {
+    bounded(async {
+        let pki = Pki::new();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postern.log");
+        let spool = dir.path().join("spool");
+        let mut env = pki.vars();
+        env.push(("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"));
+        env.push(("POSTERN_LOG_FORMAT", "json"));
+        let launch = crate::binary::Launch {
+            domain: "tls.test",
+            spool: &spool,
+            log: &log,
+            env: &env,
+        };
+        let p = launch.start().await;
+        let (mut c, _) = connect(p.smtp).await;
+        c.cmd("EHLO client.test").await;
+        let mut t = starttls(c, &pki.ca.pem()).await;
+        t.cmd("EHLO client.test").await;
+        let done = t.send_mail().await;
+        assert!(done.starts_with("250 2.0.0 OK: queued as "), "{done}");
+        t.quit().await;
+        // A plain session, for contrast.
+        let (mut c, _) = connect(p.smtp).await;
+        c.cmd("EHLO client.test").await;
+        assert!(c.send_mail().await.starts_with("250 "));
+        c.quit().await;
+        let mut accepted = Vec::new();
+        for _ in 0..100 {
+            accepted = std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("\"message accepted\""))
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect();
+            if accepted.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accepted.len(), 2, "{accepted:?}");
+        let tls_of = |line: &Value| {
+            line["spans"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "smtp"))
+                .map(|s| s["tls"].clone())
+        };
+        assert_eq!(
+            tls_of(&accepted[0]),
+            Some(Value::Bool(true)),
+            "{}",
+            accepted[0]
+        );
+        assert_eq!(
+            tls_of(&accepted[1]),
+            Some(Value::Bool(false)),
+            "{}",
+            accepted[1]
+        );
+        p.terminate().await;
+    })
+    .await;
+}
