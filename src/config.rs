@@ -149,6 +149,10 @@ struct RawConfig {
     api_max_bytes: Option<String>,
     status_retention: Option<String>,
     dead_retention: Option<String>,
+    // task C: per-endpoint concurrency and circuit breaker
+    endpoint_concurrency: Option<String>,
+    endpoint_breaker_failures: Option<String>,
+    endpoint_breaker_cooldown: Option<String>,
 }
 
 /// Log output format.
@@ -227,6 +231,15 @@ pub struct DeliveryConfig {
     pub memory_budget: u64,
     /// Dead deliveries are removed this long after they died.
     pub dead_retention: Duration,
+    /// Attempts in flight to one endpoint (scheme, host and port of the
+    /// target) at once, so that one hung endpoint cannot hold every slot;
+    /// at most `concurrency`. See [`crate::webhook::endpoint`].
+    pub endpoint_concurrency: usize,
+    /// Consecutive timeouts or connection failures that open an endpoint's
+    /// circuit breaker; 0 turns breakers off.
+    pub breaker_failures: u32,
+    /// How long an open breaker leaves its endpoint alone before a probe.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -240,6 +253,9 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             memory_budget: 512 * 1024 * 1024,
             dead_retention: Duration::from_secs(7 * 86400),
+            endpoint_concurrency: 8,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(60),
         }
     }
 }
@@ -676,6 +692,7 @@ impl Config {
                 ),
                 dd.dead_retention,
             ),
+            ..dd
         };
         if delivery.concurrency == 0 {
             p.push(invalid(
@@ -683,6 +700,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        // task C
+        let delivery = parse_endpoint_limits(
+            delivery,
+            raw.endpoint_concurrency,
+            raw.endpoint_breaker_failures,
+            raw.endpoint_breaker_cooldown,
+            p,
+        );
 
         let fsync = match raw.fsync.as_deref() {
             None => true,
@@ -1156,6 +1181,43 @@ fn parse_size(var: &'static str, v: Option<String>, default: u64) -> Result<u64,
     }
 }
 
+/// task C: `POSTERN_ENDPOINT_*`, the per-endpoint limit and breaker.
+/// The limit defaults to a quarter of the delivery concurrency, so one hung
+/// endpoint holds at most a quarter of the slots; above the delivery
+/// concurrency it means the same as that.
+fn parse_endpoint_limits(
+    mut d: DeliveryConfig,
+    concurrency: Option<String>,
+    failures: Option<String>,
+    cooldown: Option<String>,
+    p: &mut Problems,
+) -> DeliveryConfig {
+    let var = "POSTERN_ENDPOINT_CONCURRENCY";
+    let default = (d.concurrency / 4).max(1);
+    let n: usize = p.or(parse_num(var, concurrency, default), default);
+    if n == 0 {
+        p.push(invalid(var, "must be at least 1"));
+    }
+    d.endpoint_concurrency = n.max(1).min(d.concurrency.max(1));
+    d.breaker_failures = p.or(
+        parse_num(
+            "POSTERN_ENDPOINT_BREAKER_FAILURES",
+            failures,
+            d.breaker_failures,
+        ),
+        d.breaker_failures,
+    );
+    d.breaker_cooldown = p.or(
+        parse_duration(
+            "POSTERN_ENDPOINT_BREAKER_COOLDOWN",
+            cooldown,
+            d.breaker_cooldown,
+        ),
+        d.breaker_cooldown,
+    );
+    d
+}
+
 /// `5s,5m,30m` → delays before each retry.
 pub(crate) fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     let s = s.trim();
@@ -1261,6 +1323,63 @@ mod tests {
             ]
         );
         assert!(parse_schedule("none").unwrap().is_empty());
+    }
+
+    #[test]
+    fn endpoint_limits_default_to_a_quarter_and_name_their_variable() {
+        let d = cfg(&[]).unwrap().delivery;
+        assert_eq!(
+            (
+                d.endpoint_concurrency,
+                d.breaker_failures,
+                d.breaker_cooldown
+            ),
+            (8, 5, Duration::from_secs(60))
+        );
+        let d = |vars: &[(&str, &str)]| cfg(vars).unwrap().delivery.endpoint_concurrency;
+        assert_eq!(d(&[("POSTERN_DELIVERY_CONCURRENCY", "100")]), 25);
+        assert_eq!(d(&[("POSTERN_DELIVERY_CONCURRENCY", "3")]), 1);
+        assert_eq!(d(&[("POSTERN_ENDPOINT_CONCURRENCY", "2")]), 2);
+        // above the total it is the total
+        assert_eq!(
+            d(&[
+                ("POSTERN_DELIVERY_CONCURRENCY", "4"),
+                ("POSTERN_ENDPOINT_CONCURRENCY", "10")
+            ]),
+            4
+        );
+        let c = cfg(&[
+            ("POSTERN_ENDPOINT_BREAKER_FAILURES", "0"),
+            ("POSTERN_ENDPOINT_BREAKER_COOLDOWN", "5m"),
+        ])
+        .unwrap();
+        assert_eq!(c.delivery.breaker_failures, 0);
+        assert_eq!(c.delivery.breaker_cooldown, Duration::from_secs(300));
+        let cases = [
+            ("POSTERN_ENDPOINT_CONCURRENCY", "0", "must be at least 1"),
+            (
+                "POSTERN_ENDPOINT_CONCURRENCY",
+                "many",
+                "must be a whole number",
+            ),
+            (
+                "POSTERN_ENDPOINT_BREAKER_FAILURES",
+                "-1",
+                "must be a whole number",
+            ),
+            (
+                "POSTERN_ENDPOINT_BREAKER_COOLDOWN",
+                "soon",
+                "must be a duration",
+            ),
+        ];
+        for (var, value, msg) in cases {
+            let e = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{var}: {msg}")),
+                "{var}={value}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -114,7 +114,12 @@ async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
-    ops.metrics.spool_pending.set(ops.queue.len() as i64);
+    // Deliveries parked behind their endpoint's limit or breaker are out
+    // of the schedule for a while, but pending all the same.
+    let parked = ops.metrics.endpoint_parked.get();
+    ops.metrics
+        .spool_pending
+        .set(ops.queue.len() as i64 + parked);
     let spool = ops.spool.clone();
     if let Ok(age) = tokio::task::spawn_blocking(move || spool.oldest_age()).await {
         ops.metrics

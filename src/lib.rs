@@ -11,7 +11,8 @@
 //! - [`route`]: recipient → webhook endpoints.
 //! - [`spool`]: the durable store and the in-memory schedule of due work.
 //! - [`mail`]: raw message → JSON fields (mail-parser).
-//! - [`webhook`]: signing, retry policy, the delivery worker.
+//! - [`webhook`]: signing, retry policy, per-endpoint limits and circuit
+//!   breakers, the delivery worker.
 //! - [`http`]: health endpoint and the development inbox.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //!
@@ -173,7 +174,9 @@ fn relay_setup(
     let cfg = relay::RelayConfig::parse(&url).map_err(|e| Error::Config(e.to_string()))?;
     let relay = relay::Relay::new(&cfg, &config.hostname)
         .map_err(|e| Error::Config(e.to_string()))?
-        .with_pool_size(config.delivery.concurrency);
+        // Relay attempts are limited like any endpoint's (see
+        // `webhook::endpoint`): idle connections beyond that are never used.
+        .with_pool_size(config.delivery.endpoint_concurrency);
     info!(host = cfg.host(), port = cfg.port(), "relay configured");
     Ok(Some(Arc::new(relay)))
 }

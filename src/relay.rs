@@ -442,6 +442,17 @@ pub enum RcptOutcome {
     },
 }
 
+/// Whether the relay answered an attempt: see [`Relay::send_reporting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact {
+    /// The relay replied, whatever it said.
+    Answered,
+    /// No reply: no connection, a timeout, a lost connection, TLS failed.
+    Unreachable,
+    /// Nothing was tried (no valid sender or recipient).
+    None,
+}
+
 /// Why an attempt did not end in a 2xx, reduced from lettre's error to what
 /// the delivery policy needs. Kept apart from lettre's `Error` (which has no
 /// public constructor) so that [`classify`] can be tested with a table.
@@ -1170,9 +1181,25 @@ impl Relay {
         rcpt_to: &[String],
         message: &[u8],
     ) -> Vec<RcptOutcome> {
+        self.send_reporting(mail_from, rcpt_to, message).await.0
+    }
+
+    /// [`Relay::send`], also telling whether the relay answered at all (the
+    /// delivery worker's circuit breaker counts the attempts that did not).
+    pub async fn send_reporting(
+        &self,
+        mail_from: &str,
+        rcpt_to: &[String],
+        message: &[u8],
+    ) -> (Vec<RcptOutcome>, Contact) {
         let sender = match parse_sender(mail_from) {
             Ok(sender) => sender,
-            Err(reply) => return vec![RcptOutcome::Failed { reply }; rcpt_to.len()],
+            Err(reply) => {
+                return (
+                    vec![RcptOutcome::Failed { reply }; rcpt_to.len()],
+                    Contact::None,
+                );
+            }
         };
         let mut outcomes = Vec::with_capacity(rcpt_to.len());
         let mut valid = Vec::with_capacity(rcpt_to.len());
@@ -1189,16 +1216,21 @@ impl Relay {
             }
         }
         if valid.is_empty() {
-            return outcomes;
+            return (outcomes, Contact::None);
         }
 
         let body: Arc<[u8]> = smtp_body(message).into();
         let everyone = valid.iter().map(|(_, a)| a.clone()).collect();
-        let verdict = classify(
-            &self
-                .attempt(sender.clone(), everyone, Arc::clone(&body))
-                .await,
-        );
+        let first = self
+            .attempt(sender.clone(), everyone, Arc::clone(&body))
+            .await;
+        let contact = match &first {
+            Err(Failure::Network(_) | Failure::Timeout(_) | Failure::Tls(_)) => {
+                Contact::Unreachable
+            }
+            _ => Contact::Answered,
+        };
+        let verdict = classify(&first);
         if verdict.split && valid.len() > 1 {
             tracing::debug!(
                 reply = ?verdict.outcome,
@@ -1216,7 +1248,17 @@ impl Relay {
                 outcomes[index] = verdict.outcome.clone();
             }
         }
-        outcomes
+        (outcomes, contact)
+    }
+
+    /// Scheme (`smtp` or `smtps`), host and port: the relay's endpoint name
+    /// for the delivery worker's per-endpoint limit.
+    pub fn origin(&self) -> (&'static str, &str, u16) {
+        let scheme = match self.shared.tls_mode {
+            TlsMode::Implicit => "smtps",
+            TlsMode::None | TlsMode::StartTls => "smtp",
+        };
+        (scheme, &self.shared.host, self.shared.port)
     }
 
     /// One SMTP transaction, under the deadline (see [`Shared::transact`]).

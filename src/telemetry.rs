@@ -2,6 +2,8 @@
 //! and handed to the parts that count things; nothing is process-global, so
 //! tests run several servers side by side without their counts mixing.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +37,17 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    /// `scheme://host:port`, see [`crate::webhook::endpoint::Endpoint`].
+    pub endpoint: String,
+}
+
+/// Endpoints with series of their own; the rest share `endpoint="other"`.
+/// A route URL with a placeholder in its host name would otherwise let
+/// senders add series at will.
+const MAX_ENDPOINT_LABELS: usize = 100;
+
 /// Reply classes, in the order of `Metrics::reply_classes`.
 const REPLY_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "other"];
 
@@ -60,6 +73,14 @@ pub struct Metrics {
     pub relay_submissions: Family<OutcomeLabel, Counter>,
     pub tls_handshake_failures: Counter,
     pub auth_failures: Counter,
+    /// 0 closed, 1 open, 2 half-open; only endpoints whose breaker has
+    /// opened at least once have a series.
+    pub endpoint_breaker_state: Family<EndpointLabel, Gauge>,
+    pub endpoint_breaker_opens: Family<EndpointLabel, Counter>,
+    /// Deliveries waiting for their endpoint (limit reached or breaker
+    /// open), outside the schedule.
+    pub endpoint_parked: Gauge,
+    endpoint_labels: Mutex<HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -90,6 +111,10 @@ impl Metrics {
             relay_submissions: Family::default(),
             tls_handshake_failures: Counter::default(),
             auth_failures: Counter::default(),
+            endpoint_breaker_state: Family::default(),
+            endpoint_breaker_opens: Family::default(),
+            endpoint_parked: Gauge::default(),
+            endpoint_labels: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -174,6 +199,21 @@ impl Metrics {
             "failed SMTP AUTH attempts",
             m.auth_failures.clone(),
         );
+        registry.register(
+            "endpoint_breaker_state",
+            "circuit breaker of an endpoint: 0 closed, 1 open, 2 half-open",
+            m.endpoint_breaker_state.clone(),
+        );
+        registry.register(
+            "endpoint_breaker_opens",
+            "times an endpoint's circuit breaker opened",
+            m.endpoint_breaker_opens.clone(),
+        );
+        registry.register(
+            "endpoint_parked_deliveries",
+            "deliveries waiting for their endpoint (limit reached or breaker open)",
+            m.endpoint_parked.clone(),
+        );
         let reply_classes = REPLY_CLASSES.map(|class| {
             m.smtp_replies
                 .get_or_create(&ClassLabel {
@@ -225,6 +265,33 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// Reports a change of an endpoint's breaker (`gauge`: see
+    /// [`Metrics::endpoint_breaker_state`]).
+    pub fn breaker(&self, endpoint: &str, gauge: i64, opened: bool) {
+        let mut labels = self.endpoint_labels.lock().expect("labels lock");
+        let known = labels.contains(endpoint);
+        if !known && !opened {
+            // Never opened (or not tracked): its state is "closed", implied.
+            return;
+        }
+        if known || labels.len() < MAX_ENDPOINT_LABELS {
+            labels.insert(endpoint.to_string());
+            let label = EndpointLabel {
+                endpoint: endpoint.to_string(),
+            };
+            self.endpoint_breaker_state.get_or_create(&label).set(gauge);
+            if opened {
+                self.endpoint_breaker_opens.get_or_create(&label).inc();
+            }
+        } else {
+            // A state shared by many endpoints means nothing; count only.
+            let label = EndpointLabel {
+                endpoint: "other".into(),
+            };
+            self.endpoint_breaker_opens.get_or_create(&label).inc();
+        }
+    }
+
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -253,6 +320,27 @@ mod tests {
             "postern_delivery_latency_seconds_count 1",
             "# TYPE postern_smtp_sessions_open gauge",
             "postern_spool_oldest_pending_age_seconds",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn breaker_series_exist_once_opened_and_are_bounded() {
+        let m = Metrics::new();
+        m.breaker("http://quiet:80", 0, false);
+        m.breaker("http://a:80", 1, true);
+        m.breaker("http://a:80", 2, false);
+        for i in 0..MAX_ENDPOINT_LABELS + 5 {
+            m.breaker(&format!("http://h{i}:80"), 1, true);
+        }
+        let text = m.render();
+        assert!(!text.contains("quiet"), "{text}");
+        for want in [
+            "postern_endpoint_breaker_state{endpoint=\"http://a:80\"} 2",
+            "postern_endpoint_breaker_opens_total{endpoint=\"http://a:80\"} 1",
+            "postern_endpoint_breaker_opens_total{endpoint=\"other\"} 6",
+            "# TYPE postern_endpoint_parked_deliveries gauge",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

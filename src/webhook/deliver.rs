@@ -6,8 +6,14 @@
 //! answered, so a crash mid-POST means one more POST after restart. The
 //! `webhook-id` header is stable for a (message, endpoint) pair across all
 //! attempts, so receivers deduplicate on it.
+//!
+//! Every attempt (webhook, event or relay) first gets into its endpoint
+//! ([`super::endpoint`]): one endpoint holds at most
+//! `POSTERN_ENDPOINT_CONCURRENCY` of the delivery slots, and a delivery that
+//! has to wait for its endpoint waits parked, without a slot, so the other
+//! endpoints' mail keeps flowing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
+use super::breaker::{self, Signal};
+use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
 use super::retry::{Outcome, classify, next_delay};
 use super::sign::{Secret, sign};
 use crate::config::Config;
@@ -99,6 +107,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// The delivery memory budget, in MiB units.
     memory: Arc<Semaphore>,
+    /// Per-endpoint slots, parked deliveries and circuit breakers.
+    gate: Arc<Mutex<Gate>>,
 }
 
 impl Worker {
@@ -113,8 +123,16 @@ impl Worker {
             .build()
             .expect("HTTP client builds");
         let memory = Arc::new(Semaphore::new(budget_units(&config)));
+        let gate = Gate::new(Limits {
+            concurrency: config.delivery.endpoint_concurrency,
+            breaker: breaker::Policy {
+                failures: config.delivery.breaker_failures,
+                cooldown: config.delivery.breaker_cooldown,
+            },
+        });
         Worker {
             memory,
+            gate: Arc::new(Mutex::new(gate)),
             config,
             spool,
             queue,
@@ -136,9 +154,18 @@ impl Worker {
                 _ = shutdown.cancelled() => return,
             };
             let key = loop {
-                match self.queue.pop_due(spool::now_ms()) {
+                let now = spool::now_ms();
+                // Cool-downs that ended let their probes out first.
+                let released = self.gate().tick(now);
+                self.release(released);
+                match self.queue.pop_due(now) {
                     Ok(key) => break key,
                     Err(next) => {
+                        let cooldown_end = self.gate().next_cooldown_end();
+                        let next = match (next, cooldown_end) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         let wait = next.map_or(Duration::from_secs(3600), |due| {
                             Duration::from_millis(due.saturating_sub(spool::now_ms()))
                         });
@@ -164,6 +191,13 @@ impl Worker {
 
     /// One attempt of one delivery, with its outcome recorded.
     pub async fn attempt(&self, key: JobKey) {
+        // A delivery that waited for its endpoint is known to the gate:
+        // let it in (or park it again) before reading its message again.
+        let hold = match self.enter_released(&key) {
+            Some(Some(hold)) => Some(hold),
+            Some(None) => return,
+            None => None,
+        };
         // Reserve memory before loading: see `DeliveryConfig::memory_budget`.
         let size = self.spool.message_size(&key.id).unwrap_or(0);
         let _memory = self
@@ -199,7 +233,11 @@ impl Worker {
         }
         let deliveries = envelope.deliveries.len();
         let (url, secrets, body) = match delivery.kind {
-            Kind::Relay => return self.relay_attempt(key, envelope, content, state).await,
+            Kind::Relay => {
+                return self
+                    .relay_attempt(key, envelope, content, state, hold)
+                    .await;
+            }
             Kind::Event => {
                 // Events go to the events URL as configured now.
                 let url = self
@@ -215,6 +253,9 @@ impl Worker {
                 (url, secrets, content)
             }
         };
+        let Some(mut hold) = self.admitted(&key, hold, Endpoint::of_url(&url)) else {
+            return;
+        };
         let id = webhook_id(&key);
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let signature = sign(&secrets, &id, timestamp, &body);
@@ -224,7 +265,8 @@ impl Worker {
             // no default secret exists: never send unsigned mail, keep it.
             Err(format!("no signing secret for route {:?}", delivery.route))
         } else {
-            self.client
+            let sent = self
+                .client
                 .post(&url)
                 .header("content-type", "application/json")
                 .header("webhook-id", &id)
@@ -232,9 +274,17 @@ impl Worker {
                 .header("webhook-signature", signature)
                 .body(body)
                 .send()
-                .await
-                .map_err(describe)
+                .await;
+            hold.signal = match &sent {
+                Ok(_) => Signal::Answered,
+                // A request that could not even be built reached no one.
+                Err(e) if e.is_builder() => Signal::NoContact,
+                Err(_) => Signal::Unreachable,
+            };
+            sent.map_err(describe)
         };
+        // The endpoint's slot is free once it answered (or did not).
+        drop(hold);
         let outcome = match response {
             Ok(r) => {
                 let retry_after = r
@@ -348,10 +398,17 @@ impl Worker {
         envelope: Envelope,
         raw: Vec<u8>,
         mut state: DeliveryState,
+        hold: Option<Hold<'_>>,
     ) {
         let Some(relay) = self.relay.clone() else {
             error!("an API message is spooled but no relay is configured; retrying in 60s");
             self.queue.push(key, spool::now_ms() + 60_000);
+            return;
+        };
+        // The relay is one endpoint like any webhook: a stalled relay holds
+        // no more slots than a stalled webhook endpoint.
+        let (scheme, host, port) = relay.origin();
+        let Some(mut hold) = self.admitted(&key, hold, Endpoint::named(scheme, host, port)) else {
             return;
         };
         let tried = outbound::pending(&envelope, &state);
@@ -359,8 +416,16 @@ impl Worker {
             .lock()
             .expect("sending lock")
             .insert(key.id.clone());
-        let outcomes = relay.send(&envelope.mail_from, &tried, &raw).await;
+        let (outcomes, contact) = relay
+            .send_reporting(&envelope.mail_from, &tried, &raw)
+            .await;
         self.sending.lock().expect("sending lock").remove(&key.id);
+        hold.signal = match contact {
+            crate::relay::Contact::Answered => Signal::Answered,
+            crate::relay::Contact::Unreachable => Signal::Unreachable,
+            crate::relay::Contact::None => Signal::NoContact,
+        };
+        drop(hold);
         outbound::apply_attempt(&envelope, &mut state, &tried, &outcomes, rfc3339_now());
         let status_of = |addr: &String| {
             state
@@ -538,6 +603,119 @@ impl Worker {
             own
         };
         (url, secrets)
+    }
+}
+
+/// Endpoint admission (see [`super::endpoint`]).
+impl Worker {
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        // The gate's data stays consistent between its methods, which do
+        // not panic midway; a poisoned lock is still usable.
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Some(admitted or parked)` for a delivery the gate released;
+    /// `None` for any other.
+    fn enter_released(&self, key: &JobKey) -> Option<Option<Hold<'_>>> {
+        let mut gate = self.gate();
+        let (admission, effects) = gate.admit_released(key, spool::now_ms())?;
+        let parked = gate.parked();
+        drop(gate);
+        Some(self.admission(admission, effects, parked))
+    }
+
+    /// The attempt's hold on `endpoint`: the one it came in with (a
+    /// released delivery), or a new one; `None` when it was parked.
+    fn admitted<'a>(
+        &'a self,
+        key: &JobKey,
+        hold: Option<Hold<'a>>,
+        endpoint: Endpoint,
+    ) -> Option<Hold<'a>> {
+        if hold.is_some() {
+            return hold;
+        }
+        let mut gate = self.gate();
+        let (admission, effects) = gate.admit(endpoint, key, spool::now_ms());
+        let parked = gate.parked();
+        drop(gate);
+        self.admission(admission, effects, parked)
+    }
+
+    fn admission(&self, admission: Admission, effects: Effects, parked: usize) -> Option<Hold<'_>> {
+        match admission {
+            Admission::Go(pass) => {
+                self.apply(&pass.endpoint, effects, parked);
+                Some(Hold {
+                    worker: self,
+                    pass: Some(pass),
+                    signal: Signal::NoContact,
+                })
+            }
+            Admission::Parked => {
+                self.metrics.endpoint_parked.set(parked as i64);
+                debug!("endpoint at its limit or its circuit breaker open; parked");
+                None
+            }
+        }
+    }
+
+    /// Schedules what the gate released, and reports breaker changes.
+    fn apply(&self, endpoint: &Endpoint, effects: Effects, parked: usize) {
+        self.metrics.endpoint_parked.set(parked as i64);
+        if let Some(state) = effects.breaker {
+            match state {
+                breaker::State::Open { .. } => warn!(
+                    endpoint = %endpoint,
+                    cooldown_s = self.config.delivery.breaker_cooldown.as_secs(),
+                    "endpoint not answering; circuit breaker open, its deliveries wait"
+                ),
+                breaker::State::HalfOpen { probing: true } => {
+                    info!(endpoint = %endpoint, "cool-down over; one probe attempt")
+                }
+                breaker::State::Closed { .. } => {
+                    info!(endpoint = %endpoint, "endpoint answers again; circuit breaker closed")
+                }
+                breaker::State::HalfOpen { probing: false } => {}
+            }
+            self.metrics
+                .breaker(endpoint.as_str(), state.gauge(), effects.opened);
+        }
+        self.release(effects.release);
+    }
+
+    /// Parked deliveries go back into the schedule, due now.
+    fn release(&self, keys: Vec<JobKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let now = spool::now_ms();
+        for key in keys {
+            self.queue.push(key, now);
+        }
+        let parked = self.gate().parked();
+        self.metrics.endpoint_parked.set(parked as i64);
+    }
+}
+
+/// An admitted attempt's claim on its endpoint. Dropping it gives the slot
+/// back and tells the breaker `signal` (`NoContact` unless the attempt set
+/// it), however the attempt ends.
+struct Hold<'a> {
+    worker: &'a Worker,
+    pass: Option<Pass>,
+    signal: Signal,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let Some(pass) = self.pass.take() else { return };
+        let endpoint = pass.endpoint.clone();
+        let mut gate = self.worker.gate();
+        let effects = gate.finish(pass, self.signal, spool::now_ms());
+        let parked = gate.parked();
+        drop(gate);
+        self.worker.apply(&endpoint, effects, parked);
     }
 }
 

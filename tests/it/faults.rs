@@ -527,6 +527,10 @@ async fn flapping_endpoint_delivers_everything_after_recovery() {
         ("POSTERN_RETRY_JITTER", "0"),
         ("POSTERN_WEBHOOK_TIMEOUT", "300ms"),
         ("POSTERN_WEBHOOK_CONNECT_TIMEOUT", "300ms"),
+        // The circuit breaker opens in the hang and refuse phases; a short
+        // cool-down keeps probing, so every kind of failure is still seen
+        // and recovery is noticed at once.
+        ("POSTERN_ENDPOINT_BREAKER_COOLDOWN", "100ms"),
     ])
     .await;
     let spool = app.spool.clone();

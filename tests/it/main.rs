@@ -15,6 +15,7 @@ mod delivery;
 mod durability;
 mod faults;
 mod hostile;
+mod hung_endpoint;
 mod openapi;
 mod ops;
 mod outbound;
