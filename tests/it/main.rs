@@ -9,6 +9,7 @@ mod pki;
 mod api;
 mod auth;
 mod clients;
+mod contracts;
 mod deliveries;
 mod delivery;
 mod durability;
