@@ -148,11 +148,21 @@ fn field_path(path: &serde_path_to_error::Path, message: &str) -> Option<String>
     (!out.is_empty()).then_some(out)
 }
 
+/// Longest key echoed in `field`: a client-chosen key can be as long as the
+/// body, and the answer should not grow with it.
+const MAX_KEY_CHARS: usize = 128;
+
 fn push_key(out: &mut String, key: &str) {
     if !out.is_empty() {
         out.push('.');
     }
-    out.push_str(key);
+    match key.char_indices().nth(MAX_KEY_CHARS) {
+        Some((cut, _)) => {
+            out.push_str(&key[..cut]);
+            out.push('…');
+        }
+        None => out.push_str(key),
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +262,15 @@ mod tests {
         ] {
             assert_eq!(shape_error(body), unprocessable(field), "{body}");
         }
+    }
+
+    #[test]
+    fn long_unknown_keys_are_cut_in_field() {
+        let key = "k".repeat(10_000);
+        let field = shape_error(&format!(r#"{{"{key}": 1}}"#)).2.unwrap();
+        assert_eq!(field, format!("{}…", "k".repeat(MAX_KEY_CHARS)));
+        let key = "é".repeat(MAX_KEY_CHARS);
+        assert_eq!(shape_error(&format!(r#"{{"{key}": 1}}"#)).2, Some(key));
     }
 
     #[test]
