@@ -23,6 +23,27 @@ pub const DEV_INBOX_SIZE: usize = 100;
 /// Standard Webhooks receivers do (replay protection).
 const TOLERANCE_SECS: i64 = 5 * 60;
 
+/// Most digits a `webhook-timestamp` may have: any Unix time until far
+/// beyond the year 30 000 000 000, and `now - ts` cannot overflow.
+const TIMESTAMP_MAX_DIGITS: usize = 18;
+
+/// Reads `webhook-timestamp`: 1 to [`TIMESTAMP_MAX_DIGITS`] decimal digits
+/// (no sign, no spaces, as the spec's pattern says). The error is the `400`
+/// text: a value that is there but unusable is "invalid", never "missing".
+fn timestamp(value: Option<&[u8]>) -> Result<i64, &'static str> {
+    let value = value.ok_or("missing webhook-timestamp")?;
+    if value.is_empty()
+        || value.len() > TIMESTAMP_MAX_DIGITS
+        || !value.iter().all(u8::is_ascii_digit)
+    {
+        return Err("invalid webhook-timestamp");
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or("invalid webhook-timestamp")
+}
+
 /// The development receiver's state.
 pub struct DevInbox {
     secret: Secret,
@@ -160,13 +181,10 @@ async fn receive(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
-    let Ok(ts) = ts.parse::<i64>() else {
-        return (StatusCode::BAD_REQUEST, "missing webhook-timestamp").into_response();
+    let (id, sig) = (h("webhook-id"), h("webhook-signature"));
+    let ts = match timestamp(headers.get("webhook-timestamp").map(|v| v.as_bytes())) {
+        Ok(ts) => ts,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if (now - ts).abs() > TOLERANCE_SECS || !verify(&inbox.secret, id, ts, &body, sig) {
@@ -182,4 +200,40 @@ async fn receive(
     }
     items.push_back(entry);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_timestamps() {
+        assert_eq!(timestamp(Some(b"1764237600")), Ok(1_764_237_600));
+        assert_eq!(timestamp(Some(b"0")), Ok(0));
+        assert_eq!(
+            timestamp(Some(b"999999999999999999")),
+            Ok(999_999_999_999_999_999)
+        );
+        assert_eq!(timestamp(None), Err("missing webhook-timestamp"));
+        for bad in [
+            &b""[..],
+            b"1234567890123456789",
+            b"99999999999999999999999999",
+            b"-1",
+            b"+1",
+            b"1.5",
+            b" 1",
+            b"1 ",
+            b"abc",
+            b"-9223372036854775808",
+            b"\xff1",
+        ] {
+            assert_eq!(
+                timestamp(Some(bad)),
+                Err("invalid webhook-timestamp"),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

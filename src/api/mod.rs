@@ -4,9 +4,11 @@
 //!
 //! Errors are JSON `{"error": {"code", "message", "field"}}`: 400 for
 //! malformed JSON, 401 for a missing or wrong API key, 413 for a body over
-//! `POSTERN_API_MAX_BYTES`, 422 for a request that parses but cannot be
-//! sent, 503 when the spool cannot take it (the client retries).
+//! `POSTERN_API_MAX_BYTES`, 415 for a body that is not declared JSON
+//! ([`body`]), 422 for a request that parses but cannot be sent, 503 when
+//! the spool cannot take it (the client retries).
 
+pub mod body;
 pub mod compose;
 pub mod deliveries;
 
@@ -181,6 +183,7 @@ async fn send(
 ) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     let scope = authorize(&st.config, &headers)?;
+    body::require_json(&headers)?;
     let limit = st.config.outbound.api_max_bytes;
     let too_large = || {
         ApiError::new(
@@ -271,21 +274,7 @@ async fn send(
         }
     }
 
-    let request: compose::SendRequest = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                e.to_string(),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("malformed JSON: {e}"),
-            )
-        }
-    })?;
+    let request: compose::SendRequest = body::decode(&body)?;
     let composed = compose::compose(&request, &st.config.hostname)?;
 
     let id = spool::new_id();
@@ -392,7 +381,9 @@ async fn status(
         )
         .field("id")
     };
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    // Only the exact shape of an id reaches the store: anything else names
+    // no message (a 300-character id would be an I/O error there).
+    if !spool::is_message_id(&id) {
         return Err(not_found());
     }
     let bytes = st

@@ -268,15 +268,24 @@ async fn malformed_json_is_400_and_wrong_types_are_422() {
     assert_error(resp, 400, "invalid_json", None).await;
     let resp = post_raw(&p.a, Some(KEY), None, "").await;
     assert_error(resp, 400, "invalid_json", None).await;
-    for body in [
-        r#"{"to": 5}"#,
-        r#"{"from": "a@example.com", "to": "b@example.com", "text": ["x"]}"#,
-        r#"{"from": {"adress": "a@example.com"}, "to": "b@example.com", "text": "x"}"#,
-        r#"{"from": "a@example.com", "to": "b@example.com", "text": "x", "unknown": 1}"#,
-        "[]",
+    for (body, field) in [
+        (r#"{"to": 5}"#, Some("to")),
+        (
+            r#"{"from": "a@example.com", "to": "b@example.com", "text": ["x"]}"#,
+            Some("text"),
+        ),
+        (
+            r#"{"from": {"adress": "a@example.com"}, "to": "b@example.com", "text": "x"}"#,
+            Some("from.adress"),
+        ),
+        (
+            r#"{"from": "a@example.com", "to": "b@example.com", "text": "x", "unknown": 1}"#,
+            Some("unknown"),
+        ),
+        ("[]", None),
     ] {
         let resp = post_raw(&p.a, Some(KEY), None, body).await;
-        assert_error(resp, 422, "invalid_field", None).await;
+        assert_error(resp, 422, "invalid_field", field).await;
     }
 }
 
@@ -747,6 +756,7 @@ async fn concurrent_retries_with_one_key_send_once() {
                     .post(url)
                     .bearer_auth(KEY)
                     .header("Idempotency-Key", "burst")
+                    .header("content-type", "application/json")
                     .body(body)
                     .send()
                     .await

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod clients;
 mod config;
+mod contracts;
 mod deliveries;
 mod delivery;
 mod durability;

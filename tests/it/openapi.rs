@@ -287,8 +287,10 @@ async fn events_answer(
     }
 }
 
-#[tokio::test]
-async fn spec_matches_the_live_server_and_the_webhooks() {
+/// A development-mode server with the API key [`KEY`] whose events
+/// endpoint ([`Events`]) refuses the events of two messages: it holds two
+/// dead deliveries (to list, get, retry, see die again and delete).
+async fn app_with_dead_deliveries() -> (crate::helpers::App, Events, String) {
     let (events, events_url) = Events::start().await;
     let app = spawn_app(&[
         ("POSTERN_EVENTS_URL", events_url.as_str()),
@@ -341,6 +343,12 @@ async fn spec_matches_the_live_server_and_the_webhooks() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    (app, events, base)
+}
+
+#[tokio::test]
+async fn spec_matches_the_live_server_and_the_webhooks() {
+    let (app, events, base) = app_with_dead_deliveries().await;
     let (ok, out) = run_check(&[SPEC, &base, KEY]).await;
     assert!(ok, "openapi_check.py found mismatches:\n{out}");
     for walked in [
@@ -544,6 +552,150 @@ async fn checker_fails_on_a_wrong_spec() {
         "FAIL GET /v1/deliveries?state=dead: no dead delivery to walk",
         // Bodies of other types were not given.
         "FAIL webhook message.received: documented, but no body of this type was checked",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    app.stop().await;
+}
+
+const SCHEMATHESIS_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/schemathesis/config.toml"
+);
+const SCHEMATHESIS_HOOKS: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis/hooks.py");
+
+/// Runs schemathesis (from the test venv) on `spec` against `base` with
+/// every check, positive and negative data, a fixed seed and a bounded
+/// number of examples; returns (success, output).
+///
+/// `--workers 1` and the seed make the generated requests the same on every
+/// run; the example budget keeps the run to seconds (a few thousand
+/// requests).
+async fn run_schemathesis(spec: &str, base: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(python())
+            .args(["-m", "schemathesis.cli", "--no-color"])
+            .args(["--config-file", SCHEMATHESIS_CONFIG])
+            .args(["run", spec, "--url", base])
+            .args(["--header", &format!("Authorization: Bearer {KEY}")])
+            .args(["--checks", "all", "--mode", "all"])
+            .args(["--max-examples", "50", "--seed", "20261201"])
+            .args(["--workers", "1", "--continue-on-failure"])
+            .args(["--generation-database", "none", "--request-timeout", "10"])
+            .env("SCHEMATHESIS_HOOKS", SCHEMATHESIS_HOOKS)
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "120")
+            // Reports, caches and the like stay in the temp dir.
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("schemathesis finishes in time")
+    .expect("python starts");
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// How many test cases schemathesis reports as generated.
+fn generated(out: &str) -> usize {
+    out.lines()
+        .find_map(|l| l.trim().split_once(" generated"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Property-based testing of docs/openapi.yaml against the real server:
+/// schemathesis generates valid and invalid requests for every operation
+/// (and follows the spec's links, so deliveries are fetched, retried and
+/// deleted for real) and checks every answer against the spec: no 5xx,
+/// documented statuses, content types, headers and schemas, invalid data
+/// refused, valid data accepted (with tests/schemathesis/hooks.py for the
+/// 422s of rules no schema can state).
+#[tokio::test]
+async fn schemathesis_finds_no_disagreement_between_spec_and_server() {
+    let (app, _events, base) = app_with_dead_deliveries().await;
+    let (ok, out) = run_schemathesis(SPEC, &base).await;
+    assert!(ok, "schemathesis found disagreements:\n{out}");
+    let n = generated(&out);
+    assert!(
+        n > 500,
+        "schemathesis generated only {n} test cases:\n{out}"
+    );
+    let operations = spec_operations(&std::fs::read_to_string(SPEC).unwrap()).len();
+    assert!(
+        out.contains(&format!("Tested: {operations}\n")),
+        "not all {operations} operations were tested:\n{out}"
+    );
+    // The spec's links led to the dead deliveries: they were not only
+    // asked for by made-up ids (which schemathesis reports as missing data).
+    assert!(
+        !out.contains("Missing test data"),
+        "deliveries were never found:\n{out}"
+    );
+    app.stop().await;
+}
+
+/// The schemathesis run is only worth something if it fails when spec and
+/// server drift apart: each mutation of the spec below is one kind of
+/// drift, and each must be reported.
+#[tokio::test]
+async fn schemathesis_fails_when_spec_and_server_drift_apart() {
+    let yaml = std::fs::read_to_string(SPEC).unwrap();
+    let mutate = |yaml: &str, from: &str, to: &str| {
+        assert_eq!(yaml.matches(from).count(), 1, "mutation anchor {from:?}");
+        yaml.replacen(from, to, 1)
+    };
+    // 1. The spec forgets which fields go together (`envelope` needs
+    //    `raw`, structured requests need `from`...): the server's 422 for a
+    //    schema-valid body is caught by hooks.py.
+    let one_of = yaml
+        .find("      oneOf:\n        - title: Structured")
+        .expect("SendRequest's oneOf");
+    let props = yaml[one_of..]
+        .find("      properties:\n        from:\n")
+        .expect("SendRequest's properties")
+        + one_of;
+    let bad = format!("{}{}", &yaml[..one_of], &yaml[props..]);
+    // 2. The spec is looser than the server: any string as a cursor.
+    let bad = mutate(
+        &bad,
+        "            invalid_cursor`.\n          schema:\n            $ref: \"#/components/schemas/DeliveryId\"\n",
+        "            invalid_cursor`.\n          schema:\n            type: string\n",
+    );
+    // 3. The spec is stricter than the server: `limit` up to 400 only.
+    let bad = mutate(
+        &bad,
+        "            minimum: 1\n            maximum: 500\n",
+        "            minimum: 1\n            maximum: 400\n",
+    );
+    // 4. A response schema that is wrong: SendAccepted.status.
+    let bad = mutate(
+        &bad,
+        "        status:\n          const: queued\n",
+        "        status:\n          const: accepted\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.yaml");
+    std::fs::write(&spec, &bad).unwrap();
+
+    let app = spawn_app(&[("POSTERN_API_KEYS", KEY)]).await;
+    let base = format!("http://{}", app.http);
+    let (ok, out) = run_schemathesis(spec.to_str().unwrap(), &base).await;
+    assert!(!ok, "schemathesis accepted a drifted spec:\n{out}");
+    for expected in [
+        "Custom check failed: `shape_rules_are_in_the_schema`",
+        "Schema-valid request rejected",
+        "Schema-violating request accepted",
+        "Response violates schema",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
