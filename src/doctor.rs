@@ -531,13 +531,39 @@ fn check_tls(cert: &Path, key: &Path) -> Result<(String, Vec<String>), String> {
 async fn check_relay(cfg: &RelayConfig, hostname: &str) -> Result<String, String> {
     let relay = Relay::new(cfg, hostname).map_err(|e| e.to_string())?;
     match tokio::time::timeout(CHECK_TIMEOUT, relay.check()).await {
-        Ok(r) => r.map_err(|e| format!("{}:{} ({}): {e}", cfg.host(), cfg.port(), cfg.tls())),
+        Ok(r) => r.map_err(|e| {
+            let e = e.to_string();
+            let hint = certificate_hint(&e).map_or(String::new(), |h| format!(" — {h}"));
+            format!("{}:{} ({}): {e}{hint}", cfg.host(), cfg.port(), cfg.tls())
+        }),
         Err(_) => Err(format!(
             "{}:{}: no answer within {} s",
             cfg.host(),
             cfg.port(),
             CHECK_TIMEOUT.as_secs()
         )),
+    }
+}
+
+/// What to do about a certificate the relay's TLS handshake refused, from
+/// the words rustls (webpki) uses for it.
+fn certificate_hint(error: &str) -> Option<&'static str> {
+    if error.contains("CaUsedAsEndEntity") {
+        Some(
+            "the relay presents a CA certificate (basicConstraints CA:TRUE) as its own, which rustls refuses: \
+             give the relay a certificate issued by that CA (or a self-signed one with CA:FALSE) and name \
+             the CA in ?ca=",
+        )
+    } else if error.contains("UnknownIssuer") {
+        Some(
+            "the relay's certificate is not signed by a trusted CA: name its CA with ?ca=/path/ca.pem",
+        )
+    } else if error.contains("NotValidForName") {
+        Some("the relay's certificate does not name the host in POSTERN_RELAY_URL")
+    } else if error.contains("Expired") {
+        Some("the relay's certificate has expired")
+    } else {
+        None
     }
 }
 

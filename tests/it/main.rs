@@ -22,6 +22,7 @@ mod ops;
 mod outbound;
 mod payload;
 mod proptest_session;
+mod readme;
 mod relay;
 mod routing;
 mod session;

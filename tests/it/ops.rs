@@ -669,3 +669,53 @@ async fn sigterm_drains_and_restart_delivers_every_acknowledged_message_once() {
         all.len()
     );
 }
+
+/// A relay whose certificate is itself a CA (what `openssl req -x509`
+/// makes by default): rustls refuses it as a server certificate even when
+/// it is named in `?ca=`, and `postern doctor` says why and what to do.
+#[tokio::test]
+async fn doctor_explains_a_ca_certificate_used_by_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "relay self-signed CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    let relay = crate::aiosmtpd::Smtpd::start(
+        0,
+        &[
+            "--tls",
+            "starttls",
+            "--cert",
+            c.to_str().unwrap(),
+            "--key",
+            k.to_str().unwrap(),
+        ],
+    );
+    let spool = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "POSTERN_RELAY_URL",
+            format!("smtp://127.0.0.1:{}?ca={}", relay.port, c.display()),
+        ),
+        ("POSTERN_SPOOL_DIR", spool.path().display().to_string()),
+    ];
+    let (code, out) = run_cmd(&["doctor"], &env).await;
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("[FAIL] relay"))
+        .unwrap_or_else(|| panic!("no failing relay check in\n{out}"));
+    assert!(line.contains("CaUsedAsEndEntity"), "{line}");
+    assert!(
+        line.contains("the relay presents a CA certificate (basicConstraints CA:TRUE) as its own"),
+        "{line}"
+    );
+}
