@@ -46,21 +46,31 @@ impl Drop for Mount {
     }
 }
 
-#[tokio::test]
-async fn full_disk_is_452_and_nothing_partial_is_delivered() {
+/// A 256 KiB tmpfs on a fresh directory, or `None` (with a note) where
+/// mounting needs a root this test does not have.
+fn small_tmpfs(test: &str) -> Option<(tempfile::TempDir, Mount)> {
     let dir = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
         .arg(dir.path())
         .output();
     match mounted {
-        Ok(o) if o.status.success() => {}
+        Ok(o) if o.status.success() => {
+            let guard = Mount(dir.path().to_path_buf());
+            Some((dir, guard))
+        }
         _ => {
-            eprintln!("SKIPPED full_disk test: cannot mount a tmpfs here (needs root)");
-            return;
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+            None
         }
     }
-    let _guard = Mount(dir.path().to_path_buf());
+}
+
+#[tokio::test]
+async fn full_disk_is_452_and_nothing_partial_is_delivered() {
+    let Some((dir, _guard)) = small_tmpfs("full_disk test") else {
+        return;
+    };
     let rx = Receiver::start().await;
     let url = rx.url("/hook");
     let spool = dir.path().display().to_string();
@@ -107,19 +117,9 @@ async fn full_disk_is_452_and_nothing_partial_is_delivered() {
 
 #[tokio::test]
 async fn readyz_fails_while_the_spool_has_less_room_than_one_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(dir.path())
-        .output();
-    match mounted {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            eprintln!("SKIPPED readyz free-space test: cannot mount a tmpfs here (needs root)");
-            return;
-        }
-    }
-    let _guard = Mount(dir.path().to_path_buf());
+    let Some((dir, _guard)) = small_tmpfs("readyz free-space test") else {
+        return;
+    };
     let spool = dir.path().display().to_string();
     let ready = |app: &App| {
         let url = format!("http://{}/readyz", app.http);
