@@ -205,18 +205,19 @@ async fn send(
     // Reserved before the body is read, held until the answer: the body,
     // what it parses into and the message all count.
     let wanted = declared.unwrap_or(limit);
-    let mut reservation = st.budget.try_reserve(wanted).ok_or_else(|| {
+    let Some(mut reservation) = st.budget.try_reserve(wanted) else {
         warn!(
             bytes = wanted,
             available = st.budget.available(),
             "API memory budget full; answering 503"
         );
-        ApiError::new(
+        discard(req.into_body(), limit).await;
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "too many large requests are in progress; try again shortly",
-        )
-    })?;
+        ));
+    };
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large())?;
@@ -397,6 +398,22 @@ async fn send(
     );
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
+}
+
+/// Reads and drops a body (up to `limit` bytes) without keeping it. A
+/// client that sends its whole body before reading the answer (most do)
+/// would otherwise see the connection reset instead of the answer.
+async fn discard(mut body: axum::body::Body, limit: usize) {
+    use axum::body::HttpBody as _;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+        if seen > limit {
+            break;
+        }
+    }
 }
 
 /// A body that is not JSON is `400`; JSON of the wrong shape is `422`.
