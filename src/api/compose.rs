@@ -33,7 +33,7 @@
 //!   or attachment parameter (filename) containing `=?` is written as
 //!   encoded words of its exact bytes; where encoding would change the
 //!   meaning (addresses, Content-IDs, structured headers such as
-//!   `References`) `=?` is refused (see [`could_be_encoded_word`]).
+//!   `References`) `=?` is refused (see `could_be_encoded_word`).
 //! * Every list and string has a cap ([`super::limits`]), so what a request
 //!   turns into stays proportional to its size.
 //! * `Bcc` recipients reach `rcpt_to` but never the message bytes.

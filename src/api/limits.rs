@@ -127,12 +127,14 @@ pub fn check_len(field: &str, len: usize, max: usize, what: &str) -> Result<(), 
 }
 
 /// Why [`scan`] refused a body.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     /// Not JSON (syntax, depth, trailing bytes): answered like any other
     /// malformed body.
+    #[error("malformed JSON: {0}")]
     Json(serde_json::Error),
     /// A cap was exceeded.
+    #[error(transparent)]
     Limit(FieldError),
 }
 
