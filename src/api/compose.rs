@@ -34,8 +34,9 @@
 //!   encoded words of its exact bytes; where encoding would change the
 //!   meaning (addresses, Content-IDs, structured headers such as
 //!   `References`) `=?` is refused (see `could_be_encoded_word`).
-//! * Every list and string has a cap ([`super::limits`]), so what a request
-//!   turns into stays proportional to its size.
+//! * Every list and every string bound for a header has a cap
+//!   ([`super::limits`]), so what a request turns into stays proportional
+//!   to its size.
 //! * `Bcc` recipients reach `rcpt_to` but never the message bytes.
 //! * Output uses CRLF only and no line exceeds 998 octets (RFC 5322 §2.1.1):
 //!   bodies are normalised to CRLF and left to `mail-builder`'s QP/base64
