@@ -346,6 +346,7 @@ pub async fn run(
         idempotency: Arc::default(),
         shutdown: shutdown.clone(),
         relay_ready: relay.is_some(),
+        budget: api::budget::Budget::for_max_body(config.outbound.api_max_bytes),
     };
     if config.outbound.api_key_hashes.is_empty() {
         if config.dev_mode {

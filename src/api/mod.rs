@@ -5,12 +5,16 @@
 //! Errors are JSON `{"error": {"code", "message", "field"}}`: 400 for
 //! malformed JSON, 401 for a missing or wrong API key, 413 for a body over
 //! `POSTERN_API_MAX_BYTES`, 415 for a body that is not declared JSON
-//! ([`body`]), 422 for a request that parses but cannot be sent, 503 when
-//! the spool cannot take it (the client retries).
+//! ([`body`]), 422 for a request that parses but cannot be sent (including
+//! every per-element limit, [`limits`]), 503 when the spool cannot take it
+//! or the requests in flight fill the memory budget ([`budget`]); the
+//! client retries a 503.
 
 pub mod body;
+pub mod budget;
 pub mod compose;
 pub mod deliveries;
+pub mod limits;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -54,6 +58,8 @@ pub struct ApiState {
     /// Once cancelled, new messages get `503` (the client retries
     /// elsewhere or later).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// What `POST /v1/messages` requests may hold in memory together.
+    pub budget: budget::Budget,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -199,9 +205,26 @@ async fn send(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // Reserved before the body is read, held until the answer: the body,
+    // what it parses into and the message all count.
+    let wanted = declared.unwrap_or(limit);
+    let Some(mut reservation) = st.budget.try_reserve(wanted) else {
+        warn!(
+            bytes = wanted,
+            available = st.budget.available(),
+            "API memory budget full; answering 503"
+        );
+        discard(req.into_body(), limit).await;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many large requests are in progress; try again shortly",
+        ));
+    };
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large())?;
+    reservation.shrink_to(body.len());
     if st.shutdown.is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -274,8 +297,26 @@ async fn send(
         }
     }
 
+    // Counts first, on the raw JSON: nothing is built for a request with
+    // a million attachments.
+    let limits = limits::Limits::from_config(&st.config);
+    match limits::scan(&body, &limits) {
+        Ok(()) => {}
+        Err(limits::ScanError::Limit(e)) => return Err(ApiError::from(e)),
+        // Not the request's shape: decoding names the problem and where.
+        Err(limits::ScanError::Json(e)) => {
+            body::decode::<compose::SendRequest>(&body)?;
+            return Err(json_error(e));
+        }
+    }
     let request: compose::SendRequest = body::decode(&body)?;
-    let composed = compose::compose(&request, &st.config.hostname)?;
+    drop(body);
+    let composed = compose::compose(&request, &st.config.hostname, &limits)?;
+    // Only tags and metadata are needed from here on; the rest (attachment
+    // base64 included) goes now rather than while the message is spooled.
+    // (The block makes the request a temporary, so its other fields are
+    // dropped at the end of this statement, not of the function.)
+    let compose::SendRequest { tags, metadata, .. } = { request };
 
     let id = spool::new_id();
     let envelope = Envelope {
@@ -296,8 +337,8 @@ async fn send(
             max_attachment_inline: None,
         }],
         outbound: Some(Outbound {
-            tags: request.tags.clone(),
-            metadata: request.metadata.clone(),
+            tags,
+            metadata,
             message_id: composed.message_id.clone(),
         }),
     };
@@ -365,6 +406,39 @@ async fn send(
     );
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
+}
+
+/// Reads and drops a body (up to `limit` bytes) without keeping it. A
+/// client that sends its whole body before reading the answer (most do)
+/// would otherwise see the connection reset instead of the answer.
+async fn discard(mut body: axum::body::Body, limit: usize) {
+    use axum::body::HttpBody as _;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+        if seen > limit {
+            break;
+        }
+    }
+}
+
+/// A body that is not JSON is `400`; JSON of the wrong shape is `422`.
+fn json_error(e: serde_json::Error) -> ApiError {
+    if e.is_data() {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.to_string(),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+    }
 }
 
 async fn status(

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::helpers::*;
 
 /// The configured API key (32 characters).
-const KEY: &str = "postern-api-test-key-0123456789a";
+pub(crate) const KEY: &str = "postern-api-test-key-0123456789a";
 /// A second configured key (its own idempotency scope).
 const KEY2: &str = "postern-api-test-key-zyxwvutsrqp";
 /// Well-formed but not configured.
@@ -47,7 +47,7 @@ fn sender_vars(inbound: &Receiver, relay: &App) -> Vec<(String, String)> {
     sender_vars_to(inbound, relay.smtp.port())
 }
 
-fn sender_vars_to(inbound: &Receiver, relay_port: u16) -> Vec<(String, String)> {
+pub(crate) fn sender_vars_to(inbound: &Receiver, relay_port: u16) -> Vec<(String, String)> {
     vec![
         ("POSTERN_WEBHOOK_URL".into(), inbound.url("/inbound")),
         ("POSTERN_WEBHOOK_SECRET".into(), SECRET.into()),
@@ -59,21 +59,21 @@ fn sender_vars_to(inbound: &Receiver, relay_port: u16) -> Vec<(String, String)> 
     ]
 }
 
-async fn spawn_vars(vars: &[(String, String)]) -> App {
+pub(crate) async fn spawn_vars(vars: &[(String, String)]) -> App {
     let v: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     spawn_app(&v).await
 }
 
 /// Relay B, and sender A relaying to it with `extra` vars.
-struct Pair {
-    a: App,
+pub(crate) struct Pair {
+    pub(crate) a: App,
     _b: App,
     /// What B received (= what the relay got).
-    rx: Receiver,
+    pub(crate) rx: Receiver,
     _inbound: Receiver,
 }
 
-async fn pair(extra: &[(&str, &str)]) -> Pair {
+pub(crate) async fn pair(extra: &[(&str, &str)]) -> Pair {
     let (b, rx) = relay_b().await;
     let inbound = Receiver::start().await;
     let mut vars = sender_vars(&inbound, &b);
@@ -99,7 +99,7 @@ fn messages_url(app: &App) -> String {
 }
 
 /// POST /v1/messages with `key` (if any) and a raw body.
-async fn post_raw(
+pub(crate) async fn post_raw(
     app: &App,
     key: Option<&str>,
     idem: Option<&str>,
@@ -118,12 +118,12 @@ async fn post_raw(
     req.send().await.unwrap()
 }
 
-async fn post(app: &App, body: &Value) -> reqwest::Response {
+pub(crate) async fn post(app: &App, body: &Value) -> reqwest::Response {
     post_raw(app, Some(KEY), None, body.to_string()).await
 }
 
 /// Status and JSON body of a response.
-async fn parts(resp: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn parts(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     let json = serde_json::from_str(&text)
@@ -132,7 +132,12 @@ async fn parts(resp: reqwest::Response) -> (u16, Value) {
 }
 
 /// Asserts an error response: status, exact code and field (message free).
-async fn assert_error(resp: reqwest::Response, status: u16, code: &str, field: Option<&str>) {
+pub(crate) async fn assert_error(
+    resp: reqwest::Response,
+    status: u16,
+    code: &str,
+    field: Option<&str>,
+) {
     let (got, body) = parts(resp).await;
     assert_eq!(got, status, "{body}");
     let err = &body["error"];
@@ -171,7 +176,7 @@ async fn wait_status(app: &App, id: &str, want: &str) -> Value {
 }
 
 /// A 202 `{"id", "status": "queued"}`; returns the id.
-async fn accepted(resp: reqwest::Response) -> String {
+pub(crate) async fn accepted(resp: reqwest::Response) -> String {
     let (code, body) = parts(resp).await;
     assert_eq!(code, 202, "{body}");
     let id = body["id"].as_str().expect("id").to_string();
@@ -213,7 +218,7 @@ async fn settle(rx: &Receiver, ms: u64) -> usize {
 }
 
 /// A valid structured request.
-fn simple(subject: &str) -> Value {
+pub(crate) fn simple(subject: &str) -> Value {
     json!({
         "from": "shop@example.com",
         "to": ["bob@example.com"],

@@ -7,6 +7,7 @@ mod helpers;
 mod pki;
 
 mod api;
+mod api_limits;
 mod auth;
 mod clients;
 mod config;

@@ -425,6 +425,102 @@ async fn relay_receives_a_well_formed_mime_message() {
     assert!(s.hooks.hits().is_empty());
 }
 
+/// Decodes what the tests of encoded-word lookalikes need, with Python's
+/// `email` (`policy=default`): every header name in the message and its
+/// parts, the decoded subject, extra headers, display names and filename.
+/// A value that fails to decode is reported as `error: …`.
+const DECODE_TEXT: &str = r#"
+import email, email.policy, json, sys
+msg = email.message_from_bytes(open(sys.argv[1], "rb").read(), policy=email.policy.default)
+def get(f):
+    try:
+        return f()
+    except Exception as e:
+        return "error: %s: %s" % (type(e).__name__, e)
+names = []
+for part in msg.walk():
+    names.extend(k.lower() for k in part.keys())
+attachments = list(msg.iter_attachments())
+print(json.dumps({
+    "names": names,
+    "subject": get(lambda: str(msg["subject"])),
+    "x_note": get(lambda: str(msg["x-note"])),
+    "x_mixed": get(lambda: str(msg["x-mixed"])),
+    "from_name": get(lambda: msg["from"].addresses[0].display_name),
+    "to_names": get(lambda: [a.display_name for a in msg["to"].addresses]),
+    "cc_name": get(lambda: msg["cc"].addresses[0].display_name),
+    "filenames": get(lambda: [a.get_filename() for a in attachments]),
+    "name_params": get(lambda: [a["content-type"].params.get("name") for a in attachments]),
+}))
+"#;
+
+/// Text from the API that looks like RFC 2047 encoded words reaches the
+/// relay encoded so that an independent decoder (Python's `email`) gives
+/// back exactly the characters sent, and never a CR LF or a header of its
+/// own (issue 9 item 6). Before, it was written verbatim and the decoder
+/// turned `=0D=0A` into a line break and `X-Injected: yes` into a header
+/// line.
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_word_lookalikes_reach_the_relay_as_text() {
+    let smtpd = Smtpd::start(0, &[]);
+    let s = setup(Some(smtpd.port), "200ms").await;
+    let evil = "=?utf-8?q?a=0D=0AX-Injected:_yes?=";
+    let mixed = format!("Grüße {evil} and =?utf-8?B?DQpYLUluamVjdGVkOiB5ZXM=?= end");
+    let long = format!("{} {evil}", "a long subject ".repeat(12));
+    // Display names stay within one encoded word (45 bytes): Python puts a
+    // space between adjacent encoded words of a display name (RFC 2047
+    // 6.2 says to drop it), which is about long names, not lookalikes.
+    let short_mixed = "Grüße =?utf-8?Q?=0D=0A?= ✓";
+    let request = json!({
+        "from": {"name": evil, "address": "alice@example.org"},
+        "to": [
+            {"name": format!("pre{evil}post"), "address": "bob@example.com"},
+            format!("\"{evil}, quoted\" <carol@example.com>"),
+        ],
+        "cc": {"name": short_mixed, "address": "dave@example.com"},
+        "subject": long,
+        "headers": {"X-Note": evil, "X-Mixed": mixed},
+        "text": "body",
+        "attachments": [
+            {"filename": format!("{evil}.txt"), "content_type": "text/plain", "content": b64(b"one")},
+            {"filename": format!("Grüße-{evil}"), "content": b64(b"two")},
+        ],
+    });
+    let id = s.api.send(&request).await;
+    s.api.wait_status(&id, 15, |v| v["status"] == "sent").await;
+    let msgs = smtpd.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let raw = data(&msgs[0]);
+    let shown = String::from_utf8_lossy(&raw).into_owned();
+    assert!(
+        !shown.contains(evil) && !shown.contains("=0D=0A"),
+        "a lookalike was written verbatim:\n{shown}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, &raw).unwrap();
+    let got = python_json(DECODE_TEXT, &[path.to_str().unwrap()], 30).await;
+    let names = got["names"].as_array().unwrap();
+    assert!(
+        !names.iter().any(|n| n == "x-injected"),
+        "{names:?}\n{shown}"
+    );
+    assert_eq!(got["subject"], long, "{shown}");
+    assert_eq!(got["x_note"], evil, "{shown}");
+    assert_eq!(got["x_mixed"], mixed.as_str(), "{shown}");
+    assert_eq!(got["from_name"], evil, "{shown}");
+    assert_eq!(
+        got["to_names"],
+        json!([format!("pre{evil}post"), format!("{evil}, quoted")]),
+        "{shown}"
+    );
+    assert_eq!(got["cc_name"], short_mixed, "{shown}");
+    let filenames = json!([format!("{evil}.txt"), format!("Grüße-{evil}")]);
+    assert_eq!(got["filenames"], filenames, "{shown}");
+    assert_eq!(got["name_params"], filenames, "{shown}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn relay_down_defers_then_sends_once_it_is_up() {
     let port = free_port();
