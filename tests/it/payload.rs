@@ -118,16 +118,83 @@ async fn eight_bit_utf8_body() {
 #[tokio::test]
 async fn broken_mime_is_delivered_with_raw() {
     let p = deliver_fixture("broken_mime.eml", r#", "raw": true"#).await;
+    assert_raw_is_the_fixture(&p, "broken_mime.eml");
+}
+
+/// `raw` is the message as stored: our Received: header, then the fixture's
+/// bytes, byte for byte.
+fn assert_raw_is_the_fixture(p: &serde_json::Value, name: &str) {
     let raw = base64::engine::general_purpose::STANDARD
-        .decode(p["raw"].as_str().unwrap())
+        .decode(p["raw"].as_str().expect("raw present"))
         .unwrap();
-    let original = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/broken_mime.eml"
+    let original = std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    // raw is the message as stored: our Received: header, then the original
     assert!(raw.starts_with(b"Received: "));
     assert!(raw.ends_with(&original) || raw.ends_with(&[original.as_slice(), b"\r\n"].concat()));
     assert_eq!(p["envelope"]["size"].as_u64().unwrap() as usize, raw.len());
+}
+
+/// Issue 9 item 7: Latin-1 header bytes without SMTPUTF8 (the client never
+/// asks for it) used to arrive as U+FFFD with no way back to the bytes.
+#[tokio::test]
+async fn latin1_headers_are_decoded_and_the_original_bytes_kept() {
+    let p = deliver_fixture("latin1_headers.eml", "").await;
+    assert_eq!(p["subject"], "Grüße aus Köln");
+    assert_eq!(payload_header(&p, "Subject"), "Grüße aus Köln");
+    assert_eq!(
+        p["from"],
+        serde_json::json!([{"name": "Jörg Müller", "address": "joerg@example.de"}])
+    );
+    assert_eq!(p["to"][0]["name"], "Bäckerei Schäfer");
+    assert_eq!(p["text"], "Schöne Grüße aus Köln,\r\nJörg\r\n");
+    assert_eq!(p["parse_error"], false);
+    assert_eq!(p["lossy"], true);
+    let latin1 = |h: &str| {
+        serde_json::json!({"kind": "header_8bit", "part": null, "header": h,
+                           "charset": "iso-8859-1"})
+    };
+    assert_eq!(
+        p["lossy_reasons"],
+        serde_json::json!([latin1("From"), latin1("To"), latin1("Subject")])
+    );
+    // The route did not ask for raw: lossy decoding brings it anyway.
+    assert_raw_is_the_fixture(&p, "latin1_headers.eml");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_fall_back_to_windows_1252() {
+    let p = deliver_fixture("cp1252_fallback.eml", "").await;
+    assert_eq!(p["subject"], "“Angebot” für 100 €");
+    assert_eq!(p["text"], "Unser “Angebot”: 100 €, gültig bis Freitag.\r\n");
+    assert_eq!(p["attachments"][0]["filename"], "Preisliste März.txt");
+    assert_eq!(p["lossy"], true);
+    let kinds: Vec<(&str, &str)> = p["lossy_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["charset"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("header_8bit", "windows-1252"),
+            ("body_charset", "windows-1252"),
+            ("header_8bit", "windows-1252"),
+            ("header_8bit", "windows-1252"),
+        ]
+    );
+    assert_raw_is_the_fixture(&p, "cp1252_fallback.eml");
+}
+
+#[tokio::test]
+async fn exact_messages_are_not_lossy() {
+    for name in ["multipart_alternative.eml", "utf8_8bit.eml"] {
+        let p = deliver_fixture(name, "").await;
+        assert_eq!(p["lossy"], false, "{name}");
+        assert_eq!(p["lossy_reasons"], serde_json::json!([]), "{name}");
+        assert!(p.get("raw").is_none(), "{name}");
+    }
 }
