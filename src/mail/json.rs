@@ -24,8 +24,11 @@ use mail_parser::{
 };
 use sha2::{Digest, Sha256};
 
+use super::body::{self, Structure, TextKind};
 use super::charset::{self, HeaderHint};
 use super::lossy::{LossyKind, LossyReason, Reasons};
+use super::repair;
+use super::transfer::{self, Transfer};
 
 /// Options that come from the route.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +53,9 @@ pub struct Header {
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct Attachment {
+    /// MIME part number as IMAP numbers them ("2", "1.2"): places the part
+    /// among the `parts` (e.g. an image between two texts).
+    pub section: Option<String>,
     pub filename: Option<String>,
     /// `type/subtype`, lowercase, without parameters.
     pub content_type: String,
@@ -64,6 +70,22 @@ pub struct Attachment {
     /// Standard padded base64 of the decoded bytes; `None` when larger than
     /// [`PayloadOptions::max_attachment_inline`].
     pub content: Option<String>,
+}
+
+/// One body text part, as the sender wrote it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct TextPart {
+    /// MIME part number as IMAP numbers them ("1", "1.2").
+    pub section: Option<String>,
+    /// `text/plain` or `text/html`.
+    pub content_type: String,
+    /// As declared, lowercase; `None` when the part declares none.
+    pub charset: Option<String>,
+    /// `"inline"` when the part says so; `None` when it has no
+    /// Content-Disposition (body parts are never attachments).
+    pub disposition: Option<String>,
+    /// Transfer- and charset-decoded; HTML source for text/html.
+    pub body: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -85,10 +107,16 @@ pub struct MessageJson {
     /// Every header of the top-level message, in order, duplicates kept.
     /// Names as written; values unfolded, RFC 2047 decoded and trimmed.
     pub headers: Vec<Header>,
-    /// First real text/plain body part; never synthesised from HTML.
+    /// The message as a plain-text reader shows it: every text/plain body
+    /// part in reading order (the plain alternative of each
+    /// multipart/alternative), html-only parts converted to text; `None`
+    /// when the message has no text/plain body part at all.
     pub text: Option<String>,
-    /// First real text/html body part; never synthesised from text.
+    /// The same for an HTML reader (plain-only parts escaped into it);
+    /// `None` when the message has no text/html body part at all.
     pub html: Option<String>,
+    /// Every body text part, in MIME order, alternatives included.
+    pub parts: Vec<TextPart>,
     /// Attachments and inline parts (e.g. `cid:` images), but not the bodies.
     pub attachments: Vec<Attachment>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +146,7 @@ impl MessageJson {
             headers: Vec::new(),
             text: None,
             html: None,
+            parts: Vec::new(),
             attachments: Vec::new(),
             raw: Some(BASE64.encode(raw)),
             parse_error: true,
@@ -140,8 +169,20 @@ pub fn parse_message(raw: &[u8], opts: &PayloadOptions) -> MessageJson {
     }
 }
 
-fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
-    let message = MessageParser::default().parse(raw)?;
+fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
+    let first = MessageParser::default().parse(original)?;
+    // Header blocks without their blank line: parse a repaired copy. From
+    // here on `raw` is the bytes parsed (offsets point into them); only the
+    // `raw` field is always the original.
+    let fixed = repair::repair(original, &first);
+    let (raw, message, inserted) = match &fixed {
+        Some((bytes, at)) => (
+            bytes.as_slice(),
+            MessageParser::default().parse(bytes.as_slice())?,
+            at.as_slice(),
+        ),
+        None => (original, first, &[][..]),
+    };
     let root = message.parts.first()?;
     // mail-parser returns Some for almost anything, e.g. junk without a colon
     // becomes one header *name*. Without a single `name:` field nothing was
@@ -152,6 +193,21 @@ fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
     let mut reasons = Reasons::default();
     let sections = sections(&message.parts);
     let hint = implied_charset(&message.parts);
+    for &at in inserted {
+        // The part whose header block the blank line now ends.
+        if let Some(id) = message
+            .parts
+            .iter()
+            .position(|p| (p.offset_header as usize..p.offset_body as usize).contains(&at))
+        {
+            reasons.push(LossyReason {
+                kind: LossyKind::HeaderSeparator,
+                part: if id == 0 { None } else { sections[id].clone() },
+                header: None,
+                charset: None,
+            });
+        }
+    }
 
     // Raw 8-bit header bytes: mail-parser would turn every byte that is not
     // UTF-8 into U+FFFD, in the typed values too. Re-read the headers from a
@@ -180,31 +236,55 @@ fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         })
         .collect();
 
-    // Matching on the stored `PartType` keeps only genuine parts:
-    // mail-parser also lists an html-only alternative under `text_body`
-    // (and vice versa), and its `body_text`/`body_html` would convert.
-    let mut body = |ids: &[u32], html: bool| {
-        ids.iter()
-            .map(|&id| id as usize)
-            .filter_map(|id| Some((id, message.parts.get(id)?)))
-            .find(|(_, part)| match part.body {
-                PartType::Text(_) => !html,
-                PartType::Html(_) => html,
-                _ => false,
-            })
-            .map(|(id, part)| body_text(raw, part, sections[id].clone(), &mut reasons))
+    let structure = Structure::of(&message.parts);
+    let mut decoded: Vec<Option<String>> = vec![None; message.parts.len()];
+    for (id, _) in structure.texts() {
+        decoded[id] = Some(body_text(
+            raw,
+            &message.parts[id],
+            sections[id].clone(),
+            &mut reasons,
+        ));
+    }
+    let view = |kind: TextKind| {
+        let pieces: Vec<(TextKind, &str)> = structure
+            .view(kind)
+            .into_iter()
+            .filter_map(|(id, k)| Some((k, decoded[id].as_deref()?)))
+            .collect();
+        (!pieces.is_empty()).then(|| body::join(kind, &pieces))
     };
-    let text = body(&message.text_body, false);
-    let html = body(&message.html_body, true);
+    let text = view(TextKind::Plain);
+    let html = view(TextKind::Html);
+    let parts = structure
+        .texts()
+        .filter_map(|(id, kind)| {
+            let part = &message.parts[id];
+            Some(TextPart {
+                section: sections[id].clone(),
+                content_type: match kind {
+                    TextKind::Plain => "text/plain",
+                    TextKind::Html => "text/html",
+                }
+                .to_owned(),
+                charset: part
+                    .content_type()
+                    .and_then(|ct| ct.attribute("charset"))
+                    .map(|c| c.trim().to_ascii_lowercase()),
+                disposition: part
+                    .content_disposition()
+                    .filter(|cd| cd.is_inline())
+                    .map(|_| "inline".to_owned()),
+                body: decoded[id].take()?,
+            })
+        })
+        .collect();
 
-    let attachments = message
-        .attachments
-        .iter()
-        .map(|&id| id as usize)
-        .filter_map(|id| Some((id, message.parts.get(id)?)))
-        .map(|(id, part)| {
+    let attachments = structure
+        .attachments()
+        .map(|id| {
             let located = Located {
-                part,
+                part: &message.parts[id],
                 section: sections[id].clone(),
                 hint,
             };
@@ -238,8 +318,9 @@ fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         headers,
         text,
         html,
+        parts,
         attachments,
-        raw: (opts.include_raw || lossy).then(|| BASE64.encode(raw)),
+        raw: (opts.include_raw || lossy).then(|| BASE64.encode(original)),
         parse_error: false,
         lossy,
         lossy_reasons,
@@ -254,21 +335,29 @@ struct Located<'a, 'x> {
     hint: Option<HeaderHint<'a>>,
 }
 
+/// Parts nested deeper get no number: a number's length grows with the
+/// depth, and thousands of parts at the bottom of a deep chain would each
+/// carry one (quadratic output from a small message).
+pub const MAX_SECTION_DEPTH: usize = 32;
+
 /// IMAP-style part numbers ("1", "2.1"), indexed like `parts`: a single-part
 /// message's body is "1", a multipart root has none, and nested messages
 /// (attachments) are not descended into. Iterative: multipart nesting depth
 /// is attacker-controlled.
 fn sections(parts: &[MessagePart<'_>]) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = vec![None; parts.len()];
-    let mut stack: Vec<(&[u32], String)> = match parts.first().map(|p| &p.body) {
-        Some(PartType::Multipart(children)) => vec![(children.as_slice(), String::new())],
+    let mut stack: Vec<(&[u32], String, usize)> = match parts.first().map(|p| &p.body) {
+        Some(PartType::Multipart(children)) => vec![(children.as_slice(), String::new(), 1)],
         Some(_) => {
             out[0] = Some("1".to_owned());
             Vec::new()
         }
         None => Vec::new(),
     };
-    while let Some((children, prefix)) = stack.pop() {
+    while let Some((children, prefix, depth)) = stack.pop() {
+        if depth > MAX_SECTION_DEPTH {
+            continue;
+        }
         for (i, &id) in children.iter().enumerate() {
             let id = id as usize;
             // The root and parts already numbered are skipped, so a
@@ -282,7 +371,7 @@ fn sections(parts: &[MessagePart<'_>]) -> Vec<Option<String>> {
                 format!("{prefix}.{}", i + 1)
             };
             if let PartType::Multipart(grandchildren) = &parts[id].body {
-                stack.push((grandchildren.as_slice(), number.clone()));
+                stack.push((grandchildren.as_slice(), number.clone(), depth + 1));
             }
             out[id] = Some(number);
         }
@@ -357,6 +446,26 @@ fn fields(block: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The transfer-decoded bytes of a part; a transfer encoding that had to be
+/// repaired or could not be undone is reported.
+fn transfer_bytes<'a>(
+    raw: &'a [u8],
+    part: &'a MessagePart<'_>,
+    section: Option<&str>,
+    reasons: &mut Reasons,
+) -> Cow<'a, [u8]> {
+    let (bytes, outcome) = transfer::decoded(raw, part);
+    if outcome != Transfer::Clean {
+        reasons.push(LossyReason {
+            kind: LossyKind::TransferEncoding,
+            part: section.map(str::to_owned),
+            header: Some("Content-Transfer-Encoding".to_owned()),
+            charset: None,
+        });
+    }
+    bytes
+}
+
 /// The text of a body part, decoded by the charset policy rather than by
 /// mail-parser (which turns invalid UTF-8 into U+FFFD and reads 8-bit bytes
 /// under a US-ASCII label as windows-1252).
@@ -366,7 +475,7 @@ fn body_text(
     section: Option<String>,
     reasons: &mut Reasons,
 ) -> String {
-    let bytes = transfer_decoded(raw, part);
+    let bytes = transfer_bytes(raw, part, section.as_deref(), reasons);
     let declared = part.content_type().and_then(|ct| ct.attribute("charset"));
     let decoded = charset::decode_body(&bytes, declared);
     if let Some(used) = decoded.guessed {
@@ -554,17 +663,12 @@ fn attachment(
             charset: None,
         });
     }
-    let bytes: Cow<'_, [u8]> = match &part.body {
-        PartType::Binary(b) | PartType::InlineBinary(b) if !part.is_encoding_problem => {
-            Cow::Borrowed(b.as_ref())
-        }
-        // Text parts were charset-converted to UTF-8 by mail-parser, a nested
-        // message's `raw_message` can be the *outer* message, and a part with
-        // an encoding problem holds its still-encoded bytes. The receiver
-        // wants the file that was attached, so undo only the transfer
-        // encoding, on the part's own bytes.
-        _ => transfer_decoded(raw, part),
-    };
+    // Also for binary parts that mail-parser decoded already: its base64
+    // decoder drops an unpadded last group, and text parts were
+    // charset-converted, a nested message's `raw_message` can be the
+    // *outer* message, and a part with an encoding problem holds its
+    // still-encoded bytes. The receiver wants the file that was attached.
+    let bytes = transfer_bytes(raw, part, section, reasons);
     let content_id = named
         .content_id()
         .map(strip_brackets)
@@ -583,6 +687,7 @@ fn attachment(
         _ => Some(BASE64.encode(&bytes)),
     };
     Attachment {
+        section: located.section.clone(),
         filename,
         content_type: content_type(part),
         size: bytes.len(),
@@ -599,36 +704,6 @@ fn filename_header(part: &MessagePart<'_>) -> &'static str {
     match part.content_disposition() {
         Some(cd) if cd.attribute("filename").is_some() => "Content-Disposition",
         _ => "Content-Type",
-    }
-}
-
-fn transfer_decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
-    let Some(encoded) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
-        return match &part.body {
-            PartType::Text(s) | PartType::Html(s) => Cow::Borrowed(s.as_bytes()),
-            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
-            _ => Cow::Borrowed(&[]),
-        };
-    };
-    // The header, not `part.encoding`: mail-parser resets the latter to None
-    // when it could not find the closing boundary, yet the bytes up to the
-    // end of the message are usually still perfectly decodable.
-    let cte = part.content_transfer_encoding().unwrap_or_default();
-    // An empty boundary makes the decoders run to the end of the slice, which
-    // already stops where the part ends.
-    let (end, decoded) = if cte.eq_ignore_ascii_case("base64") {
-        MessageStream::new(encoded).decode_base64_mime(b"")
-    } else if cte.eq_ignore_ascii_case("quoted-printable") {
-        MessageStream::new(encoded).decode_quoted_printable_mime(b"")
-    } else {
-        return Cow::Borrowed(encoded);
-    };
-    // usize::MAX is mail-parser's "not valid in this encoding": deliver the
-    // bytes as they are rather than a silently shortened file.
-    if end == usize::MAX {
-        Cow::Borrowed(encoded)
-    } else {
-        decoded
     }
 }
 
@@ -666,7 +741,7 @@ mod tests {
         };
     }
 
-    fn all_fixtures() -> [(&'static str, &'static [u8]); 9] {
+    fn all_fixtures() -> [(&'static str, &'static [u8]); 16] {
         [
             (
                 "multipart_alternative",
@@ -680,6 +755,16 @@ mod tests {
             ("forwarded_rfc822", fixture!("forwarded_rfc822.eml")),
             ("latin1_headers", fixture!("latin1_headers.eml")),
             ("cp1252_fallback", fixture!("cp1252_fallback.eml")),
+            ("digest", fixture!("digest.eml")),
+            ("list_footer", fixture!("list_footer.eml")),
+            (
+                "apple_text_image_text",
+                fixture!("apple_text_image_text.eml"),
+            ),
+            ("text_image_text", fixture!("text_image_text.eml")),
+            ("multiple_plain", fixture!("multiple_plain.eml")),
+            ("sloppy_mime", fixture!("sloppy_mime.eml")),
+            ("bounce_comments", fixture!("bounce_comments.eml")),
         ]
     }
 
@@ -1371,6 +1456,7 @@ mod tests {
                 "headers",
                 "text",
                 "html",
+                "parts",
                 "attachments",
                 "parse_error",
                 "lossy",
@@ -1381,6 +1467,7 @@ mod tests {
         assert_eq!(
             keys(&json["attachments"][0]),
             sorted(&[
+                "section",
                 "filename",
                 "content_type",
                 "size",
@@ -1512,5 +1599,92 @@ mod tests {
         assert_eq!(m.headers.len(), 3);
         assert_eq!(m.headers[2].name.len(), 100_002);
         assert_eq!(m.text.as_deref(), Some("body\r\n"));
+    }
+
+    #[test]
+    fn a_message_without_the_blank_line_after_its_headers() {
+        let raw = b"From: a@b.example\r\nSubject: hi\r\nHello Bob,\r\n\r\nbye\r\n";
+        let m = parse(raw);
+        assert_eq!(m.subject.as_deref(), Some("hi"));
+        assert_eq!(m.headers.len(), 2);
+        assert_eq!(m.text.as_deref(), Some("Hello Bob,\r\n\r\nbye\r\n"));
+        assert_eq!(
+            m.lossy_reasons,
+            vec![reason(LossyKind::HeaderSeparator, None, None, None)]
+        );
+        // raw is the original, not the repaired copy.
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+    }
+
+    #[test]
+    fn transfer_encodings_that_cannot_be_undone_are_flagged() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n\
+            begin 644 a\r\n--b\r\nContent-Type: application/pdf\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nQ\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.text.as_deref(), Some("begin 644 a"));
+        // mail-parser would have made this 0 bytes.
+        assert_eq!(
+            BASE64
+                .decode(m.attachments[0].content.as_deref().unwrap())
+                .unwrap(),
+            b"Q"
+        );
+        let cte = |part| {
+            reason(
+                LossyKind::TransferEncoding,
+                Some(part),
+                Some("Content-Transfer-Encoding"),
+                None,
+            )
+        };
+        assert_eq!(m.lossy_reasons, vec![cte("1"), cte("2")]);
+    }
+
+    #[test]
+    fn single_part_views_are_the_part_itself() {
+        for (name, raw) in all_fixtures() {
+            let m = parse(raw);
+            let of = |ct: &str| -> Vec<&str> {
+                m.parts
+                    .iter()
+                    .filter(|p| p.content_type == ct)
+                    .map(|p| p.body.as_str())
+                    .collect()
+            };
+            // With one part of a kind and none of the other, the view is it.
+            if m.parts.len() == 1 {
+                let only = m.parts[0].body.as_str();
+                match m.parts[0].content_type.as_str() {
+                    "text/plain" => assert_eq!(m.text.as_deref(), Some(only), "{name}"),
+                    _ => assert_eq!(m.html.as_deref(), Some(only), "{name}"),
+                }
+            }
+            // A view exists exactly when a part of its kind does.
+            assert_eq!(m.text.is_some(), !of("text/plain").is_empty(), "{name}");
+            assert_eq!(m.html.is_some(), !of("text/html").is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn part_numbers_stop_at_a_depth() {
+        let depth = 200;
+        let mut raw = Vec::new();
+        for i in 0..depth {
+            raw.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        raw.extend_from_slice(b"Content-Type: text/plain\r\n\r\ndeep\r\n");
+        let m = parse(&raw);
+        assert_eq!(m.text.as_deref(), Some("deep\r\n"));
+        assert_eq!(m.parts.len(), 1);
+        assert_eq!(m.parts[0].section, None);
+        let message = MessageParser::default().parse(&raw).unwrap();
+        let numbers = sections(&message.parts);
+        let longest = numbers.iter().flatten().map(String::len).max().unwrap();
+        assert_eq!(longest, MAX_SECTION_DEPTH * 2 - 1, "1.1.….1");
     }
 }

@@ -17,6 +17,15 @@ pub enum LossyKind {
     /// charset is unknown or missing for 8-bit text; decoded as `charset`.
     #[serde(rename = "body_charset")]
     BodyCharset,
+    /// A part's transfer encoding could not be undone (base64 that is not
+    /// base64, invalid quoted-printable, an unknown encoding): its bytes are
+    /// given as sent.
+    #[serde(rename = "transfer_encoding")]
+    TransferEncoding,
+    /// A header block was not ended by a blank line; its body was taken to
+    /// start at the first line that cannot be a header field.
+    #[serde(rename = "header_separator")]
+    HeaderSeparator,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
@@ -84,13 +93,21 @@ mod tests {
             LossyKind::Header8bit,
             LossyKind::EncodedWord,
             LossyKind::BodyCharset,
+            LossyKind::TransferEncoding,
+            LossyKind::HeaderSeparator,
         ]
         .iter()
         .map(|k| serde_json::to_string(k).unwrap())
         .collect();
         assert_eq!(
             names,
-            ["\"header_8bit\"", "\"encoded_word\"", "\"body_charset\""]
+            [
+                "\"header_8bit\"",
+                "\"encoded_word\"",
+                "\"body_charset\"",
+                "\"transfer_encoding\"",
+                "\"header_separator\""
+            ]
         );
     }
 }

@@ -13,6 +13,7 @@ mod deliveries;
 mod delivery;
 mod durability;
 mod faults;
+mod fidelity;
 mod hostile;
 mod openapi;
 mod ops;
