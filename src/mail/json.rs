@@ -193,21 +193,7 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
     let mut reasons = Reasons::default();
     let sections = sections(&message.parts);
     let hint = implied_charset(&message.parts);
-    for &at in inserted {
-        // The part whose header block the blank line now ends.
-        if let Some(id) = message
-            .parts
-            .iter()
-            .position(|p| (p.offset_header as usize..p.offset_body as usize).contains(&at))
-        {
-            reasons.push(LossyReason {
-                kind: LossyKind::HeaderSeparator,
-                part: if id == 0 { None } else { sections[id].clone() },
-                header: None,
-                charset: None,
-            });
-        }
-    }
+    separator_reasons(&message.parts, &sections, inserted, &mut reasons);
 
     // Raw 8-bit header bytes: mail-parser would turn every byte that is not
     // UTF-8 into U+FFFD, in the typed values too. Re-read the headers from a
@@ -259,24 +245,13 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
     let parts = structure
         .texts()
         .filter_map(|(id, kind)| {
-            let part = &message.parts[id];
-            Some(TextPart {
-                section: sections[id].clone(),
-                content_type: match kind {
-                    TextKind::Plain => "text/plain",
-                    TextKind::Html => "text/html",
-                }
-                .to_owned(),
-                charset: part
-                    .content_type()
-                    .and_then(|ct| ct.attribute("charset"))
-                    .map(|c| c.trim().to_ascii_lowercase()),
-                disposition: part
-                    .content_disposition()
-                    .filter(|cd| cd.is_inline())
-                    .map(|_| "inline".to_owned()),
-                body: decoded[id].take()?,
-            })
+            let body = decoded[id].take()?;
+            Some(text_part(
+                &message.parts[id],
+                sections[id].clone(),
+                kind,
+                body,
+            ))
         })
         .collect();
 
@@ -287,6 +262,7 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
                 part: &message.parts[id],
                 section: sections[id].clone(),
                 hint,
+                is_root: id == 0,
             };
             attachment(raw, &located, opts, &mut reasons)
         })
@@ -327,12 +303,75 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
     })
 }
 
+/// Reports each blank line `repair` inserted, under the part whose header
+/// block it now ends (`None` for the message's own).
+fn separator_reasons(
+    parts: &[MessagePart<'_>],
+    sections: &[Option<String>],
+    inserted: &[usize],
+    reasons: &mut Reasons,
+) {
+    if inserted.is_empty() {
+        return;
+    }
+    // Header blocks do not overlap; sorted, each insertion is a binary
+    // search away (a hostile message can have many of both).
+    let mut blocks: Vec<(usize, usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .map(|(id, p)| (p.offset_header as usize, p.offset_body as usize, id))
+        .collect();
+    blocks.sort_unstable();
+    for &at in inserted {
+        let i = blocks.partition_point(|&(start, _, _)| start <= at);
+        let Some(&(_, end, id)) = i.checked_sub(1).and_then(|i| blocks.get(i)) else {
+            continue;
+        };
+        if at < end {
+            reasons.push(LossyReason {
+                kind: LossyKind::HeaderSeparator,
+                part: if id == 0 { None } else { sections[id].clone() },
+                header: None,
+                charset: None,
+            });
+        }
+    }
+}
+
+fn text_part(
+    part: &MessagePart<'_>,
+    section: Option<String>,
+    kind: TextKind,
+    body: String,
+) -> TextPart {
+    TextPart {
+        section,
+        content_type: match kind {
+            TextKind::Plain => "text/plain",
+            TextKind::Html => "text/html",
+        }
+        .to_owned(),
+        charset: part
+            .content_type()
+            .and_then(|ct| ct.attribute("charset"))
+            .map(|c| c.trim().to_ascii_lowercase()),
+        disposition: part
+            .content_disposition()
+            .filter(|cd| cd.is_inline())
+            .map(|_| "inline".to_owned()),
+        body,
+    }
+}
+
 /// A part together with what is needed to describe it.
 struct Located<'a, 'x> {
     part: &'a MessagePart<'x>,
     /// IMAP part number; `None` for a multipart root.
     section: Option<String>,
     hint: Option<HeaderHint<'a>>,
+    /// The message itself (a single-part message): its headers are the
+    /// message's, already reported as such.
+    is_root: bool,
 }
 
 /// Parts nested deeper get no number: a number's length grows with the
@@ -643,7 +682,18 @@ fn attachment(
     let section = located.section.as_deref();
     // Filenames are where raw 8-bit bytes show up in part headers (old
     // mailers writing Latin-1 names unencoded): read names from a UTF-8 copy.
-    let fixed = utf8_headers(header_bytes(raw, part), located.hint, section, reasons);
+    let mut already_reported = Reasons::default();
+    let header_reasons = if located.is_root {
+        &mut already_reported
+    } else {
+        &mut *reasons
+    };
+    let fixed = utf8_headers(
+        header_bytes(raw, part),
+        located.hint,
+        section,
+        header_reasons,
+    );
     let reparsed = fixed
         .as_deref()
         .and_then(|b| MessageParser::default().parse_headers(b));
@@ -1686,5 +1736,40 @@ mod tests {
         let numbers = sections(&message.parts);
         let longest = numbers.iter().flatten().map(String::len).max().unwrap();
         assert_eq!(longest, MAX_SECTION_DEPTH * 2 - 1, "1.1.….1");
+    }
+
+    #[test]
+    fn a_single_part_attachment_reports_its_headers_once() {
+        let m = parse(
+            b"Subject: caf\xe9\r\nContent-Type: application/pdf; name=\"r\xe9sum\xe9.pdf\"\r\n\r\nx",
+        );
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].filename.as_deref(), Some("résumé.pdf"));
+        assert_eq!(m.attachments[0].section.as_deref(), Some("1"));
+        let cp = Some("windows-1252");
+        assert_eq!(
+            m.lossy_reasons,
+            vec![
+                reason(LossyKind::Header8bit, None, Some("Subject"), cp),
+                reason(LossyKind::Header8bit, None, Some("Content-Type"), cp),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_parts_without_blank_lines() {
+        let mut raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for i in 0..3000 {
+            raw.extend_from_slice(
+                format!("--b\r\nContent-Type: text/plain\r\nline {i}\r\n").as_bytes(),
+            );
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        let m = parse(&raw);
+        assert_eq!(m.parts.len(), 3000);
+        assert_eq!(m.parts[2999].body, "line 2999");
+        assert_eq!(m.lossy_reasons.len(), crate::mail::MAX_REASONS);
+        assert_eq!(m.lossy_reasons[0].kind, LossyKind::HeaderSeparator);
+        assert_eq!(m.lossy_reasons[0].part.as_deref(), Some("1"));
     }
 }

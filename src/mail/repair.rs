@@ -62,12 +62,15 @@ fn insert(buf: &[u8], cuts: &[usize], mut inserted: Vec<usize>) -> (Vec<u8>, Vec
         from = cut;
     }
     next.extend_from_slice(&buf[from..]);
+    // Both are ascending: one merge, not a product (hostile messages can
+    // have many of each).
+    let (mut next_shift, mut moved) = (0, 0);
     for pos in &mut inserted {
-        *pos += shifts
-            .iter()
-            .filter(|(cut, _, _)| cut <= pos)
-            .map(|(_, _, len)| len)
-            .sum::<usize>();
+        while next_shift < shifts.len() && shifts[next_shift].0 <= *pos {
+            moved += shifts[next_shift].2;
+            next_shift += 1;
+        }
+        *pos += moved;
     }
     inserted.extend(shifts.iter().map(|(_, at, _)| at));
     inserted.sort_unstable();
