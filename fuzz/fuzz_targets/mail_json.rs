@@ -3,8 +3,10 @@
 //!
 //! Fails (aborts) on a panic, on JSON serialisation failing, or when a
 //! documented promise of `MessageJson` does not hold:
-//! - `raw` is the base64 of the input whenever `include_raw` or
-//!   `parse_error`, and absent otherwise;
+//! - `raw` is the base64 of the input whenever `include_raw`, `parse_error`
+//!   or `lossy`, and absent otherwise; `lossy` is set exactly when
+//!   `parse_error` is or `lossy_reasons` is not empty, and that list stays
+//!   within `MAX_REASONS`;
 //! - an attachment's `sha256` is 64 lowercase hex digits, its `content`
 //!   decodes to `size` bytes, and it is `null` exactly when `size` is over
 //!   `max_attachment_inline`;
@@ -23,7 +25,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use postern::mail::{parse_message, MessageJson, PayloadOptions};
+use postern::mail::{parse_message, MessageJson, PayloadOptions, MAX_REASONS};
 use serde_json::Value;
 
 const INLINE_MAX: usize = 64;
@@ -58,7 +60,9 @@ fuzz_target!(
     let expect_raw = BASE64.encode(data);
 
     for (m, opts) in [(&a, &plain), (&b, &with_raw)] {
-        if m.parse_error || opts.include_raw {
+        assert_eq!(m.lossy, m.parse_error || !m.lossy_reasons.is_empty(), "lossy flag");
+        assert!(m.lossy_reasons.len() <= MAX_REASONS, "too many lossy reasons");
+        if m.parse_error || m.lossy || opts.include_raw {
             assert_eq!(m.raw.as_deref(), Some(expect_raw.as_str()), "raw missing or wrong");
         } else {
             assert!(m.raw.is_none(), "raw present without include_raw");

@@ -9,8 +9,9 @@
 //! Parsing is delegated to `mail-parser`; this module decides which of its
 //! views to trust. The guiding rule is that a webhook must never lose a
 //! message: [`parse_message`] cannot fail, and whenever the bytes could not be
-//! understood the base64 of the untouched input is attached (`raw`), even if
-//! the route did not ask for it, so the receiver can still recover the mail.
+//! understood, or were understood only by guessing (see [`LossyReason`]), the
+//! base64 of the untouched input is attached (`raw`), even if the route did
+//! not ask for it, so the receiver can still recover the mail.
 
 use std::borrow::Cow;
 
@@ -22,6 +23,12 @@ use mail_parser::{
     MimeHeaders, PartType,
 };
 use sha2::{Digest, Sha256};
+
+use super::body::{self, Structure, TextKind};
+use super::charset::{self, HeaderHint};
+use super::lossy::{LossyKind, LossyReason, Reasons};
+use super::repair;
+use super::transfer::{self, Transfer};
 
 /// Options that come from the route.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +53,9 @@ pub struct Header {
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
 pub struct Attachment {
+    /// MIME part number as IMAP numbers them ("2", "1.2"): places the part
+    /// among the `parts` (e.g. an image between two texts).
+    pub section: Option<String>,
     pub filename: Option<String>,
     /// `type/subtype`, lowercase, without parameters.
     pub content_type: String,
@@ -60,6 +70,22 @@ pub struct Attachment {
     /// Standard padded base64 of the decoded bytes; `None` when larger than
     /// [`PayloadOptions::max_attachment_inline`].
     pub content: Option<String>,
+}
+
+/// One body text part, as the sender wrote it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct TextPart {
+    /// MIME part number as IMAP numbers them ("1", "1.2").
+    pub section: Option<String>,
+    /// `text/plain` or `text/html`.
+    pub content_type: String,
+    /// As declared, lowercase; `None` when the part declares none.
+    pub charset: Option<String>,
+    /// `"inline"` when the part says so; `None` when it has no
+    /// Content-Disposition (body parts are never attachments).
+    pub disposition: Option<String>,
+    /// Transfer- and charset-decoded; HTML source for text/html.
+    pub body: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -81,16 +107,28 @@ pub struct MessageJson {
     /// Every header of the top-level message, in order, duplicates kept.
     /// Names as written; values unfolded, RFC 2047 decoded and trimmed.
     pub headers: Vec<Header>,
-    /// First real text/plain body part; never synthesised from HTML.
+    /// The message as a plain-text reader shows it: every text/plain body
+    /// part in reading order (the plain alternative of each
+    /// multipart/alternative), html-only parts converted to text; `None`
+    /// when the message has no text/plain body part at all.
     pub text: Option<String>,
-    /// First real text/html body part; never synthesised from text.
+    /// The same for an HTML reader (plain-only parts escaped into it);
+    /// `None` when the message has no text/html body part at all.
     pub html: Option<String>,
+    /// Every body text part, in MIME order, alternatives included.
+    pub parts: Vec<TextPart>,
     /// Attachments and inline parts (e.g. `cid:` images), but not the bodies.
     pub attachments: Vec<Attachment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
     /// true when mail-parser could not parse the message at all (then most fields are empty); `raw` is then ALWAYS included, regardless of include_raw, so nothing is lost
     pub parse_error: bool,
+    /// true when some text above is not an exact decoding of the message
+    /// (see `lossy_reasons`), or when `parse_error`; `raw` is then always
+    /// included.
+    pub lossy: bool,
+    /// What was guessed or replaced, at most [`super::lossy::MAX_REASONS`].
+    pub lossy_reasons: Vec<LossyReason>,
 }
 
 impl MessageJson {
@@ -108,9 +146,12 @@ impl MessageJson {
             headers: Vec::new(),
             text: None,
             html: None,
+            parts: Vec::new(),
             attachments: Vec::new(),
             raw: Some(BASE64.encode(raw)),
             parse_error: true,
+            lossy: true,
+            lossy_reasons: Vec::new(),
         }
     }
 }
@@ -128,33 +169,107 @@ pub fn parse_message(raw: &[u8], opts: &PayloadOptions) -> MessageJson {
     }
 }
 
-fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
-    let message = MessageParser::default().parse(raw)?;
-    let typed = &message.parts.first()?.headers;
+fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
+    let first = MessageParser::default().parse(original)?;
+    // Header blocks without their blank line: parse a repaired copy. From
+    // here on `raw` is the bytes parsed (offsets point into them); only the
+    // `raw` field is always the original.
+    let fixed = repair::repair(original, &first);
+    let (raw, message, inserted) = match &fixed {
+        Some((bytes, at)) => (
+            bytes.as_slice(),
+            MessageParser::default().parse(bytes.as_slice())?,
+            at.as_slice(),
+        ),
+        None => (original, first, &[][..]),
+    };
+    let root = message.parts.first()?;
     // mail-parser returns Some for almost anything, e.g. junk without a colon
     // becomes one header *name*. Without a single `name:` field nothing was
     // understood, and only `raw` (forced on by parse_message) keeps it intact.
-    if !typed.iter().any(|h| has_colon(raw, h)) {
+    if !root.headers.iter().any(|h| has_colon(raw, h)) {
         return None;
     }
-    let headers: Vec<Header> = typed.iter().map(|h| raw_header(raw, h)).collect();
+    let mut reasons = Reasons::default();
+    let sections = sections(&message.parts);
+    let hint = implied_charset(&message.parts);
+    separator_reasons(&message.parts, &sections, inserted, &mut reasons);
 
-    let text = first_body(&message.parts, &message.text_body, |body| match body {
-        PartType::Text(text) => Some(text),
-        _ => None,
-    });
-    let html = first_body(&message.parts, &message.html_body, |body| match body {
-        PartType::Html(html) => Some(html),
-        _ => None,
-    });
-
-    let attachments = message
-        .attachments
+    // Raw 8-bit header bytes: mail-parser would turn every byte that is not
+    // UTF-8 into U+FFFD, in the typed values too. Re-read the headers from a
+    // UTF-8 copy instead (offsets then refer to that copy).
+    let fixed = utf8_headers(header_bytes(raw, root), hint, None, &mut reasons);
+    let reparsed = fixed
+        .as_deref()
+        .and_then(|b| MessageParser::default().parse_headers(b));
+    let (block, typed) = match (&fixed, reparsed.as_ref().and_then(|m| m.parts.first())) {
+        (Some(bytes), Some(part)) => (bytes.as_slice(), &part.headers),
+        _ => (raw, &root.headers),
+    };
+    let headers: Vec<Header> = typed
         .iter()
-        .filter_map(|&id| message.parts.get(id as usize))
-        .map(|part| attachment(raw, part, opts))
+        .map(|h| {
+            let (header, replaced) = raw_header(block, h);
+            if replaced {
+                reasons.push(LossyReason {
+                    kind: LossyKind::EncodedWord,
+                    part: None,
+                    header: Some(header.name.clone()),
+                    charset: None,
+                });
+            }
+            header
+        })
         .collect();
 
+    let structure = Structure::of(&message.parts);
+    let mut decoded: Vec<Option<String>> = vec![None; message.parts.len()];
+    for (id, _) in structure.texts() {
+        decoded[id] = Some(body_text(
+            raw,
+            &message.parts[id],
+            sections[id].clone(),
+            &mut reasons,
+        ));
+    }
+    let view = |kind: TextKind| {
+        let pieces: Vec<(TextKind, &str)> = structure
+            .view(kind)
+            .into_iter()
+            .filter_map(|(id, k)| Some((k, decoded[id].as_deref()?)))
+            .collect();
+        (!pieces.is_empty()).then(|| body::join(kind, &pieces))
+    };
+    let text = view(TextKind::Plain);
+    let html = view(TextKind::Html);
+    let parts = structure
+        .texts()
+        .filter_map(|(id, kind)| {
+            let body = decoded[id].take()?;
+            Some(text_part(
+                &message.parts[id],
+                sections[id].clone(),
+                kind,
+                body,
+            ))
+        })
+        .collect();
+
+    let attachments = structure
+        .attachments()
+        .map(|id| {
+            let located = Located {
+                part: &message.parts[id],
+                section: sections[id].clone(),
+                hint,
+                is_root: id == 0,
+            };
+            attachment(raw, &located, opts, &mut reasons)
+        })
+        .collect();
+
+    let lossy_reasons = reasons.into_vec();
+    let lossy = !lossy_reasons.is_empty();
     Some(MessageJson {
         message_id: ids(typed, HeaderName::MessageId).into_iter().next(),
         // Same text as in `headers`; mail-parser's typed value is missing
@@ -179,24 +294,238 @@ fn convert(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         headers,
         text,
         html,
+        parts,
         attachments,
-        raw: opts.include_raw.then(|| BASE64.encode(raw)),
+        raw: (opts.include_raw || lossy).then(|| BASE64.encode(original)),
         parse_error: false,
+        lossy,
+        lossy_reasons,
     })
 }
 
-/// `body_text`/`body_html` would convert html→text and text→html on the fly,
-/// and mail-parser also lists an html-only alternative under `text_body` (and
-/// vice versa). Matching on the stored `PartType` keeps only genuine parts.
-fn first_body<'a>(
-    parts: &'a [MessagePart<'a>],
-    ids: &[u32],
-    pick: impl Fn(&'a PartType<'a>) -> Option<&'a Cow<'a, str>>,
-) -> Option<String> {
-    ids.iter()
-        .filter_map(|&id| parts.get(id as usize))
-        .find_map(|part| pick(&part.body))
-        .map(|s| s.to_string())
+/// Reports each blank line `repair` inserted, under the part whose header
+/// block it now ends (`None` for the message's own).
+fn separator_reasons(
+    parts: &[MessagePart<'_>],
+    sections: &[Option<String>],
+    inserted: &[usize],
+    reasons: &mut Reasons,
+) {
+    if inserted.is_empty() {
+        return;
+    }
+    // Header blocks do not overlap; sorted, each insertion is a binary
+    // search away (a hostile message can have many of both).
+    let mut blocks: Vec<(usize, usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .map(|(id, p)| (p.offset_header as usize, p.offset_body as usize, id))
+        .collect();
+    blocks.sort_unstable();
+    for &at in inserted {
+        let i = blocks.partition_point(|&(start, _, _)| start <= at);
+        let Some(&(_, end, id)) = i.checked_sub(1).and_then(|i| blocks.get(i)) else {
+            continue;
+        };
+        if at < end {
+            reasons.push(LossyReason {
+                kind: LossyKind::HeaderSeparator,
+                part: if id == 0 { None } else { sections[id].clone() },
+                header: None,
+                charset: None,
+            });
+        }
+    }
+}
+
+fn text_part(
+    part: &MessagePart<'_>,
+    section: Option<String>,
+    kind: TextKind,
+    body: String,
+) -> TextPart {
+    TextPart {
+        section,
+        content_type: match kind {
+            TextKind::Plain => "text/plain",
+            TextKind::Html => "text/html",
+        }
+        .to_owned(),
+        charset: part
+            .content_type()
+            .and_then(|ct| ct.attribute("charset"))
+            .map(|c| c.trim().to_ascii_lowercase()),
+        disposition: part
+            .content_disposition()
+            .filter(|cd| cd.is_inline())
+            .map(|_| "inline".to_owned()),
+        body,
+    }
+}
+
+/// A part together with what is needed to describe it.
+struct Located<'a, 'x> {
+    part: &'a MessagePart<'x>,
+    /// IMAP part number; `None` for a multipart root.
+    section: Option<String>,
+    hint: Option<HeaderHint<'a>>,
+    /// The message itself (a single-part message): its headers are the
+    /// message's, already reported as such.
+    is_root: bool,
+}
+
+/// Parts nested deeper get no number: a number's length grows with the
+/// depth, and thousands of parts at the bottom of a deep chain would each
+/// carry one (quadratic output from a small message).
+pub const MAX_SECTION_DEPTH: usize = 32;
+
+/// IMAP-style part numbers ("1", "2.1"), indexed like `parts`: a single-part
+/// message's body is "1", a multipart root has none, and nested messages
+/// (attachments) are not descended into. Iterative: multipart nesting depth
+/// is attacker-controlled.
+fn sections(parts: &[MessagePart<'_>]) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = vec![None; parts.len()];
+    let mut stack: Vec<(&[u32], String, usize)> = match parts.first().map(|p| &p.body) {
+        Some(PartType::Multipart(children)) => vec![(children.as_slice(), String::new(), 1)],
+        Some(_) => {
+            out[0] = Some("1".to_owned());
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    while let Some((children, prefix, depth)) = stack.pop() {
+        if depth > MAX_SECTION_DEPTH {
+            continue;
+        }
+        for (i, &id) in children.iter().enumerate() {
+            let id = id as usize;
+            // The root and parts already numbered are skipped, so a
+            // malformed tree cannot loop.
+            if id == 0 || out.get(id).is_none_or(Option::is_some) {
+                continue;
+            }
+            let number = if prefix.is_empty() {
+                (i + 1).to_string()
+            } else {
+                format!("{prefix}.{}", i + 1)
+            };
+            if let PartType::Multipart(grandchildren) = &parts[id].body {
+                stack.push((grandchildren.as_slice(), number.clone(), depth + 1));
+            }
+            out[id] = Some(number);
+        }
+    }
+    out
+}
+
+/// The first legacy charset a text part declares: the best evidence of
+/// what raw 8-bit header bytes are in (see [`charset::header_hint`]).
+fn implied_charset<'a>(parts: &'a [MessagePart<'_>]) -> Option<HeaderHint<'a>> {
+    parts.iter().find_map(|part| {
+        let ct = part.content_type()?;
+        if !ct.ctype().eq_ignore_ascii_case("text") {
+            return None;
+        }
+        charset::header_hint(ct.attribute("charset")?)
+    })
+}
+
+fn header_bytes<'a>(raw: &'a [u8], part: &MessagePart<'_>) -> &'a [u8] {
+    raw.get(part.offset_header as usize..part.offset_body as usize)
+        .unwrap_or_default()
+}
+
+/// A UTF-8 copy of a header block whose bytes are not all UTF-8 (`None`
+/// when they are), each offending field decoded as the message implies or
+/// as windows-1252, and reported.
+fn utf8_headers(
+    block: &[u8],
+    hint: Option<HeaderHint<'_>>,
+    part: Option<&str>,
+    reasons: &mut Reasons,
+) -> Option<Vec<u8>> {
+    if std::str::from_utf8(block).is_ok() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(block.len() + block.len() / 2);
+    for field in fields(block) {
+        if std::str::from_utf8(field).is_ok() {
+            out.extend_from_slice(field);
+            continue;
+        }
+        let (text, used) = charset::decode_header_field(field, hint);
+        reasons.push(LossyReason {
+            kind: LossyKind::Header8bit,
+            part: part.map(str::to_owned),
+            header: text.split_once(':').map(|(name, _)| name.trim().to_owned()),
+            charset: Some(used),
+        });
+        out.extend_from_slice(text.as_bytes());
+    }
+    Some(out)
+}
+
+/// Splits a header block into fields: a line plus its continuation lines.
+fn fields(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = block;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            end = memchr::memchr(b'\n', &rest[end..]).map_or(rest.len(), |i| end + i + 1);
+            if end >= rest.len() || !matches!(rest[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let (field, after) = rest.split_at(end);
+        rest = after;
+        Some(field)
+    })
+}
+
+/// The transfer-decoded bytes of a part; a transfer encoding that had to be
+/// repaired or could not be undone is reported.
+fn transfer_bytes<'a>(
+    raw: &'a [u8],
+    part: &'a MessagePart<'_>,
+    section: Option<&str>,
+    reasons: &mut Reasons,
+) -> Cow<'a, [u8]> {
+    let (bytes, outcome) = transfer::decoded(raw, part);
+    if outcome != Transfer::Clean {
+        reasons.push(LossyReason {
+            kind: LossyKind::TransferEncoding,
+            part: section.map(str::to_owned),
+            header: Some("Content-Transfer-Encoding".to_owned()),
+            charset: None,
+        });
+    }
+    bytes
+}
+
+/// The text of a body part, decoded by the charset policy rather than by
+/// mail-parser (which turns invalid UTF-8 into U+FFFD and reads 8-bit bytes
+/// under a US-ASCII label as windows-1252).
+fn body_text(
+    raw: &[u8],
+    part: &MessagePart<'_>,
+    section: Option<String>,
+    reasons: &mut Reasons,
+) -> String {
+    let bytes = transfer_bytes(raw, part, section.as_deref(), reasons);
+    let declared = part.content_type().and_then(|ct| ct.attribute("charset"));
+    let decoded = charset::decode_body(&bytes, declared);
+    if let Some(used) = decoded.guessed {
+        reasons.push(LossyReason {
+            kind: LossyKind::BodyCharset,
+            part: section,
+            header: None,
+            charset: Some(used),
+        });
+    }
+    decoded.text
 }
 
 fn first_value<'a, 'x>(
@@ -257,8 +586,9 @@ fn has_colon(raw: &[u8], header: &ParsedHeader<'_>) -> bool {
 
 /// Built from the raw bytes rather than mail-parser's typed values so every
 /// header — including ones it only partially understood — comes out in a
-/// uniform, lossless-as-possible textual form.
-fn raw_header(raw: &[u8], header: &ParsedHeader<'_>) -> Header {
+/// uniform, lossless-as-possible textual form. Also says whether an encoded
+/// word in it had to be decoded with U+FFFD.
+fn raw_header(raw: &[u8], header: &ParsedHeader<'_>) -> (Header, bool) {
     let name = raw
         .get(header.offset_field as usize..header.offset_start as usize)
         .map(|n| {
@@ -270,11 +600,14 @@ fn raw_header(raw: &[u8], header: &ParsedHeader<'_>) -> Header {
         })
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| header.name.as_str().to_owned());
-    let value = raw
+    let (value, replaced) = raw
         .get(header.offset_start as usize..header.offset_end as usize)
-        .map(|v| decode_encoded_words(&unfold(v)).trim().to_owned())
+        .map(|v| {
+            let (value, replaced) = decode_encoded_words(&unfold(v));
+            (value.trim().to_owned(), replaced)
+        })
         .unwrap_or_default();
-    Header { name, value }
+    (Header { name, value }, replaced)
 }
 
 /// Every line break together with the whitespace around the fold becomes one
@@ -303,7 +636,10 @@ fn unfold(value: &[u8]) -> Vec<u8> {
 /// written. mail-parser's `parse_unstructured` would also decode, but it
 /// re-tokenises the value and mangles encoded words inside quotes (as some
 /// MUAs emit in display names), so only its word decoder is reused here.
-fn decode_encoded_words(value: &[u8]) -> String {
+/// The flag says a word held bytes invalid in its charset: mail-parser's
+/// decoder then inserts U+FFFD, which a real encoded word never needs.
+fn decode_encoded_words(value: &[u8]) -> (String, bool) {
+    let mut replaced = false;
     let mut out: Vec<u8> = Vec::with_capacity(value.len());
     // Where the last encoded word ended: whitespace between two adjacent
     // encoded words is not part of the text (RFC 2047 §6.2).
@@ -319,6 +655,7 @@ fn decode_encoded_words(value: &[u8]) -> String {
                 {
                     out.truncate(end);
                 }
+                replaced |= decoded.contains(char::REPLACEMENT_CHARACTER);
                 out.extend_from_slice(decoded.as_bytes());
                 after_word = Some(out.len());
                 // Always advance, whatever offset the stream reports.
@@ -332,22 +669,57 @@ fn decode_encoded_words(value: &[u8]) -> String {
         out.push(value[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    (String::from_utf8_lossy(&out).into_owned(), replaced)
 }
 
-fn attachment(raw: &[u8], part: &MessagePart<'_>, opts: &PayloadOptions) -> Attachment {
-    let bytes: Cow<'_, [u8]> = match &part.body {
-        PartType::Binary(b) | PartType::InlineBinary(b) if !part.is_encoding_problem => {
-            Cow::Borrowed(b.as_ref())
-        }
-        // Text parts were charset-converted to UTF-8 by mail-parser, a nested
-        // message's `raw_message` can be the *outer* message, and a part with
-        // an encoding problem holds its still-encoded bytes. The receiver
-        // wants the file that was attached, so undo only the transfer
-        // encoding, on the part's own bytes.
-        _ => transfer_decoded(raw, part),
+fn attachment(
+    raw: &[u8],
+    located: &Located<'_, '_>,
+    opts: &PayloadOptions,
+    reasons: &mut Reasons,
+) -> Attachment {
+    let part = located.part;
+    let section = located.section.as_deref();
+    // Filenames are where raw 8-bit bytes show up in part headers (old
+    // mailers writing Latin-1 names unencoded): read names from a UTF-8 copy.
+    let mut already_reported = Reasons::default();
+    let header_reasons = if located.is_root {
+        &mut already_reported
+    } else {
+        &mut *reasons
     };
-    let content_id = part
+    let fixed = utf8_headers(
+        header_bytes(raw, part),
+        located.hint,
+        section,
+        header_reasons,
+    );
+    let reparsed = fixed
+        .as_deref()
+        .and_then(|b| MessageParser::default().parse_headers(b));
+    let named = reparsed
+        .as_ref()
+        .and_then(|m| m.parts.first())
+        .unwrap_or(part);
+    let filename = named.attachment_name().map(str::to_owned);
+    if fixed.is_none()
+        && let Some(name) = &filename
+        && name.contains(char::REPLACEMENT_CHARACTER)
+    {
+        reasons.push(LossyReason {
+            kind: LossyKind::EncodedWord,
+            part: section.map(str::to_owned),
+            header: Some(filename_header(part).to_owned()),
+            charset: None,
+        });
+    }
+    // Also for binary parts that mail-parser decoded already: its base64
+    // decoder drops an unpadded last group, and text parts were
+    // charset-converted, a nested message's `raw_message` can be the
+    // *outer* message, and a part with an encoding problem holds its
+    // still-encoded bytes. The receiver wants the file that was attached.
+    let bytes = transfer_bytes(raw, part, section, reasons);
+    let content_id = named
         .content_id()
         .map(strip_brackets)
         .filter(|id| !id.is_empty())
@@ -365,7 +737,8 @@ fn attachment(raw: &[u8], part: &MessagePart<'_>, opts: &PayloadOptions) -> Atta
         _ => Some(BASE64.encode(&bytes)),
     };
     Attachment {
-        filename: part.attachment_name().map(str::to_owned),
+        section: located.section.clone(),
+        filename,
         content_type: content_type(part),
         size: bytes.len(),
         sha256: format!("{:x}", Sha256::digest(&bytes)),
@@ -375,33 +748,12 @@ fn attachment(raw: &[u8], part: &MessagePart<'_>, opts: &PayloadOptions) -> Atta
     }
 }
 
-fn transfer_decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
-    let Some(encoded) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
-        return match &part.body {
-            PartType::Text(s) | PartType::Html(s) => Cow::Borrowed(s.as_bytes()),
-            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
-            _ => Cow::Borrowed(&[]),
-        };
-    };
-    // The header, not `part.encoding`: mail-parser resets the latter to None
-    // when it could not find the closing boundary, yet the bytes up to the
-    // end of the message are usually still perfectly decodable.
-    let cte = part.content_transfer_encoding().unwrap_or_default();
-    // An empty boundary makes the decoders run to the end of the slice, which
-    // already stops where the part ends.
-    let (end, decoded) = if cte.eq_ignore_ascii_case("base64") {
-        MessageStream::new(encoded).decode_base64_mime(b"")
-    } else if cte.eq_ignore_ascii_case("quoted-printable") {
-        MessageStream::new(encoded).decode_quoted_printable_mime(b"")
-    } else {
-        return Cow::Borrowed(encoded);
-    };
-    // usize::MAX is mail-parser's "not valid in this encoding": deliver the
-    // bytes as they are rather than a silently shortened file.
-    if end == usize::MAX {
-        Cow::Borrowed(encoded)
-    } else {
-        decoded
+/// Which header a part's filename came from (`attachment_name` prefers
+/// Content-Disposition's `filename` to Content-Type's `name`).
+fn filename_header(part: &MessagePart<'_>) -> &'static str {
+    match part.content_disposition() {
+        Some(cd) if cd.attribute("filename").is_some() => "Content-Disposition",
+        _ => "Content-Type",
     }
 }
 
@@ -439,7 +791,7 @@ mod tests {
         };
     }
 
-    fn all_fixtures() -> [(&'static str, &'static [u8]); 7] {
+    fn all_fixtures() -> [(&'static str, &'static [u8]); 16] {
         [
             (
                 "multipart_alternative",
@@ -451,6 +803,18 @@ mod tests {
             ("utf8_8bit", fixture!("utf8_8bit.eml")),
             ("broken_mime", fixture!("broken_mime.eml")),
             ("forwarded_rfc822", fixture!("forwarded_rfc822.eml")),
+            ("latin1_headers", fixture!("latin1_headers.eml")),
+            ("cp1252_fallback", fixture!("cp1252_fallback.eml")),
+            ("digest", fixture!("digest.eml")),
+            ("list_footer", fixture!("list_footer.eml")),
+            (
+                "apple_text_image_text",
+                fixture!("apple_text_image_text.eml"),
+            ),
+            ("text_image_text", fixture!("text_image_text.eml")),
+            ("multiple_plain", fixture!("multiple_plain.eml")),
+            ("sloppy_mime", fixture!("sloppy_mime.eml")),
+            ("bounce_comments", fixture!("bounce_comments.eml")),
         ]
     }
 
@@ -757,7 +1121,193 @@ mod tests {
         assert_eq!(m.from, vec![addr(Some("Jörg"), "j@x.de")]);
         // Whitespace between adjacent encoded words is dropped, other kept.
         assert_eq!(m.subject.as_deref(), Some("a b cd"));
-        assert_eq!(header_values(&m, "X-Latin1"), vec!["caf\u{fffd}"]);
+        // No charset anywhere: windows-1252, and the original bytes kept.
+        assert_eq!(header_values(&m, "X-Latin1"), vec!["café"]);
+        assert!(m.lossy);
+        assert_eq!(
+            m.lossy_reasons,
+            vec![reason(
+                LossyKind::Header8bit,
+                None,
+                Some("X-Latin1"),
+                Some("windows-1252")
+            )]
+        );
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+    }
+
+    fn reason(
+        kind: LossyKind,
+        part: Option<&str>,
+        header: Option<&str>,
+        charset: Option<&str>,
+    ) -> LossyReason {
+        LossyReason {
+            kind,
+            part: part.map(str::to_owned),
+            header: header.map(str::to_owned),
+            charset: charset.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn latin1_headers_are_decoded_with_the_declared_body_charset() {
+        let raw = fixture!("latin1_headers.eml");
+        let m = parse(raw);
+        assert!(!m.parse_error);
+        assert_eq!(m.subject.as_deref(), Some("Grüße aus Köln"));
+        assert_eq!(header_values(&m, "Subject"), vec!["Grüße aus Köln"]);
+        assert_eq!(m.from, vec![addr(Some("Jörg Müller"), "joerg@example.de")]);
+        assert_eq!(
+            m.to,
+            vec![
+                addr(Some("Bäckerei Schäfer"), "info@baeckerei.example"),
+                addr(None, "inbox@postern.example"),
+            ]
+        );
+        assert_eq!(
+            m.text.as_deref(),
+            Some("Schöne Grüße aus Köln,\r\nJörg\r\n")
+        );
+        // The untouched headers and typed values around them are unchanged.
+        assert_eq!(m.message_id.as_deref(), Some("latin1-1@example.de"));
+        assert_eq!(m.date.as_deref(), Some("2024-05-20T10:00:00+02:00"));
+        assert_eq!(m.headers.len(), 10);
+        assert!(m.lossy);
+        let latin1 = |h| reason(LossyKind::Header8bit, None, Some(h), Some("iso-8859-1"));
+        // The body is exact: it declared its charset.
+        assert_eq!(
+            m.lossy_reasons,
+            vec![latin1("From"), latin1("To"), latin1("Subject")]
+        );
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json["lossy_reasons"][0],
+            serde_json::json!({"kind": "header_8bit", "part": null, "header": "From",
+                               "charset": "iso-8859-1"})
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_the_declared_utf8_fall_back_to_windows_1252() {
+        let raw = fixture!("cp1252_fallback.eml");
+        let m = parse(raw);
+        // Declared UTF-8 implies nothing for the bytes that are not UTF-8.
+        assert_eq!(m.subject.as_deref(), Some("“Angebot” für 100 €"));
+        assert_eq!(
+            m.text.as_deref(),
+            Some("Unser “Angebot”: 100 €, gültig bis Freitag.\r\n")
+        );
+        assert_eq!(m.attachments.len(), 1);
+        let att = &m.attachments[0];
+        assert_eq!(att.filename.as_deref(), Some("Preisliste März.txt"));
+        assert_eq!(
+            BASE64.decode(att.content.as_deref().unwrap()).unwrap(),
+            b"Preise\n"
+        );
+        let cp = Some("windows-1252");
+        assert_eq!(
+            m.lossy_reasons,
+            vec![
+                reason(LossyKind::Header8bit, None, Some("Subject"), cp),
+                reason(LossyKind::BodyCharset, Some("1"), None, cp),
+                reason(LossyKind::Header8bit, Some("2"), Some("Content-Type"), cp),
+                reason(
+                    LossyKind::Header8bit,
+                    Some("2"),
+                    Some("Content-Disposition"),
+                    cp
+                ),
+            ]
+        );
+        assert!(m.lossy);
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+    }
+
+    #[test]
+    fn invalid_bytes_in_encoded_words_and_filenames_are_flagged() {
+        let raw =
+            b"Subject: =?utf-8?q?caf=E9?=\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+            --b\r\nContent-Type: application/pdf\r\n\
+            Content-Disposition: attachment; filename*=utf-8''r%E9sum%E9.pdf\r\n\r\nx\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.subject.as_deref(), Some("caf\u{fffd}"));
+        assert_eq!(
+            m.lossy_reasons,
+            vec![
+                reason(LossyKind::EncodedWord, None, Some("Subject"), None),
+                reason(
+                    LossyKind::EncodedWord,
+                    Some("2"),
+                    Some("Content-Disposition"),
+                    None
+                ),
+            ]
+        );
+        assert!(m.raw.is_some());
+    }
+
+    #[test]
+    fn a_wrong_body_charset_is_flagged_and_an_exact_one_is_not() {
+        let m =
+            parse(b"Subject: s\r\nContent-Type: text/plain; charset=iso-8859-3\r\n\r\n\xa5\r\n");
+        assert_eq!(m.text.as_deref(), Some("\u{fffd}\r\n"));
+        assert_eq!(
+            m.lossy_reasons,
+            vec![reason(
+                LossyKind::BodyCharset,
+                Some("1"),
+                None,
+                Some("iso-8859-3")
+            )]
+        );
+        // US-ASCII label, UTF-8 bytes: the UTF-8 reading, not mojibake.
+        let m = parse(
+            b"Subject: s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\ncaf\xc3\xa9\r\n",
+        );
+        assert_eq!(m.text.as_deref(), Some("café\r\n"));
+        assert!(!m.lossy && m.lossy_reasons.is_empty() && m.raw.is_none());
+        // Valid UTF-8 headers (RFC 6532) are not lossy.
+        let m = parse("Subject: Grüße\r\n\r\nx".as_bytes());
+        assert_eq!(m.subject.as_deref(), Some("Grüße"));
+        assert!(!m.lossy && m.raw.is_none());
+    }
+
+    #[test]
+    fn part_numbers_follow_imap() {
+        let raw = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n\
+            --a\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nt\r\n\
+            --b\r\nContent-Type: text/html\r\n\r\nh\r\n--b--\r\n\
+            --a\r\nContent-Type: image/png\r\n\r\np\r\n--a--\r\n";
+        let message = MessageParser::default().parse(raw).unwrap();
+        let numbers = sections(&message.parts);
+        let numbers: Vec<Option<&str>> = numbers.iter().map(|s| s.as_deref()).collect();
+        assert_eq!(
+            numbers,
+            [None, Some("1"), Some("1.1"), Some("1.2"), Some("2")]
+        );
+        let single = MessageParser::default()
+            .parse(b"Subject: s\r\n\r\nbody")
+            .unwrap();
+        assert_eq!(sections(&single.parts), [Some("1".to_owned())]);
+    }
+
+    #[test]
+    fn thousands_of_bad_headers_give_a_bounded_list() {
+        let mut raw = Vec::new();
+        for i in 0..5000 {
+            raw.extend_from_slice(format!("X-{i}: ").as_bytes());
+            raw.extend_from_slice(b"\xe9\r\n");
+        }
+        raw.extend_from_slice(b"\r\nbody");
+        let m = parse(&raw);
+        assert!(m.lossy);
+        assert_eq!(m.lossy_reasons.len(), crate::mail::MAX_REASONS);
+        assert_eq!(m.headers.len(), 5000);
+        assert!(m.headers.iter().all(|h| h.value == "é"));
     }
 
     #[test]
@@ -896,7 +1446,12 @@ mod tests {
                 .decode(m.raw.as_deref().expect("raw present"))
                 .unwrap();
             assert_eq!(decoded, raw, "{name}");
-            assert!(parse(raw).raw.is_none(), "{name}: raw only on request");
+            let plain = parse(raw);
+            assert_eq!(
+                plain.raw.is_some(),
+                plain.lossy,
+                "{name}: raw only on request or when lossy"
+            );
         }
     }
 
@@ -951,14 +1506,18 @@ mod tests {
                 "headers",
                 "text",
                 "html",
+                "parts",
                 "attachments",
                 "parse_error",
+                "lossy",
+                "lossy_reasons",
             ]),
             "raw is omitted when not requested"
         );
         assert_eq!(
             keys(&json["attachments"][0]),
             sorted(&[
+                "section",
                 "filename",
                 "content_type",
                 "size",
@@ -975,6 +1534,8 @@ mod tests {
         assert_eq!(json["attachments"][0]["content_id"], "logo@x");
         assert_eq!(json["attachments"][0]["size"], 69);
         assert_eq!(json["parse_error"], false);
+        assert_eq!(json["lossy"], false);
+        assert_eq!(json["lossy_reasons"], serde_json::json!([]));
 
         let with_raw = serde_json::to_value(parse_message(
             fixture!("inline_image.eml"),
@@ -1003,6 +1564,7 @@ mod tests {
             assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
             assert!(m.headers.is_empty() && m.attachments.is_empty());
             assert_eq!((m.text, m.html, m.subject), (None, None, None));
+            assert!(m.lossy);
             let json = serde_json::to_value(parse(raw)).unwrap();
             assert_eq!(json["parse_error"], true);
             assert!(json["raw"].is_string());
@@ -1087,5 +1649,127 @@ mod tests {
         assert_eq!(m.headers.len(), 3);
         assert_eq!(m.headers[2].name.len(), 100_002);
         assert_eq!(m.text.as_deref(), Some("body\r\n"));
+    }
+
+    #[test]
+    fn a_message_without_the_blank_line_after_its_headers() {
+        let raw = b"From: a@b.example\r\nSubject: hi\r\nHello Bob,\r\n\r\nbye\r\n";
+        let m = parse(raw);
+        assert_eq!(m.subject.as_deref(), Some("hi"));
+        assert_eq!(m.headers.len(), 2);
+        assert_eq!(m.text.as_deref(), Some("Hello Bob,\r\n\r\nbye\r\n"));
+        assert_eq!(
+            m.lossy_reasons,
+            vec![reason(LossyKind::HeaderSeparator, None, None, None)]
+        );
+        // raw is the original, not the repaired copy.
+        assert_eq!(BASE64.decode(m.raw.as_deref().unwrap()).unwrap(), raw);
+    }
+
+    #[test]
+    fn transfer_encodings_that_cannot_be_undone_are_flagged() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n\
+            begin 644 a\r\n--b\r\nContent-Type: application/pdf\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nQ\r\n--b--\r\n";
+        let m = parse(raw);
+        assert_eq!(m.text.as_deref(), Some("begin 644 a"));
+        // mail-parser would have made this 0 bytes.
+        assert_eq!(
+            BASE64
+                .decode(m.attachments[0].content.as_deref().unwrap())
+                .unwrap(),
+            b"Q"
+        );
+        let cte = |part| {
+            reason(
+                LossyKind::TransferEncoding,
+                Some(part),
+                Some("Content-Transfer-Encoding"),
+                None,
+            )
+        };
+        assert_eq!(m.lossy_reasons, vec![cte("1"), cte("2")]);
+    }
+
+    #[test]
+    fn single_part_views_are_the_part_itself() {
+        for (name, raw) in all_fixtures() {
+            let m = parse(raw);
+            let of = |ct: &str| -> Vec<&str> {
+                m.parts
+                    .iter()
+                    .filter(|p| p.content_type == ct)
+                    .map(|p| p.body.as_str())
+                    .collect()
+            };
+            // With one part of a kind and none of the other, the view is it.
+            if m.parts.len() == 1 {
+                let only = m.parts[0].body.as_str();
+                match m.parts[0].content_type.as_str() {
+                    "text/plain" => assert_eq!(m.text.as_deref(), Some(only), "{name}"),
+                    _ => assert_eq!(m.html.as_deref(), Some(only), "{name}"),
+                }
+            }
+            // A view exists exactly when a part of its kind does.
+            assert_eq!(m.text.is_some(), !of("text/plain").is_empty(), "{name}");
+            assert_eq!(m.html.is_some(), !of("text/html").is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn part_numbers_stop_at_a_depth() {
+        let depth = 200;
+        let mut raw = Vec::new();
+        for i in 0..depth {
+            raw.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        raw.extend_from_slice(b"Content-Type: text/plain\r\n\r\ndeep\r\n");
+        let m = parse(&raw);
+        assert_eq!(m.text.as_deref(), Some("deep\r\n"));
+        assert_eq!(m.parts.len(), 1);
+        assert_eq!(m.parts[0].section, None);
+        let message = MessageParser::default().parse(&raw).unwrap();
+        let numbers = sections(&message.parts);
+        let longest = numbers.iter().flatten().map(String::len).max().unwrap();
+        assert_eq!(longest, MAX_SECTION_DEPTH * 2 - 1, "1.1.….1");
+    }
+
+    #[test]
+    fn a_single_part_attachment_reports_its_headers_once() {
+        let m = parse(
+            b"Subject: caf\xe9\r\nContent-Type: application/pdf; name=\"r\xe9sum\xe9.pdf\"\r\n\r\nx",
+        );
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].filename.as_deref(), Some("résumé.pdf"));
+        assert_eq!(m.attachments[0].section.as_deref(), Some("1"));
+        let cp = Some("windows-1252");
+        assert_eq!(
+            m.lossy_reasons,
+            vec![
+                reason(LossyKind::Header8bit, None, Some("Subject"), cp),
+                reason(LossyKind::Header8bit, None, Some("Content-Type"), cp),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_parts_without_blank_lines() {
+        let mut raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for i in 0..3000 {
+            raw.extend_from_slice(
+                format!("--b\r\nContent-Type: text/plain\r\nline {i}\r\n").as_bytes(),
+            );
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        let m = parse(&raw);
+        assert_eq!(m.parts.len(), 3000);
+        assert_eq!(m.parts[2999].body, "line 2999");
+        assert_eq!(m.lossy_reasons.len(), crate::mail::MAX_REASONS);
+        assert_eq!(m.lossy_reasons[0].kind, LossyKind::HeaderSeparator);
+        assert_eq!(m.lossy_reasons[0].part.as_deref(), Some("1"));
     }
 }

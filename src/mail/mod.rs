@@ -1,5 +1,16 @@
 //! Message content: raw RFC 5322 → the JSON fields of the webhook payload.
+//!
+//! `json` builds the payload; `repair` restores header blocks that lack
+//! their blank line; `body` decides which parts are body text and what the
+//! `text`/`html` views hold; `transfer` and `charset` turn a part's bytes
+//! into text; `lossy` records every guess on the way.
 
+mod body;
+mod charset;
 mod json;
+mod lossy;
+mod repair;
+mod transfer;
 
 pub use json::*;
+pub use lossy::{LossyKind, LossyReason, MAX_REASONS};

@@ -274,6 +274,34 @@ impl Smtp {
         ) && rest.is_empty()
     }
 
+    /// A full transaction for a message given as bytes (a `.eml` file):
+    /// dot-stuffed and terminated like any client would; returns the reply
+    /// to the end of DATA.
+    pub async fn send_raw_mail(&mut self, from: &str, to: &[&str], raw: &[u8]) -> String {
+        assert!(
+            self.cmd(&format!("MAIL FROM:<{from}>"))
+                .await
+                .starts_with("250")
+        );
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>")).await;
+            assert!(r.starts_with("250"), "RCPT {t}: {r}");
+        }
+        assert!(self.cmd("DATA").await.starts_with("354"));
+        let mut stuffed = Vec::with_capacity(raw.len() + 64);
+        for line in raw.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                stuffed.push(b'.');
+            }
+            stuffed.extend_from_slice(line);
+        }
+        if !stuffed.ends_with(b"\r\n") {
+            stuffed.extend_from_slice(b"\r\n");
+        }
+        self.send(&stuffed).await;
+        self.cmd(".").await
+    }
+
     /// A full transaction; returns the reply to the end of DATA.
     pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> String {
         assert!(
@@ -325,6 +353,15 @@ pub async fn app_with_receiver(extra: &[(&str, &str)]) -> (App, Receiver) {
     vars.extend_from_slice(extra);
     let app = spawn_app(&vars).await;
     (app, rx)
+}
+
+/// A file under tests/fixtures.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// The test Python (a virtualenv with standardwebhooks), set by tests/run.sh.

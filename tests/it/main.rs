@@ -16,6 +16,7 @@ mod deliveries;
 mod delivery;
 mod durability;
 mod faults;
+mod fidelity;
 mod hostile;
 mod hung_endpoint;
 mod openapi;

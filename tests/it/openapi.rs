@@ -607,9 +607,13 @@ async fn run_schemathesis(spec: &str, base: &str) -> (bool, String) {
 
 /// How many test cases schemathesis reports as generated.
 fn generated(out: &str) -> usize {
+    // The summary line `980 generated, 980 passed, 12 skipped` (warnings
+    // above it may say "generated" too).
     out.lines()
-        .find_map(|l| l.trim().split_once(" generated"))
-        .and_then(|(n, _)| n.trim().parse().ok())
+        .find_map(|l| {
+            let (n, _) = l.trim().split_once(" generated, ")?;
+            n.trim().parse().ok()
+        })
         .unwrap_or(0)
 }
 

@@ -1,0 +1,181 @@
+//! Content-Transfer-Encoding: a part's bytes as sent → the bytes it carries,
+//! and whether that decoding lost anything.
+//!
+//! base64 is decoded here rather than by mail-parser, whose decoder drops a
+//! final quantum that lacks its padding (`QUJDRA` gives `ABC`, not `ABCD`)
+//! and returns nothing at all for a lone trailing character, both without
+//! saying so. Missing padding is supplied and misplaced padding ignored, as
+//! Python's `email` package does. A body with characters outside the
+//! alphabet (other than white space), or a dangling 6-bit group, is not
+//! base64: it is delivered as it was sent, and reported. (RFC 2045 §6.8 lets
+//! a decoder skip such characters, and Python does; but a part labelled
+//! base64 that holds them is almost always not base64 at all, and skipping
+//! turns it into garbage that looks decoded.)
+
+use std::borrow::Cow;
+
+use mail_parser::parsers::MessageStream;
+use mail_parser::{MessagePart, MimeHeaders, PartType};
+
+/// What happened while undoing the transfer encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transfer {
+    /// Decoded (or there was nothing to decode).
+    Clean,
+    /// Not decodable (or an unknown encoding): the bytes are as sent.
+    Undecoded,
+}
+
+/// Encodings that leave the bytes as they are.
+const IDENTITY: &[&str] = &["", "7bit", "8bit", "binary"];
+
+/// The transfer-decoded bytes of `part`, from the message bytes `raw`.
+pub(crate) fn decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> (Cow<'a, [u8]>, Transfer) {
+    let Some(encoded) = raw.get(part.offset_body as usize..part.offset_end as usize) else {
+        let bytes = match &part.body {
+            PartType::Text(s) | PartType::Html(s) => Cow::Borrowed(s.as_bytes()),
+            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
+            _ => Cow::Borrowed(&[][..]),
+        };
+        return (bytes, Transfer::Clean);
+    };
+    // The header, not `part.encoding`: mail-parser resets the latter to None
+    // when it could not find the closing boundary, yet the bytes up to the
+    // end of the message are usually still perfectly decodable.
+    let cte = part.content_transfer_encoding().unwrap_or_default().trim();
+    if cte.eq_ignore_ascii_case("base64") {
+        return match base64(encoded) {
+            Some(bytes) => (Cow::Owned(bytes), Transfer::Clean),
+            None => (Cow::Borrowed(encoded), Transfer::Undecoded),
+        };
+    }
+    if cte.eq_ignore_ascii_case("quoted-printable") {
+        // An empty boundary makes the decoder run to the end of the slice,
+        // which already stops where the part ends. usize::MAX is its "not
+        // valid in this encoding": deliver the bytes rather than a silently
+        // shortened text.
+        let (end, bytes) = MessageStream::new(encoded).decode_quoted_printable_mime(b"");
+        return if end == usize::MAX {
+            (Cow::Borrowed(encoded), Transfer::Undecoded)
+        } else {
+            (bytes, Transfer::Clean)
+        };
+    }
+    if IDENTITY.iter().any(|i| i.eq_ignore_ascii_case(cte)) {
+        (Cow::Borrowed(encoded), Transfer::Clean)
+    } else {
+        // x-uuencode and friends: RFC 2045 §6.4 says treat the body as
+        // opaque data, which is what the receiver gets, told so.
+        (Cow::Borrowed(encoded), Transfer::Undecoded)
+    }
+}
+
+/// base64 with the padding rules relaxed; `None` when it is not base64.
+pub(crate) fn base64(encoded: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(encoded.len() / 4 * 3 + 3);
+    let mut group = [0u8; 4];
+    let mut n = 0;
+    let mut content = false;
+    for &c in encoded {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            // Padding ends a partial group; elsewhere (a second `=`, or
+            // after a complete group) it carries nothing.
+            b'=' => {
+                content = true;
+                if n >= 2 {
+                    flush(&group[..n], &mut out);
+                    n = 0;
+                }
+                continue;
+            }
+            _ => return None,
+        };
+        content = true;
+        group[n] = value;
+        n += 1;
+        if n == 4 {
+            flush(&group, &mut out);
+            n = 0;
+        }
+    }
+    match n {
+        // Six bits cannot make a byte: this is not base64 (or was cut).
+        1 => return None,
+        2 | 3 => flush(&group[..n], &mut out),
+        _ => {}
+    }
+    if out.is_empty() && content {
+        return None;
+    }
+    Some(out)
+}
+
+/// 2, 3 or 4 sextets → 1, 2 or 3 bytes.
+fn flush(group: &[u8], out: &mut Vec<u8>) {
+    let bits = group
+        .iter()
+        .chain(std::iter::repeat(&0))
+        .take(4)
+        .fold(0u32, |acc, &v| (acc << 6) | u32::from(v));
+    let bytes = bits.to_be_bytes();
+    out.extend_from_slice(&bytes[1..group.len()]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_table() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"", Some(b"")),
+            (b"  \r\n", Some(b"")),
+            (b"QUJD", Some(b"ABC")),
+            (b"QUJDRA==", Some(b"ABCD")),
+            (b"QUJDREU=", Some(b"ABCDE")),
+            (b"QUJD\r\nREU=\r\n", Some(b"ABCDE")),
+            (b" QU JD\tRA == ", Some(b"ABCD")),
+            // Missing padding is supplied: mail-parser would give "ABC".
+            (b"QUJDRA", Some(b"ABCD")),
+            (b"QUJDREU", Some(b"ABCDE")),
+            // Misplaced padding carries nothing.
+            (b"QUJD=RA", Some(b"ABCD")),
+            // Separately encoded chunks, concatenated.
+            (b"QUJDRA==QUJD", Some(b"ABCDABC")),
+            // Not base64: a lone sextet, nothing decodable, or characters
+            // outside the alphabet.
+            (b"Q", None),
+            (b"QUJDR", None),
+            (b"====", None),
+            (b"QUJD!RA==", None),
+            (b"!!!this is not base64***", None),
+            (b"QUJD\xc3\xa9", None),
+        ];
+        for &(input, expected) in cases {
+            assert_eq!(
+                base64(input).as_deref(),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        use base64::Engine as _;
+        let data: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        for len in 0..data.len() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&data[..len]);
+            assert_eq!(base64(encoded.as_bytes()), Some(data[..len].to_vec()));
+            let unpadded = encoded.trim_end_matches('=');
+            assert_eq!(base64(unpadded.as_bytes()), Some(data[..len].to_vec()));
+        }
+    }
+}
