@@ -2,7 +2,6 @@
 //! EHLO, TLS as configured, AUTH when credentials are given. What a
 //! connection is used for afterwards is the pool's business ([`super::pool`]).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::{ClientId, ServerInfo};
 use tokio::time::Instant;
 
-use super::failure::{Failure, reduce};
+use super::failure::Failure;
 use super::socket::{Socket, SocketStream};
 use super::tls;
 use super::url::{RelayConfig, RelayConfigError, TlsMode, client_id};
@@ -56,18 +55,11 @@ impl Connector {
             .user()
             .zip(cfg.password())
             .map(|(user, pass)| Credentials::new(user.to_owned(), pass.to_owned()));
-        if credentials.is_some() {
-            let loopback = cfg.host() == "localhost"
-                || cfg
-                    .host()
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if cfg.tls() == TlsMode::None && !loopback {
-                tracing::warn!(
-                    host = %cfg.host(),
-                    "POSTERN_RELAY_URL has tls=none with credentials: the password crosses the network in clear text"
-                );
-            }
+        if cfg.password_in_clear() {
+            tracing::warn!(
+                host = %cfg.host(),
+                "POSTERN_RELAY_URL has tls=none with credentials: the password crosses the network in clear text"
+            );
         }
         Ok(Connector {
             host: cfg.host().to_owned(),
@@ -84,7 +76,6 @@ impl Connector {
     /// A new connection: TCP, greeting, EHLO, TLS as configured, AUTH when
     /// credentials are given.
     pub(super) async fn open(&self) -> Result<Conn, Failure> {
-        let lettre = |e: lettre::transport::smtp::Error| reduce(&e);
         let socket = Arc::new(Socket::connect(&self.host, self.port, self.timeout).await?);
         let stream = Box::new(SocketStream(Arc::clone(&socket)));
         let (mut smtp, info) = match (self.tls_mode, &self.tls) {
@@ -92,13 +83,10 @@ impl Connector {
                 tls::connect_implicit(stream, tls, &self.hello).await?
             }
             (mode, tls) => {
-                let mut smtp = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
-                    .await
-                    .map_err(lettre)?;
+                let mut smtp =
+                    AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await?;
                 if let (TlsMode::StartTls, Some(tls)) = (mode, tls) {
-                    smtp.starttls(tls.clone(), &self.hello)
-                        .await
-                        .map_err(lettre)?;
+                    smtp.starttls(tls.clone(), &self.hello).await?;
                 }
                 let info = smtp.server_info().clone();
                 (smtp, info)
@@ -110,7 +98,7 @@ impl Connector {
             let mechanism = info
                 .get_auth_mechanism(&AUTH_MECHANISMS)
                 .ok_or(Failure::NoAuthMechanism)?;
-            smtp.auth(&[mechanism], credentials).await.map_err(lettre)?;
+            smtp.auth(&[mechanism], credentials).await?;
         }
         Ok(Conn {
             smtp,

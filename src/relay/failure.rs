@@ -69,40 +69,42 @@ pub(super) fn is_auth_code(code: u16) -> bool {
     matches!(code, 530 | 534 | 535 | 538)
 }
 
-/// Reduces lettre's error to a [`Failure`]. lettre's local refusals are
-/// only told apart by their text; anything unrecognised stays `Other`
-/// (deferred), the safe side.
-pub(super) fn reduce(err: &lettre::transport::smtp::Error) -> Failure {
-    use std::error::Error as _;
-    if let Some(code) = err.status() {
-        let text = err.source().map(ToString::to_string).unwrap_or_default();
-        return Failure::Reply {
-            code: u16::from(code),
-            text,
-        };
+/// Reduces lettre's error to a [`Failure`] (so that `?` does it wherever
+/// lettre is called). lettre's local refusals are only told apart by their
+/// text; anything unrecognised stays `Other` (deferred), the safe side.
+impl From<lettre::transport::smtp::Error> for Failure {
+    fn from(err: lettre::transport::smtp::Error) -> Self {
+        use std::error::Error as _;
+        if let Some(code) = err.status() {
+            let text = err.source().map(ToString::to_string).unwrap_or_default();
+            return Failure::Reply {
+                code: u16::from(code),
+                text,
+            };
+        }
+        if err.is_timeout() {
+            return Failure::Timeout(err.to_string());
+        }
+        if err.is_tls() {
+            return Failure::Tls(err.to_string());
+        }
+        if err.is_client() {
+            let text = err.to_string();
+            return if text.contains("STARTTLS is not supported") {
+                Failure::StartTlsUnavailable
+            } else if text.contains("No compatible authentication mechanism") {
+                Failure::NoAuthMechanism
+            } else if text.contains("SMTPUTF8") {
+                Failure::SmtpUtf8Unsupported
+            } else if text.contains("8BITMIME") {
+                Failure::EightBitUnsupported
+            } else {
+                Failure::Other(text)
+            };
+        }
+        // Connection, network, unparsable reply, transport shut down: lettre
+        // files TLS handshake failures under "connection" too, with rustls's
+        // reason (e.g. "invalid peer certificate: UnknownIssuer") in the text.
+        Failure::Network(err.to_string())
     }
-    if err.is_timeout() {
-        return Failure::Timeout(err.to_string());
-    }
-    if err.is_tls() {
-        return Failure::Tls(err.to_string());
-    }
-    if err.is_client() {
-        let text = err.to_string();
-        return if text.contains("STARTTLS is not supported") {
-            Failure::StartTlsUnavailable
-        } else if text.contains("No compatible authentication mechanism") {
-            Failure::NoAuthMechanism
-        } else if text.contains("SMTPUTF8") {
-            Failure::SmtpUtf8Unsupported
-        } else if text.contains("8BITMIME") {
-            Failure::EightBitUnsupported
-        } else {
-            Failure::Other(text)
-        };
-    }
-    // Connection, network, unparsable reply, transport shut down: lettre
-    // files TLS handshake failures under "connection" too, with rustls's
-    // reason (e.g. "invalid peer certificate: UnknownIssuer") in the text.
-    Failure::Network(err.to_string())
 }

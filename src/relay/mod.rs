@@ -80,6 +80,7 @@ mod url;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use lettre::Address;
 use lettre::address::Envelope;
@@ -89,6 +90,7 @@ pub use self::body::smtp_body;
 use self::conn::Connector;
 use self::envelope::{parse_recipient, parse_sender};
 pub use self::failure::Failure;
+use self::policy::contact;
 pub use self::policy::{Contact, RcptOutcome, Verdict, classify, transaction_deadline};
 pub use self::pool::DEFAULT_POOL_SIZE;
 use self::pool::Pool;
@@ -207,12 +209,7 @@ impl Relay {
         let first = self
             .attempt(sender.clone(), everyone, Arc::clone(&body))
             .await;
-        let contact = match &first {
-            Err(Failure::Network(_) | Failure::Timeout(_) | Failure::Tls(_)) => {
-                Contact::Unreachable
-            }
-            _ => Contact::Answered,
-        };
+        let contact = contact(&first);
         let verdict = classify(&first);
         if verdict.split && valid.len() > 1 {
             tracing::debug!(
@@ -238,11 +235,7 @@ impl Relay {
     /// for the delivery worker's per-endpoint limit.
     pub fn origin(&self) -> (&'static str, &str, u16) {
         let c = &self.pool.connector;
-        let scheme = match c.tls_mode {
-            TlsMode::Implicit => "smtps",
-            TlsMode::None | TlsMode::StartTls => "smtp",
-        };
-        (scheme, &c.host, c.port)
+        (c.tls_mode.scheme(), &c.host, c.port)
     }
 
     /// One SMTP transaction, under the deadline (see [`Pool::transact`]).
@@ -261,14 +254,12 @@ impl Relay {
         let pool = Arc::clone(&self.pool);
         let deadline = transaction_deadline(pool.connector.timeout, body.len());
         let task = tokio::spawn(async move {
-            tokio::time::timeout(deadline, pool.transact(&envelope, &body))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failure::Timeout(format!(
-                        "transaction not finished within {} s",
-                        deadline.as_secs()
-                    )))
-                })
+            within(
+                deadline,
+                "transaction not finished",
+                pool.transact(&envelope, &body),
+            )
+            .await
         });
         task.await
             .unwrap_or_else(|e| Err(Failure::Other(format!("relay task failed: {e}"))))
@@ -292,17 +283,31 @@ impl Relay {
             Some(user) => format!(", authenticated as {user:?}"),
             None => String::new(),
         };
-        match tokio::time::timeout(s.timeout * 2, probe).await {
-            Ok(Ok(info)) => Ok(format!(
+        // A transaction without a message: the same deadline as any.
+        let deadline = transaction_deadline(s.timeout, 0);
+        match within(deadline, "no answer", probe).await {
+            Ok(info) => Ok(format!(
                 "{}:{} ({}{auth}): {info}",
                 s.host, s.port, s.tls_mode
             )),
-            Ok(Err(failure)) => Err(failure.to_string()),
-            Err(_) => Err(Failure::Timeout(format!(
-                "no answer within {} s",
-                (s.timeout * 2).as_secs()
-            ))
-            .to_string()),
+            Err(failure) => Err(failure.to_string()),
         }
     }
+}
+
+/// `work`, or a [`Failure::Timeout`] saying `what` did not happen by the
+/// `deadline`: lettre bounds no network wait of its own.
+async fn within<T>(
+    deadline: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::Timeout(format!(
+                "{what} within {} s",
+                deadline.as_secs()
+            )))
+        })
 }

@@ -44,6 +44,17 @@ pub enum Contact {
     None,
 }
 
+/// Whether the relay answered `first`, the attempt with every recipient
+/// (the delivery worker's circuit breaker counts the attempts it did not).
+/// Any refusal is an answer, also one Postern makes itself from the relay's
+/// EHLO reply.
+pub(super) fn contact(first: &Result<Response, Failure>) -> Contact {
+    match first {
+        Err(Failure::Network(_) | Failure::Timeout(_) | Failure::Tls(_)) => Contact::Unreachable,
+        _ => Contact::Answered,
+    }
+}
+
 /// What one attempt means for its recipients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -217,6 +228,72 @@ mod tests {
                 classify(&input),
                 Verdict { outcome, split },
                 "for {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn contact_table() {
+        use Contact::{Answered, Unreachable};
+        use Failure as F;
+        #[rustfmt::skip]
+        let cases: Vec<(Result<Response, Failure>, Contact)> = vec![
+            (Ok(response([2, 5, 0], &["ok"])), Answered),
+            (reply(550, "5.1.1 no such user"), Answered),
+            (reply(421, "4.3.2 busy"), Answered),
+            (reply(535, "5.7.8 invalid"), Answered),
+            (Err(F::Network("refused".into())), Unreachable),
+            (Err(F::Tls("bad cert".into())), Unreachable),
+            (Err(F::Timeout("60 s".into())), Unreachable),
+            (Err(F::StartTlsUnavailable), Answered),
+            (Err(F::NoAuthMechanism), Answered),
+            (Err(F::SmtpUtf8Unsupported), Answered),
+            (Err(F::EightBitUnsupported), Answered),
+            (Err(F::Other("weird".into())), Answered),
+        ];
+        for (input, want) in cases {
+            assert_eq!(contact(&input), want, "for {input:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_follows_the_ehlo_reply() {
+        use Failure::{EightBitUnsupported as EightBit, SmtpUtf8Unsupported as Utf8};
+        let address = |a: &str| a.parse::<lettre::Address>().unwrap();
+        let envelope =
+            |from: &str, to: &str| Envelope::new(Some(address(from)), vec![address(to)]).unwrap();
+        let ascii = envelope("a@example.com", "b@example.com");
+        let utf8_rcpt = envelope("a@example.com", "zoë@example.com");
+        let utf8_sender = envelope("zoë@example.com", "b@example.com");
+        let eight_bit = "caf\u{e9}\r\n".as_bytes();
+        // (EHLO extensions, envelope, message, expected refusal)
+        type Case<'a> = (&'a [&'a str], &'a Envelope, &'a [u8], Option<Failure>);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (&[], &ascii, b"x\r\n", None),
+            (&[], &utf8_rcpt, b"x\r\n", Some(Utf8)),
+            (&[], &utf8_sender, b"x\r\n", Some(Utf8)),
+            (&["SMTPUTF8"], &utf8_rcpt, b"x\r\n", None),
+            (&[], &ascii, eight_bit, Some(EightBit)),
+            (&["8BITMIME"], &ascii, eight_bit, None),
+            // As lettre judges: the addresses first.
+            (&[], &utf8_rcpt, eight_bit, Some(Utf8)),
+            (&["8BITMIME"], &utf8_rcpt, eight_bit, Some(Utf8)),
+            (&["SMTPUTF8"], &utf8_rcpt, eight_bit, Some(EightBit)),
+            (&["8BITMIME", "SMTPUTF8"], &utf8_sender, eight_bit, None),
+        ];
+        for (extensions, envelope, body, want) in cases {
+            let lines: Vec<&str> = ["relay.example"]
+                .iter()
+                .chain(*extensions)
+                .copied()
+                .collect();
+            let info = ServerInfo::from_response(&response([2, 5, 0], &lines)).unwrap();
+            assert_eq!(
+                unsupported(&info, envelope, body),
+                *want,
+                "{extensions:?} {envelope:?} {:?}",
+                String::from_utf8_lossy(body)
             );
         }
     }

@@ -13,7 +13,7 @@ use lettre::transport::smtp::response::Response;
 use tokio::time::Instant;
 
 use super::conn::{Conn, Connector};
-use super::failure::{Failure, reduce};
+use super::failure::Failure;
 use super::policy::unsupported;
 
 /// Idle connections older than this are not reused (and are closed with
@@ -164,7 +164,7 @@ impl Pool {
                     // lettre aborted (QUIT, close) after any error it got
                     // from the relay; `put_back` drops such connections.
                     self.put_back(conn);
-                    return Err(reduce(&e));
+                    return Err(e.into());
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! `TCP_NODELAY`, counts the bytes the relay sent, and lets the pool look at
 //! an idle connection without reading from it.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -40,13 +41,12 @@ impl Socket {
     ) -> Result<Socket, Failure> {
         let addrs = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| Failure::Network(format!("Connection error: {e}")))?;
+            .map_err(connection_error)?;
         let mut last = None;
         for addr in addrs {
             match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => {
-                    tcp.set_nodelay(true)
-                        .map_err(|e| Failure::Network(format!("Connection error: {e}")))?;
+                    tcp.set_nodelay(true).map_err(connection_error)?;
                     return Ok(Socket {
                         tcp,
                         received: AtomicU64::new(0),
@@ -57,7 +57,7 @@ impl Socket {
             }
         }
         let reason = last.unwrap_or_else(|| "could not resolve to any address".to_owned());
-        Err(Failure::Network(format!("Connection error: {reason}")))
+        Err(connection_error(reason))
     }
 
     /// Bytes received so far.
@@ -75,6 +75,12 @@ impl Socket {
         let mut cx = Context::from_waker(Waker::noop());
         self.tcp.poll_peek(&mut cx, &mut buf).is_pending()
     }
+}
+
+/// Worded as lettre words its own connection errors, so that a relay that
+/// cannot be reached reads the same whoever noticed.
+fn connection_error(reason: impl fmt::Display) -> Failure {
+    Failure::Network(format!("Connection error: {reason}"))
 }
 
 /// The [`Socket`] as the stream lettre reads and writes (through TLS when

@@ -18,7 +18,7 @@ use lettre::transport::smtp::commands::Ehlo;
 use lettre::transport::smtp::extension::{ClientId, ServerInfo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::failure::{Failure, reduce};
+use super::failure::Failure;
 use super::url::{RelayConfig, RelayConfigError};
 
 /// lettre's TLS settings for the relay: the host as server name, the
@@ -61,19 +61,14 @@ pub(super) async fn connect_implicit(
     tls: &TlsParameters,
     hello: &ClientId,
 ) -> Result<(AsyncSmtpConnection, ServerInfo), Failure> {
-    let lettre = |e: lettre::transport::smtp::Error| reduce(&e);
     let mut tls_stream = AsyncNetworkStream::use_existing_tokio1(stream);
-    tls_stream.upgrade_tls(tls.clone()).await.map_err(lettre)?;
-    let mut smtp = AsyncSmtpConnection::connect_with_transport(Box::new(StandIn::default()), hello)
-        .await
-        .map_err(lettre)?;
+    tls_stream.upgrade_tls(tls.clone()).await?;
+    let mut smtp =
+        AsyncSmtpConnection::connect_with_transport(Box::new(StandIn::default()), hello).await?;
     smtp.set_stream(tls_stream);
-    smtp.read_response().await.map_err(lettre)?;
-    let ehlo = smtp
-        .command(Ehlo::new(hello.clone()))
-        .await
-        .map_err(lettre)?;
-    let info = ServerInfo::from_response(&ehlo).map_err(lettre)?;
+    smtp.read_response().await?;
+    let ehlo = smtp.command(Ehlo::new(hello.clone())).await?;
+    let info = ServerInfo::from_response(&ehlo)?;
     Ok((smtp, info))
 }
 

@@ -120,6 +120,17 @@ pub enum TlsMode {
     Implicit,
 }
 
+impl TlsMode {
+    /// The URL scheme that selects this mode: `smtps` for implicit TLS,
+    /// `smtp` otherwise.
+    pub(super) fn scheme(self) -> &'static str {
+        match self {
+            TlsMode::Implicit => "smtps",
+            TlsMode::None | TlsMode::StartTls => "smtp",
+        }
+    }
+}
+
 impl fmt::Display for TlsMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -299,6 +310,14 @@ impl RelayConfig {
         self.credentials.as_ref().map(|(_, pass)| pass.as_str())
     }
 
+    /// Whether AUTH would send the password in clear text across a network:
+    /// credentials with `tls=none` to a host other than this machine.
+    pub(super) fn password_in_clear(&self) -> bool {
+        let loopback = self.host == "localhost"
+            || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        self.credentials.is_some() && self.tls == TlsMode::None && !loopback
+    }
+
     /// Extra trusted root certificates (`?ca=`).
     pub fn ca(&self) -> Option<&std::path::Path> {
         self.ca.as_deref()
@@ -460,6 +479,34 @@ mod tests {
             let shown = format!("{err} / {err:?}");
             assert!(shown.starts_with("POSTERN_RELAY_URL: "), "{url}: {shown}");
             assert!(!shown.contains("s3cr3t"), "{url}: {shown}");
+        }
+    }
+
+    #[test]
+    fn scheme_names_the_mode() {
+        for url in ["smtp://relay", "smtp://relay?tls=none", "smtps://relay"] {
+            let cfg = RelayConfig::parse(url).unwrap();
+            assert!(
+                url.starts_with(&format!("{}://", cfg.tls().scheme())),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn password_in_clear_only_off_this_machine() {
+        for (url, in_clear) in [
+            ("smtp://u:p@relay?tls=none", true),
+            ("smtp://u:p@192.0.2.1?tls=none", true),
+            ("smtp://u:p@localhost?tls=none", false),
+            ("smtp://u:p@127.0.0.2?tls=none", false),
+            ("smtp://u:p@[::1]?tls=none", false),
+            ("smtp://relay?tls=none", false),
+            ("smtp://u:p@relay", false),
+            ("smtps://u:p@relay", false),
+        ] {
+            let cfg = RelayConfig::parse(url).unwrap();
+            assert_eq!(cfg.password_in_clear(), in_clear, "{url}");
         }
     }
 
