@@ -177,34 +177,36 @@ mod tests {
     use std::time::Duration;
 
     use crate::relay::RcptOutcome;
-    use crate::relay::fake::{Hangup, fake_relay, plain_relay_to, send_one};
+    use crate::relay::fake::{FakeRelay, Hangup, fake_relay, plain_relay_to, send_one};
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn idle_connection_closed_by_the_relay_is_not_used() {
-        let fake = fake_relay("", None, Hangup::AfterFirstMessage).await;
+    /// Sends two messages, `pause` apart, through a relay whose first
+    /// connection misbehaves as `hangup` says; the second one's outcome.
+    async fn second_of_two(hangup: Hangup, pause: Option<Duration>) -> (FakeRelay, RcptOutcome) {
+        let fake = fake_relay("", None, hangup).await;
         let relay = plain_relay_to(&fake);
         assert!(matches!(
             send_one(&relay, b"1\r\n").await,
             RcptOutcome::Sent { .. }
         ));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(matches!(
-            send_one(&relay, b"2\r\n").await,
-            RcptOutcome::Sent { .. }
-        ));
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        let second = send_one(&relay, b"2\r\n").await;
+        (fake, second)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn idle_connection_closed_by_the_relay_is_not_used() {
+        let pause = Some(Duration::from_millis(100));
+        let (fake, second) = second_of_two(Hangup::AfterFirstMessage, pause).await;
+        assert!(matches!(second, RcptOutcome::Sent { .. }), "{second:?}");
         assert_eq!(fake.messages(), 2);
         assert_eq!(fake.connections(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn reused_connection_lost_before_any_reply_is_retried_once() {
-        let fake = fake_relay("", None, Hangup::OnSecondMail).await;
-        let relay = plain_relay_to(&fake);
-        assert!(matches!(
-            send_one(&relay, b"1\r\n").await,
-            RcptOutcome::Sent { .. }
-        ));
-        let second = send_one(&relay, b"2\r\n").await;
+        let (fake, second) = second_of_two(Hangup::OnSecondMail, None).await;
         assert!(matches!(second, RcptOutcome::Sent { .. }), "{second:?}");
         assert_eq!(fake.messages(), 2);
         assert_eq!(fake.connections(), 2);
@@ -212,13 +214,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn reused_connection_lost_after_the_data_is_not_retried() {
-        let fake = fake_relay("", None, Hangup::OnSecondDot).await;
-        let relay = plain_relay_to(&fake);
-        assert!(matches!(
-            send_one(&relay, b"1\r\n").await,
-            RcptOutcome::Sent { .. }
-        ));
-        let second = send_one(&relay, b"2\r\n").await;
+        let (fake, second) = second_of_two(Hangup::OnSecondDot, None).await;
         assert!(matches!(second, RcptOutcome::Deferred { .. }), "{second:?}");
         // Received once; a retry could have delivered it twice.
         assert_eq!(fake.messages(), 2);
