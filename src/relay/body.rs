@@ -7,7 +7,7 @@
 /// * bare LF / bare CR become CRLF (SMTP smuggling defence, see module docs);
 /// * one final CRLF is dropped, as lettre's terminator supplies it, so that
 ///   the relay receives exactly the CRLF-terminated message.
-pub fn smtp_body(message: &[u8]) -> Vec<u8> {
+pub(super) fn smtp_body(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64);
     let mut bytes = message.iter().copied().peekable();
     while let Some(b) = bytes.next() {

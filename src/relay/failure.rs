@@ -9,7 +9,7 @@ use std::fmt;
 /// public constructor) so that [`classify`](super::policy::classify) can be
 /// tested with a table.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The relay answered with a negative reply.
     Reply {
         /// The reply code, e.g. 550.

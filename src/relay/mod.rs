@@ -17,7 +17,7 @@
 //! * [`Relay::check`] for `postern doctor`: EHLO, STARTTLS and AUTH without
 //!   sending mail.
 //!
-//! Delivery policy (see [`classify`]):
+//! Delivery policy (`policy::classify`):
 //!
 //! | relay says / what happened                           | outcome    |
 //! |------------------------------------------------------|------------|
@@ -86,24 +86,20 @@ use lettre::Address;
 use lettre::address::Envelope;
 use lettre::transport::smtp::response::Response;
 
-pub use self::body::smtp_body;
+use self::body::smtp_body;
 use self::conn::Connector;
 use self::envelope::{parse_recipient, parse_sender};
-pub use self::failure::Failure;
-use self::policy::contact;
-pub use self::policy::{Contact, RcptOutcome, Verdict, classify, transaction_deadline};
-pub use self::pool::DEFAULT_POOL_SIZE;
+use self::failure::Failure;
+pub use self::policy::{Contact, RcptOutcome};
+use self::policy::{classify, contact, transaction_deadline};
 use self::pool::Pool;
-pub use self::url::{
-    DEFAULT_SMTP_PORT, DEFAULT_SMTPS_PORT, DEFAULT_TIMEOUT, MAX_TIMEOUT_SECS, RelayConfig,
-    RelayConfigError, TlsMode,
-};
+pub use self::url::{RelayConfig, RelayConfigError, TlsMode};
 
 /// Async SMTP client on lettre's [`AsyncSmtpConnection`], with connections
 /// Postern opens itself (`TCP_NODELAY`) and a pool of idle ones (see
 /// [`Relay::with_pool_size`]); AUTH PLAIN/LOGIN when credentials are given;
-/// 30 s connect timeout by default and a whole-transaction deadline, see
-/// [`transaction_deadline`].
+/// 30 s connect timeout by default and a whole-transaction deadline that
+/// grows with the message size.
 ///
 /// [`AsyncSmtpConnection`]: lettre::transport::smtp::client::AsyncSmtpConnection
 pub struct Relay {
@@ -125,9 +121,8 @@ impl fmt::Debug for Relay {
 }
 
 impl Relay {
-    /// Builds the client with an empty pool that keeps up to
-    /// [`DEFAULT_POOL_SIZE`] idle connections. Reads the `?ca=` file.
-    /// Connects to nothing yet.
+    /// Builds the client with an empty pool (see [`Relay::with_pool_size`]).
+    /// Reads the `?ca=` file. Connects to nothing yet.
     ///
     /// `helo_name` is used for EHLO unless the URL has `?helo=`.
     pub fn new(cfg: &RelayConfig, helo_name: &str) -> Result<Relay, RelayConfigError> {
@@ -148,8 +143,8 @@ impl Relay {
 
     /// Submits `message` (raw RFC 5322 bytes) for `mail_from` (`""` for the
     /// null sender) to `rcpt_to`, returning one outcome per recipient in the
-    /// same order. Never panics on relay behaviour; see [`classify`] for the
-    /// policy. Syntactically invalid addresses are `Failed` without asking
+    /// same order. Never panics on relay behaviour; see the
+    /// [module docs](self) for the policy. Syntactically invalid addresses are `Failed` without asking
     /// the relay.
     ///
     /// When a multi-recipient transaction is refused in a way that may be

@@ -57,7 +57,7 @@ pub(super) fn contact(first: &Result<Response, Failure>) -> Contact {
 
 /// What one attempt means for its recipients.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
+pub(super) struct Verdict {
     /// The outcome for every recipient of the attempt.
     pub outcome: RcptOutcome,
     /// Whether recipients of a multi-recipient attempt may fare differently
@@ -67,7 +67,7 @@ pub struct Verdict {
 }
 
 /// The delivery policy, as a pure function of one attempt's result.
-pub fn classify(result: &Result<Response, Failure>) -> Verdict {
+pub(super) fn classify(result: &Result<Response, Failure>) -> Verdict {
     let failure = match result {
         Ok(response) => {
             return Verdict {
@@ -130,7 +130,7 @@ fn reply_text(response: &Response) -> String {
 /// 64 KiB of message. Only the TCP connect has a timeout of its own, so
 /// without this a relay that accepts and then stalls would hold a sender
 /// forever.
-pub fn transaction_deadline(timeout: Duration, message_len: usize) -> Duration {
+pub(super) fn transaction_deadline(timeout: Duration, message_len: usize) -> Duration {
     timeout * 2 + Duration::from_secs((message_len / (64 * 1024)) as u64)
 }
 

@@ -25,7 +25,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept for reuse unless
 /// [`Relay::with_pool_size`](super::Relay::with_pool_size) says
 /// otherwise.
-pub const DEFAULT_POOL_SIZE: usize = 10;
+const DEFAULT_POOL_SIZE: usize = 10;
 
 /// Closes an idle connection politely (`QUIT`), off the caller's path.
 fn dismiss(mut conn: Conn) {

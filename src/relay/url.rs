@@ -15,13 +15,13 @@ use lettre::transport::smtp::extension::ClientId;
 use url::{Host, Url};
 
 /// Default port for `smtp://`: submission (RFC 6409).
-pub const DEFAULT_SMTP_PORT: u16 = 587;
+const DEFAULT_SMTP_PORT: u16 = 587;
 /// Default port for `smtps://`: submission over implicit TLS (RFC 8314).
-pub const DEFAULT_SMTPS_PORT: u16 = 465;
+const DEFAULT_SMTPS_PORT: u16 = 465;
 /// Default network timeout when the URL has no `?timeout=`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `?timeout=` accepted, in seconds.
-pub const MAX_TIMEOUT_SECS: u64 = 600;
+const MAX_TIMEOUT_SECS: u64 = 600;
 
 /// A problem with `POSTERN_RELAY_URL` (or the EHLO name / CA file it points to).
 ///
