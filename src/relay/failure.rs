@@ -63,6 +63,18 @@ impl fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// Whether the relay said nothing at all: it could not be reached, TLS
+    /// failed, or it went quiet. Every other failure is a reply, or a
+    /// refusal judged from one.
+    pub(super) fn is_silence(&self) -> bool {
+        matches!(
+            self,
+            Failure::Network(_) | Failure::Timeout(_) | Failure::Tls(_)
+        )
+    }
+}
+
 /// 530 authentication required, 534 mechanism too weak, 535 credentials
 /// invalid, 538 encryption required for the mechanism (RFC 4954).
 pub(super) fn is_auth_code(code: u16) -> bool {

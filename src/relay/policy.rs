@@ -50,7 +50,7 @@ pub enum Contact {
 /// EHLO reply.
 pub(super) fn contact(first: &Result<Response, Failure>) -> Contact {
     match first {
-        Err(Failure::Network(_) | Failure::Timeout(_) | Failure::Tls(_)) => Contact::Unreachable,
+        Err(failure) if failure.is_silence() => Contact::Unreachable,
         _ => Contact::Answered,
     }
 }

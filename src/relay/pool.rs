@@ -147,28 +147,31 @@ impl Pool {
                 return Err(refusal);
             }
             let received = conn.socket.received();
-            match conn.smtp.send(envelope, body).await {
+            let failure = match conn.smtp.send(envelope, body).await {
                 Ok(response) => {
                     self.put_back(conn);
                     return Ok(response);
                 }
-                Err(e)
-                    if reused
-                        && conn.socket.received() == received
-                        && e.status().is_none()
-                        && !e.is_client() =>
-                {
-                    tracing::debug!(error = %e, "idle relay connection was gone; using a new one");
-                }
-                Err(e) => {
-                    // lettre aborted (QUIT, close) after any error it got
-                    // from the relay; `put_back` drops such connections.
-                    self.put_back(conn);
-                    return Err(e.into());
-                }
+                Err(e) => Failure::from(e),
+            };
+            let heard = conn.socket.received() != received;
+            if repeat_on_new_connection(reused, heard, &failure) {
+                tracing::debug!(error = %failure, "idle relay connection was gone; using a new one");
+                continue;
             }
+            // lettre aborted (QUIT, close) after any error it got from the
+            // relay; `put_back` drops such connections.
+            self.put_back(conn);
+            return Err(failure);
         }
     }
+}
+
+/// Whether a failed transaction is repeated on a new connection (see
+/// [`Pool::transact`]): only one on a `reused` idle connection that failed
+/// in silence before the relay sent a single byte (`heard`).
+fn repeat_on_new_connection(reused: bool, heard: bool, failure: &Failure) -> bool {
+    reused && !heard && failure.is_silence()
 }
 
 #[cfg(test)]
@@ -176,8 +179,43 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use super::repeat_on_new_connection;
     use crate::relay::RcptOutcome;
+    use crate::relay::failure::Failure;
     use crate::relay::fake::{FakeRelay, Hangup, fake_relay, plain_relay_to, send_one};
+
+    #[test]
+    fn repeat_only_a_silent_loss_of_a_reused_connection() {
+        use Failure as F;
+        let reply = || F::Reply {
+            code: 421,
+            text: "4.3.2 bye".into(),
+        };
+        #[rustfmt::skip]
+        let cases = [
+            (true, false, F::Network("reset".into()), true),
+            (true, false, F::Timeout("60 s".into()), true),
+            (true, false, F::Tls("close_notify".into()), true),
+            // A new connection, or one the relay said something on.
+            (false, false, F::Network("reset".into()), false),
+            (true, true, F::Network("reset".into()), false),
+            (true, true, F::Timeout("60 s".into()), false),
+            // Replies and local refusals are answers, not a lost connection.
+            (true, false, reply(), false),
+            (true, false, F::SmtpUtf8Unsupported, false),
+            (true, false, F::EightBitUnsupported, false),
+            (true, false, F::StartTlsUnavailable, false),
+            (true, false, F::NoAuthMechanism, false),
+            (true, false, F::Other("weird".into()), false),
+        ];
+        for (reused, heard, failure, want) in cases {
+            assert_eq!(
+                repeat_on_new_connection(reused, heard, &failure),
+                want,
+                "reused {reused}, heard {heard}, {failure:?}"
+            );
+        }
+    }
 
     /// Sends two messages, `pause` apart, through a relay whose first
     /// connection misbehaves as `hangup` says; the second one's outcome.
