@@ -62,6 +62,7 @@
 //!   STARTTLS or implicit TLS, AUTH).
 //! - this file: [`Relay`], the API the delivery worker and `postern doctor`
 //!   use.
+//! - `fake` (unit tests only): a fake relay that hangs up where told to.
 //!
 //! [`AsyncSmtpConnection`]: lettre::transport::smtp::client::AsyncSmtpConnection
 
