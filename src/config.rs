@@ -926,10 +926,7 @@ fn parse_outbound(
     }
     let mut api_key_hashes = Vec::new();
     if let Some(keys) = raw.api_keys.take() {
-        let keys: Vec<&str> = keys
-            .split([',', ' ', '\n'])
-            .filter(|k| !k.is_empty())
-            .collect();
+        let keys: Vec<&str> = api_keys(&keys).collect();
         if keys.iter().any(|k| k.len() < 16) {
             p.push(invalid(
                 "POSTERN_API_KEYS",
@@ -974,6 +971,12 @@ fn parse_outbound(
         api_max_bytes,
         status_retention,
     }
+}
+
+/// The keys in a `POSTERN_API_KEYS` value: separated by commas, spaces or
+/// newlines. Also how `postern deliveries` finds the key it sends.
+pub fn api_keys(list: &str) -> impl Iterator<Item = &str> {
+    list.split([',', ' ', '\n']).filter(|k| !k.is_empty())
 }
 
 fn parse_security(raw: &mut RawConfig, p: &mut Problems) -> SecurityConfig {

@@ -96,30 +96,6 @@ impl Transcript<'_> {
     }
 }
 
-/// The `postern doctor` command: reads the process environment, prints the
-/// transcript to stdout, returns the exit code (0: every check passed or
-/// was skipped; 1: something failed).
-pub fn main() -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return 1;
-        }
-    };
-    // Non-UTF-8 variables are skipped rather than panicking; Postern only
-    // reads POSTERN_* ones, which the config check then reports on.
-    let vars: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let mut stdout = std::io::stdout();
-    let ok = rt.block_on(run(vars, &mut stdout));
-    if ok { 0 } else { 1 }
-}
-
 /// Runs every check for the configuration in `vars` (`POSTERN_*` pairs, as
 /// [`Config::from_vars`] takes them), writing the transcript to `out`.
 pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
