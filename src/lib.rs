@@ -27,6 +27,7 @@ pub mod config;
 pub mod doctor;
 pub mod http;
 pub mod mail;
+pub mod model;
 pub mod outbound;
 pub mod relay;
 pub mod route;
@@ -256,7 +257,7 @@ pub async fn run(
         };
         let url = format!("http://{host}:{}/dev/inbox", http_addr.port());
         let mut spec = RouteSpec::catch_all(url.clone());
-        spec.secret = Some(route::OneOrMany::One(secret.to_whsec()));
+        spec.secret = Some(model::one_or_many::OneOrMany::One(secret.to_whsec()));
         config.routes = vec![Route::compile(spec).expect("dev route compiles")];
         warn!("==============================================================");
         warn!("DEVELOPMENT MODE: no POSTERN_WEBHOOK_URL or POSTERN_ROUTES set.");

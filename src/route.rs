@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::model::one_or_many::OneOrMany;
 use crate::webhook::sign::{Secret, SecretError};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
@@ -27,7 +28,7 @@ pub struct RouteSpec {
     pub url: String,
     /// One `whsec_` secret or a list (rotation: sign with each).
     #[serde(default)]
-    pub secret: Option<OneOrMany>,
+    pub secret: Option<OneOrMany<String>>,
     /// Also evaluate later routes.
     #[serde(default, rename = "continue")]
     pub cont: bool,
@@ -62,13 +63,6 @@ impl RouteSpec {
             auth: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +148,10 @@ impl Route {
                 return Err(RouteError::PlaceholderInHost(name.to_string()));
             }
         }
-        let secrets = match spec.secret {
+        let secrets = match &spec.secret {
             None => Vec::new(),
-            Some(OneOrMany::One(s)) => vec![Secret::parse(&s)?],
-            Some(OneOrMany::Many(v)) => v
+            Some(list) => list
+                .as_slice()
                 .iter()
                 .map(|s| Secret::parse(s))
                 .collect::<Result<_, _>>()?,
