@@ -1,0 +1,133 @@
+//! Routes: `POSTERN_ROUTES` (JSON), `POSTERN_ROUTES_FILE` or the
+//! `POSTERN_WEBHOOK_URL` shorthand, compiled by [`crate::route`], and the
+//! default signing secrets `POSTERN_WEBHOOK_SECRET`; what the SMTP
+//! sessions match recipients against and the webhook worker signs with.
+
+use super::{ConfigError, Problems, RawConfig, invalid, secret_error};
+use crate::route::{Route, RouteError, RouteSpec};
+use crate::webhook::sign::Secret;
+
+/// `POSTERN_WEBHOOK_SECRET`: the secrets of routes that name none.
+pub(super) fn default_secrets(raw: &mut RawConfig, p: &mut Problems) -> Vec<Secret> {
+    match raw.webhook_secret.take() {
+        Some(s) => p.or(
+            Secret::parse_list(&s).map_err(|e| secret_error("POSTERN_WEBHOOK_SECRET", e)),
+            Vec::new(),
+        ),
+        None => Vec::new(),
+    }
+}
+
+/// The compiled routes, and whether the user meant to configure any
+/// (also when they failed to parse or compile, which are reported): that
+/// is what decides development mode.
+pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool) {
+    let specs: Vec<RouteSpec> = match (
+        raw.routes.take(),
+        raw.routes_file.take(),
+        raw.webhook_url.take(),
+    ) {
+        (Some(_), Some(_), _) => {
+            p.push(invalid(
+                "POSTERN_ROUTES",
+                "set either POSTERN_ROUTES or POSTERN_ROUTES_FILE, not both",
+            ));
+            Vec::new()
+        }
+        (Some(json), None, _) => p.or(parse_routes("POSTERN_ROUTES", &json), Vec::new()),
+        (None, Some(path), _) => p.or(
+            std::fs::read_to_string(&path)
+                .map_err(|e| invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}")))
+                .and_then(|json| parse_routes("POSTERN_ROUTES_FILE", &json)),
+            Vec::new(),
+        ),
+        (None, None, Some(url)) => vec![RouteSpec::catch_all(url)],
+        (None, None, None) => Vec::new(),
+    };
+    let configured = !specs.is_empty() || p.0.iter().any(is_route_error);
+    let routes_var = if specs.is_empty() {
+        ""
+    } else {
+        "POSTERN_ROUTES"
+    };
+    let mut routes = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        match Route::compile(spec) {
+            Ok(r) => routes.push(r),
+            Err(e) => p.push(route_error(routes_var, i, e)),
+        }
+    }
+    (routes, configured)
+}
+
+/// A route with no `"secret"` of its own needs `POSTERN_WEBHOOK_SECRET`
+/// (development mode signs with a secret of its own).
+pub(super) fn missing_secret(
+    routes: &[Route],
+    default_secrets: &[Secret],
+    dev_mode: bool,
+) -> Option<ConfigError> {
+    (!dev_mode && default_secrets.is_empty() && routes.iter().any(|r| r.secrets.is_empty())).then(
+        || {
+            invalid(
+                "POSTERN_WEBHOOK_SECRET",
+                "required: a route has no \"secret\" of its own (generate one with `postern gen-secret`)",
+            )
+        },
+    )
+}
+
+fn is_route_error(e: &ConfigError) -> bool {
+    matches!(
+        e,
+        ConfigError::Invalid {
+            var: "POSTERN_ROUTES" | "POSTERN_ROUTES_FILE" | "POSTERN_WEBHOOK_URL",
+            ..
+        }
+    )
+}
+
+fn route_error(var: &'static str, index: usize, e: RouteError) -> ConfigError {
+    invalid(
+        if var.is_empty() {
+            "POSTERN_WEBHOOK_URL"
+        } else {
+            var
+        },
+        format!("route {index}: {e}"),
+    )
+}
+
+fn parse_routes(var: &'static str, json: &str) -> Result<Vec<RouteSpec>, ConfigError> {
+    serde_json::from_str(json).map_err(|e| invalid(var, format!("invalid routes JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::cfg;
+
+    #[test]
+    fn webhook_url_is_a_catch_all_route() {
+        let c = cfg(&[
+            ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            (
+                "POSTERN_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ])
+        .unwrap();
+        assert!(!c.dev_mode);
+        assert_eq!(c.routes.len(), 1);
+    }
+
+    #[test]
+    fn bad_routes_do_not_fall_back_to_development_mode() {
+        let e = cfg(&[("POSTERN_ROUTES", "[{")]).unwrap_err();
+        assert_eq!(e.iter().count(), 1, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("POSTERN_ROUTES: invalid routes JSON"),
+            "{e}"
+        );
+    }
+}
