@@ -95,6 +95,21 @@ pub fn main(args: &[String]) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs a one-shot command's `task` on a single-thread runtime (they need
+/// no more); 1 when the runtime cannot start.
+fn block_on(task: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(task),
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Where the commands that talk to a running server (`healthcheck`,
 /// `deliveries`) find it: `POSTERN_HTTP_LISTEN` (the server's default
 /// when unset).
