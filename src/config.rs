@@ -153,6 +153,10 @@ struct RawConfig {
     endpoint_concurrency: Option<String>,
     endpoint_breaker_failures: Option<String>,
     endpoint_breaker_cooldown: Option<String>,
+    // task F6: PROXY protocol on the SMTP listeners
+    smtp_proxy_protocol: Option<String>,
+    smtp_proxy_trusted: Option<String>,
+    smtp_proxy_timeout: Option<String>,
 }
 
 /// Log output format.
@@ -353,6 +357,8 @@ pub struct Config {
     /// No webhook configured: deliver to the built-in `/dev/inbox`.
     pub dev_mode: bool,
     pub outbound: OutboundConfig,
+    /// PROXY protocol on both SMTP listeners (task F6).
+    pub smtp_proxy: crate::smtp::proxy::ProxyConfig,
 }
 
 impl Config {
@@ -709,6 +715,14 @@ impl Config {
             p,
         );
 
+        // task F6
+        let smtp_proxy = parse_smtp_proxy(
+            raw.smtp_proxy_protocol,
+            raw.smtp_proxy_trusted,
+            raw.smtp_proxy_timeout,
+            p,
+        );
+
         let fsync = match raw.fsync.as_deref() {
             None => true,
             Some(v) => p.or(parse_bool("POSTERN_FSYNC", v), true),
@@ -748,6 +762,7 @@ impl Config {
             shutdown_grace,
             dev_mode,
             outbound,
+            smtp_proxy,
         }
     }
 }
@@ -1218,6 +1233,62 @@ fn parse_endpoint_limits(
     d
 }
 
+/// task F6: `POSTERN_SMTP_PROXY_*`. The trusted networks are required
+/// while the protocol is on (trusting everyone would let any client pick
+/// its own address), and refused while it is off, where they would
+/// silently do nothing.
+fn parse_smtp_proxy(
+    protocol: Option<String>,
+    trusted: Option<String>,
+    timeout: Option<String>,
+    p: &mut Problems,
+) -> crate::smtp::proxy::ProxyConfig {
+    use crate::smtp::proxy::{self, Protocol, ProxyConfig};
+    let (protocol_var, trusted_var) = ("POSTERN_SMTP_PROXY_PROTOCOL", "POSTERN_SMTP_PROXY_TRUSTED");
+    let protocol = match protocol {
+        None => Protocol::Off,
+        Some(v) => p.or(
+            Protocol::parse(&v).map_err(|m| invalid(protocol_var, m)),
+            Protocol::Off,
+        ),
+    };
+    let trusted = match trusted {
+        None => Vec::new(),
+        Some(v) => p.or(
+            proxy::parse_trusted(&v).map_err(|m| invalid(trusted_var, m)),
+            Vec::new(),
+        ),
+    };
+    let given =
+        p.0.iter()
+            .any(|e| matches!(e, ConfigError::Invalid { var, .. } if *var == trusted_var));
+    if protocol != Protocol::Off && trusted.is_empty() && !given {
+        p.push(invalid(
+            trusted_var,
+            "required with POSTERN_SMTP_PROXY_PROTOCOL: the load balancers' networks, e.g. 10.0.0.0/8",
+        ));
+    }
+    if protocol == Protocol::Off && !trusted.is_empty() {
+        p.push(invalid(
+            trusted_var,
+            "set, but POSTERN_SMTP_PROXY_PROTOCOL is off (set it to v1, v2 or auto)",
+        ));
+    }
+    let d = proxy::DEFAULT_TIMEOUT;
+    let timeout = p.or(parse_duration("POSTERN_SMTP_PROXY_TIMEOUT", timeout, d), d);
+    if timeout.is_zero() {
+        p.push(invalid(
+            "POSTERN_SMTP_PROXY_TIMEOUT",
+            "must be more than 0s",
+        ));
+    }
+    ProxyConfig {
+        protocol,
+        trusted,
+        timeout,
+    }
+}
+
 /// `5s,5m,30m` → delays before each retry.
 pub(crate) fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     let s = s.trim();
@@ -1536,6 +1607,58 @@ mod tests {
             ("POSTERN_PORT_2525_TCP_HOST", "x"),
         ] {
             assert!(cfg(&[(k, v)]).is_err(), "{k}={v}");
+        }
+    }
+
+    // task F6
+    #[test]
+    fn smtp_proxy_settings_parse_and_name_their_variable() {
+        use crate::smtp::proxy::Protocol;
+        let off = cfg(&[]).unwrap().smtp_proxy;
+        assert_eq!(off.protocol, Protocol::Off);
+        assert_eq!(off.timeout, Duration::from_secs(5));
+        let on = cfg(&[
+            ("POSTERN_SMTP_PROXY_PROTOCOL", "auto"),
+            ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8, 192.0.2.7"),
+            ("POSTERN_SMTP_PROXY_TIMEOUT", "2s"),
+        ])
+        .unwrap()
+        .smtp_proxy;
+        assert_eq!(on.protocol, Protocol::Auto);
+        assert_eq!(on.trusted.len(), 2);
+        assert_eq!(on.timeout, Duration::from_secs(2));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("POSTERN_SMTP_PROXY_PROTOCOL", "v3")],
+                "POSTERN_SMTP_PROXY_PROTOCOL: must be off, v1, v2 or auto",
+            ),
+            (
+                &[("POSTERN_SMTP_PROXY_PROTOCOL", "v2")],
+                "POSTERN_SMTP_PROXY_TRUSTED: required with POSTERN_SMTP_PROXY_PROTOCOL: the load balancers' networks, e.g. 10.0.0.0/8",
+            ),
+            (
+                &[
+                    ("POSTERN_SMTP_PROXY_PROTOCOL", "v1"),
+                    ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8,lb"),
+                ],
+                "POSTERN_SMTP_PROXY_TRUSTED: \"lb\" is not a network like 10.0.0.0/8 or an IP address",
+            ),
+            (
+                &[("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8")],
+                "POSTERN_SMTP_PROXY_TRUSTED: set, but POSTERN_SMTP_PROXY_PROTOCOL is off (set it to v1, v2 or auto)",
+            ),
+            (
+                &[
+                    ("POSTERN_SMTP_PROXY_PROTOCOL", "v1"),
+                    ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.1"),
+                    ("POSTERN_SMTP_PROXY_TIMEOUT", "0s"),
+                ],
+                "POSTERN_SMTP_PROXY_TIMEOUT: must be more than 0s",
+            ),
+        ];
+        for (vars, want) in cases {
+            // exactly one problem each: a bad list is not also "required"
+            assert_eq!(cfg(vars).unwrap_err().to_string(), *want, "{vars:?}");
         }
     }
 
