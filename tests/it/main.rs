@@ -24,6 +24,7 @@ mod ops;
 mod outbound;
 mod payload;
 mod proptest_session;
+mod proxy_protocol;
 mod readme;
 mod relay;
 mod routing;
