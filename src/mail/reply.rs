@@ -421,7 +421,6 @@ const BLOCKS: &[&str] = &[
     "hr",
     "li",
     "ol",
-    "p",
     "pre",
     "section",
     "table",
@@ -480,6 +479,14 @@ fn html_lines(html: &str) -> Vec<Seg> {
                 out.pre = !tag.close;
             }
             "td" | "th" if tag.close => out.space = true,
+            // A paragraph, except Outlook's: its style sheet sets the
+            // margins of `MsoNormal` to zero, and it writes one per line.
+            "p" if !tag.close => {
+                out.outlook_p =
+                    attr(tag.attrs, "class").is_some_and(|c| c.eq_ignore_ascii_case("MsoNormal"));
+                out.paragraph();
+            }
+            "p" => out.paragraph(),
             n if BLOCKS.contains(&n) => out.block(),
             _ => {}
         }
@@ -496,6 +503,8 @@ struct Converter {
     /// Whitespace seen since the last character: one space, unless at the
     /// start of a line.
     space: bool,
+    /// The open `<p>` is Outlook's: one line, not a paragraph.
+    outlook_p: bool,
 }
 
 impl Converter {
@@ -563,6 +572,14 @@ impl Converter {
             self.line.push('\n');
         }
         self.space = false;
+    }
+
+    /// A blank line before and after, unless in Outlook's `<p>`.
+    fn paragraph(&mut self) {
+        self.block();
+        if !self.outlook_p && !self.line.is_empty() && !self.line.ends_with("\n\n") {
+            self.line.push('\n');
+        }
     }
 
     fn mark(&mut self, kind: Kind) {
@@ -767,6 +784,38 @@ mod tests {
             threaded: true,
             ..Reply::default()
         })
+    }
+
+    /// Every `tests/fixtures/replies/NAME.eml` through the whole payload
+    /// conversion, against `NAME.expected.txt`: the reply text plus one
+    /// line break, or `null` for none.
+    #[test]
+    fn fixtures_give_their_expected_reply_text() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/replies");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter_map(|n| n.strip_suffix(".eml").map(str::to_owned))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 20, "{names:?}");
+        let mut wrong = Vec::new();
+        for name in &names {
+            let raw = std::fs::read(format!("{dir}/{name}.eml")).unwrap();
+            let expected = std::fs::read_to_string(format!("{dir}/{name}.expected.txt"))
+                .unwrap_or_else(|e| panic!("{name}.expected.txt: {e}"));
+            let expected = expected.strip_suffix('\n').unwrap_or(&expected);
+            let expected = (expected != "null").then_some(expected);
+            let m = crate::mail::parse_message(&raw, &crate::mail::PayloadOptions::default());
+            assert!(!m.lossy, "{name}: {:?}", m.lossy_reasons);
+            if m.reply_text.as_deref() != expected {
+                wrong.push(format!(
+                    "{name}:\n  got      {:?}\n  expected {expected:?}",
+                    m.reply_text
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]
