@@ -26,6 +26,7 @@ mod payload;
 mod proptest_session;
 mod readme;
 mod relay;
+mod reply_text;
 mod routing;
 mod session;
 mod spool;
