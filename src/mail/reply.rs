@@ -13,7 +13,7 @@
 //!    quoting elements of the HTML (Gmail's, Outlook's, Apple Mail's,
 //!    Thunderbird's) become marker lines instead of text.
 //! 3. [`classify`] gives each line a [`Kind`]: quoted, an attribution
-//!    ("On <date>, <name> wrote:" in five languages, also wrapped over two
+//!    ("On <date>, <name> wrote:" in five languages and two more, also wrapped over two
 //!    lines), the start of the history (Outlook's header block, "-----Original
 //!    Message-----", a "____" separator) or a signature ("-- ", "Sent from my
 //!    iPhone" and its translations).
@@ -52,7 +52,7 @@ pub(crate) fn reply_text(reply: &Reply<'_>) -> Option<String> {
         (Some(text), _) => text.split('\n').map(Line::text).collect(),
         (None, Some(source)) => {
             html = html_lines(source);
-            html.iter().map(Seg::line).collect::<Vec<_>>().concat()
+            html.iter().map(Seg::lines).collect::<Vec<_>>().concat()
         }
         (None, None) => return None,
     };
@@ -220,12 +220,13 @@ fn select(lines: &[Line<'_>], kinds: &[Kind]) -> Option<String> {
 }
 
 /// "On <date>, <name> wrote:" as Gmail, Apple Mail, Thunderbird and iOS
-/// write it in English, French, German, Spanish and Italian. A date has a
-/// digit: "On reflection Bob wrote:" is not one.
+/// write it in English, French, German, Spanish and Italian (and Dutch and
+/// Portuguese, which cost nothing more). A date has a digit: "On
+/// reflection Bob wrote:" is not one.
 fn is_attribution(line: &str) -> bool {
     static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?i)^(?:On\s.*\d.*\swrote|Le\s.*\d.*\sa\s+écrit|Am\s.*\d.*\sschrieb\s.+|El\s.*\d.*\sescribió|Il\s.*\d.*\sha\s+scritto)\s*:$",
+            r"(?i)^(?:On\s.*\d.*\swrote|Le\s.*\d.*\sa\s+écrit|Am\s.*\d.*\sschrieb\s.+|El\s.*\d.*\sescribió|Il\s.*\d.*\sha\s+scritto|Op\s.*\d.*\s(?:schreef\s.+|geschreven)|Em\s.*\d.*\sescreveu)\s*:$",
         )
         .unwrap()
     });
@@ -352,7 +353,7 @@ enum Seg {
 }
 
 impl Seg {
-    fn line(&self) -> Vec<Line<'_>> {
+    fn lines(&self) -> Vec<Line<'_>> {
         match self {
             Seg::Text(text) => text.split('\n').map(Line::text).collect(),
             Seg::Mark(kind) => vec![Line {
@@ -856,6 +857,9 @@ mod tests {
             "El lun, 3 jun 2024 a las 10:15, Alice Martin (<alice@example.com>) escribió:",
             "Il giorno lun 3 giu 2024 alle ore 10:15 Alice Martin <alice@example.com> ha scritto:",
             "Il 03/06/2024 10:15, Alice Martin ha scritto:",
+            "Op ma 3 jun 2024 om 10:15 schreef Alice Martin <alice@example.com>:",
+            "Op 3 jun. 2024, om 10:15 heeft Alice Martin <alice@example.com> het volgende geschreven:",
+            "Em seg., 3 de jun. de 2024 às 10:15, Alice Martin <alice@example.com> escreveu:",
         ];
         for line in yes {
             assert!(is_attribution(line), "{line}");
@@ -867,6 +871,7 @@ mod tests {
             "Le 3 juin, c'est parfait.",
             "Am 3. Juni geht es los:",
             "Il 3 giugno va bene.",
+            "Op 3 juni is het feest.",
             "",
         ];
         for line in no {
