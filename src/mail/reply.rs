@@ -13,10 +13,10 @@
 //!    quoting elements of the HTML (Gmail's, Outlook's, Apple Mail's,
 //!    Thunderbird's) become marker lines instead of text.
 //! 3. [`classify`] gives each line a [`Kind`]: quoted, an attribution
-//!    ("On <date>, <name> wrote:" in five languages and two more, also wrapped over two
-//!    lines), the start of the history (Outlook's header block, "-----Original
-//!    Message-----", a "____" separator) or a signature ("-- ", "Sent from my
-//!    iPhone" and its translations).
+//!    ("On <date>, <name> wrote:" in five languages and two more, also
+//!    wrapped over two lines), the start of the history (Outlook's header
+//!    block, "-----Original Message-----", a "____" separator) or a
+//!    signature ("-- ", "Sent from my iPhone" and its translations).
 //! 4. [`select`] keeps the new lines: it stops at the history or a
 //!    signature, drops quoted lines and attributions, and joins what an
 //!    inline (interleaved) answer wrote between the quotes with one blank
