@@ -27,6 +27,7 @@ mod proptest_session;
 mod proxy_protocol;
 mod readme;
 mod relay;
+mod reply_text;
 mod routing;
 mod session;
 mod spool;
