@@ -181,6 +181,10 @@ struct RawConfig {
     endpoint_concurrency: Option<String>,
     endpoint_breaker_failures: Option<String>,
     endpoint_breaker_cooldown: Option<String>,
+    // task F6: PROXY protocol on the SMTP listeners
+    smtp_proxy_protocol: Option<String>,
+    smtp_proxy_trusted: Option<String>,
+    smtp_proxy_timeout: Option<String>,
 }
 
 /// Log output format.
@@ -214,6 +218,8 @@ pub struct Config {
     /// No webhook configured: deliver to the built-in `/dev/inbox`.
     pub dev_mode: bool,
     pub outbound: OutboundConfig,
+    /// PROXY protocol on both SMTP listeners (task F6).
+    pub smtp_proxy: crate::smtp::proxy::ProxyConfig,
 }
 
 impl Config {
@@ -340,6 +346,7 @@ impl Config {
 
         let limits = smtp::parse(&mut raw, p);
         let delivery = delivery::parse(&mut raw, p);
+        let smtp_proxy = smtp::parse_proxy(&mut raw, p);
 
         let fsync = p.bool("POSTERN_FSYNC", raw.fsync.take(), true);
         let log_format = match raw.log_format.as_deref() {
@@ -374,6 +381,7 @@ impl Config {
             shutdown_grace,
             dev_mode,
             outbound,
+            smtp_proxy,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The SMTP listener's limits: sizes, counts, timeouts and rates
-//! (`POSTERN_MAX_*`, `POSTERN_SMTP_*_TIMEOUT`, …) → [`SmtpLimits`], which
+//! The SMTP listeners' settings: limits on sizes, counts, timeouts and
+//! rates (`POSTERN_MAX_*`, `POSTERN_SMTP_*_TIMEOUT`, …) → [`SmtpLimits`],
+//! and the PROXY protocol (`POSTERN_SMTP_PROXY_*`) → `ProxyConfig`; what
 //! the SMTP server and its sessions receive.
 
 use std::time::Duration;
 
-use super::{Problems, RawConfig, invalid};
+use super::{ConfigError, Problems, RawConfig, invalid};
+use crate::smtp::proxy::{self, Protocol, ProxyConfig};
 
 /// SMTP listener limits.
 #[derive(Debug, Clone)]
@@ -125,4 +127,115 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> SmtpLimits {
         p.push(invalid("POSTERN_MAX_RECIPIENTS", "must be at least 1"));
     }
     limits
+}
+
+/// `POSTERN_SMTP_PROXY_*`. The trusted networks are required while the
+/// protocol is on (trusting everyone would let any client pick its own
+/// address), and refused while it is off, where they would silently do
+/// nothing.
+pub(super) fn parse_proxy(raw: &mut RawConfig, p: &mut Problems) -> ProxyConfig {
+    let (protocol_var, trusted_var) = ("POSTERN_SMTP_PROXY_PROTOCOL", "POSTERN_SMTP_PROXY_TRUSTED");
+    let protocol = match raw.smtp_proxy_protocol.take() {
+        None => Protocol::Off,
+        Some(v) => p.or(
+            Protocol::parse(&v).map_err(|m| invalid(protocol_var, m)),
+            Protocol::Off,
+        ),
+    };
+    let trusted = match raw.smtp_proxy_trusted.take() {
+        None => Vec::new(),
+        Some(v) => p.or(
+            proxy::parse_trusted(&v).map_err(|m| invalid(trusted_var, m)),
+            Vec::new(),
+        ),
+    };
+    let given =
+        p.0.iter()
+            .any(|e| matches!(e, ConfigError::Invalid { var, .. } if *var == trusted_var));
+    if protocol != Protocol::Off && trusted.is_empty() && !given {
+        p.push(invalid(
+            trusted_var,
+            "required with POSTERN_SMTP_PROXY_PROTOCOL: the load balancers' networks, e.g. 10.0.0.0/8",
+        ));
+    }
+    if protocol == Protocol::Off && !trusted.is_empty() {
+        p.push(invalid(
+            trusted_var,
+            "set, but POSTERN_SMTP_PROXY_PROTOCOL is off (set it to v1, v2 or auto)",
+        ));
+    }
+    let timeout = p.duration(
+        "POSTERN_SMTP_PROXY_TIMEOUT",
+        raw.smtp_proxy_timeout.take(),
+        proxy::DEFAULT_TIMEOUT,
+    );
+    if timeout.is_zero() {
+        p.push(invalid(
+            "POSTERN_SMTP_PROXY_TIMEOUT",
+            "must be more than 0s",
+        ));
+    }
+    ProxyConfig {
+        protocol,
+        trusted,
+        timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::cfg;
+
+    // task F6
+    #[test]
+    fn smtp_proxy_settings_parse_and_name_their_variable() {
+        use crate::smtp::proxy::Protocol;
+        let off = cfg(&[]).unwrap().smtp_proxy;
+        assert_eq!(off.protocol, Protocol::Off);
+        assert_eq!(off.timeout, Duration::from_secs(5));
+        let on = cfg(&[
+            ("POSTERN_SMTP_PROXY_PROTOCOL", "auto"),
+            ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8, 192.0.2.7"),
+            ("POSTERN_SMTP_PROXY_TIMEOUT", "2s"),
+        ])
+        .unwrap()
+        .smtp_proxy;
+        assert_eq!(on.protocol, Protocol::Auto);
+        assert_eq!(on.trusted.len(), 2);
+        assert_eq!(on.timeout, Duration::from_secs(2));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("POSTERN_SMTP_PROXY_PROTOCOL", "v3")],
+                "POSTERN_SMTP_PROXY_PROTOCOL: must be off, v1, v2 or auto",
+            ),
+            (
+                &[("POSTERN_SMTP_PROXY_PROTOCOL", "v2")],
+                "POSTERN_SMTP_PROXY_TRUSTED: required with POSTERN_SMTP_PROXY_PROTOCOL: the load balancers' networks, e.g. 10.0.0.0/8",
+            ),
+            (
+                &[
+                    ("POSTERN_SMTP_PROXY_PROTOCOL", "v1"),
+                    ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8,lb"),
+                ],
+                "POSTERN_SMTP_PROXY_TRUSTED: \"lb\" is not a network like 10.0.0.0/8 or an IP address",
+            ),
+            (
+                &[("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.0/8")],
+                "POSTERN_SMTP_PROXY_TRUSTED: set, but POSTERN_SMTP_PROXY_PROTOCOL is off (set it to v1, v2 or auto)",
+            ),
+            (
+                &[
+                    ("POSTERN_SMTP_PROXY_PROTOCOL", "v1"),
+                    ("POSTERN_SMTP_PROXY_TRUSTED", "10.0.0.1"),
+                    ("POSTERN_SMTP_PROXY_TIMEOUT", "0s"),
+                ],
+                "POSTERN_SMTP_PROXY_TIMEOUT: must be more than 0s",
+            ),
+        ];
+        for (vars, want) in cases {
+            // exactly one problem each: a bad list is not also "required"
+            assert_eq!(cfg(vars).unwrap_err().to_string(), *want, "{vars:?}");
+        }
+    }
 }

@@ -28,6 +28,7 @@ use super::body::{self, Structure, TextKind};
 use super::charset::{self, HeaderHint};
 use super::lossy::{LossyKind, LossyReason, Reasons};
 use super::repair;
+use super::reply::{self, Reply};
 use super::transfer::{self, Transfer};
 
 /// Options that come from the route.
@@ -115,6 +116,10 @@ pub struct MessageJson {
     /// The same for an HTML reader (plain-only parts escaped into it);
     /// `None` when the message has no text/html body part at all.
     pub html: Option<String>,
+    /// The new text of a reply, without the quoted thread and the
+    /// signature; `None` when not a reply or no boundary was found (see
+    /// `reply.rs`).
+    pub reply_text: Option<String>,
     /// Every body text part, in MIME order, alternatives included.
     pub parts: Vec<TextPart>,
     /// Attachments and inline parts (e.g. `cid:` images), but not the bodies.
@@ -146,6 +151,7 @@ impl MessageJson {
             headers: Vec::new(),
             text: None,
             html: None,
+            reply_text: None,
             parts: Vec::new(),
             attachments: Vec::new(),
             raw: Some(BASE64.encode(raw)),
@@ -270,15 +276,24 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
 
     let lossy_reasons = reasons.into_vec();
     let lossy = !lossy_reasons.is_empty();
+    // Same text as in `headers`; mail-parser's typed value is missing
+    // when the header is the last bytes of the input.
+    let subject = typed
+        .iter()
+        .position(|h| h.name == HeaderName::Subject)
+        .map(|i| headers[i].value.clone())
+        .filter(|s| !s.is_empty());
+    let in_reply_to = ids(typed, HeaderName::InReplyTo);
+    let references = ids(typed, HeaderName::References);
+    let reply_text = reply::reply_text(&Reply {
+        text: text.as_deref(),
+        html: html.as_deref(),
+        subject: subject.as_deref(),
+        threaded: !in_reply_to.is_empty() || !references.is_empty(),
+    });
     Some(MessageJson {
         message_id: ids(typed, HeaderName::MessageId).into_iter().next(),
-        // Same text as in `headers`; mail-parser's typed value is missing
-        // when the header is the last bytes of the input.
-        subject: typed
-            .iter()
-            .position(|h| h.name == HeaderName::Subject)
-            .map(|i| headers[i].value.clone())
-            .filter(|s| !s.is_empty()),
+        subject,
         date: first_value(typed, HeaderName::Date)
             .and_then(|v| v.as_datetime())
             // mail-parser fills in whatever it could scan; a month 0 or a
@@ -289,11 +304,12 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         to: addresses(typed, HeaderName::To),
         cc: addresses(typed, HeaderName::Cc),
         reply_to: addresses(typed, HeaderName::ReplyTo),
-        in_reply_to: ids(typed, HeaderName::InReplyTo),
-        references: ids(typed, HeaderName::References),
+        in_reply_to,
+        references,
         headers,
         text,
         html,
+        reply_text,
         parts,
         attachments,
         raw: (opts.include_raw || lossy).then(|| BASE64.encode(original)),
@@ -1506,6 +1522,7 @@ mod tests {
                 "headers",
                 "text",
                 "html",
+                "reply_text",
                 "parts",
                 "attachments",
                 "parse_error",

@@ -3,13 +3,15 @@
 //! `json` builds the payload; `repair` restores header blocks that lack
 //! their blank line; `body` decides which parts are body text and what the
 //! `text`/`html` views hold; `transfer` and `charset` turn a part's bytes
-//! into text; `lossy` records every guess on the way.
+//! into text; `lossy` records every guess on the way; `reply` finds the new
+//! text of a reply (`reply_text`).
 
 mod body;
 mod charset;
 mod json;
 mod lossy;
 mod repair;
+mod reply;
 mod transfer;
 
 pub use json::*;

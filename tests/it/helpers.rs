@@ -65,6 +65,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
         vars.push(("POSTERN_SPOOL_DIR".into(), d.path().display().to_string()));
         Some(d)
     };
+    let probe = proxy_probe(&vars);
     let config = Config::from_vars(vars).expect("valid test config");
     let spool = config.spool_dir.clone();
     let smtp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -83,7 +84,11 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
             .unwrap();
     });
     // Ready once a greeting comes: the spool is open and scanned by then.
-    let (mut c, greeting) = Smtp::connect(smtp_addr).await;
+    // Behind the PROXY protocol the probe sends a header first, as a
+    // balancer's health check does.
+    let mut c = Smtp::connect_raw(smtp_addr).await;
+    c.send(&probe).await;
+    let greeting = c.reply().await;
     assert!(greeting.starts_with("220 "), "{greeting}");
     c.cmd("QUIT").await;
     App {
@@ -94,6 +99,19 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
         shutdown,
         handle,
         _dir: dir,
+    }
+}
+
+/// What a balancer's health check sends first under
+/// `POSTERN_SMTP_PROXY_PROTOCOL` (nothing with the protocol off).
+fn proxy_probe(vars: &[(String, String)]) -> Vec<u8> {
+    let protocol = vars
+        .iter()
+        .find(|(k, _)| k == "POSTERN_SMTP_PROXY_PROTOCOL");
+    match protocol.map(|(_, v)| v.as_str()) {
+        Some("v1") => b"PROXY UNKNOWN\r\n".to_vec(),
+        Some("v2" | "auto") => proxy_v2(0x20, 0x00, &[]),
+        _ => Vec::new(),
     }
 }
 
@@ -495,6 +513,19 @@ pub fn payload_header(payload: &serde_json::Value, name: &str) -> String {
 pub fn queue_id(reply: &str) -> String {
     assert!(reply.starts_with("250 2.0.0 OK: queued as "), "{reply}");
     reply.rsplit(' ').next().unwrap().to_string()
+}
+
+/// A PROXY protocol v2 header, built by hand from the spec (not by the
+/// crate the server parses with): the command byte (`0x21` PROXY, `0x20`
+/// LOCAL), the family/transport byte (`0x11` TCP over IPv4, `0x21` TCP
+/// over IPv6, `0x00` unspecified) and the address block.
+pub fn proxy_v2(command: u8, family: u8, block: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\x00\r\nQUIT\n".to_vec();
+    h.push(command);
+    h.push(family);
+    h.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
+    h.extend_from_slice(block);
+    h
 }
 
 /// A port nothing listens on (bound, read, released).

@@ -138,7 +138,10 @@ fn client_config(trusted_pem: &str) -> Arc<rustls::ClientConfig> {
 }
 
 /// A client-side TLS handshake on `tcp` for the name "localhost".
-async fn handshake(tcp: TcpStream, trusted_pem: &str) -> std::io::Result<TlsStream<TcpStream>> {
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    trusted_pem: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let connector = TlsConnector::from(client_config(trusted_pem));
     let name = ServerName::try_from("localhost").unwrap();
     tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, tcp))

@@ -140,6 +140,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (has $v.smtp.auth.mode (list "optional" "required")) (not $v.smtp.auth.users) (not $v.existingSecret) }}
 {{- fail (printf "\n\nsmtp.auth.mode=%s needs smtp.auth.users (\"user:<argon2id hash>\", from `postern hash-password`)." $v.smtp.auth.mode) }}
 {{- end }}
+{{- if and (has $v.smtp.proxyProtocol.mode (list "v1" "v2" "auto")) (not $v.smtp.proxyProtocol.trusted) }}
+{{- fail (printf "\n\nsmtp.proxyProtocol.mode=%s needs smtp.proxyProtocol.trusted: the load balancers' networks (e.g. 10.0.0.0/8).\nWhoever may send a PROXY header chooses the client address Postern believes." $v.smtp.proxyProtocol.mode) }}
+{{- end }}
+{{- if and $v.smtp.proxyProtocol.trusted (not (has $v.smtp.proxyProtocol.mode (list "v1" "v2" "auto"))) }}
+{{- fail "\n\nsmtp.proxyProtocol.trusted is set but smtp.proxyProtocol.mode is off: set the mode (v1, v2 or auto) your load balancer sends, or leave trusted empty." }}
+{{- end }}
 {{- if and $v.smtp.requireTls (not $v.tls.enabled) }}
 {{- fail "\n\nsmtp.requireTls refuses every plain session: it needs tls.enabled." }}
 {{- end }}
