@@ -12,9 +12,7 @@
 
 pub mod body;
 pub mod budget;
-pub mod compose;
 pub mod deliveries;
-pub mod limits;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -30,6 +28,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
+use crate::compose::{self, limits};
 use crate::config::Config;
 use crate::outbound::OutboxRecord;
 use crate::spool::{

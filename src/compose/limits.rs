@@ -9,11 +9,11 @@
 //! built: it walks the body with serde visitors that keep no values
 //! (`IgnoredAny`, borrowed `RawValue`s), and stops at the first element
 //! over a cap. Only a body that passes is deserialised into a
-//! [`SendRequest`](super::compose::SendRequest).
+//! [`SendRequest`](super::SendRequest).
 //!
 //! The count rules are small pure functions ([`check_recipients`],
 //! [`check_count`], [`check_len`]) shared by the scan and by
-//! [`compose`](super::compose::compose), which checks the message's own
+//! [`compose`](super::compose), which checks the message's own
 //! elements again on the parsed request (it is also called without the
 //! scan, e.g. from tests). Tags and metadata are the API's, not the
 //! message's, so only the scan checks them.
@@ -28,7 +28,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::compose::FieldError;
+use super::FieldError;
 
 /// Attachments per message.
 pub const MAX_ATTACHMENTS: usize = 100;
@@ -570,7 +570,7 @@ impl<'de> Visitor<'de> for Metadata<'_, '_> {
             };
             // Borrowed from the body: the value is measured, not copied.
             let value: &RawValue = map.next_value()?;
-            let field = format!("metadata.{}", super::compose::escape_controls(&key));
+            let field = format!("metadata.{}", super::escape_controls(&key));
             scan.check(check_len(
                 &field,
                 value.get().len(),

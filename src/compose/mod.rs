@@ -35,7 +35,7 @@
 //!   meaning (addresses, Content-IDs, structured headers such as
 //!   `References`) `=?` is refused (see `could_be_encoded_word`).
 //! * Every list and every string bound for a header has a cap
-//!   ([`super::limits`]), so what a request turns into stays proportional
+//!   ([`limits`]), so what a request turns into stays proportional
 //!   to its size.
 //! * `Bcc` recipients reach `rcpt_to` but never the message bytes.
 //! * Output uses CRLF only and no line exceeds 998 octets (RFC 5322 §2.1.1):
@@ -53,6 +53,8 @@
 //! `conflicting_fields`, `encoded_word`, `too_many`, `too_large`,
 //! `internal_error`.
 
+pub mod limits;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -67,7 +69,7 @@ use mail_builder::mime::{BodyPart, MimePart};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::limits::{
+use limits::{
     Limits, MAX_ATTACHMENTS, MAX_HEADER_VALUE_LEN, MAX_HEADERS, check_count, check_len,
     check_recipients,
 };
