@@ -28,7 +28,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::FieldError;
+use super::error::{FieldError, escape_controls};
 
 /// Attachments per message.
 pub const MAX_ATTACHMENTS: usize = 100;
@@ -121,6 +121,24 @@ pub fn check_len(field: &str, len: usize, max: usize, what: &str) -> Result<(), 
             "too_long",
             field,
             format!("{what} is longer than {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_decoded_size(
+    field: &str,
+    size: u64,
+    max: u64,
+    what: &str,
+) -> Result<(), FieldError> {
+    if size > max {
+        return Err(FieldError::new(
+            "too_large",
+            field,
+            format!(
+                "{what} decodes to {size} bytes, more than the {max} bytes a message may have (POSTERN_MAX_MESSAGE_SIZE)"
+            ),
         ));
     }
     Ok(())
@@ -570,7 +588,7 @@ impl<'de> Visitor<'de> for Metadata<'_, '_> {
             };
             // Borrowed from the body: the value is measured, not copied.
             let value: &RawValue = map.next_value()?;
-            let field = format!("metadata.{}", super::escape_controls(&key));
+            let field = format!("metadata.{}", escape_controls(&key));
             scan.check(check_len(
                 &field,
                 value.get().len(),
