@@ -299,11 +299,11 @@ async fn send(
     // Counts first, on the raw JSON: nothing is built for a request with
     // a million attachments.
     let limits = limits::Limits::from_config(&st.config);
-    match limits::scan(&body, &limits) {
+    match compose::scan(&body, &limits) {
         Ok(()) => {}
-        Err(limits::ScanError::Limit(e)) => return Err(ApiError::from(e)),
+        Err(compose::ScanError::Limit(e)) => return Err(ApiError::from(e)),
         // Not the request's shape: decoding names the problem and where.
-        Err(limits::ScanError::Json(e)) => {
+        Err(compose::ScanError::Json(e)) => {
             body::decode::<compose::SendRequest>(&body)?;
             return Err(json_error(e));
         }

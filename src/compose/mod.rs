@@ -58,8 +58,8 @@
 //! The request flows through these modules in this order:
 //!
 //! - [`request`]: the JSON input types and their deserialisation;
-//! - [`limits`]: the per-element caps, counted on the raw JSON before
-//!   deserialisation ([`scan`]) and again on the parsed request;
+//! - [`scan`]: the per-element caps of [`limits`], counted on the raw JSON
+//!   before deserialisation (and again by each step on the parsed request);
 //! - [`structured`] or [`raw`]: the two request shapes, each validating its
 //!   fields and producing a [`Composed`];
 //! - [`address`], [`headers`], [`attachment`]: the validation and header
@@ -76,6 +76,7 @@ pub mod limits;
 pub mod mime;
 pub mod raw;
 pub mod request;
+pub mod scan;
 pub mod structured;
 pub mod transfer;
 
@@ -85,8 +86,9 @@ mod test_support;
 mod tests;
 
 pub use error::FieldError;
-pub use limits::{Limits, ScanError, scan};
+pub use limits::Limits;
 pub use request::SendRequest;
+pub use scan::{ScanError, scan};
 
 /// A validated envelope and the message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
