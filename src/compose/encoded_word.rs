@@ -1,6 +1,6 @@
 //! RFC 2047 encoded words: when caller text must be written as one, and
 //! how. Every writer of caller text into a header (subjects, display
-//! names, attachment parameters) asks [`could_be_encoded_word`] first.
+//! names, attachment parameters) asks `could_be_encoded_word` first.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

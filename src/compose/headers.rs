@@ -3,7 +3,7 @@
 //! header or the envelope), the rules for the extra `headers` a request
 //! may add (names, forbidden and structured fields), how an unstructured
 //! value is written, and the final re-parse of the generated header section
-//! ([`header_section_is_sound`]).
+//! (`header_section_is_sound`).
 
 use std::collections::BTreeMap;
 

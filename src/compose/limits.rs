@@ -6,10 +6,10 @@
 //! "content": ""}` attachments deserialises into a million structs, then
 //! MIME parts, and took 1.4 GB. So every list and map in the request has a
 //! cap, counted on the raw JSON before anything is built
-//! ([`scan`](super::scan)).
+//! ([`scan`](mod@super::scan)).
 //!
 //! The count rules are small pure functions ([`check_recipients`],
-//! [`check_count`], [`check_len`], [`check_decoded_size`]) shared by the
+//! [`check_count`], [`check_len`], `check_decoded_size`) shared by the
 //! scan and by [`compose`](super::compose), which checks the message's own
 //! elements again on the parsed request (it is also called without the
 //! scan, e.g. from tests). Tags and metadata are the API's, not the
@@ -59,15 +59,6 @@ impl Default for Limits {
         Limits {
             max_recipients: 100,
             max_message_size: 25 * 1024 * 1024,
-        }
-    }
-}
-
-impl Limits {
-    pub fn from_config(config: &crate::config::Config) -> Limits {
-        Limits {
-            max_recipients: config.limits.max_recipients,
-            max_message_size: config.limits.max_message_size,
         }
     }
 }

@@ -58,7 +58,7 @@
 //! The request flows through these modules in this order:
 //!
 //! - [`request`]: the JSON input types and their deserialisation;
-//! - [`scan`]: the per-element caps of [`limits`], counted on the raw JSON
+//! - [`scan`](mod@scan): the per-element caps of [`limits`], counted on the raw JSON
 //!   before deserialisation (and again by each step on the parsed request);
 //! - [`structured`] or [`raw`]: the two request shapes, each validating its
 //!   fields and producing a [`Composed`];

@@ -131,7 +131,7 @@ impl<T> OneOrMany<T> {
 pub struct AttachmentInput {
     pub filename: String,
     /// `type/subtype`, optionally with `; key=value` parameters; defaults to
-    /// [`DEFAULT_CONTENT_TYPE`].
+    /// [`DEFAULT_CONTENT_TYPE`](super::attachment::DEFAULT_CONTENT_TYPE).
     #[serde(default)]
     pub content_type: Option<String>,
     /// Standard base64 (RFC 4648 §4, padded, no whitespace).
