@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 
-use super::encoded_word::{could_be_encoded_word, encoded_words};
 use super::error::FieldError;
 use super::headers::check_header_text;
 use super::request::{AddressInput, OneOrMany};
+use super::words::{could_be_encoded_word, encoded_words, quoted_string};
 
 /// Longest display name in octets. `mail-builder` writes a display name as a
 /// single encoded word, so this bounds the header line length.
@@ -238,16 +238,7 @@ fn display_name(name: &str) -> String {
     if name.chars().all(atext) && !name.starts_with(' ') && !name.ends_with(' ') {
         return name.to_string();
     }
-    let mut q = String::with_capacity(name.len() + 2);
-    q.push('"');
-    for c in name.chars() {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
+    quoted_string(name)
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::{BodyPart, MimePart};
 
-use super::encoded_word::could_be_encoded_word;
 use super::error::FieldError;
 use super::headers::check_header_text;
 use super::limits::{check_decoded_size, check_len};
 use super::request::AttachmentInput;
 use super::transfer::{base64_decoded_len, push_base64_lines, validate_base64, wrapped_len};
+use super::words::{could_be_encoded_word, quoted_string};
 
 /// Longest attachment filename in octets (same reason as display names; 255
 /// is also the common filesystem limit).
@@ -269,14 +269,5 @@ fn parameter_value(value: &str) -> String {
     if !value.is_ascii() || could_be_encoded_word(value) {
         return format!("\"=?utf-8?B?{}?=\"", STANDARD.encode(value));
     }
-    let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted
+    quoted_string(value)
 }

@@ -11,9 +11,9 @@ use mail_builder::headers::HeaderType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
-use super::encoded_word::{could_be_encoded_word, encoded_words};
 use super::error::{FieldError, escape_controls};
 use super::limits::{MAX_HEADER_VALUE_LEN, check_len};
+use super::words::{could_be_encoded_word, encoded_words};
 
 /// Longest accepted extra header name. `mail-builder` folds a `Text` value
 /// onto a new line *without* leading whitespace once the name is ≥ 74

@@ -63,13 +63,13 @@
 //! - [`structured`] or [`raw`]: the two request shapes, each validating its
 //!   fields and producing a [`Composed`];
 //! - [`address`], [`headers`], [`attachment`]: the validation and header
-//!   writing of each kind of field, with [`encoded_word`] for RFC 2047;
+//!   writing of each kind of field, with [`words`] for the forms caller text
+//!   takes in a header (quoted-string, RFC 2047 encoded words);
 //! - [`mime`]: the body tree, with [`transfer`] for base64 and line endings;
 //! - [`error`]: the [`FieldError`] every step returns.
 
 pub mod address;
 pub mod attachment;
-pub mod encoded_word;
 pub mod error;
 pub mod headers;
 pub mod limits;
@@ -79,6 +79,7 @@ pub mod request;
 pub mod scan;
 pub mod structured;
 pub mod transfer;
+pub mod words;
 
 #[cfg(test)]
 mod test_support;

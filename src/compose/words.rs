@@ -1,6 +1,7 @@
-//! RFC 2047 encoded words: when caller text must be written as one, and
-//! how. Every writer of caller text into a header (subjects, display
-//! names, attachment parameters) asks `could_be_encoded_word` first.
+//! The forms caller text takes in a header field: as it is, as an RFC 5322
+//! quoted-string, or as RFC 2047 encoded words, and when each one is safe.
+//! Every writer of caller text into a header (subjects, display names,
+//! attachment parameters) asks `could_be_encoded_word` first.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -32,4 +33,18 @@ pub(super) fn encoded_words(text: &str) -> String {
         start = end;
     }
     words.join(" ")
+}
+
+/// `text` as an RFC 5322 / RFC 2045 quoted-string, `"` and `\\` escaped.
+pub(super) fn quoted_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
