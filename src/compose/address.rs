@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use super::error::FieldError;
 use super::headers::check_header_text;
 use super::request::{AddressInput, OneOrMany};
-use super::words::{could_be_encoded_word, encoded_words, quoted_string};
+use super::words::{
+    self, MAX_WORD_INPUT, could_be_encoded_word, encoded_word, is_plain, quoted_string,
+};
 
 /// Longest display name in octets. `mail-builder` writes a display name as a
 /// single encoded word, so this bounds the header line length.
@@ -215,30 +217,81 @@ pub(super) fn dedup_addresses<'a>(addresses: impl Iterator<Item = &'a str>) -> V
 /// An address list header value: `Name <a@b>, "Odd, Name" <c@d>`, with
 /// non-ASCII display names as RFC 2047 encoded words (never inside quotes,
 /// each at most 75 characters). Addresses themselves go out as they are
-/// (UTF-8 ones need SMTPUTF8 at the relay, RFC 6532).
+/// (UTF-8 ones need SMTPUTF8 at the relay, RFC 6532). Unfolded, for tests;
+/// the header writer folds [`address_pieces`].
+#[cfg(test)]
 pub(super) fn address_header(mailboxes: &[Mailbox]) -> String {
-    mailboxes
-        .iter()
-        .map(|m| match m.name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => format!("{} <{}>", display_name(name), m.address),
-            None => format!("<{}>", m.address),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    address_pieces(mailboxes).concat()
 }
 
-/// A display name as an RFC 5322 phrase.
-fn display_name(name: &str) -> String {
-    // Decoders look for encoded words inside quoted strings too, so quoting
-    // does not protect an ASCII name containing `=?`.
-    if !name.is_ascii() || could_be_encoded_word(name) {
-        return encoded_words(name);
+/// [`address_header`] as pieces for [`super::fold`]: a fold may go between
+/// mailboxes, between the words of a display name and before `<address>`,
+/// never inside a quoted string or an encoded word.
+pub(super) fn address_pieces(mailboxes: &[Mailbox]) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for (i, mailbox) in mailboxes.iter().enumerate() {
+        if let Some(last) = pieces.last_mut() {
+            last.push(',');
+        }
+        let lead = if i == 0 { "" } else { " " };
+        match mailbox.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => {
+                let mut words = display_name(name);
+                words[0].insert_str(0, lead);
+                pieces.extend(words);
+                pieces.push(format!(" <{}>", mailbox.address));
+            }
+            None => pieces.push(format!("{lead}<{}>", mailbox.address)),
+        }
     }
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
-    if name.chars().all(atext) && !name.starts_with(' ') && !name.ends_with(' ') {
-        return name.to_string();
+    pieces
+}
+
+/// A display name as an RFC 5322 phrase, in pieces (never empty):
+///
+/// - plain ASCII words separated by single spaces: the words as they are;
+/// - other plain ASCII (specials, runs of whitespace): one quoted-string;
+/// - text that needs encoding (non-ASCII, or `=?`, which decoders find
+///   inside quoted strings too) and fits one encoded word: that word;
+/// - longer: words that are plain atoms between single spaces stay as
+///   they are, and each run of the others is encoded, whitespace inside
+///   included (`words::layout`). Decoders drop the whitespace between
+///   two encoded words (RFC 2047 §6.2), so this reads back exactly in
+///   them; Python's `email` joins such words with a space instead, so
+///   there a name that needs more than one encoded word per run gains a
+///   space where the words meet (nothing can serve both: see README).
+pub(super) fn display_name(name: &str) -> Vec<String> {
+    if is_plain(name) {
+        if is_atom_phrase(name) {
+            return words::layout(&words::segments(name));
+        }
+        return vec![quoted_string(name)];
     }
-    quoted_string(name)
+    if name.len() <= MAX_WORD_INPUT {
+        return vec![encoded_word(name)];
+    }
+    let mut segments = words::segments(name);
+    for i in 0..segments.len() {
+        let single_space_after = segments.get(i + 1).is_none_or(|next| next.space == " ");
+        let plain =
+            is_atom(segments[i].word) && (i == 0 || segments[i].space == " ") && single_space_after;
+        segments[i].encode = !plain;
+    }
+    words::layout(&segments)
+}
+
+/// RFC 5322 atext words, no `=?`, separated by single spaces.
+fn is_atom_phrase(name: &str) -> bool {
+    !name.is_empty() && name.split(' ').all(is_atom)
+}
+
+/// One RFC 5322 atom that no decoder takes for an encoded word.
+fn is_atom(word: &str) -> bool {
+    !word.is_empty()
+        && !could_be_encoded_word(word)
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! content type, base64 content, Content-ID) and writing it as a MIME part
 //! with its own header fields.
 
-use std::borrow::Cow;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mail_builder::headers::content_type::ContentType;
@@ -12,9 +10,13 @@ use mail_builder::mime::{BodyPart, MimePart};
 use super::error::FieldError;
 use super::headers::check_header_text;
 use super::limits::{check_decoded_size, check_len};
+use super::params::parameter_field;
 use super::request::AttachmentInput;
-use super::transfer::{base64_decoded_len, push_base64_lines, validate_base64, wrapped_len};
-use super::words::{could_be_encoded_word, quoted_string};
+use super::transfer::{
+    base64_decoded_len, identity_encoding, needs_identity_encoding, normalize_line_endings,
+    push_base64_lines, validate_base64, wrapped_len,
+};
+use super::words::could_be_encoded_word;
 
 /// Longest attachment filename in octets (same reason as display names; 255
 /// is also the common filesystem limit).
@@ -34,11 +36,22 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 pub(super) struct Attachment<'a> {
     filename: &'a str,
     content_type: ContentType<'a>,
+    body: Body<'a>,
+    content_id: Option<&'a str>,
+}
+
+/// An attachment's content as it goes on the wire.
+enum Body<'a> {
     /// The request's base64, validated: canonical standard base64 is what
     /// encoding the decoded bytes would give again, so it is re-wrapped
     /// into lines instead of being decoded and encoded (two copies saved).
-    base64: &'a str,
-    content_id: Option<&'a str>,
+    Base64(&'a str),
+    /// Decoded, CRLF-normalised bytes sent as they are, with their
+    /// `7bit`/`8bit` encoding (see `needs_identity_encoding`).
+    Identity {
+        bytes: Vec<u8>,
+        encoding: &'static str,
+    },
 }
 
 impl Attachment<'_> {
@@ -117,6 +130,13 @@ pub(super) fn validate_attachment(
         )
     })?;
 
+    let body = if needs_identity_encoding(&content_type.c_type) {
+        identity_body(&input.content, &content_type.c_type)
+            .map_err(|why| FieldError::new("invalid_attachment", format!("{base}.content"), why))?
+    } else {
+        Body::Base64(&input.content)
+    };
+
     let content_id = match &input.content_id {
         None => None,
         Some(raw_id) => {
@@ -144,9 +164,23 @@ pub(super) fn validate_attachment(
     Ok(Attachment {
         filename: &input.filename,
         content_type,
-        base64: &input.content,
+        body,
         content_id,
     })
+}
+
+/// The decoded, CRLF-normalised content of a `message/*` attachment that
+/// must go out unencoded, or why it cannot (the `422` message).
+fn identity_body(base64: &str, content_type: &str) -> Result<Body<'static>, String> {
+    // Validated as base64 just before.
+    let decoded = STANDARD.decode(base64).unwrap_or_default();
+    let bytes = normalize_line_endings(&decoded);
+    let encoding = identity_encoding(&bytes).map_err(|why| {
+        format!(
+            "a {content_type} attachment is sent unencoded (RFC 2046 section 5.2), and {why}; send it as application/octet-stream instead"
+        )
+    })?;
+    Ok(Body::Identity { bytes, encoding })
 }
 
 /// RFC 2045 token: printable ASCII minus tspecials.
@@ -205,14 +239,17 @@ fn normalize_content_id(raw: &str) -> Option<&str> {
     valid.then_some(id)
 }
 
-/// Attachments are always base64: it round-trips every byte exactly (QP or
-/// 7bit on a `text/*` part would rewrite line endings) and yields short
-/// CRLF lines whatever the content.
+/// An attachment as a MIME part with its own header fields. Attachments
+/// are base64: it round-trips every byte exactly (QP or 7bit on a `text/*`
+/// part would rewrite line endings) and yields short CRLF lines whatever
+/// the content; a `message/*` part that may not be encoded goes as it is
+/// (already CRLF, checked for line length).
 ///
-/// The part's header fields are written here, not by mail-builder: its
-/// parameter writer puts an ASCII value such as a filename between quotes
-/// as it is, and decoders read encoded words even there. (Filenames move to
-/// RFC 2231 later; [`parameter_field`] is where that goes.)
+/// The header fields are written here, not by mail-builder: its parameter
+/// writer puts an ASCII value such as a filename between quotes as it is
+/// (decoders read encoded words even there), and a non-ASCII one as an
+/// encoded word, which RFC 2047 forbids in parameters ([`super::params`]
+/// writes RFC 2231 instead).
 pub(super) fn attachment_part(attachment: Attachment<'_>) -> MimePart<'_> {
     let disposition = if attachment.is_inline() {
         "inline"
@@ -232,42 +269,25 @@ pub(super) fn attachment_part(attachment: Attachment<'_>) -> MimePart<'_> {
     if let Some(content_id) = attachment.content_id {
         head.push_str(&format!("Content-ID: <{content_id}>\r\n"));
     }
-    head.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-    let mut bytes = Vec::with_capacity(head.len() + wrapped_len(attachment.base64.len()));
-    bytes.extend_from_slice(head.as_bytes());
-    push_base64_lines(&mut bytes, attachment.base64);
+    let bytes = match attachment.body {
+        Body::Base64(base64) => {
+            head.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
+            let mut bytes = Vec::with_capacity(head.len() + wrapped_len(base64.len()));
+            bytes.extend_from_slice(head.as_bytes());
+            push_base64_lines(&mut bytes, base64);
+            bytes
+        }
+        Body::Identity {
+            bytes: body,
+            encoding,
+        } => {
+            head.push_str(&format!("Content-Transfer-Encoding: {encoding}\r\n\r\n"));
+            let mut bytes = Vec::with_capacity(head.len() + body.len());
+            bytes.extend_from_slice(head.as_bytes());
+            bytes.extend_from_slice(&body);
+            bytes
+        }
+    };
     // A part without headers of its own is written by mail-builder as it is.
     MimePart::raw(BodyPart::Binary(bytes.into()))
-}
-
-/// One header field `Name: value; key="v"; …` with CRLF, folded between
-/// parameters. Each value is a quoted string, or, when it is not ASCII or
-/// could be read as an encoded word, one `=?utf-8?B?…?=` word inside the
-/// quotes: the form mail-builder uses for non-ASCII values, which mail
-/// readers decode (the words decode to exactly the original text).
-fn parameter_field(name: &str, value: &str, params: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
-    let mut out = format!("{name}: {value}");
-    let mut line = out.len();
-    for (key, value) in params {
-        let item = format!("{key}={}", parameter_value(value));
-        out.push(';');
-        if line + 2 + item.len() > 76 {
-            out.push_str("\r\n\t");
-            line = 1;
-        } else {
-            out.push(' ');
-            line += 2;
-        }
-        line += item.len();
-        out.push_str(&item);
-    }
-    out.push_str("\r\n");
-    out
-}
-
-fn parameter_value(value: &str) -> String {
-    if !value.is_ascii() || could_be_encoded_word(value) {
-        return format!("\"=?utf-8?B?{}?=\"", STANDARD.encode(value));
-    }
-    quoted_string(value)
 }

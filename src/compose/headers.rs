@@ -1,24 +1,20 @@
 //! The header section's gatekeeping: the one check for header injection
 //! ([`check_header_text`], applied to every caller string bound for a
 //! header or the envelope), the rules for the extra `headers` a request
-//! may add (names, forbidden and structured fields), how an unstructured
-//! value is written, and the final re-parse of the generated header section
-//! (`header_section_is_sound`).
+//! may add (names, forbidden and structured fields), and the final
+//! re-parse of the generated header section (`header_section_is_sound`).
 
 use std::collections::BTreeMap;
 
-use mail_builder::headers::HeaderType;
-use mail_builder::headers::raw::Raw;
-use mail_builder::headers::text::Text;
-
 use super::error::{FieldError, escape_controls};
 use super::limits::{MAX_HEADER_VALUE_LEN, check_len};
-use super::words::{could_be_encoded_word, encoded_words};
+use super::words::could_be_encoded_word;
 
-/// Longest accepted extra header name. `mail-builder` folds a `Text` value
-/// onto a new line *without* leading whitespace once the name is ≥ 74
-/// octets, which would let the value start a header of its own; staying well
-/// below that keeps every header on the line it belongs to.
+/// Longest accepted extra header name. A name is never folded, so it sets
+/// how long the first line of its field may get; 64 keeps that line short
+/// (mail-builder, which wrote these fields once, even folded the value
+/// onto a line of its own without whitespace after a name of 74 octets,
+/// which would have let the value start a header field of its own).
 pub const MAX_HEADER_NAME_LEN: usize = 64;
 
 /// Extra header names (compared case-insensitively) that would override the
@@ -119,23 +115,10 @@ fn is_structured_header(lower_name: &str) -> bool {
         || lower_name.starts_with("resent-")
 }
 
-/// A value for an unstructured header (`Subject`, `X-*`). mail-builder's
-/// `Text` encodes non-ASCII and over-long values but writes other ASCII as
-/// it is, so a value that only looks like an encoded word would reach the
-/// recipient as one. Such a value goes out as encoded words of its exact
-/// bytes instead (folded between words, where decoders drop the space).
-pub(super) fn unstructured(text: &str) -> HeaderType<'_> {
-    if could_be_encoded_word(text) {
-        Raw::new(encoded_words(text)).into()
-    } else {
-        Text::new(text).into()
-    }
-}
-
 /// Re-parses the generated header section: every line must be CRLF
 /// terminated, continuation lines must follow a field, and the fields must
-/// be exactly `expected` followed by what mail-builder adds itself
-/// (MIME-Version and the root part's Content-Type / -Transfer-Encoding).
+/// be exactly `expected` followed by MIME-Version and the root part's
+/// Content-Type / -Transfer-Encoding (written by mail-builder).
 pub(super) fn header_section_is_sound(message: &[u8], expected: &[String]) -> bool {
     let Some(end) = message.windows(4).position(|window| window == b"\r\n\r\n") else {
         return false;

@@ -29,9 +29,10 @@
 //! * Text is text: no caller-supplied string is ever written so that a
 //!   recipient's decoder reads part of it as an RFC 2047 encoded word
 //!   (`=?utf-8?q?a=0D=0AX-Injected:_yes?=` would decode into a CR LF and a
-//!   header of its own). A subject, unstructured header value, display name
-//!   or attachment parameter (filename) containing `=?` is written as
-//!   encoded words of its exact bytes; where encoding would change the
+//!   header of its own). A subject, unstructured header value or display
+//!   name containing `=?` is written as encoded words of its exact bytes,
+//!   an attachment parameter (filename) as an RFC 2231 value; where
+//!   encoding would change the
 //!   meaning (addresses, Content-IDs, structured headers such as
 //!   `References`) `=?` is refused (see `could_be_encoded_word`).
 //! * Every list and every string bound for a header has a cap
@@ -40,16 +41,20 @@
 //! * `Bcc` recipients reach `rcpt_to` but never the message bytes.
 //! * Output uses CRLF only and no line exceeds 998 octets (RFC 5322 §2.1.1):
 //!   bodies are normalised to CRLF and left to `mail-builder`'s QP/base64
-//!   choice, attachments are always base64, and every length that the
-//!   encoder writes unfolded (header names, display names, filenames,
-//!   addresses, Content-IDs) is capped.
+//!   choice, attachments are base64 (a `message/rfc822` one goes as
+//!   7bit/8bit, CRLF-normalised and checked for line length), header
+//!   fields are folded between their tokens only (never inside a quoted
+//!   string or an encoded word, each of which is at most 75 characters),
+//!   and every length that is written unfolded (header names, display
+//!   names, addresses, Content-IDs) is capped.
 //!
 //! SMTP dot-stuffing is the transport's job, not this module's.
 //!
 //! Error codes: `missing_field`, `no_recipients`, `missing_body`,
 //! `invalid_address`, `header_injection`, `invalid_header_name`,
 //! `forbidden_header`, `invalid_base64`, `invalid_content_type`,
-//! `invalid_content_id`, `invalid_filename`, `too_long`, `invalid_raw`,
+//! `invalid_content_id`, `invalid_filename`, `invalid_attachment`,
+//! `too_long`, `invalid_raw`,
 //! `conflicting_fields`, `encoded_word`, `too_many`, `too_large`,
 //! `internal_error`.
 //!
@@ -64,16 +69,20 @@
 //!   fields and producing a [`Composed`];
 //! - [`address`], [`headers`], [`attachment`]: the validation and header
 //!   writing of each kind of field, with [`words`] for the forms caller text
-//!   takes in a header (quoted-string, RFC 2047 encoded words);
+//!   takes in a header (as it is, quoted-string, RFC 2047 encoded words),
+//!   [`params`] for MIME parameters (RFC 2231) and [`fold`] for laying a
+//!   field out on lines;
 //! - [`mime`]: the body tree, with [`transfer`] for base64 and line endings;
 //! - [`error`]: the [`FieldError`] every step returns.
 
 pub mod address;
 pub mod attachment;
 pub mod error;
+pub mod fold;
 pub mod headers;
 pub mod limits;
 pub mod mime;
+pub mod params;
 pub mod raw;
 pub mod request;
 pub mod scan;

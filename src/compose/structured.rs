@@ -3,22 +3,21 @@
 //! body ([`super::mime`]) and re-parses the header section before handing
 //! the message back.
 
-use mail_builder::MessageBuilder;
-use mail_builder::headers::raw::Raw;
-
 use super::Composed;
 use super::address::{
-    address_header, dedup_addresses, is_valid_domain, parse_mailbox, parse_mailbox_list,
+    address_pieces, dedup_addresses, is_valid_domain, parse_mailbox, parse_mailbox_list,
 };
 use super::attachment::{check_attachment_size, validate_attachment};
 use super::error::FieldError;
-use super::headers::{check_header_text, header_section_is_sound, unstructured, validate_headers};
+use super::fold;
+use super::headers::{check_header_text, header_section_is_sound, validate_headers};
 use super::limits::{
     Limits, MAX_ATTACHMENTS, MAX_HEADER_VALUE_LEN, MAX_HEADERS, check_count, check_len,
     check_recipients,
 };
 use super::mime::build_body;
 use super::request::{AddressInput, OneOrMany, SendRequest};
+use super::words::unstructured;
 
 /// Composes a structured request: every field validated, counts before
 /// contents, then the message written and its header section re-parsed.
@@ -111,43 +110,48 @@ pub(super) fn compose_structured(
         message_id_domain(&from.address, hostname)
     );
 
-    // Address headers are written by `address_header`, not mail-builder's
-    // Address type: mail-builder puts encoded words inside quotes, which
-    // RFC 2047 section 5 forbids and parsers then show literally.
-    let mut builder = MessageBuilder::new().header(
+    // The header section is written here, field by field, and folded only
+    // where its writers allow (never inside a quoted display name or an
+    // encoded word). mail-builder writes the body; its own header writers
+    // put encoded words inside quotes (RFC 2047 section 5 forbids that) and
+    // fold anywhere there is a space.
+    let mut fields: Vec<(&str, String)> = vec![(
         "From",
-        Raw::new(address_header(std::slice::from_ref(&from))),
-    );
+        fold::field("From", &address_pieces(std::slice::from_ref(&from))),
+    )];
     if !to.is_empty() {
-        builder = builder.header("To", Raw::new(address_header(&to)));
+        fields.push(("To", fold::field("To", &address_pieces(&to))));
     }
     if !cc.is_empty() {
-        builder = builder.header("Cc", Raw::new(address_header(&cc)));
+        fields.push(("Cc", fold::field("Cc", &address_pieces(&cc))));
     }
     // Bcc is deliberately never written: it only feeds `rcpt_to`.
     if !reply_to.is_empty() {
-        builder = builder.header("Reply-To", Raw::new(address_header(&reply_to)));
+        fields.push((
+            "Reply-To",
+            fold::field("Reply-To", &address_pieces(&reply_to)),
+        ));
     }
     if let Some(subject) = &req.subject {
-        builder = builder.header("Subject", unstructured(subject));
+        fields.push(("Subject", fold::field("Subject", &unstructured(subject))));
     }
-    builder = builder
-        .header("Date", Raw::new(rfc5322_now()))
-        .message_id(message_id.as_str());
+    fields.push(("Date", format!("Date: {}\r\n", rfc5322_now())));
+    fields.push(("Message-ID", format!("Message-ID: <{message_id}>\r\n")));
     for (name, value) in extra_headers {
-        builder = builder.header(name, unstructured(value));
+        fields.push((name, fold::field(name, &unstructured(value))));
     }
 
-    let expected_headers: Vec<String> = builder
-        .headers
-        .iter()
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let expected_headers: Vec<String> = fields.iter().map(|(name, _)| name.to_string()).collect();
+    let head: usize = fields.iter().map(|(_, field)| field.len()).sum();
     let body = build_body(req.text.as_deref(), req.html.as_deref(), attachments);
     // Sized up front: growing a Vec by doubling would briefly hold two
     // copies of a message that is mostly attachments.
-    let mut message = Vec::with_capacity(body.size() + body.size() / 8 + 16 * 1024);
-    builder.body(body).write_to(&mut message).map_err(|err| {
+    let mut message = Vec::with_capacity(head + body.size() + body.size() / 8 + 16 * 1024);
+    for (_, field) in &fields {
+        message.extend_from_slice(field.as_bytes());
+    }
+    message.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    body.write_part(&mut message).map_err(|err| {
         FieldError::new(
             "internal_error",
             "",

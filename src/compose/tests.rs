@@ -1139,3 +1139,204 @@ fn hostile_values_never_add_headers() {
         assert_eq!(message.subject(), Some(value.as_str()), "{value:?}");
     }
 }
+
+/// Issue 10's outbound cases, each checked on the wire and through the
+/// readers (`build` also runs Python's `email` on every message).
+#[test]
+fn message_attachments_go_unencoded_with_crlf() {
+    let inner = "From: x@example.com\nSubject: Grüße\n\nZeile 1\rZeile 2\r\n";
+    let composed = build(json!({
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "text": "forwarded",
+        "attachments": [
+            {"filename": "fwd.eml", "content_type": "message/rfc822", "content": b64(inner.as_bytes())},
+            {"filename": "plain.eml", "content_type": "message/rfc822", "content": b64(b"Subject: a\r\n\r\nb\r\n")}
+        ]
+    }));
+    assert_wire_clean(&composed.message);
+    let wire = String::from_utf8_lossy(&composed.message);
+    assert!(
+        wire.contains("Content-Transfer-Encoding: 8bit\r\n\r\nFrom: x@example.com\r\nSubject: Grüße\r\n\r\nZeile 1\r\nZeile 2\r\n"),
+        "{wire}"
+    );
+    assert!(
+        wire.contains("Content-Transfer-Encoding: 7bit\r\n\r\nSubject: a\r\n"),
+        "{wire}"
+    );
+    let message = parse(&composed);
+    let forwarded = message.attachment(0).expect("the message/rfc822 part");
+    let nested = forwarded.message().expect("opened as a message");
+    assert_eq!(nested.subject(), Some("Grüße"));
+
+    // What cannot go unencoded is refused, with the reason.
+    for (content, why) in [
+        (
+            format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(999)),
+            "998 octets",
+        ),
+        ("Subject: x\r\n\r\na\0b\r\n".to_string(), "NUL"),
+    ] {
+        let error = compose(
+            &req(with(
+                base(),
+                "attachments",
+                json!([{"filename": "m.eml", "content_type": "message/rfc822", "content": b64(content.as_bytes())}]),
+            )),
+            "h",
+            &Limits::default(),
+        )
+        .expect_err(why);
+        assert_eq!(
+            (error.code, error.field.as_str()),
+            ("invalid_attachment", "attachments[0].content")
+        );
+        assert!(error.message.contains(why), "{}", error.message);
+        assert!(error.message.contains("application/octet-stream"));
+    }
+}
+
+#[test]
+fn non_ascii_filenames_are_rfc_2231_and_continued() {
+    // The issue's 218-byte name, a short one, and lookalikes of encoded words.
+    let long = format!("{}.pdf", "Ünïcødé-".repeat(18));
+    assert!(long.len() >= 218);
+    for filename in [
+        long.as_str(),
+        "Grüße.txt",
+        "=?utf-8?B?QQ==?=.bin",
+        "plain name.txt",
+    ] {
+        let composed = build(json!({
+            "from": "a@example.com",
+            "to": "b@example.com",
+            "text": "t",
+            "attachments": [{"filename": filename, "content": b64(b"x")}]
+        }));
+        assert_wire_clean(&composed.message);
+        let wire = String::from_utf8_lossy(&composed.message);
+        let part = &wire[wire
+            .find("Content-Type: application/octet-stream")
+            .expect("part")..];
+        let part_head = &part[..part.find("\r\n\r\n").expect("part head")];
+        assert!(
+            !part_head.contains("=?"),
+            "an encoded word in:\n{part_head}"
+        );
+        for line in part_head.split("\r\n") {
+            assert!(line.len() <= 78, "{line}");
+        }
+        if filename.is_ascii() && !filename.contains("=?") {
+            assert!(part_head.contains(&format!("filename=\"{filename}\"")));
+        } else {
+            assert!(part_head.contains("filename*"), "{part_head}");
+        }
+        if filename.len() > 60 {
+            assert!(part_head.contains("filename*0*=utf-8''"), "{part_head}");
+            assert!(part_head.contains("filename*1*="), "{part_head}");
+        }
+        let message = parse(&composed);
+        let attachment = message.attachment(0).expect("attachment");
+        assert_eq!(attachment.attachment_name(), Some(filename));
+    }
+}
+
+#[test]
+fn subjects_are_folded_and_encode_only_what_needs_it() {
+    let ascii = "Quarterly report: numbers for every region, the forecast, and the notes from the review meeting last Tuesday";
+    let mixed = "Re: Grüße aus Köln and the rest of the words stay plain ASCII for once, ok?";
+    for subject in [ascii, mixed] {
+        let composed = build(with(base(), "subject", json!(subject)));
+        let head = header_block(&composed.message);
+        let field = &head[head.find("Subject:").expect("subject")..];
+        let field = &field[..field
+            .find("\r\n")
+            .map(|first| {
+                // the field and its continuation lines
+                let mut end = first;
+                while field[end + 2..].starts_with([' ', '\t']) {
+                    end += 2 + field[end + 2..].find("\r\n").expect("CRLF");
+                }
+                end
+            })
+            .expect("CRLF")];
+        assert!(field.contains("\r\n "), "not folded: {field}");
+        for line in field.split("\r\n") {
+            assert!(line.len() <= 78, "{line}");
+        }
+        assert!(!field.contains("us-ascii"), "{field}");
+        assert_eq!(parse(&composed).subject(), Some(subject));
+        if subject == ascii {
+            assert!(!field.contains("=?"), "ASCII encoded: {field}");
+        } else {
+            // Only the words with ü and ö are encoded.
+            assert_eq!(field.matches("=?utf-8?").count(), 2, "{field}");
+            assert!(field.starts_with("Subject: Re: =?utf-8?"), "{field}");
+        }
+    }
+}
+
+#[test]
+fn quoted_display_names_are_never_folded_inside() {
+    let names: Vec<String> = (0..6).map(|i| format!("Doe, John the {i}th")).collect();
+    let to: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"name": name, "address": format!("john{i}@example.com")}))
+        .collect();
+    let composed = build(json!({"from": "a@example.com", "to": to, "text": "t"}));
+    let head = header_block(&composed.message);
+    assert!(
+        head.contains("\r\n \"Doe"),
+        "the To field is folded between mailboxes:\n{head}"
+    );
+    for name in &names {
+        assert!(head.contains(&format!("\"{name}\"")), "{name} cut:\n{head}");
+    }
+    let message = parse(&composed);
+    let got: Vec<_> = message
+        .to()
+        .expect("to")
+        .iter()
+        .map(|a| a.name().map(str::to_string))
+        .collect();
+    assert_eq!(got, names.iter().cloned().map(Some).collect::<Vec<_>>());
+}
+
+#[test]
+fn long_non_ascii_display_names() {
+    let mixed = "Dr. Jürgen Müller-Lüdenscheidt von und zu Hohenzollern-Sigmaringen";
+    let cases = [
+        // Plain words stay plain between encoded ones: exact in every reader.
+        (mixed, true),
+        (
+            "Zoë Ångström, Ærø Kommune og Søren Kierkegaards Venner",
+            true,
+        ),
+        ("Александр Сергеевич Пушкин", false),
+        (&*"ü".repeat(128), false),
+    ];
+    for (name, python_exact) in cases {
+        assert_eq!(python_reads_phrase_exactly(name), python_exact, "{name}");
+        let composed = build(json!({
+            "from": {"name": name, "address": "a@example.com"},
+            "to": "b@example.com",
+            "text": "t"
+        }));
+        let message = parse(&composed);
+        let from = message.from().and_then(|f| f.first()).expect("from");
+        assert_eq!(from.name(), Some(name), "mail-parser reads {name}");
+    }
+    let head = header_block(
+        &build(json!({
+            "from": {"name": mixed, "address": "a@example.com"},
+            "to": "b@example.com",
+            "text": "t"
+        }))
+        .message,
+    );
+    assert!(
+        head.contains("?= von und zu"),
+        "plain words encoded:\n{head}"
+    );
+}

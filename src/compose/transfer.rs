@@ -98,6 +98,42 @@ pub(super) fn normalize_line_endings(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a part of this content type must not be base64 or
+/// quoted-printable: RFC 2046 §5.2 allows only 7bit, 8bit or binary for
+/// `message/rfc822`, `message/partial` and `message/external-body`, and
+/// strict readers refuse to open one that is encoded.
+pub(super) fn needs_identity_encoding(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "message/rfc822" | "message/partial" | "message/external-body"
+    )
+}
+
+/// Why bytes cannot go out unencoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum IdentityError {
+    #[error("it holds a NUL byte")]
+    Nul,
+    #[error("it has a line longer than 998 octets")]
+    LongLine,
+}
+
+/// The identity transfer encoding that CRLF-normalised `bytes` qualify for:
+/// `7bit` when all ASCII, else `8bit` (RFC 2045 §2.7, §2.8: no NUL, lines
+/// of at most 998 octets; the relay then sends `BODY=8BITMIME`).
+pub(super) fn identity_encoding(bytes: &[u8]) -> Result<&'static str, IdentityError> {
+    if bytes.contains(&0) {
+        return Err(IdentityError::Nul);
+    }
+    if bytes
+        .split(|&b| b == b'\n')
+        .any(|line| line.strip_suffix(b"\r").unwrap_or(line).len() > 998)
+    {
+        return Err(IdentityError::LongLine);
+    }
+    Ok(if bytes.is_ascii() { "7bit" } else { "8bit" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +143,41 @@ mod tests {
     /// every string up to 8 characters over an alphabet that has canonical
     /// and non-canonical endings, padding and an invalid symbol, with
     /// chunks as small as one group.
+    #[test]
+    fn identity_encoding_table() {
+        let long = [b"a".repeat(998), b"\r\n".to_vec(), b"b".repeat(999)].concat();
+        let cases: Vec<(&[u8], Result<&str, IdentityError>)> = vec![
+            (b"Subject: x\r\n\r\nhi\r\n", Ok("7bit")),
+            (b"", Ok("7bit")),
+            (
+                "Subject: Gr\u{fc}\u{df}e\r\n\r\n\u{e9}\r\n".as_bytes(),
+                Ok("8bit"),
+            ),
+            (&long[..998], Ok("7bit")),
+            (&long[..1000 + 998], Ok("7bit")),
+            (&long, Err(IdentityError::LongLine)),
+            (b"a\0b", Err(IdentityError::Nul)),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(
+                identity_encoding(bytes),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        for (ct, identity) in [
+            ("message/rfc822", true),
+            ("message/partial", true),
+            ("message/external-body", true),
+            ("message/global", false),
+            ("text/plain", false),
+            ("application/octet-stream", false),
+        ] {
+            assert_eq!(needs_identity_encoding(ct), identity, "{ct}");
+        }
+    }
+
     #[test]
     fn chunked_base64_validation_agrees_with_decoding() {
         let alphabet = [b'A', b'Q', b'g', b'=', b'-'];
