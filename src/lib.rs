@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod compose;
 pub mod config;
 pub mod doctor;
 pub mod http;

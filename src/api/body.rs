@@ -2,7 +2,7 @@
 //! type (`415` unless the client says it sends JSON) and its decoding
 //! (`400` for bad syntax; `422 invalid_field` for the wrong shape, with
 //! `field` naming where, e.g. `attachments[0].foo`). What the fields mean is
-//! [`super::compose`]'s business.
+//! [`crate::compose`]'s business.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -168,7 +168,7 @@ fn push_key(out: &mut String, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::compose::SendRequest;
+    use crate::compose::SendRequest;
 
     #[test]
     fn json_media_types() {

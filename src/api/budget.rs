@@ -4,7 +4,7 @@
 //! A request is read, parsed and composed in memory: the body, the parsed
 //! strings, the wrapped attachment bodies and the message come to about
 //! three times the body at the peak (see docs/BENCHMARKS.md). The per-element
-//! caps ([`super::limits`]) keep that factor small; this budget keeps the
+//! caps ([`crate::compose::limits`]) keep that factor small; this budget keeps the
 //! number of large requests at once from multiplying it. Before its body
 //! is read, a request reserves its declared `Content-Length` (the whole
 //! `POSTERN_API_MAX_BYTES` when it declares none, returned down to the real

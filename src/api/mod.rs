@@ -1,20 +1,18 @@
 //! The HTTP API for sending mail: `POST /v1/messages` turns JSON into a
-//! MIME message ([`compose`]), spools it for the relay and answers `202`
+//! MIME message ([`crate::compose`]), spools it for the relay and answers `202`
 //! only once it is durable; `GET /v1/messages/{id}` reports its status.
 //!
 //! Errors are JSON `{"error": {"code", "message", "field"}}`: 400 for
 //! malformed JSON, 401 for a missing or wrong API key, 413 for a body over
 //! `POSTERN_API_MAX_BYTES`, 415 for a body that is not declared JSON
 //! ([`body`]), 422 for a request that parses but cannot be sent (including
-//! every per-element limit, [`limits`]), 503 when the spool cannot take it
+//! every per-element limit, [`crate::compose::limits`]), 503 when the spool cannot take it
 //! or the requests in flight fill the memory budget ([`budget`]); the
 //! client retries a 503.
 
 pub mod body;
 pub mod budget;
-pub mod compose;
 pub mod deliveries;
-pub mod limits;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -30,6 +28,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
+use crate::compose;
 use crate::config::Config;
 use crate::outbound::OutboxRecord;
 use crate::spool::{
@@ -299,12 +298,15 @@ async fn send(
 
     // Counts first, on the raw JSON: nothing is built for a request with
     // a million attachments.
-    let limits = limits::Limits::from_config(&st.config);
-    match limits::scan(&body, &limits) {
+    let limits = compose::Limits {
+        max_recipients: st.config.limits.max_recipients,
+        max_message_size: st.config.limits.max_message_size,
+    };
+    match compose::scan(&body, &limits) {
         Ok(()) => {}
-        Err(limits::ScanError::Limit(e)) => return Err(ApiError::from(e)),
+        Err(compose::ScanError::Limit(e)) => return Err(ApiError::from(e)),
         // Not the request's shape: decoding names the problem and where.
-        Err(limits::ScanError::Json(e)) => {
+        Err(compose::ScanError::Json(e)) => {
             body::decode::<compose::SendRequest>(&body)?;
             return Err(json_error(e));
         }

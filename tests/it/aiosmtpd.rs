@@ -171,3 +171,45 @@ pub fn data(message: &Value) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// Python's `email` package (`policy=default`, tests/mime_check.py) reads
+/// every message the server received without a defect: what the sending
+/// API composes must open in a strict parser too (issue 10).
+pub fn assert_mime_clean(messages: &[Value]) {
+    use std::io::Write as _;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mime_check.py");
+    let input: Vec<String> = messages
+        .iter()
+        .map(|m| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data(m)))
+        .collect();
+    let mut child = Command::new(python())
+        .arg(script)
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    // The script reads all of its input before it writes anything.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mime_check.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (message, report) in messages.iter().zip(&reports) {
+        let defects = report["defects"].as_array().unwrap();
+        assert!(
+            defects.is_empty(),
+            "Python reports {defects:?} in:\n{}",
+            String::from_utf8_lossy(&data(message))
+        );
+    }
+}

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::aiosmtpd::{Smtpd, data};
+use crate::aiosmtpd::{Smtpd, assert_mime_clean, data};
 use crate::binary::{Launch, Postern};
 use crate::helpers::*;
 
@@ -317,6 +317,7 @@ async fn relay_receives_a_well_formed_mime_message() {
     // The envelope: MAIL FROM and every recipient, Bcc included, in one
     // transaction.
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0]["mail_from"], "alice@example.org");
     assert_eq!(
@@ -489,6 +490,7 @@ async fn encoded_word_lookalikes_reach_the_relay_as_text() {
     let id = s.api.send(&request).await;
     s.api.wait_status(&id, 15, |v| v["status"] == "sent").await;
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     let raw = data(&msgs[0]);
     let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -560,6 +562,7 @@ async fn relay_down_defers_then_sends_once_it_is_up() {
         json!(["sent", "sent"])
     );
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(
         msgs[0]["rcpt_tos"],
@@ -634,6 +637,7 @@ async fn one_refused_recipient_of_three_fails_alone() {
     );
 
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     let rcpts: Vec<_> = msgs.iter().map(|m| m["rcpt_tos"].clone()).collect();
     assert_eq!(
         rcpts,
@@ -713,6 +717,7 @@ async fn greylisted_recipient_is_retried_alone_then_given_up() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(smtpd.connections(), settled, "attempts after giving up");
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     let rcpts: Vec<_> = msgs.iter().map(|m| m["rcpt_tos"].clone()).collect();
     assert_eq!(
         rcpts,
@@ -807,6 +812,7 @@ async fn busy_relay_defers_everyone_until_it_recovers() {
         ])
     );
     let msgs = smtpd.messages();
+    assert_mime_clean(&msgs);
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(
         msgs[0]["rcpt_tos"],
@@ -952,6 +958,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
             "the killed attempt is not recorded: {status:#}"
         );
     }
+    assert_mime_clean(&smtpd.messages());
     let mut rcpts: Vec<String> = smtpd
         .messages()
         .iter()
