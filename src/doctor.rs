@@ -642,7 +642,7 @@ async fn post_test_event(
     let body = serde_json::to_vec(&serde_json::json!({
         "type": TEST_EVENT_TYPE,
         "id": id,
-        "created_at": crate::smtp::session::rfc3339_now(),
+        "created_at": crate::model::clock::rfc3339_now(),
     }))
     .expect("JSON serialises");
     let webhook_id = format!("msg_test_{id}");

@@ -148,7 +148,7 @@ pub fn relay_event(kind: &str, envelope: &Envelope, recipients: &[RcptState]) ->
     json!({
         "type": kind,
         "id": envelope.id,
-        "created_at": crate::smtp::session::rfc3339_now(),
+        "created_at": crate::model::clock::rfc3339_now(),
         "message_id": ob.message_id,
         "mail_from": envelope.mail_from,
         "recipients": recipients,
@@ -167,7 +167,7 @@ pub fn dead_event(envelope: &Envelope, index: usize, url: &str, state: &Delivery
     json!({
         "type": "message.dead",
         "id": envelope.id,
-        "created_at": crate::smtp::session::rfc3339_now(),
+        "created_at": crate::model::clock::rfc3339_now(),
         "endpoint": url,
         "recipients": rcpts,
         "mail_from": envelope.mail_from,
@@ -189,7 +189,7 @@ pub async fn emit(
     let id = spool::new_id();
     let envelope = Envelope {
         id: id.clone(),
-        received_at: crate::smtp::session::rfc3339_now(),
+        received_at: crate::model::clock::rfc3339_now(),
         mail_from: String::new(),
         rcpt_to: Vec::new(),
         helo: String::new(),

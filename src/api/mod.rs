@@ -321,7 +321,7 @@ async fn send(
     let id = spool::new_id();
     let envelope = Envelope {
         id: id.clone(),
-        received_at: crate::smtp::session::rfc3339_now(),
+        received_at: crate::model::clock::rfc3339_now(),
         mail_from: composed.mail_from.clone(),
         rcpt_to: composed.rcpt_to.clone(),
         helo: "api".into(),
@@ -346,7 +346,7 @@ async fn send(
         "Received: from [{ip}]\r\n\tby {host} (Postern) with HTTP id {id};\r\n\t{date}\r\n",
         ip = peer.ip(),
         host = st.config.hostname,
-        date = crate::smtp::session::rfc2822_now(),
+        date = crate::model::clock::rfc2822_now(),
     );
     let mut writer = st
         .spool

@@ -23,6 +23,7 @@ use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
 use super::reply;
 use crate::config::{AuthMode, Config};
+use crate::model::clock::{rfc2822_now, rfc3339_now};
 use crate::route::{self, Target};
 use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool, TlsInfo};
 
@@ -1108,18 +1109,6 @@ fn spool_reply(e: &spool::Error) -> &'static str {
         spool::Error::Full(_) => reply::STORAGE_FULL,
         _ => reply::LOCAL_ERROR,
     }
-}
-
-pub(crate) fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-pub(crate) fn rfc2822_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

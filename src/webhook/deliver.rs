@@ -28,9 +28,9 @@ use super::retry::{Outcome, classify, next_delay};
 use super::sign::{Secret, sign};
 use crate::config::Config;
 use crate::mail::{self, MessageJson, PayloadOptions};
+use crate::model::clock::rfc3339_now;
 use crate::outbound::{self, OutboxRecord};
 use crate::relay::Relay;
-use crate::smtp::session::rfc3339_now;
 use crate::spool::{
     self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RECORDS_OUTBOX, RcptState,
     RcptStatus, Spool, State, TlsInfo,
