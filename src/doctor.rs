@@ -25,8 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{AuthMode, Config};
+use crate::delivery::sign::{Secret, sign};
 use crate::relay::{Relay, RelayConfig};
-use crate::webhook::sign::{Secret, sign};
 
 /// The most any one check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,8 +11,8 @@
 //! - [`route`]: recipient → webhook endpoints.
 //! - [`spool`]: the durable store and the in-memory schedule of due work.
 //! - [`mail`]: raw message → JSON fields (mail-parser).
-//! - [`webhook`]: signing, retry policy, per-endpoint limits and circuit
-//!   breakers, the delivery worker.
+//! - [`delivery`]: signing, retry policy, per-endpoint limits and circuit
+//!   breakers, outbox bookkeeping, the delivery worker.
 //! - [`http`]: health endpoint and the development inbox.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //!
@@ -24,18 +24,17 @@
 
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod doctor;
 pub mod http;
 pub mod mail;
 pub mod model;
-pub mod outbound;
 pub mod relay;
 pub mod route;
 pub mod smtp;
 pub mod spool;
 pub mod telemetry;
 pub mod tls;
-pub mod webhook;
 
 use std::sync::Arc;
 
@@ -45,11 +44,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::delivery::sign::Secret;
+use crate::delivery::worker::Worker;
 use crate::route::{Route, RouteSpec};
 use crate::smtp::session::Inbound;
 use crate::spool::{JobKey, Queue, Spool};
-use crate::webhook::deliver::Worker;
-use crate::webhook::sign::Secret;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +175,7 @@ fn relay_setup(
     let relay = relay::Relay::new(&cfg, &config.hostname)
         .map_err(|e| Error::Config(e.to_string()))?
         // Relay attempts are limited like any endpoint's (see
-        // `webhook::endpoint`): idle connections beyond that are never used.
+        // `delivery::endpoint`): idle connections beyond that are never used.
         .with_pool_size(config.delivery.endpoint_concurrency);
     info!(host = cfg.host(), port = cfg.port(), "relay configured");
     Ok(Some(Arc::new(relay)))

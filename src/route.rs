@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::webhook::sign::{Secret, SecretError};
+use crate::delivery::sign::{Secret, SecretError};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
 #[derive(Debug, Clone, Deserialize)]

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::outbound::OutboxRecord;
+use crate::delivery::outbox::OutboxRecord;
 use crate::spool::{
     self, Delivery, Envelope, JobKey, Kind, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool,
 };

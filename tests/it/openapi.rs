@@ -18,11 +18,11 @@ use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
-use postern::outbound::{dead_event, relay_event};
+use postern::delivery::outbox::{dead_event, relay_event};
+use postern::delivery::worker::payload;
 use postern::spool::{
     Delivery, DeliveryState, Envelope, Kind, Outbound, RcptState, RcptStatus, State, TlsInfo,
 };
-use postern::webhook::deliver::payload;
 use serde_json::{Value, json};
 
 use crate::helpers::{Hit, SECRET, python, spawn_app};

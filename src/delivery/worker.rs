@@ -24,12 +24,12 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::breaker::{self, Signal};
 use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
-use super::retry::{Outcome, classify, next_delay};
+use super::outbox::{self, OutboxRecord};
+use super::policy::{Outcome, classify, next_delay};
 use super::sign::{Secret, sign};
 use crate::config::Config;
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::clock::rfc3339_now;
-use crate::outbound::{self, OutboxRecord};
 use crate::relay::Relay;
 use crate::spool::{
     self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RECORDS_OUTBOX, RcptState,
@@ -383,8 +383,8 @@ impl Worker {
             last_error: Some(reason.to_string()),
             ..DeliveryState::fresh()
         };
-        let body = outbound::dead_event(envelope, key.index, url, &state);
-        if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
+        let body = outbox::dead_event(envelope, key.index, url, &state);
+        if let Err(e) = outbox::emit(&self.spool, &self.queue, &self.config, &body).await {
             error!(error = %e, "could not spool the message.dead event");
         }
     }
@@ -411,7 +411,7 @@ impl Worker {
         let Some(mut hold) = self.admitted(&key, hold, Endpoint::named(scheme, host, port)) else {
             return;
         };
-        let tried = outbound::pending(&envelope, &state);
+        let tried = outbox::pending(&envelope, &state);
         self.sending
             .lock()
             .expect("sending lock")
@@ -426,7 +426,7 @@ impl Worker {
             crate::relay::Contact::None => Signal::NoContact,
         };
         drop(hold);
-        outbound::apply_attempt(&envelope, &mut state, &tried, &outcomes, rfc3339_now());
+        outbox::apply_attempt(&envelope, &mut state, &tried, &outcomes, rfc3339_now());
         let status_of = |addr: &String| {
             state
                 .recipients
@@ -444,7 +444,7 @@ impl Worker {
             .filter_map(status_of)
             .filter(|r| r.status == RcptStatus::Failed)
             .collect();
-        let mut remaining = outbound::pending(&envelope, &state);
+        let mut remaining = outbox::pending(&envelope, &state);
         let mut deferred = Vec::new();
         if !remaining.is_empty() {
             let d = &self.config.delivery;
@@ -472,7 +472,7 @@ impl Worker {
                     );
                 }
                 None => {
-                    outbound::give_up(&mut state);
+                    outbox::give_up(&mut state);
                     failed.extend(
                         state
                             .recipients
@@ -499,7 +499,7 @@ impl Worker {
                 "retry"
             },
         );
-        let status = outbound::overall_status(&state.recipients, true);
+        let status = outbox::overall_status(&state.recipients, true);
         info!(
             status,
             sent = sent.len(),
@@ -518,8 +518,8 @@ impl Worker {
             if list.is_empty() {
                 continue;
             }
-            let body = outbound::relay_event(kind, &envelope, list);
-            if let Err(e) = outbound::emit(&self.spool, &self.queue, &self.config, &body).await {
+            let body = outbox::relay_event(kind, &envelope, list);
+            if let Err(e) = outbox::emit(&self.spool, &self.queue, &self.config, &body).await {
                 error!(error = %e, event = kind, "could not spool the event");
             }
         }
