@@ -1,19 +1,13 @@
-//! Outbound bookkeeping: what `GET /v1/messages/{id}` reports, how one
-//! relay attempt changes the recipients' state, and delivery events.
-//!
-//! Events (`message.sent`, `message.deferred`, `message.failed`,
-//! `message.dead`) are themselves spooled as messages with one
-//! [`Kind::Event`] delivery, so they are durable, signed and retried exactly
-//! like inbound webhooks.
+//! Outbox bookkeeping of API mail: the status record that
+//! `GET /v1/messages/{id}` reports, and how one relay attempt changes the
+//! recipients' state. The relay attempt itself is [`super::relay_job`].
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::config::Config;
 use crate::relay::RcptOutcome;
 use crate::spool::{
-    self, Attempt, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RcptState, RcptStatus,
-    Spool,
+    self, Attempt, DeliveryState, Envelope, RECORDS_OUTBOX, RcptState, RcptStatus, Spool,
 };
 
 /// The status record of one API message, kept in `outbox/<id>.json` for
@@ -142,76 +136,12 @@ pub fn give_up(state: &mut DeliveryState) {
     }
 }
 
-/// The body of an outbound event.
-pub fn relay_event(kind: &str, envelope: &Envelope, recipients: &[RcptState]) -> Value {
-    let ob = envelope.outbound.clone().unwrap_or_default();
-    json!({
-        "type": kind,
-        "id": envelope.id,
-        "created_at": crate::model::clock::rfc3339_now(),
-        "message_id": ob.message_id,
-        "mail_from": envelope.mail_from,
-        "recipients": recipients,
-        "tags": ob.tags,
-        "metadata": ob.metadata,
-    })
-}
-
-/// The body of `message.dead`: an inbound delivery that gave up.
-pub fn dead_event(envelope: &Envelope, index: usize, url: &str, state: &DeliveryState) -> Value {
-    let rcpts = envelope
-        .deliveries
-        .get(index)
-        .map(|d| d.rcpt_to.clone())
-        .unwrap_or_default();
-    json!({
-        "type": "message.dead",
-        "id": envelope.id,
-        "created_at": crate::model::clock::rfc3339_now(),
-        "endpoint": url,
-        "recipients": rcpts,
-        "mail_from": envelope.mail_from,
-        "attempts": state.attempts,
-        "reason": state.last_error,
-    })
-}
-
-/// Spools an event for `POSTERN_EVENTS_URL`; a no-op when it is not set.
-pub async fn emit(
-    spool: &Spool,
-    queue: &Queue,
-    config: &Config,
-    body: &Value,
-) -> spool::Result<()> {
-    let Some(url) = &config.outbound.events_url else {
-        return Ok(());
-    };
-    let id = spool::new_id();
-    let envelope = Envelope {
-        id: id.clone(),
-        received_at: crate::model::clock::rfc3339_now(),
-        mail_from: String::new(),
-        rcpt_to: Vec::new(),
-        helo: String::new(),
-        remote_ip: String::new(),
-        tls: None,
-        authenticated_user: None,
-        deliveries: vec![Delivery {
-            kind: Kind::Event,
-            route: "events".into(),
-            url: url.clone(),
-            rcpt_to: Vec::new(),
-            raw: false,
-            max_attachment_inline: None,
-        }],
-        outbound: None,
-    };
-    let mut w = spool.create(&envelope).await?;
-    w.write(&serde_json::to_vec(body).expect("event serialises"))
-        .await?;
-    w.commit().await?;
-    queue.push(JobKey { id, index: 0 }, spool::now_ms());
-    Ok(())
+/// Rewrites the status record `GET /v1/messages/{id}` shows.
+pub async fn store(spool: &Spool, record: &OutboxRecord) -> spool::Result<()> {
+    let bytes = serde_json::to_vec(record).expect("record serialises");
+    spool
+        .write_record(RECORDS_OUTBOX, &format!("{}.json", record.id), bytes)
+        .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The delivery worker: takes due deliveries from the queue, turns the
-//! spooled message into the v1 JSON payload, signs it, POSTs it, and records
-//! the outcome in the spool.
+//! The delivery worker: takes due deliveries from the queue, runs one
+//! attempt of each (a signed POST for webhooks and events,
+//! [`super::webhook`]; an SMTP submission for relay deliveries,
+//! [`super::relay_job`]) and records the outcome in the spool.
 //!
 //! At-least-once: the state on disk changes only after the endpoint
 //! answered, so a crash mid-POST means one more POST after restart. The
@@ -13,10 +14,10 @@
 //! has to wait for its endpoint waits parked, without a slot, so the other
 //! endpoints' mail keeps flowing.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,74 +25,14 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::breaker::{self, Signal};
 use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
-use super::outbox::{self, OutboxRecord};
+use super::events;
 use super::policy::{Outcome, classify, next_delay};
-use super::sign::{Secret, sign};
+use super::sign::Secret;
+use super::webhook::{self, PostError, payload, webhook_id};
 use crate::config::Config;
-use crate::mail::{self, MessageJson, PayloadOptions};
-use crate::model::clock::rfc3339_now;
 use crate::relay::Relay;
-use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RECORDS_OUTBOX, RcptState,
-    RcptStatus, Spool, State, TlsInfo,
-};
+use crate::spool::{self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, Spool, State};
 use crate::telemetry::Metrics;
-use std::collections::HashSet;
-
-/// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
-/// narrowed to the recipients routed to this endpoint.
-#[derive(Debug, Serialize)]
-pub struct PayloadEnvelope<'a> {
-    pub mail_from: &'a str,
-    pub rcpt_to: &'a [String],
-    pub helo: &'a str,
-    pub remote_ip: &'a str,
-    pub tls: Option<&'a TlsInfo>,
-    pub authenticated_user: Option<&'a str>,
-    pub size: usize,
-}
-
-/// The v1 webhook body (`type: message.received`).
-#[derive(Debug, Serialize)]
-pub struct Payload<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: &'a str,
-    pub received_at: &'a str,
-    pub envelope: PayloadEnvelope<'a>,
-    #[serde(flatten)]
-    pub message: MessageJson,
-}
-
-/// Builds the exact bytes POSTed for delivery `index` of a message.
-pub fn payload(envelope: &Envelope, index: usize, raw: &[u8]) -> Vec<u8> {
-    let delivery = &envelope.deliveries[index];
-    let opts = PayloadOptions {
-        include_raw: delivery.raw,
-        max_attachment_inline: delivery.max_attachment_inline,
-    };
-    let p = Payload {
-        kind: "message.received",
-        id: &envelope.id,
-        received_at: &envelope.received_at,
-        envelope: PayloadEnvelope {
-            mail_from: &envelope.mail_from,
-            rcpt_to: &delivery.rcpt_to,
-            helo: &envelope.helo,
-            remote_ip: &envelope.remote_ip,
-            tls: envelope.tls.as_ref(),
-            authenticated_user: envelope.authenticated_user.as_deref(),
-            size: raw.len(),
-        },
-        message: mail::parse_message(raw, &opts),
-    };
-    serde_json::to_vec(&p).expect("payload serialises")
-}
-
-/// `webhook-id`: stable for one (message, delivery) across retries.
-pub fn webhook_id(key: &JobKey) -> String {
-    format!("msg_{}_{}", key.id, key.index)
-}
 
 /// Runs deliveries until shutdown.
 #[derive(Clone)]
@@ -113,15 +54,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(config: Arc<Config>, spool: Spool, queue: Arc<Queue>) -> Worker {
-        let client = reqwest::Client::builder()
-            .timeout(config.delivery.timeout)
-            .connect_timeout(config.delivery.connect_timeout)
-            .user_agent(concat!("Postern/", env!("CARGO_PKG_VERSION")))
-            // Webhook endpoints are configured by the operator; following
-            // redirects would sign and send mail to wherever they point.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client builds");
+        let client = webhook::client(config.delivery.timeout, config.delivery.connect_timeout);
         let memory = Arc::new(Semaphore::new(budget_units(&config)));
         let gate = Gate::new(Limits {
             concurrency: config.delivery.endpoint_concurrency,
@@ -256,33 +189,23 @@ impl Worker {
         let Some(mut hold) = self.admitted(&key, hold, Endpoint::of_url(&url)) else {
             return;
         };
-        let id = webhook_id(&key);
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let signature = sign(&secrets, &id, timestamp, &body);
         let started = std::time::Instant::now();
-        let response = if secrets.is_empty() {
+        let sent =
+            webhook::post_signed(&self.client, &url, &webhook_id(&key), &secrets, body).await;
+        hold.signal = match &sent {
+            Ok(_) => Signal::Answered,
+            // Nothing was sent without a secret, and a request that could
+            // not even be built reached no one.
+            Err(PostError::NoSecret) => Signal::NoContact,
+            Err(PostError::Transport(e)) if e.is_builder() => Signal::NoContact,
+            Err(PostError::Transport(_)) => Signal::Unreachable,
+        };
+        let response = sent.map_err(|e| match e {
             // Possible only when the route was removed from the config and
             // no default secret exists: never send unsigned mail, keep it.
-            Err(format!("no signing secret for route {:?}", delivery.route))
-        } else {
-            let sent = self
-                .client
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
-                .body(body)
-                .send()
-                .await;
-            hold.signal = match &sent {
-                Ok(_) => Signal::Answered,
-                // A request that could not even be built reached no one.
-                Err(e) if e.is_builder() => Signal::NoContact,
-                Err(_) => Signal::Unreachable,
-            };
-            sent.map_err(describe)
-        };
+            PostError::NoSecret => format!("no signing secret for route {:?}", delivery.route),
+            PostError::Transport(e) => webhook::describe(e),
+        });
         // The endpoint's slot is free once it answered (or did not).
         drop(hold);
         let outcome = match response {
@@ -383,174 +306,16 @@ impl Worker {
             last_error: Some(reason.to_string()),
             ..DeliveryState::fresh()
         };
-        let body = outbox::dead_event(envelope, key.index, url, &state);
-        if let Err(e) = outbox::emit(&self.spool, &self.queue, &self.config, &body).await {
+        let body = events::dead_event(envelope, key.index, url, &state);
+        if let Err(e) = self.emit(&body).await {
             error!(error = %e, "could not spool the message.dead event");
         }
     }
 
-    /// One relay attempt for an API message: the recipients still pending
-    /// are submitted; each one's outcome is recorded; the status record and
-    /// the events follow.
-    async fn relay_attempt(
-        &self,
-        key: JobKey,
-        envelope: Envelope,
-        raw: Vec<u8>,
-        mut state: DeliveryState,
-        hold: Option<Hold<'_>>,
-    ) {
-        let Some(relay) = self.relay.clone() else {
-            error!("an API message is spooled but no relay is configured; retrying in 60s");
-            self.queue.push(key, spool::now_ms() + 60_000);
-            return;
-        };
-        // The relay is one endpoint like any webhook: a stalled relay holds
-        // no more slots than a stalled webhook endpoint.
-        let (scheme, host, port) = relay.origin();
-        let Some(mut hold) = self.admitted(&key, hold, Endpoint::named(scheme, host, port)) else {
-            return;
-        };
-        let tried = outbox::pending(&envelope, &state);
-        self.sending
-            .lock()
-            .expect("sending lock")
-            .insert(key.id.clone());
-        let (outcomes, contact) = relay
-            .send_reporting(&envelope.mail_from, &tried, &raw)
-            .await;
-        self.sending.lock().expect("sending lock").remove(&key.id);
-        hold.signal = match contact {
-            crate::relay::Contact::Answered => Signal::Answered,
-            crate::relay::Contact::Unreachable => Signal::Unreachable,
-            crate::relay::Contact::None => Signal::NoContact,
-        };
-        drop(hold);
-        outbox::apply_attempt(&envelope, &mut state, &tried, &outcomes, rfc3339_now());
-        let status_of = |addr: &String| {
-            state
-                .recipients
-                .iter()
-                .find(|r| &r.address == addr)
-                .cloned()
-        };
-        let sent: Vec<RcptState> = tried
-            .iter()
-            .filter_map(status_of)
-            .filter(|r| r.status == RcptStatus::Sent)
-            .collect();
-        let mut failed: Vec<RcptState> = tried
-            .iter()
-            .filter_map(status_of)
-            .filter(|r| r.status == RcptStatus::Failed)
-            .collect();
-        let mut remaining = outbox::pending(&envelope, &state);
-        let mut deferred = Vec::new();
-        if !remaining.is_empty() {
-            let d = &self.config.delivery;
-            match next_delay(
-                &d.retry_schedule,
-                state.attempts,
-                d.jitter,
-                rand::random::<f64>(),
-                None,
-                d.max_retry_after,
-            ) {
-                Some(delay) => {
-                    state.next_at = spool::now_ms() + delay.as_millis() as u64;
-                    deferred = state
-                        .recipients
-                        .iter()
-                        .filter(|r| r.status == RcptStatus::Pending)
-                        .cloned()
-                        .collect();
-                    warn!(
-                        pending = remaining.len(),
-                        attempts = state.attempts,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "relay deferred; will retry"
-                    );
-                }
-                None => {
-                    outbox::give_up(&mut state);
-                    failed.extend(
-                        state
-                            .recipients
-                            .iter()
-                            .filter(|r| remaining.contains(&r.address))
-                            .cloned(),
-                    );
-                    warn!(
-                        attempts = state.attempts,
-                        "relay still deferring; no retries left"
-                    );
-                    remaining.clear();
-                }
-            }
-        }
-        self.metrics.relay("sent", sent.len() as u64);
-        self.metrics.relay("failed", failed.len() as u64);
-        self.metrics.relay("deferred", deferred.len() as u64);
-        self.metrics.attempt(
-            "relay",
-            if remaining.is_empty() {
-                "delivered"
-            } else {
-                "retry"
-            },
-        );
-        let status = outbox::overall_status(&state.recipients, true);
-        info!(
-            status,
-            sent = sent.len(),
-            failed = failed.len(),
-            pending = remaining.len(),
-            "relay attempt done"
-        );
-        // Events first: they are spooled durably, so a crash after this
-        // repeats them at worst; a crash before the state update below
-        // repeats the attempt (at least once), never loses an event.
-        for (kind, list) in [
-            ("message.sent", &sent),
-            ("message.deferred", &deferred),
-            ("message.failed", &failed),
-        ] {
-            if list.is_empty() {
-                continue;
-            }
-            let body = outbox::relay_event(kind, &envelope, list);
-            if let Err(e) = outbox::emit(&self.spool, &self.queue, &self.config, &body).await {
-                error!(error = %e, event = kind, "could not spool the event");
-            }
-        }
-        self.update_outbox(&envelope, &state, status).await;
-        if remaining.is_empty() {
-            if let Err(e) = self.spool.finish(&key, 1, true).await {
-                error!(error = %e, "sent, but could not record it; it may be sent again after a restart");
-            }
-        } else {
-            if let Err(e) = self.spool.write_state(&key, &state).await {
-                error!(error = %e, "could not record delivery state");
-            }
-            self.queue.push(key, state.next_at);
-        }
-    }
-
-    /// Rewrites the `GET /v1/messages/{id}` record after an attempt.
-    async fn update_outbox(&self, envelope: &Envelope, state: &DeliveryState, status: &str) {
-        let mut record = OutboxRecord::queued(envelope);
-        record.status = status.to_string();
-        record.updated_at = rfc3339_now();
-        record.recipients = state.recipients.clone();
-        record.attempts = state.history.clone();
-        let bytes = serde_json::to_vec(&record).expect("record serialises");
-        if let Err(e) = self
-            .spool
-            .write_record(RECORDS_OUTBOX, &format!("{}.json", envelope.id), bytes)
-            .await
-        {
-            error!(error = %e, "could not update the status record");
-        }
+    /// Spools an event for the events URL (see [`events::emit`]).
+    pub(super) async fn emit(&self, body: &serde_json::Value) -> spool::Result<()> {
+        let url = self.config.outbound.events_url.as_deref();
+        events::emit(&self.spool, &self.queue, url, body).await
     }
 
     async fn record(
@@ -626,7 +391,7 @@ impl Worker {
 
     /// The attempt's hold on `endpoint`: the one it came in with (a
     /// released delivery), or a new one; `None` when it was parked.
-    fn admitted<'a>(
+    pub(super) fn admitted<'a>(
         &'a self,
         key: &JobKey,
         hold: Option<Hold<'a>>,
@@ -701,10 +466,10 @@ impl Worker {
 /// An admitted attempt's claim on its endpoint. Dropping it gives the slot
 /// back and tells the breaker `signal` (`NoContact` unless the attempt set
 /// it), however the attempt ends.
-struct Hold<'a> {
+pub(super) struct Hold<'a> {
     worker: &'a Worker,
     pass: Option<Pass>,
-    signal: Signal,
+    pub(super) signal: Signal,
 }
 
 impl Drop for Hold<'_> {
@@ -748,29 +513,6 @@ fn age_of(rfc3339: &str) -> Option<f64> {
             .as_seconds_f64()
             .max(0.0),
     )
-}
-
-/// A short reason for a transport failure (timeouts, refused connections).
-///
-/// The URL is left out: webhook URLs often carry tokens, and this text is
-/// stored in the spool, logged and sent in `message.dead` events.
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    debug!(%msg, "transport error");
-    msg
 }
 
 #[cfg(test)]

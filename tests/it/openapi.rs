@@ -18,8 +18,8 @@ use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
-use postern::delivery::outbox::{dead_event, relay_event};
-use postern::delivery::worker::payload;
+use postern::delivery::events::{dead_event, relay_event};
+use postern::delivery::webhook::payload;
 use postern::spool::{
     Delivery, DeliveryState, Envelope, Kind, Outbound, RcptState, RcptStatus, State, TlsInfo,
 };
