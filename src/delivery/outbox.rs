@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::policy::gave_up;
 use crate::relay::RcptOutcome;
 use crate::spool::{
     self, Attempt, DeliveryState, Envelope, RECORDS_OUTBOX, RcptState, RcptStatus, Spool,
@@ -132,7 +133,7 @@ pub fn give_up(state: &mut DeliveryState) {
     {
         let last = r.reply.clone().unwrap_or_default();
         r.status = RcptStatus::Failed;
-        r.reply = Some(format!("gave up after {attempts} attempts: {last}"));
+        r.reply = Some(gave_up(attempts, &last));
     }
 }
 

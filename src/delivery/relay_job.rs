@@ -12,7 +12,7 @@ use super::breaker::Signal;
 use super::endpoint::Endpoint;
 use super::events;
 use super::outbox::{self, OutboxRecord};
-use super::policy::next_delay;
+use super::policy::{self, Action, Outcome};
 use super::worker::{Hold, Worker};
 use crate::model::clock::rfc3339_now;
 use crate::relay::Contact;
@@ -76,46 +76,52 @@ impl Worker {
             .collect();
         let mut remaining = outbox::pending(&envelope, &state);
         let mut deferred = Vec::new();
-        if !remaining.is_empty() {
-            let d = &self.config.delivery;
-            match next_delay(
-                &d.retry_schedule,
-                state.attempts,
-                d.jitter,
-                rand::random::<f64>(),
-                None,
-                d.max_retry_after,
-            ) {
-                Some(delay) => {
-                    state.next_at = spool::now_ms() + delay.as_millis() as u64;
-                    deferred = state
+        // Still pending after this attempt: the delivery as a whole is
+        // retried, or the schedule is used up and the rest fail.
+        let outcome = if remaining.is_empty() {
+            Outcome::Delivered
+        } else {
+            Outcome::Retry {
+                reason: format!("{} recipients deferred", remaining.len()),
+                retry_after: None,
+            }
+        };
+        match policy::decide(
+            outcome,
+            state.attempts,
+            &self.schedule,
+            rand::random::<f64>(),
+        ) {
+            Action::Done => {}
+            Action::Retry { delay, .. } => {
+                state.next_at = spool::now_ms() + delay.as_millis() as u64;
+                deferred = state
+                    .recipients
+                    .iter()
+                    .filter(|r| r.status == RcptStatus::Pending)
+                    .cloned()
+                    .collect();
+                warn!(
+                    pending = remaining.len(),
+                    attempts = state.attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "relay deferred; will retry"
+                );
+            }
+            Action::Reject { .. } | Action::GiveUp { .. } => {
+                outbox::give_up(&mut state);
+                failed.extend(
+                    state
                         .recipients
                         .iter()
-                        .filter(|r| r.status == RcptStatus::Pending)
-                        .cloned()
-                        .collect();
-                    warn!(
-                        pending = remaining.len(),
-                        attempts = state.attempts,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "relay deferred; will retry"
-                    );
-                }
-                None => {
-                    outbox::give_up(&mut state);
-                    failed.extend(
-                        state
-                            .recipients
-                            .iter()
-                            .filter(|r| remaining.contains(&r.address))
-                            .cloned(),
-                    );
-                    warn!(
-                        attempts = state.attempts,
-                        "relay still deferring; no retries left"
-                    );
-                    remaining.clear();
-                }
+                        .filter(|r| remaining.contains(&r.address))
+                        .cloned(),
+                );
+                warn!(
+                    attempts = state.attempts,
+                    "relay still deferring; no retries left"
+                );
+                remaining.clear();
             }
         }
         self.metrics.relay("sent", sent.len() as u64);

@@ -26,7 +26,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use super::breaker::{self, Signal};
 use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
 use super::events;
-use super::policy::{Outcome, classify, next_delay};
+use super::policy::{self, Action, Outcome, Schedule, classify};
 use super::sign::Secret;
 use super::webhook::{self, PostError, payload, webhook_id};
 use crate::config::Config;
@@ -46,6 +46,7 @@ pub struct Worker {
     /// Ids of API messages with a relay attempt in flight.
     pub sending: Arc<std::sync::Mutex<HashSet<String>>>,
     pub metrics: Arc<Metrics>,
+    pub(super) schedule: Schedule,
     /// The delivery memory budget, in MiB units.
     memory: Arc<Semaphore>,
     /// Per-endpoint slots, parked deliveries and circuit breakers.
@@ -63,7 +64,13 @@ impl Worker {
                 cooldown: config.delivery.breaker_cooldown,
             },
         });
+        let schedule = Schedule {
+            delays: config.delivery.retry_schedule.clone(),
+            jitter: config.delivery.jitter,
+            max_retry_after: config.delivery.max_retry_after,
+        };
         Worker {
+            schedule,
             memory,
             gate: Arc::new(Mutex::new(gate)),
             config,
@@ -224,10 +231,11 @@ impl Worker {
         };
         let attempts = state.attempts + 1;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let kind = kind_label(delivery.kind);
-        match outcome {
-            Outcome::Delivered => {
-                self.metrics.attempt(kind, "delivered");
+        let action = policy::decide(outcome, attempts, &self.schedule, rand::random::<f64>());
+        self.metrics
+            .attempt(kind_label(delivery.kind), action.label());
+        match action {
+            Action::Done => {
                 if delivery.kind == Kind::Webhook
                     && let Some(age) = age_of(&envelope.received_at)
                 {
@@ -242,48 +250,40 @@ impl Worker {
                     error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
                 }
             }
-            Outcome::Rejected { reason } => {
-                warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
-                self.metrics.attempt(kind, "rejected");
-                self.metrics.dead.inc();
-                self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
+            Action::Retry { delay, reason } => {
+                let next_at = spool::now_ms() + delay.as_millis() as u64;
+                warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                self.record(&key, State::Pending, attempts, next_at, reason)
                     .await;
-                self.record(&key, State::Dead, attempts, 0, reason).await;
+                self.queue.push(key, next_at);
             }
-            Outcome::Retry {
-                reason,
-                retry_after,
-            } => {
-                let d = &self.config.delivery;
-                let delay = next_delay(
-                    &d.retry_schedule,
-                    attempts,
-                    d.jitter,
-                    rand::random::<f64>(),
-                    retry_after,
-                    d.max_retry_after,
-                );
-                match delay {
-                    Some(delay) => {
-                        self.metrics.attempt(kind, "retry");
-                        let next_at = spool::now_ms() + delay.as_millis() as u64;
-                        warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                        self.record(&key, State::Pending, attempts, next_at, reason)
-                            .await;
-                        self.queue.push(key, next_at);
-                    }
-                    None => {
-                        warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
-                        self.metrics.attempt(kind, "dead");
-                        self.metrics.dead.inc();
-                        let reason = format!("gave up after {attempts} attempts: {reason}");
-                        self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
-                            .await;
-                        self.record(&key, State::Dead, attempts, 0, reason).await;
-                    }
-                }
+            Action::Reject { reason } => {
+                warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
+                self.bury(&envelope, &delivery, &key, &url, attempts, reason)
+                    .await;
+            }
+            Action::GiveUp { reason } => {
+                warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
+                self.bury(&envelope, &delivery, &key, &url, attempts, reason)
+                    .await;
             }
         }
+    }
+
+    /// Records a delivery as dead, after its `message.dead` event.
+    async fn bury(
+        &self,
+        envelope: &Envelope,
+        delivery: &Delivery,
+        key: &JobKey,
+        url: &str,
+        attempts: u32,
+        reason: String,
+    ) {
+        self.metrics.dead.inc();
+        self.dead_event(envelope, delivery, key, url, attempts, &reason)
+            .await;
+        self.record(key, State::Dead, attempts, 0, reason).await;
     }
 
     /// `message.dead` for an inbound delivery that gave up (never for
