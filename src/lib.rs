@@ -337,7 +337,7 @@ pub async fn run(
         ))
     });
     let relay = relay_setup(&config, smtp_addr)?;
-    let sending = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let sending = Arc::new(delivery::outbox::InFlight::default());
     let api_state = api::ApiState {
         config: config.clone(),
         spool: spool.clone(),

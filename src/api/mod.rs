@@ -16,9 +16,8 @@ pub mod compose;
 pub mod deliveries;
 pub mod limits;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,9 +30,9 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::delivery::outbox::OutboxRecord;
+use crate::delivery::outbox::{InFlight, OutboxRecord};
 use crate::spool::{
-    self, Delivery, Envelope, JobKey, Kind, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool,
+    self, Delivery, Envelope, JobKey, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool, Target,
 };
 
 /// Idempotency keys are remembered this long.
@@ -49,7 +48,7 @@ pub struct ApiState {
     pub spool: Spool,
     pub queue: Arc<Queue>,
     /// Ids with a relay attempt in flight (status `sending`).
-    pub sending: Arc<Mutex<HashSet<String>>>,
+    pub sending: Arc<InFlight>,
     /// Serialises requests that carry an `Idempotency-Key`, so two
     /// concurrent retries of one request cannot both send.
     pub idempotency: Arc<tokio::sync::Mutex<()>>,
@@ -329,9 +328,7 @@ async fn send(
         tls: None,
         authenticated_user: None,
         deliveries: vec![Delivery {
-            kind: Kind::Relay,
-            route: "relay".into(),
-            url: String::new(),
+            target: Target::Relay,
             rcpt_to: composed.rcpt_to.clone(),
             raw: false,
             max_attachment_inline: None,
@@ -467,9 +464,8 @@ async fn status(
         .map_err(ApiError::unavailable)?
         .ok_or_else(not_found)?;
     let mut record: OutboxRecord = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-    let in_flight = st.sending.lock().expect("sending lock").contains(&id);
-    if in_flight && (record.status == "queued" || record.status == "deferred") {
-        record.status = "sending".into();
+    if st.sending.contains(&id) {
+        record.status = record.status.while_sending();
     }
     Ok(Json(record).into_response())
 }

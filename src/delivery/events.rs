@@ -1,7 +1,7 @@
 //! Delivery events (`message.sent`, `message.deferred`, `message.failed`,
 //! `message.dead`): their bodies, and how they are spooled.
 //!
-//! An event is itself spooled as a message with one [`Kind::Event`]
+//! An event is itself spooled as a message with one [`Target::Event`]
 //! delivery whose content is the JSON body, so it is durable, signed and
 //! retried exactly like an inbound webhook. The worker emits them after a
 //! relay attempt ([`super::relay_job`]) and when an inbound delivery dies.
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::model::clock::rfc3339_now;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RcptState, Spool,
+    self, Delivery, DeliveryState, Envelope, JobKey, Queue, RcptState, Spool, Target,
 };
 
 /// Relay recipients accepted by the relay.
@@ -76,9 +76,9 @@ pub async fn emit(
         tls: None,
         authenticated_user: None,
         deliveries: vec![Delivery {
-            kind: Kind::Event,
-            route: "events".into(),
-            url: url.to_string(),
+            target: Target::Event {
+                url: url.to_string(),
+            },
             rcpt_to: Vec::new(),
             raw: false,
             max_attachment_inline: None,

@@ -11,12 +11,12 @@ use tracing::{error, info, warn};
 use super::breaker::Signal;
 use super::endpoint::Endpoint;
 use super::events;
-use super::outbox::{self, OutboxRecord};
+use super::outbox::{self, OutboxRecord, Status};
 use super::policy::{self, Action, Outcome};
 use super::worker::{Hold, Worker};
 use crate::model::clock::rfc3339_now;
 use crate::relay::Contact;
-use crate::spool::{self, DeliveryState, Envelope, JobKey, RcptState, RcptStatus};
+use crate::spool::{self, DeliveryState, Envelope, JobKey, Kind, RcptState, RcptStatus};
 
 impl Worker {
     /// One relay attempt for an API message: the recipients still pending
@@ -42,14 +42,11 @@ impl Worker {
             return;
         };
         let tried = outbox::pending(&envelope, &state);
-        self.sending
-            .lock()
-            .expect("sending lock")
-            .insert(key.id.clone());
+        let in_flight = self.sending.mark(&key.id);
         let (outcomes, contact) = relay
             .send_reporting(&envelope.mail_from, &tried, &raw)
             .await;
-        self.sending.lock().expect("sending lock").remove(&key.id);
+        drop(in_flight);
         hold.signal = match contact {
             Contact::Answered => Signal::Answered,
             Contact::Unreachable => Signal::Unreachable,
@@ -128,7 +125,7 @@ impl Worker {
         self.metrics.relay("failed", failed.len() as u64);
         self.metrics.relay("deferred", deferred.len() as u64);
         self.metrics.attempt(
-            "relay",
+            Kind::Relay.as_str(),
             if remaining.is_empty() {
                 "delivered"
             } else {
@@ -137,7 +134,7 @@ impl Worker {
         );
         let status = outbox::overall_status(&state.recipients, true);
         info!(
-            status,
+            status = status.as_str(),
             sent = sent.len(),
             failed = failed.len(),
             pending = remaining.len(),
@@ -173,9 +170,9 @@ impl Worker {
     }
 
     /// Rewrites the `GET /v1/messages/{id}` record after an attempt.
-    async fn update_outbox(&self, envelope: &Envelope, state: &DeliveryState, status: &str) {
+    async fn update_outbox(&self, envelope: &Envelope, state: &DeliveryState, status: Status) {
         let mut record = OutboxRecord::queued(envelope);
-        record.status = status.to_string();
+        record.status = status;
         record.updated_at = rfc3339_now();
         record.recipients = state.recipients.clone();
         record.attempts = state.history.clone();

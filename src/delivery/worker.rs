@@ -14,7 +14,6 @@
 //! has to wait for its endpoint waits parked, without a slot, so the other
 //! endpoints' mail keeps flowing.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +25,15 @@ use tracing::{Instrument, debug, error, info, warn};
 use super::breaker::{self, Signal};
 use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
 use super::events;
+use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, Schedule, classify};
 use super::sign::Secret;
 use super::webhook::{self, PostError, payload, webhook_id};
 use crate::config::Config;
 use crate::relay::Relay;
-use crate::spool::{self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, Spool, State};
+use crate::spool::{
+    self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, Spool, State, Target,
+};
 use crate::telemetry::Metrics;
 
 /// Runs deliveries until shutdown.
@@ -43,8 +45,8 @@ pub struct Worker {
     pub client: reqwest::Client,
     /// The SMTP relay for API mail, when one is configured.
     pub relay: Option<Arc<Relay>>,
-    /// Ids of API messages with a relay attempt in flight.
-    pub sending: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// API messages with a relay attempt in flight.
+    pub sending: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     pub(super) schedule: Schedule,
     /// The delivery memory budget, in MiB units.
@@ -148,7 +150,8 @@ impl Worker {
         // thread that reads the file; other kinds need the content as is.
         let index = key.index;
         let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
-            let is_webhook = env.deliveries.get(index).map(|d| d.kind) == Some(Kind::Webhook);
+            let is_webhook =
+                env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
             if is_webhook && state.state == State::Pending {
                 payload(env, index, &raw)
             } else {
@@ -172,24 +175,24 @@ impl Worker {
             return;
         }
         let deliveries = envelope.deliveries.len();
-        let (url, secrets, body) = match delivery.kind {
-            Kind::Relay => {
+        let (url, secrets, body) = match &delivery.target {
+            Target::Relay => {
                 return self
                     .relay_attempt(key, envelope, content, state, hold)
                     .await;
             }
-            Kind::Event => {
+            Target::Event { url } => {
                 // Events go to the events URL as configured now.
                 let url = self
                     .config
                     .outbound
                     .events_url
                     .clone()
-                    .unwrap_or_else(|| delivery.url.clone());
+                    .unwrap_or_else(|| url.clone());
                 (url, self.config.outbound.events_secrets.clone(), content)
             }
-            Kind::Webhook => {
-                let (url, secrets) = self.endpoint_for(&delivery);
+            Target::Webhook { route, url } => {
+                let (url, secrets) = self.endpoint_for(route, url, &delivery.rcpt_to);
                 (url, secrets, content)
             }
         };
@@ -210,7 +213,9 @@ impl Worker {
         let response = sent.map_err(|e| match e {
             // Possible only when the route was removed from the config and
             // no default secret exists: never send unsigned mail, keep it.
-            PostError::NoSecret => format!("no signing secret for route {:?}", delivery.route),
+            PostError::NoSecret => {
+                format!("no signing secret for route {:?}", delivery.target.route())
+            }
             PostError::Transport(e) => webhook::describe(e),
         });
         // The endpoint's slot is free once it answered (or did not).
@@ -233,10 +238,10 @@ impl Worker {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let action = policy::decide(outcome, attempts, &self.schedule, rand::random::<f64>());
         self.metrics
-            .attempt(kind_label(delivery.kind), action.label());
+            .attempt(delivery.target.kind().as_str(), action.label());
         match action {
             Action::Done => {
-                if delivery.kind == Kind::Webhook
+                if delivery.target.kind() == Kind::Webhook
                     && let Some(age) = age_of(&envelope.received_at)
                 {
                     self.metrics.delivery_latency.observe(age);
@@ -297,7 +302,7 @@ impl Worker {
         attempts: u32,
         reason: &str,
     ) {
-        if delivery.kind != Kind::Webhook {
+        if delivery.target.kind() != Kind::Webhook {
             return;
         }
         let state = DeliveryState {
@@ -345,22 +350,22 @@ impl Worker {
     /// redirects mail already spooled. Secrets are never stored in the
     /// spool. A route that no longer exists keeps the URL the message was
     /// accepted for and the default secrets.
-    fn endpoint_for(&self, delivery: &Delivery) -> (String, Vec<Secret>) {
+    fn endpoint_for(
+        &self,
+        pattern: &str,
+        accepted_url: &str,
+        rcpt_to: &[String],
+    ) -> (String, Vec<Secret>) {
         // Several routes may share a `match` (fan-out to two endpoints):
         // prefer the one that still yields the URL this was accepted for.
-        let rcpt = delivery.rcpt_to.first().map(String::as_str).unwrap_or("");
-        let same = || {
-            self.config
-                .routes
-                .iter()
-                .filter(|r| r.pattern == delivery.route)
-        };
+        let rcpt = rcpt_to.first().map(String::as_str).unwrap_or("");
+        let same = || self.config.routes.iter().filter(|r| r.pattern == pattern);
         let route = same()
-            .find(|r| r.url_for(rcpt).as_deref() == Some(delivery.url.as_str()))
+            .find(|r| r.url_for(rcpt).as_deref() == Some(accepted_url))
             .or_else(|| same().next());
         let url = route
-            .and_then(|r| r.url_for(delivery.rcpt_to.first()?))
-            .unwrap_or_else(|| delivery.url.clone());
+            .and_then(|r| r.url_for(rcpt_to.first()?))
+            .unwrap_or_else(|| accepted_url.to_string());
         let own = route.map(|r| r.secrets.clone()).unwrap_or_default();
         let secrets = if own.is_empty() {
             self.config.default_secrets.clone()
@@ -494,14 +499,6 @@ fn budget_units(config: &Config) -> usize {
 /// at most the whole budget (so a huge message still goes, alone).
 fn memory_units(size: u64, config: &Config) -> u32 {
     (size.saturating_mul(4) / MIB).clamp(1, budget_units(config) as u64) as u32
-}
-
-fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Webhook => "webhook",
-        Kind::Relay => "relay",
-        Kind::Event => "event",
-    }
 }
 
 /// Seconds since an RFC 3339 timestamp.

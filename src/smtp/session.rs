@@ -922,9 +922,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|(target, rcpt_to)| {
                 let r = &routes[target.route];
                 Delivery {
-                    kind: spool::Kind::Webhook,
-                    route: r.pattern.clone(),
-                    url: target.url,
+                    target: spool::Target::Webhook {
+                        route: r.pattern.clone(),
+                        url: target.url,
+                    },
                     rcpt_to,
                     raw: r.raw,
                     max_attachment_inline: r.max_attachment_inline,
