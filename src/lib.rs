@@ -342,6 +342,7 @@ pub async fn run(
         config: config.clone(),
         spool: spool.clone(),
         queue: queue.clone(),
+        intake: spool::Intake::new(spool.clone(), queue.clone()),
         sending: sending.clone(),
         idempotency: Arc::default(),
         shutdown: shutdown.clone(),

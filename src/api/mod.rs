@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::delivery::outbox::{InFlight, OutboxRecord};
+use crate::delivery::outbox::{self, InFlight, OutboxRecord};
 use crate::spool::{
-    self, Delivery, Envelope, JobKey, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool, Target,
+    self, Delivery, Envelope, Intake, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool, Target,
 };
 
 /// Idempotency keys are remembered this long.
@@ -47,6 +47,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// Where accepted messages go (the same spool and queue).
+    pub intake: Intake,
     /// Ids with a relay attempt in flight (status `sending`).
     pub sending: Arc<InFlight>,
     /// Serialises requests that carry an `Idempotency-Key`, so two
@@ -345,34 +347,29 @@ async fn send(
         host = st.config.hostname,
         date = crate::model::clock::rfc2822_now(),
     );
-    let mut writer = st
-        .spool
-        .create(&envelope)
+    let mut incoming = st
+        .intake
+        .accept(envelope)
         .await
         .map_err(ApiError::unavailable)?;
-    writer
+    incoming
         .write(received.as_bytes())
         .await
         .map_err(ApiError::unavailable)?;
-    writer
+    incoming
         .write(&composed.message)
         .await
         .map_err(ApiError::unavailable)?;
-    writer.commit().await.map_err(ApiError::unavailable)?;
-    let record = OutboxRecord::queued(&envelope);
-    st.spool
-        .write_record(
-            RECORDS_OUTBOX,
-            &format!("{id}.json"),
-            serde_json::to_vec(&record).expect("record serialises"),
-        )
+    let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
+    // Before the message is scheduled: its first attempt rewrites this.
+    outbox::store(&st.spool, &OutboxRecord::queued(committed.envelope()))
         .await
         .unwrap_or_else(|e| {
             // The message is durable, so the promise of a 202 holds; the
             // status record reappears after the first attempt.
             warn!(message_id = %id, error = %e, "could not write the status record");
         });
-    let response = json!({"id": id, "status": "queued"});
+    let response = json!({"id": id, "status": outbox::Status::Queued});
     if let Some(name) = &idem_name {
         let rec = IdemRecord {
             body_sha256: body_hash,
@@ -394,13 +391,7 @@ async fn send(
             warn!(message_id = %id, error = %e, "could not record the Idempotency-Key");
         }
     }
-    st.queue.push(
-        JobKey {
-            id: id.clone(),
-            index: 0,
-        },
-        spool::now_ms(),
-    );
+    let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }

@@ -9,9 +9,7 @@
 use serde_json::{Value, json};
 
 use crate::model::clock::rfc3339_now;
-use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, JobKey, Queue, RcptState, Spool, Target,
-};
+use crate::spool::{self, Delivery, DeliveryState, Envelope, Intake, RcptState, Target};
 
 /// Relay recipients accepted by the relay.
 pub const SENT: &str = "message.sent";
@@ -56,18 +54,12 @@ pub fn dead_event(envelope: &Envelope, index: usize, url: &str, state: &Delivery
 
 /// Spools an event for `events_url` (`POSTERN_EVENTS_URL`); a no-op when
 /// there is none.
-pub async fn emit(
-    spool: &Spool,
-    queue: &Queue,
-    events_url: Option<&str>,
-    body: &Value,
-) -> spool::Result<()> {
+pub async fn emit(intake: &Intake, events_url: Option<&str>, body: &Value) -> spool::Result<()> {
     let Some(url) = events_url else {
         return Ok(());
     };
-    let id = spool::new_id();
     let envelope = Envelope {
-        id: id.clone(),
+        id: spool::new_id(),
         received_at: rfc3339_now(),
         mail_from: String::new(),
         rcpt_to: Vec::new(),
@@ -85,10 +77,7 @@ pub async fn emit(
         }],
         outbound: None,
     };
-    let mut w = spool.create(&envelope).await?;
-    w.write(&serde_json::to_vec(body).expect("event serialises"))
-        .await?;
-    w.commit().await?;
-    queue.push(JobKey { id, index: 0 }, spool::now_ms());
+    let body = serde_json::to_vec(body).expect("event serialises");
+    intake.submit(envelope, &body).await?;
     Ok(())
 }

@@ -32,7 +32,7 @@ use super::webhook::{self, PostError, payload, webhook_id};
 use crate::config::Config;
 use crate::relay::Relay;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, Spool, State, Target,
+    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Queue, Spool, State, Target,
 };
 use crate::telemetry::Metrics;
 
@@ -49,6 +49,8 @@ pub struct Worker {
     pub sending: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     pub(super) schedule: Schedule,
+    /// Events are spooled through it.
+    intake: Intake,
     /// The delivery memory budget, in MiB units.
     memory: Arc<Semaphore>,
     /// Per-endpoint slots, parked deliveries and circuit breakers.
@@ -72,6 +74,7 @@ impl Worker {
             max_retry_after: config.delivery.max_retry_after,
         };
         Worker {
+            intake: Intake::new(spool.clone(), queue.clone()),
             schedule,
             memory,
             gate: Arc::new(Mutex::new(gate)),
@@ -320,7 +323,7 @@ impl Worker {
     /// Spools an event for the events URL (see [`events::emit`]).
     pub(super) async fn emit(&self, body: &serde_json::Value) -> spool::Result<()> {
         let url = self.config.outbound.events_url.as_deref();
-        events::emit(&self.spool, &self.queue, url, body).await
+        events::emit(&self.intake, url, body).await
     }
 
     async fn record(

@@ -33,9 +33,11 @@
 //! are cleared at start.
 
 mod delivery;
+mod intake;
 mod queue;
 
 pub use delivery::{Delivery, Kind, Target};
+pub use intake::{Committed, Incoming, Intake};
 pub use queue::{JobKey, Queue};
 
 use std::io::{ErrorKind, Write as _};
