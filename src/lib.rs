@@ -44,8 +44,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::delivery::Worker;
 use crate::delivery::sign::Secret;
-use crate::delivery::worker::Worker;
 use crate::route::{Route, RouteSpec};
 use crate::smtp::session::Inbound;
 use crate::spool::{JobKey, Queue, Spool};
@@ -179,6 +179,33 @@ fn relay_setup(
         .with_pool_size(config.delivery.endpoint_concurrency);
     info!(host = cfg.host(), port = cfg.port(), "relay configured");
     Ok(Some(Arc::new(relay)))
+}
+
+/// What the delivery worker needs from the configuration.
+fn delivery_settings(config: &Config) -> delivery::Settings {
+    let d = &config.delivery;
+    delivery::Settings {
+        schedule: delivery::policy::Schedule {
+            delays: d.retry_schedule.clone(),
+            jitter: d.jitter,
+            max_retry_after: d.max_retry_after,
+        },
+        timeout: d.timeout,
+        connect_timeout: d.connect_timeout,
+        concurrency: d.concurrency,
+        memory_budget: d.memory_budget,
+        endpoints: delivery::endpoint::Limits {
+            concurrency: d.endpoint_concurrency,
+            breaker: delivery::breaker::Policy {
+                failures: d.breaker_failures,
+                cooldown: d.breaker_cooldown,
+            },
+        },
+        routes: config.routes.clone(),
+        default_secrets: config.default_secrets.clone(),
+        events_url: config.outbound.events_url.clone(),
+        events_secrets: config.outbound.events_secrets.clone(),
+    }
 }
 
 /// Removes expired status and idempotency records and dead deliveries
@@ -366,10 +393,14 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let mut worker = Worker::new(config.clone(), spool.clone(), queue.clone());
-    worker.relay = relay;
-    worker.sending = sending;
-    worker.metrics = metrics.clone();
+    let worker = Worker::new(
+        delivery_settings(&config),
+        spool.clone(),
+        queue.clone(),
+        relay,
+        metrics.clone(),
+        sending,
+    );
     let ops = http::Ops {
         metrics: metrics.clone(),
         queue: queue.clone(),

@@ -83,12 +83,8 @@ impl Worker {
                 retry_after: None,
             }
         };
-        match policy::decide(
-            outcome,
-            state.attempts,
-            &self.schedule,
-            rand::random::<f64>(),
-        ) {
+        let unit = rand::random::<f64>();
+        match policy::decide(outcome, state.attempts, &self.settings.schedule, unit) {
             Action::Done => {}
             Action::Retry { delay, .. } => {
                 state.next_at = spool::now_ms() + delay.as_millis() as u64;

@@ -22,15 +22,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
+use super::Settings;
 use super::breaker::{self, Signal};
-use super::endpoint::{Admission, Effects, Endpoint, Gate, Limits, Pass};
+use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
 use super::outbox::InFlight;
-use super::policy::{self, Action, Outcome, Schedule, classify};
-use super::sign::Secret;
+use super::policy::{self, Action, Outcome, classify};
 use super::webhook::{self, PostError, payload, webhook_id};
-use crate::config::Config;
 use crate::relay::Relay;
+use crate::route;
 use crate::spool::{
     self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Queue, Spool, State, Target,
 };
@@ -39,16 +39,15 @@ use crate::telemetry::Metrics;
 /// Runs deliveries until shutdown.
 #[derive(Clone)]
 pub struct Worker {
-    pub config: Arc<Config>,
-    pub spool: Spool,
-    pub queue: Arc<Queue>,
-    pub client: reqwest::Client,
+    pub(super) settings: Arc<Settings>,
+    pub(super) spool: Spool,
+    pub(super) queue: Arc<Queue>,
+    client: reqwest::Client,
     /// The SMTP relay for API mail, when one is configured.
-    pub relay: Option<Arc<Relay>>,
+    pub(super) relay: Option<Arc<Relay>>,
     /// API messages with a relay attempt in flight.
-    pub sending: Arc<InFlight>,
-    pub metrics: Arc<Metrics>,
-    pub(super) schedule: Schedule,
+    pub(super) sending: Arc<InFlight>,
+    pub(super) metrics: Arc<Metrics>,
     /// Events are spooled through it.
     intake: Intake,
     /// The delivery memory budget, in MiB units.
@@ -58,33 +57,30 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: Arc<Config>, spool: Spool, queue: Arc<Queue>) -> Worker {
-        let client = webhook::client(config.delivery.timeout, config.delivery.connect_timeout);
-        let memory = Arc::new(Semaphore::new(budget_units(&config)));
-        let gate = Gate::new(Limits {
-            concurrency: config.delivery.endpoint_concurrency,
-            breaker: breaker::Policy {
-                failures: config.delivery.breaker_failures,
-                cooldown: config.delivery.breaker_cooldown,
-            },
-        });
-        let schedule = Schedule {
-            delays: config.delivery.retry_schedule.clone(),
-            jitter: config.delivery.jitter,
-            max_retry_after: config.delivery.max_retry_after,
-        };
+    /// A worker over `spool` and its schedule `queue`; `relay` delivers
+    /// API mail, `sending` is shared with the API (status `sending`).
+    pub fn new(
+        settings: Settings,
+        spool: Spool,
+        queue: Arc<Queue>,
+        relay: Option<Arc<Relay>>,
+        metrics: Arc<Metrics>,
+        sending: Arc<InFlight>,
+    ) -> Worker {
+        let client = webhook::client(settings.timeout, settings.connect_timeout);
+        let memory = Arc::new(Semaphore::new(budget_units(settings.memory_budget)));
+        let gate = Gate::new(settings.endpoints);
         Worker {
             intake: Intake::new(spool.clone(), queue.clone()),
-            schedule,
             memory,
             gate: Arc::new(Mutex::new(gate)),
-            config,
+            settings: Arc::new(settings),
             spool,
             queue,
             client,
-            relay: None,
-            sending: Arc::default(),
-            metrics: Arc::default(),
+            relay,
+            sending,
+            metrics,
         }
     }
 
@@ -92,7 +88,7 @@ impl Worker {
     /// `tracker`. Returns when `shutdown` is cancelled; attempts already
     /// running finish in the tracker.
     pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.config.delivery.concurrency));
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         loop {
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
@@ -143,11 +139,11 @@ impl Worker {
             Some(None) => return,
             None => None,
         };
-        // Reserve memory before loading: see `DeliveryConfig::memory_budget`.
+        // Reserve memory before loading: see `Settings::memory_budget`.
         let size = self.spool.message_size(&key.id).unwrap_or(0);
         let _memory = self
             .memory
-            .acquire_many(memory_units(size, &self.config))
+            .acquire_many(memory_units(size, self.settings.memory_budget))
             .await;
         // Webhook deliveries get their JSON body built on the blocking
         // thread that reads the file; other kinds need the content as is.
@@ -187,15 +183,17 @@ impl Worker {
             Target::Event { url } => {
                 // Events go to the events URL as configured now.
                 let url = self
-                    .config
-                    .outbound
+                    .settings
                     .events_url
                     .clone()
                     .unwrap_or_else(|| url.clone());
-                (url, self.config.outbound.events_secrets.clone(), content)
+                (url, &self.settings.events_secrets[..], content)
             }
             Target::Webhook { route, url } => {
-                let (url, secrets) = self.endpoint_for(route, url, &delivery.rcpt_to);
+                let rcpt = delivery.rcpt_to.first().map(String::as_str);
+                let s = &self.settings;
+                let (url, secrets) =
+                    route::endpoint(&s.routes, route, url, rcpt, &s.default_secrets);
                 (url, secrets, content)
             }
         };
@@ -203,8 +201,7 @@ impl Worker {
             return;
         };
         let started = std::time::Instant::now();
-        let sent =
-            webhook::post_signed(&self.client, &url, &webhook_id(&key), &secrets, body).await;
+        let sent = webhook::post_signed(&self.client, &url, &webhook_id(&key), secrets, body).await;
         hold.signal = match &sent {
             Ok(_) => Signal::Answered,
             // Nothing was sent without a secret, and a request that could
@@ -239,7 +236,8 @@ impl Worker {
         };
         let attempts = state.attempts + 1;
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let action = policy::decide(outcome, attempts, &self.schedule, rand::random::<f64>());
+        let unit = rand::random::<f64>();
+        let action = policy::decide(outcome, attempts, &self.settings.schedule, unit);
         self.metrics
             .attempt(delivery.target.kind().as_str(), action.label());
         match action {
@@ -322,7 +320,7 @@ impl Worker {
 
     /// Spools an event for the events URL (see [`events::emit`]).
     pub(super) async fn emit(&self, body: &serde_json::Value) -> spool::Result<()> {
-        let url = self.config.outbound.events_url.as_deref();
+        let url = self.settings.events_url.as_deref();
         events::emit(&self.intake, url, body).await
     }
 
@@ -345,37 +343,6 @@ impl Worker {
             // The message stays pending on disk; a restart retries it.
             error!(error = %e, "could not record delivery state");
         }
-    }
-
-    /// URL and secrets for a delivery, resolved at each attempt from the
-    /// route with the same `match` in the current configuration. So fixing a
-    /// wrong URL (the usual reason an endpoint is "down") and restarting
-    /// redirects mail already spooled. Secrets are never stored in the
-    /// spool. A route that no longer exists keeps the URL the message was
-    /// accepted for and the default secrets.
-    fn endpoint_for(
-        &self,
-        pattern: &str,
-        accepted_url: &str,
-        rcpt_to: &[String],
-    ) -> (String, Vec<Secret>) {
-        // Several routes may share a `match` (fan-out to two endpoints):
-        // prefer the one that still yields the URL this was accepted for.
-        let rcpt = rcpt_to.first().map(String::as_str).unwrap_or("");
-        let same = || self.config.routes.iter().filter(|r| r.pattern == pattern);
-        let route = same()
-            .find(|r| r.url_for(rcpt).as_deref() == Some(accepted_url))
-            .or_else(|| same().next());
-        let url = route
-            .and_then(|r| r.url_for(rcpt_to.first()?))
-            .unwrap_or_else(|| accepted_url.to_string());
-        let own = route.map(|r| r.secrets.clone()).unwrap_or_default();
-        let secrets = if own.is_empty() {
-            self.config.default_secrets.clone()
-        } else {
-            own
-        };
-        (url, secrets)
     }
 }
 
@@ -440,7 +407,7 @@ impl Worker {
             match state {
                 breaker::State::Open { .. } => warn!(
                     endpoint = %endpoint,
-                    cooldown_s = self.config.delivery.breaker_cooldown.as_secs(),
+                    cooldown_s = self.settings.endpoints.breaker.cooldown.as_secs(),
                     "endpoint not answering; circuit breaker open, its deliveries wait"
                 ),
                 breaker::State::HalfOpen { probing: true } => {
@@ -494,14 +461,14 @@ impl Drop for Hold<'_> {
 
 const MIB: u64 = 1024 * 1024;
 
-fn budget_units(config: &Config) -> usize {
-    (config.delivery.memory_budget / MIB).clamp(1, u32::MAX as u64) as usize
+fn budget_units(budget: u64) -> usize {
+    (budget / MIB).clamp(1, u32::MAX as u64) as usize
 }
 
 /// MiB units one attempt reserves: four times the message, at least one,
 /// at most the whole budget (so a huge message still goes, alone).
-fn memory_units(size: u64, config: &Config) -> u32 {
-    (size.saturating_mul(4) / MIB).clamp(1, budget_units(config) as u64) as u32
+fn memory_units(size: u64, budget: u64) -> u32 {
+    (size.saturating_mul(4) / MIB).clamp(1, budget_units(budget) as u64) as u32
 }
 
 /// Seconds since an RFC 3339 timestamp.
@@ -521,13 +488,14 @@ mod tests {
 
     #[test]
     fn memory_reservation_scales_with_size_within_the_budget() {
-        let config = Config::from_vars([("POSTERN_DELIVERY_MEMORY", "64M")]).unwrap();
-        assert_eq!(budget_units(&config), 64);
-        assert_eq!(memory_units(0, &config), 1);
-        assert_eq!(memory_units(2048, &config), 1);
-        assert_eq!(memory_units(MIB, &config), 4);
-        assert_eq!(memory_units(10 * MIB, &config), 40);
+        // POSTERN_DELIVERY_MEMORY=64M
+        let budget = 64 * MIB;
+        assert_eq!(budget_units(budget), 64);
+        assert_eq!(memory_units(0, budget), 1);
+        assert_eq!(memory_units(2048, budget), 1);
+        assert_eq!(memory_units(MIB, budget), 4);
+        assert_eq!(memory_units(10 * MIB, budget), 40);
         // larger than the whole budget: it still goes, alone
-        assert_eq!(memory_units(25 * MIB, &config), 64);
+        assert_eq!(memory_units(25 * MIB, budget), 64);
     }
 }
