@@ -240,7 +240,7 @@ impl Worker {
         let action = policy::decide(outcome, attempts, &self.settings.schedule, unit);
         self.metrics
             .attempt(delivery.target.kind().as_str(), action.label());
-        match action {
+        let (reason, why) = match action {
             Action::Done => {
                 if delivery.target.kind() == Kind::Webhook
                     && let Some(age) = age_of(&envelope.received_at)
@@ -255,6 +255,7 @@ impl Worker {
                 {
                     error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
                 }
+                return;
             }
             Action::Retry { delay, reason } => {
                 let next_at = spool::now_ms() + delay.as_millis() as u64;
@@ -262,34 +263,16 @@ impl Worker {
                 self.record(&key, State::Pending, attempts, next_at, reason)
                     .await;
                 self.queue.push(key, next_at);
+                return;
             }
-            Action::Reject { reason } => {
-                warn!(url = %url, attempts, %reason, "endpoint rejected the message; dead");
-                self.bury(&envelope, &delivery, &key, &url, attempts, reason)
-                    .await;
-            }
-            Action::GiveUp { reason } => {
-                warn!(url = %url, attempts, %reason, "delivery failed; no retries left, dead");
-                self.bury(&envelope, &delivery, &key, &url, attempts, reason)
-                    .await;
-            }
-        }
-    }
-
-    /// Records a delivery as dead, after its `message.dead` event.
-    async fn bury(
-        &self,
-        envelope: &Envelope,
-        delivery: &Delivery,
-        key: &JobKey,
-        url: &str,
-        attempts: u32,
-        reason: String,
-    ) {
+            Action::Reject { reason } => (reason, "endpoint rejected the message; dead"),
+            Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
+        };
+        warn!(url = %url, attempts, %reason, "{why}");
         self.metrics.dead.inc();
-        self.dead_event(envelope, delivery, key, url, attempts, &reason)
+        self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
             .await;
-        self.record(key, State::Dead, attempts, 0, reason).await;
+        self.record(&key, State::Dead, attempts, 0, reason).await;
     }
 
     /// `message.dead` for an inbound delivery that gave up (never for

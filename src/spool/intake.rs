@@ -101,31 +101,10 @@ impl Committed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::{Delivery, Target, new_id};
+    use crate::spool::new_id;
 
     fn envelope(deliveries: usize) -> Envelope {
-        Envelope {
-            id: new_id(),
-            received_at: "2026-01-01T00:00:00Z".into(),
-            mail_from: "a@b".into(),
-            rcpt_to: vec!["c@d".into()],
-            helo: "client".into(),
-            remote_ip: "127.0.0.1".into(),
-            tls: None,
-            authenticated_user: None,
-            deliveries: (0..deliveries)
-                .map(|i| Delivery {
-                    target: Target::Webhook {
-                        route: "*".into(),
-                        url: format!("http://h/{i}"),
-                    },
-                    rcpt_to: vec!["c@d".into()],
-                    raw: false,
-                    max_attachment_inline: None,
-                })
-                .collect(),
-            outbound: None,
-        }
+        crate::spool::tests::envelope(&new_id(), deliveries)
     }
 
     fn intake() -> (tempfile::TempDir, Intake, Arc<Queue>) {

@@ -945,7 +945,9 @@ impl Spool {
 mod tests {
     use super::*;
 
-    fn envelope(id: &str, n: usize) -> Envelope {
+    /// A message with `n` webhook deliveries (also used by the tests of
+    /// [`intake`]).
+    pub(super) fn envelope(id: &str, n: usize) -> Envelope {
         Envelope {
             id: id.into(),
             received_at: "2026-01-01T00:00:00Z".into(),
