@@ -28,6 +28,7 @@ use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
 use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, classify};
+use super::sign::Secret;
 use super::webhook::{self, PostError, payload, webhook_id};
 use crate::relay::Relay;
 use crate::route;
@@ -173,69 +174,96 @@ impl Worker {
         if state.state != State::Pending {
             return;
         }
-        let deliveries = envelope.deliveries.len();
-        let (url, secrets, body) = match &delivery.target {
-            Target::Relay => {
-                return self
-                    .relay_attempt(key, envelope, content, state, hold)
-                    .await;
-            }
+        let Some((url, secrets)) = self.post_endpoint(&delivery) else {
+            return self
+                .relay_attempt(key, envelope, content, state, hold)
+                .await;
+        };
+        let job = Job {
+            key,
+            envelope,
+            delivery,
+            state,
+        };
+        self.post_attempt(job, content, (url, secrets), hold).await;
+    }
+
+    /// Where a POST for `delivery` goes, and what signs it: the events URL
+    /// as configured now, or the webhook route's endpoint
+    /// ([`route::endpoint`]); `None` for the relay.
+    fn post_endpoint(&self, delivery: &Delivery) -> Option<(String, &[Secret])> {
+        let s = &self.settings;
+        match &delivery.target {
+            Target::Relay => None,
             Target::Event { url } => {
-                // Events go to the events URL as configured now.
-                let url = self
-                    .settings
-                    .events_url
-                    .clone()
-                    .unwrap_or_else(|| url.clone());
-                (url, &self.settings.events_secrets[..], content)
+                let url = s.events_url.clone().unwrap_or_else(|| url.clone());
+                Some((url, &s.events_secrets))
             }
             Target::Webhook { route, url } => {
                 let rcpt = delivery.rcpt_to.first().map(String::as_str);
-                let s = &self.settings;
-                let (url, secrets) =
-                    route::endpoint(&s.routes, route, url, rcpt, &s.default_secrets);
-                (url, secrets, content)
+                Some(route::endpoint(
+                    &s.routes,
+                    route,
+                    url,
+                    rcpt,
+                    &s.default_secrets,
+                ))
             }
-        };
-        let Some(mut hold) = self.admitted(&key, hold, Endpoint::of_url(&url)) else {
+        }
+    }
+
+    /// A webhook or event attempt: the signed POST of `body`, then its
+    /// outcome.
+    async fn post_attempt(
+        &self,
+        job: Job,
+        body: Vec<u8>,
+        (url, secrets): (String, &[Secret]),
+        hold: Option<Hold<'_>>,
+    ) {
+        let key = &job.key;
+        let Some(mut hold) = self.admitted(key, hold, Endpoint::of_url(&url)) else {
             return;
         };
         let started = std::time::Instant::now();
-        let sent = webhook::post_signed(&self.client, &url, &webhook_id(&key), secrets, body).await;
-        hold.signal = match &sent {
-            Ok(_) => Signal::Answered,
-            // Nothing was sent without a secret, and a request that could
-            // not even be built reached no one.
-            Err(PostError::NoSecret) => Signal::NoContact,
-            Err(PostError::Transport(e)) if e.is_builder() => Signal::NoContact,
-            Err(PostError::Transport(_)) => Signal::Unreachable,
-        };
-        let response = sent.map_err(|e| match e {
-            // Possible only when the route was removed from the config and
-            // no default secret exists: never send unsigned mail, keep it.
-            PostError::NoSecret => {
-                format!("no signing secret for route {:?}", delivery.target.route())
-            }
-            PostError::Transport(e) => webhook::describe(e),
-        });
+        let sent = webhook::post_signed(&self.client, &url, &webhook_id(key), secrets, body).await;
+        hold.signal = signal_of(&sent);
         // The endpoint's slot is free once it answered (or did not).
         drop(hold);
-        let outcome = match response {
+        let outcome = match sent {
             Ok(r) => {
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                classify(r.status().as_u16(), retry_after.as_deref())
+                let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                classify(r.status().as_u16(), retry_after)
             }
-            Err(reason) => Outcome::Retry {
-                reason,
+            Err(e) => Outcome::Retry {
+                reason: match e {
+                    // Possible only when the route was removed from the
+                    // config and no default secret exists: never send
+                    // unsigned mail, keep it.
+                    PostError::NoSecret => {
+                        let route = job.delivery.target.route();
+                        format!("no signing secret for route {route:?}")
+                    }
+                    PostError::Transport(e) => webhook::describe(e),
+                },
                 retry_after: None,
             },
         };
-        let attempts = state.attempts + 1;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        self.settle(job, &url, outcome, elapsed_ms).await;
+    }
+
+    /// Applies the policy's decision on `outcome` to a webhook or event
+    /// delivery: done, pending again, or dead.
+    async fn settle(&self, job: Job, url: &str, outcome: Outcome, elapsed_ms: u64) {
+        let Job {
+            key,
+            envelope,
+            delivery,
+            state,
+        } = job;
+        let attempts = state.attempts + 1;
+        let deliveries = envelope.deliveries.len();
         let unit = rand::random::<f64>();
         let action = policy::decide(outcome, attempts, &self.settings.schedule, unit);
         self.metrics
@@ -270,7 +298,7 @@ impl Worker {
         };
         warn!(url = %url, attempts, %reason, "{why}");
         self.metrics.dead.inc();
-        self.dead_event(&envelope, &delivery, &key, &url, attempts, &reason)
+        self.dead_event(&envelope, &delivery, &key, url, attempts, &reason)
             .await;
         self.record(&key, State::Dead, attempts, 0, reason).await;
     }
@@ -327,6 +355,14 @@ impl Worker {
             error!(error = %e, "could not record delivery state");
         }
     }
+}
+
+/// A pending delivery, loaded for its attempt.
+struct Job {
+    key: JobKey,
+    envelope: Envelope,
+    delivery: Delivery,
+    state: DeliveryState,
 }
 
 /// Endpoint admission (see [`super::endpoint`]).
@@ -439,6 +475,18 @@ impl Drop for Hold<'_> {
         let parked = gate.parked();
         drop(gate);
         self.worker.apply(&endpoint, effects, parked);
+    }
+}
+
+/// What an attempt's POST tells the endpoint's circuit breaker.
+fn signal_of(sent: &Result<reqwest::Response, PostError>) -> Signal {
+    match sent {
+        Ok(_) => Signal::Answered,
+        // Nothing was sent without a secret, and a request that could not
+        // even be built reached no one.
+        Err(PostError::NoSecret) => Signal::NoContact,
+        Err(PostError::Transport(e)) if e.is_builder() => Signal::NoContact,
+        Err(PostError::Transport(_)) => Signal::Unreachable,
     }
 }
 
