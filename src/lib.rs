@@ -8,11 +8,16 @@
 //!
 //! - [`config`]: `POSTERN_*` environment → validated [`config::Config`].
 //! - [`smtp`]: accept loop, session state machine, DATA decoder, replies.
-//! - [`route`]: recipient → webhook endpoints.
-//! - [`spool`]: the durable store and the in-memory schedule of due work.
+//! - [`model`]: leaf types every stage shares (the clock).
+//! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
+//!   attempt of a spooled delivery.
+//! - [`spool`]: the durable store, its one intake path (accept → commit →
+//!   schedule) and the in-memory schedule of due work.
 //! - [`mail`]: raw message → JSON fields (mail-parser).
-//! - [`delivery`]: signing, retry policy, per-endpoint limits and circuit
-//!   breakers, outbox bookkeeping, the delivery worker.
+//! - [`delivery`]: the worker that claims due deliveries and runs one
+//!   attempt each (signed webhook POST, relay submission, event), the
+//!   outcome policy, per-endpoint limits and circuit breakers, outbox
+//!   bookkeeping.
 //! - [`http`]: health endpoint and the development inbox.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //!

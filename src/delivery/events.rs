@@ -4,7 +4,7 @@
 //! An event is itself spooled as a message with one [`Target::Event`]
 //! delivery whose content is the JSON body, so it is durable, signed and
 //! retried exactly like an inbound webhook. The worker emits them after a
-//! relay attempt ([`super::relay_job`]) and when an inbound delivery dies.
+//! relay attempt (`relay_job`) and when an inbound delivery dies.
 
 use serde_json::{Value, json};
 

@@ -1,9 +1,19 @@
-//! Delivery: signing ([`sign`]), the retry policy ([`policy`]), the
-//! per-endpoint limits and circuit breaker ([`endpoint`], [`breaker`]), the
-//! webhook request ([`webhook`]), the relay attempt ([`relay_job`]),
-//! delivery events ([`events`]), the outbox bookkeeping of API mail
-//! ([`outbox`]) and the worker that takes due deliveries from the spool and
-//! runs them ([`worker`]).
+//! Delivery: the stage after the spool. The [`Worker`] claims due
+//! deliveries from the queue, runs one attempt of each and records the
+//! outcome back in the spool; it never sees SMTP sessions or HTTP
+//! requests, only what the spool holds and its own [`Settings`].
+//!
+//! - [`worker`]: the dispatcher, one attempt (load → endpoint admission →
+//!   attempt → apply the outcome), the memory budget.
+//! - [`policy`]: what an answer means and what an outcome does (done,
+//!   retry, dead), for every kind of delivery.
+//! - [`webhook`]: the v1 payload and the signed POST (also used by
+//!   `postern doctor`); [`sign`]: Standard Webhooks signatures, [`sign::Secret`].
+//! - `relay_job`: the relay attempt of an API message.
+//! - [`events`]: delivery events, spooled like any message.
+//! - [`outbox`]: the status of API mail, the recipients' state machine,
+//!   the messages in flight.
+//! - [`endpoint`], [`breaker`]: per-endpoint concurrency and circuit breakers.
 
 use std::time::Duration;
 

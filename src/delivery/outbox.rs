@@ -1,7 +1,7 @@
 //! Outbox bookkeeping of API mail: the status record that
 //! `GET /v1/messages/{id}` reports, the messages with a relay attempt in
 //! flight, and how one relay attempt changes the recipients' state. The
-//! relay attempt itself is [`super::relay_job`].
+//! relay attempt itself is `relay_job`.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};

@@ -1,7 +1,7 @@
 //! The delivery worker: takes due deliveries from the queue, runs one
 //! attempt of each (a signed POST for webhooks and events,
 //! [`super::webhook`]; an SMTP submission for relay deliveries,
-//! [`super::relay_job`]) and records the outcome in the spool.
+//! `relay_job`) and records the outcome in the spool.
 //!
 //! At-least-once: the state on disk changes only after the endpoint
 //! answered, so a crash mid-POST means one more POST after restart. The
