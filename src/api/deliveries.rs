@@ -65,9 +65,9 @@ impl From<DeliveryInfo> for Item {
         Item {
             id: spool::delivery_id(&d.key),
             message_id: d.key.id,
-            kind: d.delivery.kind,
-            route: d.delivery.route,
-            url: Some(d.delivery.url).filter(|u| !u.is_empty()),
+            kind: d.delivery.target.kind(),
+            route: d.delivery.target.route().to_string(),
+            url: d.delivery.target.url().map(str::to_string),
             recipients: d.delivery.rcpt_to,
             state: d.state.state,
             attempts: d.state.attempts,

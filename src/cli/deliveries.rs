@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use postern::api::DEV_API_KEY;
 use postern::api::deliveries::{Item, MAX_LIMIT, Page, state_name};
 use postern::config::api_keys;
-use postern::spool::Kind;
 
 const USAGE: &str = "usage: postern deliveries list [--state dead|pending]
        postern deliveries retry <id>
@@ -214,7 +213,7 @@ fn table(items: &[Item]) -> String {
             [
                 i.id.clone(),
                 state_name(i.state).to_string(),
-                kind_name(i.kind).to_string(),
+                i.kind.as_str().to_string(),
                 i.attempts.to_string(),
                 i.received_at.clone(),
                 i.next_attempt_at.clone().unwrap_or_else(|| "-".into()),
@@ -248,18 +247,10 @@ fn table(items: &[Item]) -> String {
     out
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Webhook => "webhook",
-        Kind::Relay => "relay",
-        Kind::Event => "event",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern::spool;
+    use postern::spool::{self, Kind};
 
     fn item(id: &str, state: spool::State, error: Option<&str>) -> Item {
         Item {

@@ -40,8 +40,8 @@ pub use outbound::{OutboundConfig, api_keys};
 pub use security::{AuthMode, SecurityConfig};
 pub use smtp::SmtpLimits;
 
+use crate::delivery::sign::{Secret, SecretError};
 use crate::route::Route;
-use crate::webhook::sign::{Secret, SecretError};
 use parse::{parse_addr, parse_bool};
 
 /// A configuration problem, always naming the variable at fault.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{Problems, RawConfig, invalid, secret_error};
-use crate::webhook::sign::Secret;
+use crate::delivery::sign::Secret;
 
 /// Outbound (HTTP API → SMTP relay) settings.
 #[derive(Clone)]

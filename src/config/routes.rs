@@ -4,8 +4,8 @@
 //! sessions match recipients against and the webhook worker signs with.
 
 use super::{ConfigError, Problems, RawConfig, invalid, secret_error};
+use crate::delivery::sign::Secret;
 use crate::route::{Route, RouteError, RouteSpec};
-use crate::webhook::sign::Secret;
 
 /// `POSTERN_WEBHOOK_SECRET`: the secrets of routes that name none.
 pub(super) fn default_secrets(raw: &mut RawConfig, p: &mut Problems) -> Vec<Secret> {
