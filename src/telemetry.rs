@@ -1,4 +1,4 @@
-//! Prometheus metrics. One [`Metrics`] value is created by [`crate::run`]
+//! Prometheus metrics. One [`Metrics`] value is created by [`crate::app::run`]
 //! and handed to the parts that count things; nothing is process-global, so
 //! tests run several servers side by side without their counts mixing.
 

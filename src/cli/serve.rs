@@ -22,10 +22,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let listeners = postern::Listeners::bind(&config).await?;
+        let listeners = postern::app::Listeners::bind(&config).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_shutdown(shutdown.clone()));
-        postern::run(config, listeners, shutdown).await?;
+        postern::app::run(config, listeners, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -79,7 +79,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> App {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        postern::run(config, postern::Listeners { smtp, smtps, http }, token)
+        postern::app::run(config, postern::app::Listeners { smtp, smtps, http }, token)
             .await
             .unwrap();
     });
