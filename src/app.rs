@@ -15,7 +15,7 @@ use crate::delivery::sign::Secret;
 use crate::route::{Route, RouteSpec};
 use crate::smtp::session::Inbound;
 use crate::spool::{JobKey, Queue, Spool};
-use crate::{api, delivery, http, model, relay, smtp, spool, telemetry, tls};
+use crate::{api, compose, delivery, http, model, relay, smtp, spool, telemetry, tls};
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +172,19 @@ fn delivery_settings(config: &Config) -> delivery::Settings {
         default_secrets: config.default_secrets.clone(),
         events_url: config.outbound.events_url.clone(),
         events_secrets: config.outbound.events_secrets.clone(),
+    }
+}
+
+/// What the HTTP API needs from the configuration.
+fn api_settings(config: &Config) -> api::Settings {
+    api::Settings {
+        keys: api::auth::Keys::new(config.outbound.api_key_hashes.clone(), config.dev_mode),
+        max_body: config.outbound.api_max_bytes,
+        hostname: config.hostname.clone(),
+        limits: compose::Limits {
+            max_recipients: config.limits.max_recipients,
+            max_message_size: config.limits.max_message_size,
+        },
     }
 }
 
@@ -332,22 +345,19 @@ pub async fn run(
     });
     let relay = relay_setup(&config, smtp_addr)?;
     let sending = Arc::new(delivery::outbox::InFlight::default());
-    let api_state = api::ApiState {
-        config: config.clone(),
-        spool: spool.clone(),
-        queue: queue.clone(),
-        intake: spool::Intake::new(spool.clone(), queue.clone()),
-        sending: sending.clone(),
-        idempotency: Arc::default(),
-        shutdown: shutdown.clone(),
-        relay_ready: relay.is_some(),
-        budget: api::budget::Budget::for_max_body(config.outbound.api_max_bytes),
-    };
+    let api_state = api::ApiState::new(
+        api_settings(&config),
+        spool.clone(),
+        queue.clone(),
+        sending.clone(),
+        relay.is_some(),
+        shutdown.clone(),
+    );
     if config.outbound.api_key_hashes.is_empty() {
         if config.dev_mode {
             warn!(
                 "DEVELOPMENT MODE: the HTTP API accepts the key \"{}\" (set POSTERN_API_KEYS to change)",
-                api::DEV_API_KEY
+                api::auth::DEV_API_KEY
             );
         } else {
             warn!("no POSTERN_API_KEYS: the sending API refuses every request");

@@ -90,8 +90,8 @@ pub fn router(inbox: Option<Arc<DevInbox>>, api: crate::api::ApiState, ops: Ops)
         ),
         None => r,
     };
-    r.fallback(crate::api::not_found)
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+    r.fallback(crate::api::error::not_found)
+        .method_not_allowed_fallback(crate::api::error::method_not_allowed)
 }
 
 /// Ready: listeners bound (they are, before this router serves), the

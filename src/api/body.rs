@@ -81,18 +81,11 @@ fn unsupported(e: MediaTypeError) -> ApiError {
 /// `field` is the JSON path of the offending value (an unknown key
 /// included), or `null` when the whole body is wrong (not an object).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let malformed = |e: serde_json::Error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )
-    };
     // serde would read a struct from a JSON array too (its fields in
     // order), which names no field a client wrote: the body is an object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         // Malformed JSON is a 400 whatever its type.
-        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(malformed)?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(json_error)?;
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
@@ -103,21 +96,36 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = field_path(e.path(), &e.inner().to_string());
         let e = e.into_inner();
-        if !e.is_data() {
-            return malformed(e);
+        // Only a shape error has a place to name.
+        let shape = e.is_data();
+        let mut err = json_error(e);
+        if shape {
+            err.field = field;
         }
-        let mut err = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            e.to_string(),
-        );
-        err.field = field;
         err
     })?;
     // Trailing characters after the value are a syntax error, as in
     // `serde_json::from_slice`.
-    de.end().map_err(malformed)?;
+    de.end().map_err(json_error)?;
     Ok(value)
+}
+
+/// A body that is not JSON is `400 invalid_json`; JSON of the wrong shape
+/// is `422 invalid_field`.
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    if e.is_data() {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            e.to_string(),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+    }
 }
 
 /// The JSON path where a shape error happened, in the notation of every

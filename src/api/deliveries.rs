@@ -8,7 +8,7 @@
 //! checked ([`spool::parse_delivery_id`]) before anything touches the disk.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::info;
 
-use super::{ApiError, ApiState, authorize};
+use super::auth::Authorized;
+use super::{ApiError, ApiState};
 use crate::spool::{self, Change, DeliveryInfo, JobKey, Kind};
 
 /// Page size when `limit` is not given.
@@ -118,10 +119,9 @@ fn key_of(id: &str) -> Result<JobKey, ApiError> {
 /// message id, then delivery number; without `state`, both.
 async fn list(
     State(st): State<ApiState>,
-    headers: HeaderMap,
+    _: Authorized,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&st.config, &headers)?;
     let mut states = vec![spool::State::Pending, spool::State::Dead];
     let mut limit = DEFAULT_LIMIT;
     let mut after = None;
@@ -190,9 +190,8 @@ async fn list(
 async fn show(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> Result<Response, ApiError> {
-    authorize(&st.config, &headers)?;
     let key = key_of(&id)?;
     let info = st
         .spool
@@ -208,9 +207,8 @@ async fn show(
 async fn retry(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> Result<Response, ApiError> {
-    authorize(&st.config, &headers)?;
     let key = key_of(&id)?;
     match st
         .spool
@@ -248,9 +246,8 @@ async fn retry(
 async fn delete(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> Result<Response, ApiError> {
-    authorize(&st.config, &headers)?;
     let key = key_of(&id)?;
     match st
         .spool

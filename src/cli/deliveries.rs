@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use postern::api::DEV_API_KEY;
+use postern::api::auth::DEV_API_KEY;
 use postern::api::deliveries::{Item, MAX_LIMIT, Page, state_name};
 use postern::config::api_keys;
 
