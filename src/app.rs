@@ -313,11 +313,13 @@ pub async fn run(
     }
     let metrics = Arc::new(telemetry::Metrics::new());
     metrics.spool_corrupt.inc_by(report.corrupt as u64);
-    let inbound = Inbound {
+    let inbound = Inbound::new(
+        config.clone(),
+        spool.clone(),
+        queue.clone(),
         tls,
-        metrics: metrics.clone(),
-        ..Inbound::new(config.clone(), spool.clone(), queue.clone())
-    };
+        metrics.clone(),
+    );
     let limiter = smtp::server::Limiter::new(
         config.limits.max_sessions,
         config.limits.max_sessions_per_ip,

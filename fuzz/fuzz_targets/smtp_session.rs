@@ -25,6 +25,7 @@ use postern::config::Config;
 use postern::smtp::reply::EARLY_TALKER;
 use postern::smtp::session::{End, Inbound, Peer, Session};
 use postern::spool::{Queue, Spool};
+use postern::telemetry::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +111,13 @@ fuzz_target!(|data: &[u8]| {
     let fx = fixture();
     // Fresh each run: nothing consumes the queue (a shared one would grow),
     // and the AUTH throttle counts failures per IP.
-    let inbound = Inbound::new(fx.config.clone(), fx.spool.clone(), Arc::new(Queue::new()));
+    let inbound = Inbound::new(
+        fx.config.clone(),
+        fx.spool.clone(),
+        Arc::new(Queue::new()),
+        None,
+        Arc::new(Metrics::new()),
+    );
     let (end, out) = fx.rt.block_on(async {
         let (client, server) = tokio::io::duplex(pipe);
         let (mut rd, mut wr) = tokio::io::split(client);

@@ -41,8 +41,14 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// Plain SMTP only (no STARTTLS), with the configured AUTH throttle.
-    pub fn new(config: Arc<Config>, spool: Spool, queue: Arc<Queue>) -> Inbound {
+    /// With the configured AUTH throttle; STARTTLS is offered with `tls`.
+    pub fn new(
+        config: Arc<Config>,
+        spool: Spool,
+        queue: Arc<Queue>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        metrics: Arc<crate::telemetry::Metrics>,
+    ) -> Inbound {
         let sec = &config.security;
         let auth_throttle = Arc::new(AuthThrottle::new(
             sec.auth_max_failures,
@@ -52,9 +58,9 @@ impl Inbound {
         Inbound {
             config,
             intake: Intake::new(spool, queue),
-            tls: None,
+            tls,
             auth_throttle,
-            metrics: Arc::default(),
+            metrics,
         }
     }
 }

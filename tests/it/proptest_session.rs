@@ -20,6 +20,7 @@ use postern::config::Config;
 use postern::smtp::reply::EARLY_TALKER;
 use postern::smtp::session::{End, Inbound, Peer, Session};
 use postern::spool::{Queue, Spool};
+use postern::telemetry::Metrics;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,6 +91,8 @@ impl Harness {
                 self.config.clone(),
                 self.spool.clone(),
                 Arc::new(Queue::new()),
+                None,
+                Arc::new(Metrics::new()),
             );
             let peer = Peer {
                 ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
