@@ -6,6 +6,7 @@
 //! time ([`Lock`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -19,7 +20,7 @@ use super::ApiError;
 use crate::spool::{self, RECORDS_IDEM, Spool};
 
 /// Idempotency keys are remembered this long.
-const TTL_MS: u64 = 24 * 3600 * 1000;
+pub const TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Serialises requests that carry an `Idempotency-Key`, so two concurrent
 /// retries of one request cannot both send.
@@ -74,7 +75,7 @@ impl Keyed {
             .await
             .map_err(ApiError::unavailable)?
             .and_then(|b| serde_json::from_slice::<IdemRecord>(&b).ok())
-            .filter(|r| spool::now_ms().saturating_sub(r.created_ms) < TTL_MS);
+            .filter(|r| u128::from(spool::now_ms().saturating_sub(r.created_ms)) < TTL.as_millis());
         let Some(r) = record else {
             return Ok(None);
         };

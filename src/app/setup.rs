@@ -1,0 +1,160 @@
+//! What is built from the configuration before serving: the spool and the
+//! schedule of what it holds, the TLS acceptor, the relay for API mail,
+//! and in development mode the built-in inbox.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::Error;
+use crate::config::Config;
+use crate::delivery::sign::Secret;
+use crate::model::one_or_many::OneOrMany;
+use crate::route::{Route, RouteSpec};
+use crate::spool::{JobKey, Queue, Spool};
+use crate::{http, relay, tls};
+
+/// The spool, and a schedule of every pending delivery in it (due at its
+/// recorded time); also how many files the scan found corrupt.
+pub(super) fn spool(config: &Config) -> Result<(Spool, Arc<Queue>, usize), Error> {
+    let spool_error = |source| Error::Spool {
+        path: config.spool_dir.display().to_string(),
+        source,
+    };
+    let spool = Spool::open(&config.spool_dir, config.fsync).map_err(spool_error)?;
+    let report = spool.scan().map_err(spool_error)?;
+    let queue = Arc::new(Queue::new());
+    for (key, due) in &report.pending {
+        queue.push(JobKey::clone(key), *due);
+    }
+    info!(
+        messages = report.messages,
+        pending = report.pending.len(),
+        dead = report.dead,
+        corrupt = report.corrupt,
+        spool = %config.spool_dir.display(),
+        "spool scanned"
+    );
+    Ok((spool, queue, report.corrupt))
+}
+
+/// The TLS acceptor: the configured certificate (watched for rotation), a
+/// self-signed one in development mode, or none.
+pub(super) fn tls(
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+    if let Some((cert, key)) = &config.security.tls_files {
+        let resolver = tls::ReloadingResolver::new(tls::load_certified_key(cert, key)?);
+        tracker.spawn(tls::watch(
+            resolver.clone(),
+            cert.clone(),
+            key.clone(),
+            config.security.tls_reload_interval,
+            shutdown.clone(),
+        ));
+        info!(cert = %cert.display(), "TLS certificate loaded; watching it for changes");
+        return Ok(Some(tls::acceptor(resolver)));
+    }
+    if config.dev_mode {
+        let (key, pem) = tls::self_signed(&config.hostname)?;
+        let path = config.spool_dir.join("dev-tls-cert.pem");
+        match std::fs::write(&path, pem) {
+            Ok(()) => {
+                warn!(cert = %path.display(), "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS (new at each start)")
+            }
+            Err(e) => {
+                warn!(error = %e, "DEVELOPMENT MODE: generated a self-signed TLS certificate for STARTTLS, but could not write it out")
+            }
+        }
+        return Ok(Some(tls::acceptor(tls::ReloadingResolver::new(key))));
+    }
+    Ok(None)
+}
+
+/// The relay for API mail: `POSTERN_RELAY_URL`, or in development mode
+/// Postern's own SMTP listener, so a message sent through the API comes
+/// back in as inbound mail and shows up in the dev inbox.
+pub(super) fn relay(
+    config: &Config,
+    smtp_addr: SocketAddr,
+) -> Result<Option<Arc<relay::Relay>>, Error> {
+    let url = match &config.outbound.relay_url {
+        Some(u) => u.clone(),
+        None if config.dev_mode => {
+            let url = format!(
+                "smtp://{}:{}?tls=none",
+                local_host(smtp_addr),
+                smtp_addr.port()
+            );
+            warn!(relay = %url, "DEVELOPMENT MODE: no POSTERN_RELAY_URL; API mail is relayed to Postern's own SMTP listener");
+            url
+        }
+        None => return Ok(None),
+    };
+    let cfg = relay::RelayConfig::parse(&url).map_err(|e| Error::Config(e.to_string()))?;
+    let relay = relay::Relay::new(&cfg, &config.hostname)
+        .map_err(|e| Error::Config(e.to_string()))?
+        // Relay attempts are limited like any endpoint's (see
+        // `delivery::endpoint`): idle connections beyond that are never used.
+        .with_pool_size(config.delivery.endpoint_concurrency);
+    info!(host = cfg.host(), port = cfg.port(), "relay configured");
+    Ok(Some(Arc::new(relay)))
+}
+
+/// Development mode without routes: every recipient goes to the built-in
+/// inbox (`/dev/inbox` on our HTTP listener), signed with a secret made
+/// for this run, and the log says so loudly.
+pub(super) fn dev_inbox(config: &mut Config, http_addr: SocketAddr) -> Option<Arc<http::DevInbox>> {
+    if !(config.dev_mode && config.routes.is_empty()) {
+        return None;
+    }
+    let secret = Secret::generate();
+    let url = format!(
+        "http://{}:{}/dev/inbox",
+        local_host(http_addr),
+        http_addr.port()
+    );
+    let mut spec = RouteSpec::catch_all(url.clone());
+    spec.secret = Some(OneOrMany::One(secret.to_whsec()));
+    config.routes = vec![Route::compile(spec).expect("dev route compiles")];
+    warn!("==============================================================");
+    warn!("DEVELOPMENT MODE: no POSTERN_WEBHOOK_URL or POSTERN_ROUTES set.");
+    warn!("Every recipient is accepted and delivered to the built-in inbox");
+    warn!("  {url}  (GET it to see the signed payloads)");
+    warn!(
+        "Dev webhook secret (new at each start): {}",
+        secret.to_whsec()
+    );
+    warn!("Do not expose this instance: it accepts mail for anyone.");
+    warn!("==============================================================");
+    Some(http::DevInbox::new(secret))
+}
+
+/// The host in a URL that reaches one of our listeners from this machine:
+/// a wildcard listener is reached on 127.0.0.1.
+fn local_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_are_reached_on_loopback() {
+        let host = |a: &str| local_host(a.parse().unwrap());
+        assert_eq!(host("0.0.0.0:2525"), "127.0.0.1");
+        assert_eq!(host("[::]:2525"), "127.0.0.1");
+        assert_eq!(host("127.0.0.2:2525"), "127.0.0.2");
+        assert_eq!(host("10.0.0.7:8080"), "10.0.0.7");
+    }
+}
