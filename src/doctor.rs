@@ -25,8 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{AuthMode, Config};
-use crate::delivery::sign::Secret;
 use crate::delivery::webhook::{self, PostError};
+use crate::model::secret::Secret;
 use crate::relay::{Relay, RelayConfig};
 
 /// The most any one check may take.

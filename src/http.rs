@@ -14,7 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::delivery::sign::{Secret, verify};
+use crate::delivery::sign::verify;
+use crate::model::secret::Secret;
 
 /// How many payloads the dev inbox keeps.
 pub const DEV_INBOX_SIZE: usize = 100;

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::delivery::sign::{Secret, SecretError};
 use crate::model::one_or_many::OneOrMany;
+use crate::model::secret::{Secret, SecretError};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
 #[derive(Debug, Clone, Deserialize)]

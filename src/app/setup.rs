@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use super::Error;
 use crate::config::Config;
-use crate::delivery::sign::Secret;
 use crate::model::one_or_many::OneOrMany;
+use crate::model::secret::Secret;
 use crate::route::{Route, RouteSpec};
 use crate::spool::{JobKey, Queue, Spool};
 use crate::{http, relay, tls};

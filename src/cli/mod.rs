@@ -73,7 +73,7 @@ pub fn main(args: &[String]) -> anyhow::Result<ExitCode> {
     match Command::parse(args.first().map(String::as_str)) {
         Command::Serve => serve::run(),
         Command::GenSecret => {
-            println!("{}", postern::delivery::sign::Secret::generate().to_whsec());
+            println!("{}", postern::model::secret::Secret::generate().to_whsec());
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => hash_password::run(),

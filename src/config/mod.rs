@@ -40,7 +40,7 @@ pub use outbound::{OutboundConfig, api_keys};
 pub use security::{AuthMode, SecurityConfig};
 pub use smtp::SmtpLimits;
 
-use crate::delivery::sign::{Secret, SecretError};
+use crate::model::secret::{Secret, SecretError};
 use crate::route::Route;
 use parse::{parse_addr, parse_bool};
 

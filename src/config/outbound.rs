@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{Problems, RawConfig, invalid, secret_error};
-use crate::delivery::sign::Secret;
+use crate::model::secret::Secret;
 
 /// Outbound (HTTP API → SMTP relay) settings.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 //! sessions match recipients against and the webhook worker signs with.
 
 use super::{ConfigError, Problems, RawConfig, invalid, secret_error};
-use crate::delivery::sign::Secret;
+use crate::model::secret::Secret;
 use crate::route::{Route, RouteError, RouteSpec};
 
 /// `POSTERN_WEBHOOK_SECRET`: the secrets of routes that name none.

@@ -8,7 +8,7 @@
 //! - [`policy`]: what an answer means and what an outcome does (done,
 //!   retry, dead), for every kind of delivery.
 //! - [`webhook`]: the v1 payload and the signed POST (also used by
-//!   `postern doctor`); [`sign`]: Standard Webhooks signatures, [`sign::Secret`].
+//!   `postern doctor`); [`sign`]: Standard Webhooks signatures.
 //! - `relay_job`: the relay attempt of an API message.
 //! - [`events`]: delivery events, spooled like any message.
 //! - [`outbox`]: the status of API mail, the recipients' state machine,
@@ -17,8 +17,8 @@
 
 use std::time::Duration;
 
+use crate::model::secret::Secret;
 use crate::route::Route;
-use sign::Secret;
 
 pub use worker::Worker;
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::debug;
 
-use super::sign::{Secret, sign};
+use super::sign::sign;
 use crate::mail::{self, MessageJson, PayloadOptions};
+use crate::model::secret::Secret;
 use crate::spool::{Envelope, JobKey, TlsInfo};
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`

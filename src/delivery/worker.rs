@@ -28,8 +28,8 @@ use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
 use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, classify};
-use super::sign::Secret;
 use super::webhook::{self, PostError, payload, webhook_id};
+use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
 use crate::spool::{

@@ -3,3 +3,4 @@
 
 pub mod clock;
 pub mod one_or_many;
+pub mod secret;

@@ -135,7 +135,7 @@ impl Hit {
     }
     /// Verifies the Standard Webhooks signature with [`SECRET`].
     pub fn verify(&self) -> bool {
-        let secret = postern::delivery::sign::Secret::parse(SECRET).unwrap();
+        let secret = postern::model::secret::Secret::parse(SECRET).unwrap();
         let ts: i64 = self.header("webhook-timestamp").parse().unwrap();
         postern::delivery::sign::verify(
             &secret,
