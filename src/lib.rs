@@ -2,28 +2,54 @@
 //!
 //! Mail arrives over SMTP, is written durably to a spool before we answer
 //! `250`, and is then POSTed as signed JSON (Standard Webhooks) to the
-//! endpoints its recipients route to, with retries for about a day.
+//! endpoints its recipients route to, with retries for about a day. Mail
+//! sent through the HTTP API is spooled the same way and submitted to an
+//! SMTP relay.
 //!
 //! # Layout
 //!
-//! - [`config`]: `POSTERN_*` environment → validated [`config::Config`].
+//! The modules in the order data flows through them: the edge, the two
+//! producers (the HTTP API and SMTP), the spool between them and delivery,
+//! delivery, and the leaf types everything shares.
+//!
+//! - `src/main.rs`, `src/cli/` (the binary, not this library): the command
+//!   line — `serve`, `doctor`, `deliveries`, `hash-password`,
+//!   `healthcheck`, … — the only place with `anyhow` and exit codes.
+//! - [`app`]: wiring and drain. Builds each stage from [`config`] with its
+//!   own settings and constructor, runs them on the listeners it is given,
+//!   and stops them in order.
+//! - [`config`]: `POSTERN_*` environment → validated [`config::Config`],
+//!   one file per stage's settings.
+//! - [`http`]: the HTTP listener: health, readiness, metrics, the
+//!   development inbox, and the [`api`] routes.
+//! - [`api`]: the sending API (`/v1/messages`) and operator access to
+//!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
+//! - [`compose`]: JSON request → MIME message, for the sending API.
 //! - [`smtp`]: accept loop, session state machine, DATA decoder, replies.
-//! - [`model`]: leaf types every stage shares (the clock).
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
 //! - [`spool`]: the durable store, its one intake path (accept → commit →
 //!   schedule) and the in-memory schedule of due work.
-//! - [`mail`]: raw message → JSON fields (mail-parser).
 //! - [`delivery`]: the worker that claims due deliveries and runs one
 //!   attempt each (signed webhook POST, relay submission, event), the
 //!   outcome policy, per-endpoint limits and circuit breakers, outbox
 //!   bookkeeping.
-//! - [`http`]: health endpoint and the development inbox.
+//! - [`mail`]: raw message → JSON fields (mail-parser), for webhooks.
+//! - [`relay`]: the SMTP client that submits API mail to the relay.
+//! - [`tls`]: certificates, their rotation, and the acceptor.
+//! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
+//! - [`model`]: leaf types every stage shares (clock, secrets, `OneOrMany`);
+//!   it imports nothing of the crate.
 //!
-//! The SMTP side and the delivery side never call each other: they meet at
-//! the spool. [`app::run`] takes already-bound listeners and a cancellation
-//! token, so tests start everything on port 0 and stop it at will.
+//! The producers (SMTP sessions, the sending API, delivery events) and the
+//! delivery worker never call each other: they meet at the spool, the
+//! producers through its intake, the worker through its queue; [`spool`]
+//! and [`model`] import nothing else of the crate, and [`delivery`] never
+//! imports [`smtp`] or [`api`].
+//!
+//! [`app::run`] takes already-bound listeners and a cancellation token, so
+//! tests start everything on port 0 and stop it at will.
 
 #![forbid(unsafe_code)]
 
