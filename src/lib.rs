@@ -28,6 +28,7 @@ pub mod config;
 pub mod doctor;
 pub mod http;
 pub mod mail;
+pub mod model;
 pub mod outbound;
 pub mod relay;
 pub mod route;

@@ -72,7 +72,7 @@ fn hash_password() -> anyhow::Result<()> {
             "empty password: pipe it in, e.g. `printf %s \"$PW\" | postern hash-password`"
         );
     }
-    println!("{}", postern::smtp::auth::hash_password(password));
+    println!("{}", postern::model::users::hash_password(password));
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 //! at the spool.
 
 pub mod address;
-pub mod auth;
 pub mod data;
 pub mod proxy;
 pub mod reply;
+pub mod sasl;
 pub mod server;
 pub mod session;
+pub mod throttle;

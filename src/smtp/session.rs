@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::address;
-use super::auth::{self as sasl, AuthThrottle, Verdict};
 use super::data::DataReceiver;
 use super::reply;
+use super::sasl;
+use super::throttle::{AuthThrottle, Verdict};
 use crate::config::{AuthMode, Config};
 use crate::route::{self, Target};
 use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool, TlsInfo};

@@ -1,0 +1,4 @@
+//! Leaf types every stage shares; nothing here imports another module of
+//! the crate.
+
+pub mod users;
