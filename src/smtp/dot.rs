@@ -1,4 +1,5 @@
-//! The DATA phase: a streaming receiver for the message content.
+//! The DATA content decoder: a streaming receiver for the message bytes
+//! that follow `354`, used by the DATA phase.
 //!
 //! It ends only on `<CRLF>.<CRLF>` (RFC 5321 4.1.1.4), removes the leading
 //! dot of dot-stuffed lines (4.5.2), and flags a bare CR or bare LF anywhere
