@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::delivery::sign::{Secret, SecretError};
 use crate::route::{Route, RouteError, RouteSpec};
-use crate::webhook::sign::{Secret, SecretError};
 
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +237,7 @@ pub struct DeliveryConfig {
     pub dead_retention: Duration,
     /// Attempts in flight to one endpoint (scheme, host and port of the
     /// target) at once, so that one hung endpoint cannot hold every slot;
-    /// at most `concurrency`. See [`crate::webhook::endpoint`].
+    /// at most `concurrency`. See [`crate::delivery::endpoint`].
     pub endpoint_concurrency: usize,
     /// Consecutive timeouts or connection failures that open an endpoint's
     /// circuit breaker; 0 turns breakers off.

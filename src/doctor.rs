@@ -25,8 +25,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{AuthMode, Config};
+use crate::delivery::sign::Secret;
+use crate::delivery::webhook::{self, PostError};
 use crate::relay::{Relay, RelayConfig};
-use crate::webhook::sign::{Secret, sign};
 
 /// The most any one check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -238,13 +239,8 @@ pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
             &[],
         );
     }
-    let client = reqwest::Client::builder()
-        .timeout(CHECK_TIMEOUT)
-        .connect_timeout(CHECK_TIMEOUT)
-        .user_agent(concat!("Postern/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client builds");
+    // The client deliveries use, with the check's time bound.
+    let client = webhook::client(CHECK_TIMEOUT, CHECK_TIMEOUT);
     // All POSTs at once, reported in order: the whole step takes at most
     // CHECK_TIMEOUT however many endpoints there are.
     let tasks: Vec<_> = endpoints
@@ -611,11 +607,7 @@ fn endpoints(config: &Config) -> (Vec<Endpoint>, Vec<String>) {
             continue;
         }
         // A route's own secrets replace the default, as at delivery.
-        let secrets = if route.secrets.is_empty() {
-            &config.default_secrets
-        } else {
-            &route.secrets
-        };
+        let secrets = route.secrets_or(&config.default_secrets);
         add("webhook", url, secrets, &route.pattern);
     }
     if let Some(url) = &config.outbound.events_url {
@@ -629,35 +621,27 @@ fn endpoints(config: &Config) -> (Vec<Endpoint>, Vec<String>) {
     (out, notes)
 }
 
-/// POSTs a signed `postern.test` event; `Ok` for any 2xx.
+/// POSTs a signed `postern.test` event, exactly as deliveries are POSTed;
+/// `Ok` for any 2xx.
 async fn post_test_event(
     client: &reqwest::Client,
     url: &str,
     secrets: &[Secret],
 ) -> Result<String, String> {
-    if secrets.is_empty() {
-        return Err("no signing secret".into());
-    }
     let id = crate::spool::new_id();
     let body = serde_json::to_vec(&serde_json::json!({
         "type": TEST_EVENT_TYPE,
         "id": id,
-        "created_at": crate::smtp::session::rfc3339_now(),
+        "created_at": crate::model::clock::rfc3339_now(),
     }))
     .expect("JSON serialises");
     let webhook_id = format!("msg_test_{id}");
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = sign(secrets, &webhook_id, timestamp, &body);
     let started = Instant::now();
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &webhook_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await;
+    let response = match webhook::post_signed(client, url, &webhook_id, secrets, body).await {
+        Ok(r) => Ok(r),
+        Err(PostError::NoSecret) => return Err("no signing secret".into()),
+        Err(PostError::Transport(e)) => Err(e),
+    };
     let ms = started.elapsed().as_millis();
     match response {
         Ok(r) if r.status().is_success() => Ok(format!("HTTP {} in {ms} ms", r.status())),

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::webhook::sign::{Secret, verify};
+use crate::delivery::sign::{Secret, verify};
 
 /// How many payloads the dev inbox keeps.
 pub const DEV_INBOX_SIZE: usize = 100;

@@ -8,11 +8,16 @@
 //!
 //! - [`config`]: `POSTERN_*` environment → validated [`config::Config`].
 //! - [`smtp`]: accept loop, session state machine, DATA decoder, replies.
-//! - [`route`]: recipient → webhook endpoints.
-//! - [`spool`]: the durable store and the in-memory schedule of due work.
+//! - [`model`]: leaf types every stage shares (the clock).
+//! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
+//!   attempt of a spooled delivery.
+//! - [`spool`]: the durable store, its one intake path (accept → commit →
+//!   schedule) and the in-memory schedule of due work.
 //! - [`mail`]: raw message → JSON fields (mail-parser).
-//! - [`webhook`]: signing, retry policy, per-endpoint limits and circuit
-//!   breakers, the delivery worker.
+//! - [`delivery`]: the worker that claims due deliveries and runs one
+//!   attempt each (signed webhook POST, relay submission, event), the
+//!   outcome policy, per-endpoint limits and circuit breakers, outbox
+//!   bookkeeping.
 //! - [`http`]: health endpoint and the development inbox.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //!
@@ -25,18 +30,17 @@
 pub mod api;
 pub mod compose;
 pub mod config;
+pub mod delivery;
 pub mod doctor;
 pub mod http;
 pub mod mail;
 pub mod model;
-pub mod outbound;
 pub mod relay;
 pub mod route;
 pub mod smtp;
 pub mod spool;
 pub mod telemetry;
 pub mod tls;
-pub mod webhook;
 
 use std::sync::Arc;
 
@@ -46,11 +50,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::delivery::Worker;
+use crate::delivery::sign::Secret;
 use crate::route::{Route, RouteSpec};
 use crate::smtp::session::Inbound;
 use crate::spool::{JobKey, Queue, Spool};
-use crate::webhook::deliver::Worker;
-use crate::webhook::sign::Secret;
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -177,10 +181,37 @@ fn relay_setup(
     let relay = relay::Relay::new(&cfg, &config.hostname)
         .map_err(|e| Error::Config(e.to_string()))?
         // Relay attempts are limited like any endpoint's (see
-        // `webhook::endpoint`): idle connections beyond that are never used.
+        // `delivery::endpoint`): idle connections beyond that are never used.
         .with_pool_size(config.delivery.endpoint_concurrency);
     info!(host = cfg.host(), port = cfg.port(), "relay configured");
     Ok(Some(Arc::new(relay)))
+}
+
+/// What the delivery worker needs from the configuration.
+fn delivery_settings(config: &Config) -> delivery::Settings {
+    let d = &config.delivery;
+    delivery::Settings {
+        schedule: delivery::policy::Schedule {
+            delays: d.retry_schedule.clone(),
+            jitter: d.jitter,
+            max_retry_after: d.max_retry_after,
+        },
+        timeout: d.timeout,
+        connect_timeout: d.connect_timeout,
+        concurrency: d.concurrency,
+        memory_budget: d.memory_budget,
+        endpoints: delivery::endpoint::Limits {
+            concurrency: d.endpoint_concurrency,
+            breaker: delivery::breaker::Policy {
+                failures: d.breaker_failures,
+                cooldown: d.breaker_cooldown,
+            },
+        },
+        routes: config.routes.clone(),
+        default_secrets: config.default_secrets.clone(),
+        events_url: config.outbound.events_url.clone(),
+        events_secrets: config.outbound.events_secrets.clone(),
+    }
 }
 
 /// Removes expired status and idempotency records and dead deliveries
@@ -339,11 +370,12 @@ pub async fn run(
         ))
     });
     let relay = relay_setup(&config, smtp_addr)?;
-    let sending = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let sending = Arc::new(delivery::outbox::InFlight::default());
     let api_state = api::ApiState {
         config: config.clone(),
         spool: spool.clone(),
         queue: queue.clone(),
+        intake: spool::Intake::new(spool.clone(), queue.clone()),
         sending: sending.clone(),
         idempotency: Arc::default(),
         shutdown: shutdown.clone(),
@@ -367,10 +399,14 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let mut worker = Worker::new(config.clone(), spool.clone(), queue.clone());
-    worker.relay = relay;
-    worker.sending = sending;
-    worker.metrics = metrics.clone();
+    let worker = Worker::new(
+        delivery_settings(&config),
+        spool.clone(),
+        queue.clone(),
+        relay,
+        metrics.clone(),
+        sending,
+    );
     let ops = http::Ops {
         metrics: metrics.clone(),
         queue: queue.clone(),

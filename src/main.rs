@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     match cmd.as_str() {
         "serve" => serve(),
         "gen-secret" => {
-            println!("{}", postern::webhook::sign::Secret::generate().to_whsec());
+            println!("{}", postern::delivery::sign::Secret::generate().to_whsec());
             Ok(())
         }
         "hash-password" => hash_password(),

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::webhook::sign::{Secret, SecretError};
+use crate::delivery::sign::{Secret, SecretError};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +172,16 @@ impl Route {
             max_attachment_inline: spec.max_attachment_inline,
             auth_required: spec.auth == Some(RouteAuth::Required),
         })
+    }
+
+    /// The secrets this route signs with: its own, or else `default`
+    /// (`POSTERN_WEBHOOK_SECRET`).
+    pub fn secrets_or<'a>(&'a self, default: &'a [Secret]) -> &'a [Secret] {
+        if self.secrets.is_empty() {
+            default
+        } else {
+            &self.secrets
+        }
     }
 
     /// The `url` as configured, placeholders included.
@@ -342,6 +352,33 @@ pub fn split(recipients: &[(String, Vec<Target>)]) -> Vec<(Target, Vec<String>)>
         }
     }
     by_target.into_iter().collect()
+}
+
+/// URL and secrets of a spooled webhook delivery under the routes
+/// configured now, looked up by the `match` text it was accepted under
+/// (`pattern`) and filled for its first recipient again: so fixing a wrong
+/// URL (the usual reason an endpoint is "down") and restarting redirects
+/// mail already spooled. Secrets are never stored in the spool. When no
+/// route has that `match` any more, the URL the message was accepted for
+/// (`accepted_url`) and `default_secrets` apply.
+pub fn endpoint<'a>(
+    routes: &'a [Route],
+    pattern: &str,
+    accepted_url: &str,
+    rcpt: Option<&str>,
+    default_secrets: &'a [Secret],
+) -> (String, &'a [Secret]) {
+    // Several routes may share a `match` (fan-out to two endpoints):
+    // prefer the one that still yields the URL this was accepted for.
+    let same = || routes.iter().filter(|r| r.pattern == pattern);
+    let route = same()
+        .find(|r| r.url_for(rcpt.unwrap_or("")).as_deref() == Some(accepted_url))
+        .or_else(|| same().next());
+    let url = route
+        .and_then(|r| r.url_for(rcpt?))
+        .unwrap_or_else(|| accepted_url.to_string());
+    let secrets = route.map_or(default_secrets, |r| r.secrets_or(default_secrets));
+    (url, secrets)
 }
 
 #[cfg(test)]
@@ -555,6 +592,82 @@ mod tests {
             assert!(
                 matches!(Route::compile(spec), Err(RouteError::PlaceholderInHost(_))),
                 "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_of_a_spooled_delivery_follows_its_route() {
+        const OWN: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let r = routes(&format!(
+            r#"[
+            {{"match": "a@x.test", "url": "http://new/a", "secret": "{OWN}"}},
+            {{"match": "*@x.test", "url": "http://one/all", "continue": true}},
+            {{"match": "*@x.test", "url": "http://two/all"}},
+            {{"match": "/^(?P<user>[a-z]+)@re[.]test$/", "url": "http://new/in/{{user}}"}}
+        ]"#
+        ));
+        let own = [Secret::parse(OWN).unwrap()];
+        let default = [Secret::generate()];
+        // (match, accepted URL, first recipient) → (URL, secrets)
+        type Row<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, &'a [Secret]);
+        let table: &[Row] = &[
+            // a fixed URL: spooled mail goes to the new one, signed with the route's secret
+            (
+                "a@x.test",
+                "http://old/a",
+                Some("a@x.test"),
+                "http://new/a",
+                &own,
+            ),
+            // two routes share a `match`: each delivery keeps its own
+            (
+                "*@x.test",
+                "http://two/all",
+                Some("b@x.test"),
+                "http://two/all",
+                &default,
+            ),
+            (
+                "*@x.test",
+                "http://one/all",
+                Some("b@x.test"),
+                "http://one/all",
+                &default,
+            ),
+            // neither URL is the one accepted: the first route with that `match`
+            (
+                "*@x.test",
+                "http://gone/all",
+                Some("b@x.test"),
+                "http://one/all",
+                &default,
+            ),
+            // a regex route is filled for the recipient again
+            (
+                "/^(?P<user>[a-z]+)@re[.]test$/",
+                "http://old/in/bob",
+                Some("bob@re.test"),
+                "http://new/in/bob",
+                &default,
+            ),
+            // the route is gone: the accepted URL, the default secrets
+            (
+                "gone@x.test",
+                "http://old/gone",
+                Some("gone@x.test"),
+                "http://old/gone",
+                &default,
+            ),
+            // no recipient to fill a URL for: the accepted URL
+            ("a@x.test", "http://old/a", None, "http://old/a", &own),
+        ];
+        for (pattern, accepted, rcpt, url, secrets) in table {
+            let got = endpoint(&r, pattern, accepted, *rcpt, &default);
+            assert_eq!(
+                (got.0.as_str(), got.1),
+                (*url, *secrets),
+                "{pattern} {accepted}"
             );
         }
     }

@@ -39,7 +39,7 @@ pub struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabel {
-    /// `scheme://host:port`, see [`crate::webhook::endpoint::Endpoint`].
+    /// `scheme://host:port`, see [`crate::delivery::endpoint::Endpoint`].
     pub endpoint: String,
 }
 

@@ -65,9 +65,9 @@ impl From<DeliveryInfo> for Item {
         Item {
             id: spool::delivery_id(&d.key),
             message_id: d.key.id,
-            kind: d.delivery.kind,
-            route: d.delivery.route,
-            url: Some(d.delivery.url).filter(|u| !u.is_empty()),
+            kind: d.delivery.target.kind(),
+            route: d.delivery.target.route().to_string(),
+            url: d.delivery.target.url().map(str::to_string),
             recipients: d.delivery.rcpt_to,
             state: d.state.state,
             attempts: d.state.attempts,
@@ -286,14 +286,6 @@ fn state_name(s: spool::State) -> &'static str {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Webhook => "webhook",
-        Kind::Relay => "relay",
-        Kind::Event => "event",
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The command line: `postern deliveries …`
 
@@ -509,7 +501,7 @@ pub fn table(items: &[Item]) -> String {
             [
                 i.id.clone(),
                 state_name(i.state).to_string(),
-                kind_name(i.kind).to_string(),
+                i.kind.as_str().to_string(),
                 i.attempts.to_string(),
                 i.received_at.clone(),
                 i.next_attempt_at.clone().unwrap_or_else(|| "-".into()),

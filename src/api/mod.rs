@@ -14,9 +14,8 @@ pub mod body;
 pub mod budget;
 pub mod deliveries;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -30,9 +29,9 @@ use tracing::{error, info, warn};
 
 use crate::compose;
 use crate::config::Config;
-use crate::outbound::OutboxRecord;
+use crate::delivery::outbox::{self, InFlight, OutboxRecord};
 use crate::spool::{
-    self, Delivery, Envelope, JobKey, Kind, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool,
+    self, Delivery, Envelope, Intake, Outbound, Queue, RECORDS_IDEM, RECORDS_OUTBOX, Spool, Target,
 };
 
 /// Idempotency keys are remembered this long.
@@ -47,8 +46,10 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// Where accepted messages go (the same spool and queue).
+    pub intake: Intake,
     /// Ids with a relay attempt in flight (status `sending`).
-    pub sending: Arc<Mutex<HashSet<String>>>,
+    pub sending: Arc<InFlight>,
     /// Serialises requests that carry an `Idempotency-Key`, so two
     /// concurrent retries of one request cannot both send.
     pub idempotency: Arc<tokio::sync::Mutex<()>>,
@@ -323,7 +324,7 @@ async fn send(
     let id = spool::new_id();
     let envelope = Envelope {
         id: id.clone(),
-        received_at: crate::smtp::session::rfc3339_now(),
+        received_at: crate::model::clock::rfc3339_now(),
         mail_from: composed.mail_from.clone(),
         rcpt_to: composed.rcpt_to.clone(),
         helo: "api".into(),
@@ -331,9 +332,7 @@ async fn send(
         tls: None,
         authenticated_user: None,
         deliveries: vec![Delivery {
-            kind: Kind::Relay,
-            route: "relay".into(),
-            url: String::new(),
+            target: Target::Relay,
             rcpt_to: composed.rcpt_to.clone(),
             raw: false,
             max_attachment_inline: None,
@@ -348,36 +347,31 @@ async fn send(
         "Received: from [{ip}]\r\n\tby {host} (Postern) with HTTP id {id};\r\n\t{date}\r\n",
         ip = peer.ip(),
         host = st.config.hostname,
-        date = crate::smtp::session::rfc2822_now(),
+        date = crate::model::clock::rfc2822_now(),
     );
-    let mut writer = st
-        .spool
-        .create(&envelope)
+    let mut incoming = st
+        .intake
+        .accept(envelope)
         .await
         .map_err(ApiError::unavailable)?;
-    writer
+    incoming
         .write(received.as_bytes())
         .await
         .map_err(ApiError::unavailable)?;
-    writer
+    incoming
         .write(&composed.message)
         .await
         .map_err(ApiError::unavailable)?;
-    writer.commit().await.map_err(ApiError::unavailable)?;
-    let record = OutboxRecord::queued(&envelope);
-    st.spool
-        .write_record(
-            RECORDS_OUTBOX,
-            &format!("{id}.json"),
-            serde_json::to_vec(&record).expect("record serialises"),
-        )
+    let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
+    // Before the message is scheduled: its first attempt rewrites this.
+    outbox::store(&st.spool, &OutboxRecord::queued(committed.envelope()))
         .await
         .unwrap_or_else(|e| {
             // The message is durable, so the promise of a 202 holds; the
             // status record reappears after the first attempt.
             warn!(message_id = %id, error = %e, "could not write the status record");
         });
-    let response = json!({"id": id, "status": "queued"});
+    let response = json!({"id": id, "status": outbox::Status::Queued});
     if let Some(name) = &idem_name {
         let rec = IdemRecord {
             body_sha256: body_hash,
@@ -399,13 +393,7 @@ async fn send(
             warn!(message_id = %id, error = %e, "could not record the Idempotency-Key");
         }
     }
-    st.queue.push(
-        JobKey {
-            id: id.clone(),
-            index: 0,
-        },
-        spool::now_ms(),
-    );
+    let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }
@@ -469,9 +457,8 @@ async fn status(
         .map_err(ApiError::unavailable)?
         .ok_or_else(not_found)?;
     let mut record: OutboxRecord = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-    let in_flight = st.sending.lock().expect("sending lock").contains(&id);
-    if in_flight && (record.status == "queued" || record.status == "deferred") {
-        record.status = "sending".into();
+    if st.sending.contains(&id) {
+        record.status = record.status.while_sending();
     }
     Ok(Json(record).into_response())
 }

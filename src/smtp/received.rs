@@ -33,7 +33,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The trace header for the message `tx` about to be spooled as `id`.
     pub(super) fn received_header(&self, id: &str, tx: &Transaction) -> String {
         let rcpts: Vec<&str> = tx.rcpts.iter().map(|(a, _)| a.as_str()).collect();
-        let date = crate::smtp::session::rfc2822_now();
+        let date = crate::model::clock::rfc2822_now();
         header(&Trace {
             helo: self.helo.as_deref(),
             esmtp: self.esmtp,

@@ -23,15 +23,16 @@ use super::reply;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
 use crate::config::Config;
+use crate::model::clock::rfc3339_now;
 use crate::route::{self, Target};
-use crate::spool::{self, Delivery, Envelope, JobKey, MessageWriter, Queue, Spool, TlsInfo};
+use crate::spool::{self, Delivery, Envelope, Incoming, Intake, Queue, Spool, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
 pub struct Inbound {
     pub config: Arc<Config>,
-    pub spool: Spool,
-    pub queue: Arc<Queue>,
+    /// Where accepted messages go.
+    pub intake: Intake,
     /// Offered as STARTTLS when present.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed AUTH attempts per client IP, shared by all sessions.
@@ -50,8 +51,7 @@ impl Inbound {
         ));
         Inbound {
             config,
-            spool,
-            queue,
+            intake: Intake::new(spool, queue),
             tls: None,
             auth_throttle,
             metrics: Arc::default(),
@@ -477,7 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
         // Open the spool file before 354, so a full disk is refused here,
         // before the client sends megabytes.
-        let mut writer = match self.inbound.spool.create(&envelope).await {
+        let mut writer = match self.inbound.intake.accept(envelope).await {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(error = %e, "cannot open spool file");
@@ -560,19 +560,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.inbound.metrics.rejected("spool_error");
             self.reply(spool_reply(&e));
         } else {
-            let writer: MessageWriter = writer.expect("writer present when nothing failed");
+            let writer: Incoming = writer.expect("writer present when nothing failed");
             match writer.commit().await {
-                Ok(()) => {
-                    let now = spool::now_ms();
-                    for index in 0..envelope.deliveries.len() {
-                        self.inbound.queue.push(
-                            JobKey {
-                                id: id.clone(),
-                                index,
-                            },
-                            now,
-                        );
-                    }
+                Ok(committed) => {
+                    let envelope = committed.schedule();
                     self.inbound.metrics.messages_accepted.inc();
                     self.inbound.metrics.received_bytes.inc_by(size);
                     info!(
@@ -601,9 +592,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|(target, rcpt_to)| {
                 let r = &routes[target.route];
                 Delivery {
-                    kind: spool::Kind::Webhook,
-                    route: r.pattern.clone(),
-                    url: target.url,
+                    target: spool::Target::Webhook {
+                        route: r.pattern.clone(),
+                        url: target.url,
+                    },
                     rcpt_to,
                     raw: r.raw,
                     max_attachment_inline: r.max_attachment_inline,
@@ -647,18 +639,6 @@ fn spool_reply(e: &spool::Error) -> &'static str {
         spool::Error::Full(_) => reply::STORAGE_FULL,
         _ => reply::LOCAL_ERROR,
     }
-}
-
-pub(crate) fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-pub(crate) fn rfc2822_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -32,8 +32,12 @@
 //! the commit record), then its state files; orphans from a crash in between
 //! are cleared at start.
 
+mod delivery;
+mod intake;
 mod queue;
 
+pub use delivery::{Delivery, Kind, Target};
+pub use intake::{Committed, Incoming, Intake};
 pub use queue::{JobKey, Queue};
 
 use std::io::{ErrorKind, Write as _};
@@ -72,36 +76,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,
-}
-
-/// One endpoint a message goes to, with the recipients routed there.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    /// What delivering means: a webhook POST of the payload, an SMTP
-    /// submission to the relay, or a POST of a delivery event.
-    #[serde(default)]
-    pub kind: Kind,
-    /// The route's `match` text: names the route whose secrets sign this.
-    pub route: String,
-    pub url: String,
-    pub rcpt_to: Vec<String>,
-    #[serde(default)]
-    pub raw: bool,
-    #[serde(default)]
-    pub max_attachment_inline: Option<usize>,
-}
-
-/// The kinds of delivery one queue and one scheduler serve.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Inbound mail → JSON payload → endpoint.
-    #[default]
-    Webhook,
-    /// Outbound mail → SMTP relay.
-    Relay,
-    /// A delivery event (the content is the JSON body) → events URL.
-    Event,
 }
 
 /// What the API was given besides the message, returned in events.
@@ -181,9 +155,18 @@ pub struct Attempt {
     /// RFC 3339.
     pub at: String,
     pub recipients: Vec<String>,
-    /// `sent`, `deferred` or `failed`, per the recipients above.
-    pub outcomes: Vec<String>,
+    /// Per the recipients above.
+    pub outcomes: Vec<AttemptOutcome>,
     pub replies: Vec<String>,
+}
+
+/// What one relay attempt did for one recipient.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Sent,
+    Deferred,
+    Failed,
 }
 
 impl DeliveryState {
@@ -962,7 +945,9 @@ impl Spool {
 mod tests {
     use super::*;
 
-    fn envelope(id: &str, n: usize) -> Envelope {
+    /// A message with `n` webhook deliveries (also used by the tests of
+    /// [`intake`]).
+    pub(super) fn envelope(id: &str, n: usize) -> Envelope {
         Envelope {
             id: id.into(),
             received_at: "2026-01-01T00:00:00Z".into(),
@@ -974,9 +959,10 @@ mod tests {
             authenticated_user: None,
             deliveries: (0..n)
                 .map(|i| Delivery {
-                    kind: Kind::Webhook,
-                    route: "*".into(),
-                    url: format!("http://h/{i}"),
+                    target: Target::Webhook {
+                        route: "*".into(),
+                        url: format!("http://h/{i}"),
+                    },
                     rcpt_to: vec!["c@d".into()],
                     raw: false,
                     max_attachment_inline: None,
@@ -1041,12 +1027,28 @@ mod tests {
         }
     }
 
+    /// Status words on disk (and in `GET /v1/messages/{id}`) are the
+    /// ones earlier versions wrote.
+    #[test]
+    fn status_words_on_disk() {
+        use AttemptOutcome as O;
+        assert_eq!(
+            serde_json::to_value([O::Sent, O::Deferred, O::Failed]).unwrap(),
+            serde_json::json!(["sent", "deferred", "failed"])
+        );
+        use RcptStatus as R;
+        assert_eq!(
+            serde_json::to_value([R::Pending, R::Sent, R::Failed]).unwrap(),
+            serde_json::json!(["pending", "sent", "failed"])
+        );
+    }
+
     /// Entries written before `kind` and `outbound` existed still load.
     #[test]
     fn older_envelopes_read_as_webhook_deliveries() {
         let line = r#"{"id":"x","received_at":"t","mail_from":"","rcpt_to":["a@b"],"helo":"h","remote_ip":"127.0.0.1","tls":null,"authenticated_user":null,"deliveries":[{"route":"*","url":"http://h/","rcpt_to":["a@b"]}]}"#;
         let env: Envelope = serde_json::from_str(line).unwrap();
-        assert_eq!(env.deliveries[0].kind, Kind::Webhook);
+        assert_eq!(env.deliveries[0].target.kind(), Kind::Webhook);
         assert!(env.outbound.is_none());
     }
 

@@ -88,7 +88,7 @@ print(payload["subject"])
 #[tokio::test]
 async fn rotation_signs_with_every_secret() {
     let rx = Receiver::start().await;
-    let other = postern::webhook::sign::Secret::generate().to_whsec();
+    let other = postern::delivery::sign::Secret::generate().to_whsec();
     let routes = format!(
         r#"[{{"match": "*", "url": "{}", "secret": ["{}", "{}"]}}]"#,
         rx.url("/r"),

@@ -135,9 +135,9 @@ impl Hit {
     }
     /// Verifies the Standard Webhooks signature with [`SECRET`].
     pub fn verify(&self) -> bool {
-        let secret = postern::webhook::sign::Secret::parse(SECRET).unwrap();
+        let secret = postern::delivery::sign::Secret::parse(SECRET).unwrap();
         let ts: i64 = self.header("webhook-timestamp").parse().unwrap();
-        postern::webhook::sign::verify(
+        postern::delivery::sign::verify(
             &secret,
             &self.header("webhook-id"),
             ts,

@@ -19,6 +19,7 @@ mod faults;
 mod fidelity;
 mod hostile;
 mod hung_endpoint;
+mod old_spool;
 mod openapi;
 mod ops;
 mod outbound;

@@ -18,11 +18,11 @@ use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
-use postern::outbound::{dead_event, relay_event};
+use postern::delivery::events::{dead_event, relay_event};
+use postern::delivery::webhook::payload;
 use postern::spool::{
-    Delivery, DeliveryState, Envelope, Kind, Outbound, RcptState, RcptStatus, State, TlsInfo,
+    Delivery, DeliveryState, Envelope, Outbound, RcptState, RcptStatus, State, Target, TlsInfo,
 };
-use postern::webhook::deliver::payload;
 use serde_json::{Value, json};
 
 use crate::helpers::{Hit, SECRET, python, spawn_app};
@@ -413,9 +413,10 @@ fn library_bodies() -> Vec<Value> {
         }),
         authenticated_user: Some("alice".into()),
         deliveries: vec![Delivery {
-            kind: Kind::Webhook,
-            route: "*".into(),
-            url: "https://app.example/hooks/mail".into(),
+            target: Target::Webhook {
+                route: "*".into(),
+                url: "https://app.example/hooks/mail".into(),
+            },
             rcpt_to: vec!["bob@example.com".into()],
             raw,
             max_attachment_inline: limit,

@@ -303,7 +303,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::webhook::breaker::State;
+    use crate::delivery::breaker::State;
 
     fn key(i: usize) -> JobKey {
         JobKey {

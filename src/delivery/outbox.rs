@@ -1,28 +1,66 @@
-//! Outbound bookkeeping: what `GET /v1/messages/{id}` reports, how one
-//! relay attempt changes the recipients' state, and delivery events.
-//!
-//! Events (`message.sent`, `message.deferred`, `message.failed`,
-//! `message.dead`) are themselves spooled as messages with one
-//! [`Kind::Event`] delivery, so they are durable, signed and retried exactly
-//! like inbound webhooks.
+//! Outbox bookkeeping of API mail: the status record that
+//! `GET /v1/messages/{id}` reports, the messages with a relay attempt in
+//! flight, and how one relay attempt changes the recipients' state. The
+//! relay attempt itself is `relay_job`.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::config::Config;
+use super::policy::gave_up;
 use crate::relay::RcptOutcome;
 use crate::spool::{
-    self, Attempt, Delivery, DeliveryState, Envelope, JobKey, Kind, Queue, RcptState, RcptStatus,
+    self, Attempt, AttemptOutcome, DeliveryState, Envelope, RECORDS_OUTBOX, RcptState, RcptStatus,
     Spool,
 };
+
+/// Where an API message stands, as `GET /v1/messages/{id}` reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted, not tried yet.
+    Queued,
+    /// A relay attempt is in flight (never stored: see [`Status::while_sending`]).
+    Sending,
+    /// Every recipient was accepted by the relay.
+    Sent,
+    /// Some recipients wait for another attempt.
+    Deferred,
+    /// Done, and at least one recipient was refused (or gave up).
+    Failed,
+}
+
+impl Status {
+    /// The word on disk and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Deferred => "deferred",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// What a stored status shows while a relay attempt is in flight: a
+    /// message waiting for its attempt is `sending`; a finished one keeps
+    /// its status.
+    pub fn while_sending(self) -> Status {
+        match self {
+            Status::Queued | Status::Deferred => Status::Sending,
+            done => done,
+        }
+    }
+}
 
 /// The status record of one API message, kept in `outbox/<id>.json` for
 /// `POSTERN_STATUS_RETENTION` after it is done.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OutboxRecord {
     pub id: String,
-    /// `queued`, `sending`, `sent`, `deferred` or `failed`.
-    pub status: String,
+    pub status: Status,
     pub created_at: String,
     pub updated_at: String,
     pub message_id: String,
@@ -39,7 +77,7 @@ impl OutboxRecord {
         let ob = envelope.outbound.clone().unwrap_or_default();
         OutboxRecord {
             id: envelope.id.clone(),
-            status: "queued".into(),
+            status: Status::Queued,
             created_at: envelope.received_at.clone(),
             updated_at: envelope.received_at.clone(),
             message_id: ob.message_id,
@@ -63,13 +101,17 @@ impl OutboxRecord {
 /// The overall status from the recipients: any still pending → `queued`
 /// before the first attempt, `deferred` after; all sent → `sent`; all done
 /// with at least one refused → `failed` (the per-recipient list says which).
-pub fn overall_status(recipients: &[RcptState], attempted: bool) -> &'static str {
+pub fn overall_status(recipients: &[RcptState], attempted: bool) -> Status {
     if recipients.iter().any(|r| r.status == RcptStatus::Pending) {
-        if attempted { "deferred" } else { "queued" }
+        if attempted {
+            Status::Deferred
+        } else {
+            Status::Queued
+        }
     } else if recipients.iter().all(|r| r.status == RcptStatus::Sent) {
-        "sent"
+        Status::Sent
     } else {
-        "failed"
+        Status::Failed
     }
 }
 
@@ -113,15 +155,17 @@ pub fn apply_attempt(
     };
     for (addr, outcome) in tried.iter().zip(outcomes) {
         let (status, word, reply) = match outcome {
-            RcptOutcome::Sent { reply } => (RcptStatus::Sent, "sent", reply),
-            RcptOutcome::Deferred { reply } => (RcptStatus::Pending, "deferred", reply),
-            RcptOutcome::Failed { reply } => (RcptStatus::Failed, "failed", reply),
+            RcptOutcome::Sent { reply } => (RcptStatus::Sent, AttemptOutcome::Sent, reply),
+            RcptOutcome::Deferred { reply } => {
+                (RcptStatus::Pending, AttemptOutcome::Deferred, reply)
+            }
+            RcptOutcome::Failed { reply } => (RcptStatus::Failed, AttemptOutcome::Failed, reply),
         };
         if let Some(r) = state.recipients.iter_mut().find(|r| &r.address == addr) {
             r.status = status;
             r.reply = Some(reply.clone());
         }
-        attempt.outcomes.push(word.into());
+        attempt.outcomes.push(word);
         attempt.replies.push(reply.clone());
     }
     state.attempts += 1;
@@ -138,80 +182,54 @@ pub fn give_up(state: &mut DeliveryState) {
     {
         let last = r.reply.clone().unwrap_or_default();
         r.status = RcptStatus::Failed;
-        r.reply = Some(format!("gave up after {attempts} attempts: {last}"));
+        r.reply = Some(gave_up(attempts, &last));
     }
 }
 
-/// The body of an outbound event.
-pub fn relay_event(kind: &str, envelope: &Envelope, recipients: &[RcptState]) -> Value {
-    let ob = envelope.outbound.clone().unwrap_or_default();
-    json!({
-        "type": kind,
-        "id": envelope.id,
-        "created_at": crate::smtp::session::rfc3339_now(),
-        "message_id": ob.message_id,
-        "mail_from": envelope.mail_from,
-        "recipients": recipients,
-        "tags": ob.tags,
-        "metadata": ob.metadata,
-    })
+/// Ids of API messages with a relay attempt in flight, shared by the
+/// worker and the API (which shows them as `sending`).
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
+
+impl InFlight {
+    /// Marks `id` as in flight until the returned guard is dropped,
+    /// however the attempt ends.
+    pub fn mark(&self, id: &str) -> Marked<'_> {
+        self.set().insert(id.to_string());
+        Marked {
+            set: self,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.set().contains(id)
+    }
+
+    fn set(&self) -> MutexGuard<'_, HashSet<String>> {
+        // A set of ids stays consistent whatever panicked while holding it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// The body of `message.dead`: an inbound delivery that gave up.
-pub fn dead_event(envelope: &Envelope, index: usize, url: &str, state: &DeliveryState) -> Value {
-    let rcpts = envelope
-        .deliveries
-        .get(index)
-        .map(|d| d.rcpt_to.clone())
-        .unwrap_or_default();
-    json!({
-        "type": "message.dead",
-        "id": envelope.id,
-        "created_at": crate::smtp::session::rfc3339_now(),
-        "endpoint": url,
-        "recipients": rcpts,
-        "mail_from": envelope.mail_from,
-        "attempts": state.attempts,
-        "reason": state.last_error,
-    })
+/// See [`InFlight::mark`].
+pub struct Marked<'a> {
+    set: &'a InFlight,
+    id: String,
 }
 
-/// Spools an event for `POSTERN_EVENTS_URL`; a no-op when it is not set.
-pub async fn emit(
-    spool: &Spool,
-    queue: &Queue,
-    config: &Config,
-    body: &Value,
-) -> spool::Result<()> {
-    let Some(url) = &config.outbound.events_url else {
-        return Ok(());
-    };
-    let id = spool::new_id();
-    let envelope = Envelope {
-        id: id.clone(),
-        received_at: crate::smtp::session::rfc3339_now(),
-        mail_from: String::new(),
-        rcpt_to: Vec::new(),
-        helo: String::new(),
-        remote_ip: String::new(),
-        tls: None,
-        authenticated_user: None,
-        deliveries: vec![Delivery {
-            kind: Kind::Event,
-            route: "events".into(),
-            url: url.clone(),
-            rcpt_to: Vec::new(),
-            raw: false,
-            max_attachment_inline: None,
-        }],
-        outbound: None,
-    };
-    let mut w = spool.create(&envelope).await?;
-    w.write(&serde_json::to_vec(body).expect("event serialises"))
-        .await?;
-    w.commit().await?;
-    queue.push(JobKey { id, index: 0 }, spool::now_ms());
-    Ok(())
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        self.set.set().remove(&self.id);
+    }
+}
+
+/// Rewrites the status record `GET /v1/messages/{id}` shows.
+pub async fn store(spool: &Spool, record: &OutboxRecord) -> spool::Result<()> {
+    let bytes = serde_json::to_vec(record).expect("record serialises");
+    spool
+        .write_record(RECORDS_OUTBOX, &format!("{}.json", record.id), bytes)
+        .await
 }
 
 #[cfg(test)]
@@ -257,7 +275,7 @@ mod tests {
             r("t1"),
         );
         assert_eq!(pending(&env, &st), vec![r("c@x.test")]);
-        assert_eq!(overall_status(&st.recipients, true), "deferred");
+        assert_eq!(overall_status(&st.recipients, true), Status::Deferred);
         let tried = pending(&env, &st);
         apply_attempt(
             &env,
@@ -267,10 +285,11 @@ mod tests {
             r("t2"),
         );
         assert!(pending(&env, &st).is_empty());
-        assert_eq!(overall_status(&st.recipients, true), "failed");
+        assert_eq!(overall_status(&st.recipients, true), Status::Failed);
         assert_eq!(st.attempts, 2);
         assert_eq!(st.history.len(), 2);
-        assert_eq!(st.history[0].outcomes, ["sent", "failed", "deferred"]);
+        use AttemptOutcome as O;
+        assert_eq!(st.history[0].outcomes, [O::Sent, O::Failed, O::Deferred]);
     }
 
     #[test]
@@ -317,10 +336,44 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         use RcptStatus::*;
-        assert_eq!(overall_status(&rs(&[Pending]), false), "queued");
-        assert_eq!(overall_status(&rs(&[Pending, Sent]), true), "deferred");
-        assert_eq!(overall_status(&rs(&[Sent, Sent]), true), "sent");
-        assert_eq!(overall_status(&rs(&[Sent, Failed]), true), "failed");
-        assert_eq!(overall_status(&rs(&[Failed]), true), "failed");
+        assert_eq!(overall_status(&rs(&[Pending]), false), Status::Queued);
+        assert_eq!(
+            overall_status(&rs(&[Pending, Sent]), true),
+            Status::Deferred
+        );
+        assert_eq!(overall_status(&rs(&[Sent, Sent]), true), Status::Sent);
+        assert_eq!(overall_status(&rs(&[Sent, Failed]), true), Status::Failed);
+        assert_eq!(overall_status(&rs(&[Failed]), true), Status::Failed);
+    }
+
+    /// The words of `GET /v1/messages/{id}` and of `outbox/` records.
+    #[test]
+    fn status_words_and_what_shows_while_sending() {
+        use Status::*;
+        let table = [
+            (Queued, "queued", Sending),
+            (Sending, "sending", Sending),
+            (Sent, "sent", Sent),
+            (Deferred, "deferred", Sending),
+            (Failed, "failed", Failed),
+        ];
+        for (status, word, shown) in table {
+            assert_eq!(serde_json::to_value(status).unwrap(), word);
+            assert_eq!(status.as_str(), word);
+            assert_eq!(
+                serde_json::from_value::<Status>(word.into()).unwrap(),
+                status
+            );
+            assert_eq!(status.while_sending(), shown, "{word}");
+        }
+    }
+
+    #[test]
+    fn in_flight_marks_end_with_their_guard() {
+        let set = InFlight::default();
+        let mark = set.mark("m1");
+        assert!(set.contains("m1") && !set.contains("m2"));
+        drop(mark);
+        assert!(!set.contains("m1"));
     }
 }

@@ -1,5 +1,7 @@
-//! Delivery policy: what an HTTP result means, and when to try again.
-//! Pure functions, so the whole policy is visible in one table-driven test.
+//! Delivery policy: what an HTTP result means ([`classify`]), when to try
+//! again ([`next_delay`]), and what an attempt's outcome does to its
+//! delivery ([`decide`]: done, retry, or dead), for every kind of delivery.
+//! Pure functions, so the whole policy is visible in table-driven tests.
 
 use std::time::Duration;
 
@@ -64,6 +66,74 @@ pub fn next_delay(
         Some(hint) => jittered.max(hint.min(max_retry_after)),
         None => jittered,
     })
+}
+
+/// The retry schedule (`POSTERN_RETRY_SCHEDULE` and its bounds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// Delay before each retry; its length + 1 is the number of attempts.
+    pub delays: Vec<Duration>,
+    /// Relative jitter applied to each delay (0.2 = ±20%).
+    pub jitter: f64,
+    /// `Retry-After` is honoured up to this bound.
+    pub max_retry_after: Duration,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Delivered: the delivery is done.
+    Done,
+    /// Pending: the next attempt is `delay` from now.
+    Retry { delay: Duration, reason: String },
+    /// Dead now: the endpoint refused the message for good.
+    Reject { reason: String },
+    /// Dead now: the schedule is used up.
+    GiveUp { reason: String },
+}
+
+impl Action {
+    /// The `outcome` label of `postern_delivery_attempts_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Done => "delivered",
+            Action::Retry { .. } => "retry",
+            Action::Reject { .. } => "rejected",
+            Action::GiveUp { .. } => "dead",
+        }
+    }
+}
+
+/// The one retry/dead decision: what `outcome` does to a delivery that has
+/// now had `attempts` attempts (this one included). `unit` is a random
+/// number in `[0, 1)` for the jitter (see [`next_delay`]).
+pub fn decide(outcome: Outcome, attempts: u32, schedule: &Schedule, unit: f64) -> Action {
+    match outcome {
+        Outcome::Delivered => Action::Done,
+        Outcome::Rejected { reason } => Action::Reject { reason },
+        Outcome::Retry {
+            reason,
+            retry_after,
+        } => match next_delay(
+            &schedule.delays,
+            attempts,
+            schedule.jitter,
+            unit,
+            retry_after,
+            schedule.max_retry_after,
+        ) {
+            Some(delay) => Action::Retry { delay, reason },
+            None => Action::GiveUp {
+                reason: gave_up(attempts, &reason),
+            },
+        },
+    }
+}
+
+/// The reason recorded for a delivery (or a relay recipient) whose
+/// schedule ran out; `reason` is the last failure.
+pub fn gave_up(attempts: u32, reason: &str) -> String {
+    format!("gave up after {attempts} attempts: {reason}")
 }
 
 #[cfg(test)]
@@ -166,5 +236,101 @@ mod tests {
         assert_eq!(next_delay(&s, 1, 0.0, 0.5, ra(86400), max), ra(600));
         // never adds attempts
         assert_eq!(next_delay(&s, 3, 0.0, 0.5, ra(60), max), None);
+    }
+
+    #[test]
+    fn decide_table() {
+        let schedule = Schedule {
+            delays: [5, 300].map(Duration::from_secs).to_vec(),
+            jitter: 0.0,
+            max_retry_after: Duration::from_secs(3600),
+        };
+        let secs = Duration::from_secs;
+        let retry = |reason: &str, hint: Option<u64>| Outcome::Retry {
+            reason: reason.into(),
+            retry_after: hint.map(secs),
+        };
+        let rejected = || Outcome::Rejected {
+            reason: "endpoint answered 410".into(),
+        };
+        let table: Vec<(Outcome, u32, Action)> = vec![
+            (Outcome::Delivered, 1, Action::Done),
+            (Outcome::Delivered, 99, Action::Done),
+            (
+                rejected(),
+                1,
+                Action::Reject {
+                    reason: "endpoint answered 410".into(),
+                },
+            ),
+            // a refusal is final even with retries left, and even after the last
+            (
+                rejected(),
+                3,
+                Action::Reject {
+                    reason: "endpoint answered 410".into(),
+                },
+            ),
+            (
+                retry("endpoint answered 500", None),
+                1,
+                Action::Retry {
+                    delay: secs(5),
+                    reason: "endpoint answered 500".into(),
+                },
+            ),
+            (
+                retry("endpoint answered 500", None),
+                2,
+                Action::Retry {
+                    delay: secs(300),
+                    reason: "endpoint answered 500".into(),
+                },
+            ),
+            (
+                retry("endpoint answered 429", Some(60)),
+                1,
+                Action::Retry {
+                    delay: secs(60),
+                    reason: "endpoint answered 429".into(),
+                },
+            ),
+            (
+                retry("endpoint answered 500", None),
+                3,
+                Action::GiveUp {
+                    reason: "gave up after 3 attempts: endpoint answered 500".into(),
+                },
+            ),
+            // a Retry-After hint never adds an attempt
+            (
+                retry("timeout", Some(60)),
+                3,
+                Action::GiveUp {
+                    reason: "gave up after 3 attempts: timeout".into(),
+                },
+            ),
+        ];
+        for (outcome, attempts, want) in table {
+            let got = decide(outcome.clone(), attempts, &schedule, 0.5);
+            assert_eq!(got, want, "{outcome:?} after {attempts} attempts");
+        }
+    }
+
+    #[test]
+    fn action_labels() {
+        let d = Duration::ZERO;
+        let r = || String::new();
+        assert_eq!(Action::Done.label(), "delivered");
+        assert_eq!(
+            Action::Retry {
+                delay: d,
+                reason: r()
+            }
+            .label(),
+            "retry"
+        );
+        assert_eq!(Action::Reject { reason: r() }.label(), "rejected");
+        assert_eq!(Action::GiveUp { reason: r() }.label(), "dead");
     }
 }

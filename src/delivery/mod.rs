@@ -1,0 +1,61 @@
+//! Delivery: the stage after the spool. The [`Worker`] claims due
+//! deliveries from the queue, runs one attempt of each and records the
+//! outcome back in the spool; it never sees SMTP sessions or HTTP
+//! requests, only what the spool holds and its own [`Settings`].
+//!
+//! - [`worker`]: the dispatcher, one attempt (load → endpoint admission →
+//!   attempt → apply the outcome), the memory budget.
+//! - [`policy`]: what an answer means and what an outcome does (done,
+//!   retry, dead), for every kind of delivery.
+//! - [`webhook`]: the v1 payload and the signed POST (also used by
+//!   `postern doctor`); [`sign`]: Standard Webhooks signatures, [`sign::Secret`].
+//! - `relay_job`: the relay attempt of an API message.
+//! - [`events`]: delivery events, spooled like any message.
+//! - [`outbox`]: the status of API mail, the recipients' state machine,
+//!   the messages in flight.
+//! - [`endpoint`], [`breaker`]: per-endpoint concurrency and circuit breakers.
+
+use std::time::Duration;
+
+use crate::route::Route;
+use sign::Secret;
+
+pub use worker::Worker;
+
+pub mod breaker;
+pub mod endpoint;
+pub mod events;
+pub mod outbox;
+pub mod policy;
+mod relay_job;
+pub mod sign;
+pub mod webhook;
+pub mod worker;
+
+/// What the worker needs to know, filled from the configuration at start
+/// (the wiring builds it; nothing in this stage reads the configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// When to try again, and when to give up.
+    pub schedule: policy::Schedule,
+    /// Total time for one POST (connect + send + response).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Memory the deliveries in flight may use together, in bytes. Each
+    /// attempt reserves about four times its message's size (raw message,
+    /// decoded parts, base64 JSON), so a burst of large messages waits for
+    /// room instead of exhausting memory.
+    pub memory_budget: u64,
+    /// Per-endpoint concurrency and circuit breaker.
+    pub endpoints: endpoint::Limits,
+    /// The routes configured now: spooled webhook deliveries follow their
+    /// route's URL and secrets ([`crate::route::endpoint`]).
+    pub routes: Vec<Route>,
+    /// Secrets of routes without their own.
+    pub default_secrets: Vec<Secret>,
+    /// `POSTERN_EVENTS_URL`: where events go (those spooled earlier too).
+    pub events_url: Option<String>,
+    pub events_secrets: Vec<Secret>,
+}

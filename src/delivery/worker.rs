@@ -1,0 +1,532 @@
+//! The delivery worker: takes due deliveries from the queue, runs one
+//! attempt of each (a signed POST for webhooks and events,
+//! [`super::webhook`]; an SMTP submission for relay deliveries,
+//! `relay_job`) and records the outcome in the spool.
+//!
+//! At-least-once: the state on disk changes only after the endpoint
+//! answered, so a crash mid-POST means one more POST after restart. The
+//! `webhook-id` header is stable for a (message, endpoint) pair across all
+//! attempts, so receivers deduplicate on it.
+//!
+//! Every attempt (webhook, event or relay) first gets into its endpoint
+//! ([`super::endpoint`]): one endpoint holds at most
+//! `POSTERN_ENDPOINT_CONCURRENCY` of the delivery slots, and a delivery that
+//! has to wait for its endpoint waits parked, without a slot, so the other
+//! endpoints' mail keeps flowing.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, error, info, warn};
+
+use super::Settings;
+use super::breaker::{self, Signal};
+use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
+use super::events;
+use super::outbox::InFlight;
+use super::policy::{self, Action, Outcome, classify};
+use super::sign::Secret;
+use super::webhook::{self, PostError, payload, webhook_id};
+use crate::relay::Relay;
+use crate::route;
+use crate::spool::{
+    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Queue, Spool, State, Target,
+};
+use crate::telemetry::Metrics;
+
+/// Runs deliveries until shutdown.
+#[derive(Clone)]
+pub struct Worker {
+    pub(super) settings: Arc<Settings>,
+    pub(super) spool: Spool,
+    pub(super) queue: Arc<Queue>,
+    client: reqwest::Client,
+    /// The SMTP relay for API mail, when one is configured.
+    pub(super) relay: Option<Arc<Relay>>,
+    /// API messages with a relay attempt in flight.
+    pub(super) sending: Arc<InFlight>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Events are spooled through it.
+    intake: Intake,
+    /// The delivery memory budget, in MiB units.
+    memory: Arc<Semaphore>,
+    /// Per-endpoint slots, parked deliveries and circuit breakers.
+    gate: Arc<Mutex<Gate>>,
+}
+
+impl Worker {
+    /// A worker over `spool` and its schedule `queue`; `relay` delivers
+    /// API mail, `sending` is shared with the API (status `sending`).
+    pub fn new(
+        settings: Settings,
+        spool: Spool,
+        queue: Arc<Queue>,
+        relay: Option<Arc<Relay>>,
+        metrics: Arc<Metrics>,
+        sending: Arc<InFlight>,
+    ) -> Worker {
+        let client = webhook::client(settings.timeout, settings.connect_timeout);
+        let memory = Arc::new(Semaphore::new(budget_units(settings.memory_budget)));
+        let gate = Gate::new(settings.endpoints);
+        Worker {
+            intake: Intake::new(spool.clone(), queue.clone()),
+            memory,
+            gate: Arc::new(Mutex::new(gate)),
+            settings: Arc::new(settings),
+            spool,
+            queue,
+            client,
+            relay,
+            sending,
+            metrics,
+        }
+    }
+
+    /// The dispatcher: waits for a free slot and a due job, runs it in
+    /// `tracker`. Returns when `shutdown` is cancelled; attempts already
+    /// running finish in the tracker.
+    pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = shutdown.cancelled() => return,
+            };
+            let key = loop {
+                let now = spool::now_ms();
+                // Cool-downs that ended let their probes out first.
+                let released = self.gate().tick(now);
+                self.release(released);
+                match self.queue.pop_due(now) {
+                    Ok(key) => break key,
+                    Err(next) => {
+                        let cooldown_end = self.gate().next_cooldown_end();
+                        let next = match (next, cooldown_end) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        let wait = next.map_or(Duration::from_secs(3600), |due| {
+                            Duration::from_millis(due.saturating_sub(spool::now_ms()))
+                        });
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.queue.changed() => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            };
+            let this = self.clone();
+            let span = tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
+            tracker.spawn(
+                async move {
+                    this.attempt(key).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// One attempt of one delivery, with its outcome recorded.
+    pub async fn attempt(&self, key: JobKey) {
+        // A delivery that waited for its endpoint is known to the gate:
+        // let it in (or park it again) before reading its message again.
+        let hold = match self.enter_released(&key) {
+            Some(Some(hold)) => Some(hold),
+            Some(None) => return,
+            None => None,
+        };
+        // Reserve memory before loading: see `Settings::memory_budget`.
+        let size = self.spool.message_size(&key.id).unwrap_or(0);
+        let _memory = self
+            .memory
+            .acquire_many(memory_units(size, self.settings.memory_budget))
+            .await;
+        // Webhook deliveries get their JSON body built on the blocking
+        // thread that reads the file; other kinds need the content as is.
+        let index = key.index;
+        let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
+            let is_webhook =
+                env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
+            if is_webhook && state.state == State::Pending {
+                payload(env, index, &raw)
+            } else {
+                raw
+            }
+        };
+        let (envelope, state, content) = match self.spool.load_with(&key, prepare).await {
+            Ok(m) => m,
+            Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                error!(error = %e, "cannot load message; retrying in 60s");
+                self.queue.push(key, spool::now_ms() + 60_000);
+                return;
+            }
+        };
+        let Some(delivery) = envelope.deliveries.get(key.index).cloned() else {
+            error!("delivery index out of range; ignoring");
+            return;
+        };
+        if state.state != State::Pending {
+            return;
+        }
+        let Some((url, secrets)) = self.post_endpoint(&delivery) else {
+            return self
+                .relay_attempt(key, envelope, content, state, hold)
+                .await;
+        };
+        let job = Job {
+            key,
+            envelope,
+            delivery,
+            state,
+        };
+        self.post_attempt(job, content, (url, secrets), hold).await;
+    }
+
+    /// Where a POST for `delivery` goes, and what signs it: the events URL
+    /// as configured now, or the webhook route's endpoint
+    /// ([`route::endpoint`]); `None` for the relay.
+    fn post_endpoint(&self, delivery: &Delivery) -> Option<(String, &[Secret])> {
+        let s = &self.settings;
+        match &delivery.target {
+            Target::Relay => None,
+            Target::Event { url } => {
+                let url = s.events_url.clone().unwrap_or_else(|| url.clone());
+                Some((url, &s.events_secrets))
+            }
+            Target::Webhook { route, url } => {
+                let rcpt = delivery.rcpt_to.first().map(String::as_str);
+                Some(route::endpoint(
+                    &s.routes,
+                    route,
+                    url,
+                    rcpt,
+                    &s.default_secrets,
+                ))
+            }
+        }
+    }
+
+    /// A webhook or event attempt: the signed POST of `body`, then its
+    /// outcome.
+    async fn post_attempt(
+        &self,
+        job: Job,
+        body: Vec<u8>,
+        (url, secrets): (String, &[Secret]),
+        hold: Option<Hold<'_>>,
+    ) {
+        let key = &job.key;
+        let Some(mut hold) = self.admitted(key, hold, Endpoint::of_url(&url)) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let sent = webhook::post_signed(&self.client, &url, &webhook_id(key), secrets, body).await;
+        hold.signal = signal_of(&sent);
+        // The endpoint's slot is free once it answered (or did not).
+        drop(hold);
+        let outcome = match sent {
+            Ok(r) => {
+                let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                classify(r.status().as_u16(), retry_after)
+            }
+            Err(e) => Outcome::Retry {
+                reason: match e {
+                    // Possible only when the route was removed from the
+                    // config and no default secret exists: never send
+                    // unsigned mail, keep it.
+                    PostError::NoSecret => {
+                        let route = job.delivery.target.route();
+                        format!("no signing secret for route {route:?}")
+                    }
+                    PostError::Transport(e) => webhook::describe(e),
+                },
+                retry_after: None,
+            },
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        self.settle(job, &url, outcome, elapsed_ms).await;
+    }
+
+    /// Applies the policy's decision on `outcome` to a webhook or event
+    /// delivery: done, pending again, or dead.
+    async fn settle(&self, job: Job, url: &str, outcome: Outcome, elapsed_ms: u64) {
+        let Job {
+            key,
+            envelope,
+            delivery,
+            state,
+        } = job;
+        let attempts = state.attempts + 1;
+        let deliveries = envelope.deliveries.len();
+        let unit = rand::random::<f64>();
+        let action = policy::decide(outcome, attempts, &self.settings.schedule, unit);
+        self.metrics
+            .attempt(delivery.target.kind().as_str(), action.label());
+        let (reason, why) = match action {
+            Action::Done => {
+                if delivery.target.kind() == Kind::Webhook
+                    && let Some(age) = age_of(&envelope.received_at)
+                {
+                    self.metrics.delivery_latency.observe(age);
+                }
+                info!(url = %url, attempts, elapsed_ms, "delivered");
+                if let Err(e) = self
+                    .spool
+                    .finish(&key, deliveries, state.attempts > 0)
+                    .await
+                {
+                    error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
+                }
+                return;
+            }
+            Action::Retry { delay, reason } => {
+                let next_at = spool::now_ms() + delay.as_millis() as u64;
+                warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                self.record(&key, State::Pending, attempts, next_at, reason)
+                    .await;
+                self.queue.push(key, next_at);
+                return;
+            }
+            Action::Reject { reason } => (reason, "endpoint rejected the message; dead"),
+            Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
+        };
+        warn!(url = %url, attempts, %reason, "{why}");
+        self.metrics.dead.inc();
+        self.dead_event(&envelope, &delivery, &key, url, attempts, &reason)
+            .await;
+        self.record(&key, State::Dead, attempts, 0, reason).await;
+    }
+
+    /// `message.dead` for an inbound delivery that gave up (never for
+    /// events themselves: a dead events endpoint must not feed itself).
+    async fn dead_event(
+        &self,
+        envelope: &Envelope,
+        delivery: &Delivery,
+        key: &JobKey,
+        url: &str,
+        attempts: u32,
+        reason: &str,
+    ) {
+        if delivery.target.kind() != Kind::Webhook {
+            return;
+        }
+        let state = DeliveryState {
+            state: State::Dead,
+            attempts,
+            last_error: Some(reason.to_string()),
+            ..DeliveryState::fresh()
+        };
+        let body = events::dead_event(envelope, key.index, url, &state);
+        if let Err(e) = self.emit(&body).await {
+            error!(error = %e, "could not spool the message.dead event");
+        }
+    }
+
+    /// Spools an event for the events URL (see [`events::emit`]).
+    pub(super) async fn emit(&self, body: &serde_json::Value) -> spool::Result<()> {
+        let url = self.settings.events_url.as_deref();
+        events::emit(&self.intake, url, body).await
+    }
+
+    async fn record(
+        &self,
+        key: &JobKey,
+        state: State,
+        attempts: u32,
+        next_at: u64,
+        reason: String,
+    ) {
+        let s = DeliveryState {
+            state,
+            attempts,
+            next_at,
+            last_error: Some(reason),
+            ..DeliveryState::fresh()
+        };
+        if let Err(e) = self.spool.write_state(key, &s).await {
+            // The message stays pending on disk; a restart retries it.
+            error!(error = %e, "could not record delivery state");
+        }
+    }
+}
+
+/// A pending delivery, loaded for its attempt.
+struct Job {
+    key: JobKey,
+    envelope: Envelope,
+    delivery: Delivery,
+    state: DeliveryState,
+}
+
+/// Endpoint admission (see [`super::endpoint`]).
+impl Worker {
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        // The gate's data stays consistent between its methods, which do
+        // not panic midway; a poisoned lock is still usable.
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Some(admitted or parked)` for a delivery the gate released;
+    /// `None` for any other.
+    fn enter_released(&self, key: &JobKey) -> Option<Option<Hold<'_>>> {
+        let mut gate = self.gate();
+        let (admission, effects) = gate.admit_released(key, spool::now_ms())?;
+        let parked = gate.parked();
+        drop(gate);
+        Some(self.admission(admission, effects, parked))
+    }
+
+    /// The attempt's hold on `endpoint`: the one it came in with (a
+    /// released delivery), or a new one; `None` when it was parked.
+    pub(super) fn admitted<'a>(
+        &'a self,
+        key: &JobKey,
+        hold: Option<Hold<'a>>,
+        endpoint: Endpoint,
+    ) -> Option<Hold<'a>> {
+        if hold.is_some() {
+            return hold;
+        }
+        let mut gate = self.gate();
+        let (admission, effects) = gate.admit(endpoint, key, spool::now_ms());
+        let parked = gate.parked();
+        drop(gate);
+        self.admission(admission, effects, parked)
+    }
+
+    fn admission(&self, admission: Admission, effects: Effects, parked: usize) -> Option<Hold<'_>> {
+        match admission {
+            Admission::Go(pass) => {
+                self.apply(&pass.endpoint, effects, parked);
+                Some(Hold {
+                    worker: self,
+                    pass: Some(pass),
+                    signal: Signal::NoContact,
+                })
+            }
+            Admission::Parked => {
+                self.metrics.endpoint_parked.set(parked as i64);
+                debug!("endpoint at its limit or its circuit breaker open; parked");
+                None
+            }
+        }
+    }
+
+    /// Schedules what the gate released, and reports breaker changes.
+    fn apply(&self, endpoint: &Endpoint, effects: Effects, parked: usize) {
+        self.metrics.endpoint_parked.set(parked as i64);
+        if let Some(state) = effects.breaker {
+            match state {
+                breaker::State::Open { .. } => warn!(
+                    endpoint = %endpoint,
+                    cooldown_s = self.settings.endpoints.breaker.cooldown.as_secs(),
+                    "endpoint not answering; circuit breaker open, its deliveries wait"
+                ),
+                breaker::State::HalfOpen { probing: true } => {
+                    info!(endpoint = %endpoint, "cool-down over; one probe attempt")
+                }
+                breaker::State::Closed { .. } => {
+                    info!(endpoint = %endpoint, "endpoint answers again; circuit breaker closed")
+                }
+                breaker::State::HalfOpen { probing: false } => {}
+            }
+            self.metrics
+                .breaker(endpoint.as_str(), state.gauge(), effects.opened);
+        }
+        self.release(effects.release);
+    }
+
+    /// Parked deliveries go back into the schedule, due now.
+    fn release(&self, keys: Vec<JobKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let now = spool::now_ms();
+        for key in keys {
+            self.queue.push(key, now);
+        }
+        let parked = self.gate().parked();
+        self.metrics.endpoint_parked.set(parked as i64);
+    }
+}
+
+/// An admitted attempt's claim on its endpoint. Dropping it gives the slot
+/// back and tells the breaker `signal` (`NoContact` unless the attempt set
+/// it), however the attempt ends.
+pub(super) struct Hold<'a> {
+    worker: &'a Worker,
+    pass: Option<Pass>,
+    pub(super) signal: Signal,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let Some(pass) = self.pass.take() else { return };
+        let endpoint = pass.endpoint.clone();
+        let mut gate = self.worker.gate();
+        let effects = gate.finish(pass, self.signal, spool::now_ms());
+        let parked = gate.parked();
+        drop(gate);
+        self.worker.apply(&endpoint, effects, parked);
+    }
+}
+
+/// What an attempt's POST tells the endpoint's circuit breaker.
+fn signal_of(sent: &Result<reqwest::Response, PostError>) -> Signal {
+    match sent {
+        Ok(_) => Signal::Answered,
+        // Nothing was sent without a secret, and a request that could not
+        // even be built reached no one.
+        Err(PostError::NoSecret) => Signal::NoContact,
+        Err(PostError::Transport(e)) if e.is_builder() => Signal::NoContact,
+        Err(PostError::Transport(_)) => Signal::Unreachable,
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn budget_units(budget: u64) -> usize {
+    (budget / MIB).clamp(1, u32::MAX as u64) as usize
+}
+
+/// MiB units one attempt reserves: four times the message, at least one,
+/// at most the whole budget (so a huge message still goes, alone).
+fn memory_units(size: u64, budget: u64) -> u32 {
+    (size.saturating_mul(4) / MIB).clamp(1, budget_units(budget) as u64) as u32
+}
+
+/// Seconds since an RFC 3339 timestamp.
+fn age_of(rfc3339: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(
+        (time::OffsetDateTime::now_utc() - t)
+            .as_seconds_f64()
+            .max(0.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reservation_scales_with_size_within_the_budget() {
+        // POSTERN_DELIVERY_MEMORY=64M
+        let budget = 64 * MIB;
+        assert_eq!(budget_units(budget), 64);
+        assert_eq!(memory_units(0, budget), 1);
+        assert_eq!(memory_units(2048, budget), 1);
+        assert_eq!(memory_units(MIB, budget), 4);
+        assert_eq!(memory_units(10 * MIB, budget), 40);
+        // larger than the whole budget: it still goes, alone
+        assert_eq!(memory_units(25 * MIB, budget), 64);
+    }
+}

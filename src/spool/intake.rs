@@ -1,0 +1,169 @@
+//! Intake: the one way a message enters the spool, used by SMTP `DATA`,
+//! the API's `POST /v1/messages` and the worker's delivery events.
+//!
+//! accept ([`Intake::accept`]: the file is opened with its envelope, so a
+//! full disk is refused before any content is taken) → write (streamed, or
+//! all at once) → commit ([`Incoming::commit`]: durable, the caller may now
+//! answer `250` / `202`) → schedule ([`Committed::schedule`]: every
+//! delivery is due now). A message dropped before its commit leaves
+//! nothing behind.
+//!
+//! Committing and scheduling are two steps so that what the first attempt
+//! will overwrite (the API's `queued` status record) can be written in
+//! between, never after that attempt.
+
+use std::sync::Arc;
+
+use super::{Envelope, JobKey, MessageWriter, Queue, Result, Spool, now_ms};
+
+/// The spool and the schedule, as the producers of messages see them.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    spool: Spool,
+    queue: Arc<Queue>,
+}
+
+impl Intake {
+    pub fn new(spool: Spool, queue: Arc<Queue>) -> Intake {
+        Intake { spool, queue }
+    }
+
+    /// Opens a message: its envelope is written first, the content follows
+    /// with [`Incoming::write`].
+    pub async fn accept(&self, envelope: Envelope) -> Result<Incoming> {
+        let writer = self.spool.create(&envelope).await?;
+        Ok(Incoming {
+            writer,
+            envelope,
+            queue: self.queue.clone(),
+        })
+    }
+
+    /// The whole path for content at hand: accept, write `content`, commit,
+    /// schedule.
+    pub async fn submit(&self, envelope: Envelope, content: &[u8]) -> Result<Envelope> {
+        let mut incoming = self.accept(envelope).await?;
+        incoming.write(content).await?;
+        Ok(incoming.commit().await?.schedule())
+    }
+}
+
+/// A message being received.
+pub struct Incoming {
+    writer: MessageWriter,
+    envelope: Envelope,
+    queue: Arc<Queue>,
+}
+
+impl Incoming {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer.write(bytes).await
+    }
+
+    /// Makes the message durable (see [`MessageWriter::commit`]).
+    pub async fn commit(self) -> Result<Committed> {
+        self.writer.commit().await?;
+        Ok(Committed {
+            envelope: self.envelope,
+            queue: self.queue,
+        })
+    }
+}
+
+/// A durable message, not yet scheduled.
+#[must_use = "a committed message is only delivered once scheduled (or after a restart)"]
+pub struct Committed {
+    envelope: Envelope,
+    queue: Arc<Queue>,
+}
+
+impl Committed {
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// Every delivery of the message is due now; returns its envelope.
+    pub fn schedule(self) -> Envelope {
+        let now = now_ms();
+        for index in 0..self.envelope.deliveries.len() {
+            self.queue.push(
+                JobKey {
+                    id: self.envelope.id.clone(),
+                    index,
+                },
+                now,
+            );
+        }
+        self.envelope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::new_id;
+
+    fn envelope(deliveries: usize) -> Envelope {
+        crate::spool::tests::envelope(&new_id(), deliveries)
+    }
+
+    fn intake() -> (tempfile::TempDir, Intake, Arc<Queue>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let queue = Arc::new(Queue::new());
+        (dir, Intake::new(spool, queue.clone()), queue)
+    }
+
+    #[tokio::test]
+    async fn committed_then_scheduled_once_per_delivery() {
+        let (dir, intake, queue) = intake();
+        let env = envelope(2);
+        let id = env.id.clone();
+        let mut incoming = intake.accept(env).await.unwrap();
+        incoming.write(b"Subject: a\r\n").await.unwrap();
+        incoming.write(b"\r\nbody\r\n").await.unwrap();
+        let committed = incoming.commit().await.unwrap();
+        // durable, not yet due
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            1
+        );
+        assert!(queue.is_empty());
+        assert_eq!(committed.schedule().id, id);
+        let due: Vec<usize> = std::iter::from_fn(|| queue.pop_due(now_ms()).ok())
+            .map(|k| {
+                assert_eq!(k.id, id);
+                k.index
+            })
+            .collect();
+        assert_eq!(due, [0, 1]);
+        let key = JobKey { id, index: 0 };
+        let (_, _, raw) = intake.spool.load_with(&key, |_, _, raw| raw).await.unwrap();
+        assert_eq!(raw, b"Subject: a\r\n\r\nbody\r\n");
+    }
+
+    #[tokio::test]
+    async fn dropped_before_commit_leaves_nothing() {
+        let (dir, intake, queue) = intake();
+        let mut incoming = intake.accept(envelope(1)).await.unwrap();
+        incoming.write(b"partial").await.unwrap();
+        drop(incoming);
+        for sub in ["msg", "tmp"] {
+            assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
+        }
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn submit_is_the_whole_path() {
+        let (_dir, intake, queue) = intake();
+        let env = intake.submit(envelope(1), b"{}").await.unwrap();
+        assert_eq!(
+            queue.pop_due(now_ms()),
+            Ok(JobKey {
+                id: env.id,
+                index: 0
+            })
+        );
+    }
+}
