@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use smtp_proto::Error as ParseError;
 
 use super::printable::sanitize;
+use crate::spool;
 
 pub const EHLO_SYNTAX: &str = "501 5.5.4 Syntax: EHLO hostname";
 pub const HELO_SYNTAX: &str = "501 5.5.4 Syntax: HELO hostname";
@@ -131,6 +132,14 @@ pub fn for_parse_error(e: &ParseError) -> Cow<'static, str> {
     }
 }
 
+/// Spool trouble is always temporary for the client: it keeps the message.
+pub fn for_spool_error(e: &spool::Error) -> &'static str {
+    match e {
+        spool::Error::Full(_) => STORAGE_FULL,
+        _ => LOCAL_ERROR,
+    }
+}
+
 /// A command line that is not UTF-8: MAIL and RCPT get their address
 /// replies (the address is what is broken), anything else the generic one.
 pub fn for_invalid_utf8(line: &[u8]) -> &'static str {
@@ -182,6 +191,15 @@ mod tests {
         assert_eq!(for_invalid_utf8(b"rcpt TO:<\xff>\r\n"), BAD_RCPT);
         assert_eq!(for_invalid_utf8(b"HELO \xff\r\n"), NOT_UTF8);
         assert_eq!(for_invalid_utf8(b"\xff"), NOT_UTF8);
+    }
+
+    #[test]
+    fn spool_trouble_is_temporary() {
+        let full = spool::Error::Full(std::io::ErrorKind::StorageFull.into());
+        assert_eq!(for_spool_error(&full), STORAGE_FULL);
+        let other = spool::Error::Io(std::io::ErrorKind::PermissionDenied.into());
+        assert_eq!(for_spool_error(&other), LOCAL_ERROR);
+        assert_eq!(class(for_spool_error(&other)), 4);
     }
 
     #[test]

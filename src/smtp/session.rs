@@ -16,16 +16,14 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{debug, info};
 
-use super::dot::DataReceiver;
 use super::reply;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
 use crate::config::Config;
-use crate::model::clock::rfc3339_now;
-use crate::route::{self, Target};
-use crate::spool::{self, Delivery, Envelope, Incoming, Intake, Queue, Spool, TlsInfo};
+use crate::route::Target;
+use crate::spool::{Intake, Queue, Spool, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
@@ -129,8 +127,6 @@ impl From<End> for Next {
         Next::Close(e)
     }
 }
-
-const READ_CHUNK: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, inbound: Inbound, peer: Peer, shutdown: CancellationToken) -> Self {
@@ -281,13 +277,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// How long the next read may take: the idle timeout, cut short by
     /// the session deadline.
-    fn read_timeout(&self) -> Duration {
+    pub(super) fn read_timeout(&self) -> Duration {
         let idle = self.inbound.config.limits.idle_timeout;
         idle.min(self.deadline.saturating_duration_since(Instant::now()))
     }
 
     /// A read timed out: which limit was it?
-    fn timed_out(&mut self) -> End {
+    pub(super) fn timed_out(&mut self) -> End {
         if Instant::now() >= self.deadline {
             self.reply(reply::SESSION_TIMEOUT);
             End::SessionTimeout
@@ -452,175 +448,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(reply::OK);
         Next::Continue
     }
-
-    /// DATA: allowed once a transaction has a sender and a recipient.
-    fn data_command(&mut self) -> Next {
-        if self.tx.mail_from.is_none() {
-            return self.error(reply::NEED_MAIL);
-        }
-        if self.tx.rcpts.is_empty() {
-            return self.error(reply::NO_RCPTS);
-        }
-        Next::Data
-    }
-
-    /// Receives the message after `DATA`, spools it, answers.
-    async fn data(&mut self) -> Result<(), End> {
-        let tx = std::mem::take(&mut self.tx);
-        let id = spool::new_id();
-        let span = tracing::info_span!("message", message_id = %id);
-        self.receive(id, tx).instrument(span).await
-    }
-
-    async fn receive(&mut self, id: String, tx: Transaction) -> Result<(), End> {
-        let envelope = self.envelope(&id, &tx);
-
-        // Open the spool file before 354, so a full disk is refused here,
-        // before the client sends megabytes.
-        let mut writer = match self.inbound.intake.accept(envelope).await {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "cannot open spool file");
-                self.reply(spool_reply(&e));
-                return Ok(());
-            }
-        };
-        let received = self.received_header(&id, &tx);
-        let mut failure: Option<spool::Error> = None;
-        if let Some(w) = writer.as_mut()
-            && let Err(e) = w.write(received.as_bytes()).await
-        {
-            failure = Some(e);
-        }
-        self.reply(reply::DATA_START);
-        self.flush().await.map_err(End::Io)?;
-
-        let max = self.inbound.config.limits.max_message_size;
-        let min_rate = self.inbound.config.limits.min_data_rate;
-        let started = Instant::now();
-        let mut received_bytes: u64 = 0;
-        let mut receiver = DataReceiver::new();
-        let mut decoded = Vec::with_capacity(READ_CHUNK);
-        let mut size: u64 = 0;
-        let mut too_big = false;
-        let mut input = std::mem::take(&mut self.input);
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            decoded.clear();
-            let end = receiver.feed(&input, &mut decoded);
-            size += decoded.len() as u64;
-            if size > max && !too_big {
-                // Keep reading to the end so the session stays in sync, but
-                // stop storing: memory stays flat whatever the client sends.
-                too_big = true;
-                writer = None;
-            }
-            if let (Some(w), None) = (writer.as_mut(), failure.as_ref())
-                && let Err(e) = w.write(&decoded).await
-            {
-                warn!(error = %e, "spool write failed");
-                failure = Some(e);
-                writer = None;
-            }
-            if let Some(n) = end {
-                input.drain(..n);
-                self.input = input;
-                break;
-            }
-            input.clear();
-            let n = match tokio::time::timeout(self.read_timeout(), self.stream.read(&mut chunk))
-                .await
-            {
-                Err(_) => return Err(self.timed_out()),
-                Ok(Err(e)) => return Err(End::Io(e)),
-                Ok(Ok(0)) => return Err(End::ClientGone),
-                Ok(Ok(n)) => n,
-            };
-            received_bytes += n as u64;
-            let grace = self.inbound.config.limits.data_rate_grace;
-            if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
-                // A slowloris holds a session slot as long as it trickles.
-                info!(received_bytes, "DATA too slow");
-                self.inbound.metrics.rejected("too_slow");
-                self.reply(reply::TOO_SLOW);
-                return Err(End::TooSlow);
-            }
-            input.extend_from_slice(&chunk[..n]);
-        }
-
-        if too_big {
-            info!(size, "message refused: too big");
-            self.inbound.metrics.rejected("too_big");
-            self.reply(reply::TOO_BIG);
-        } else if receiver.bare_line_end {
-            info!("message refused: bare CR or LF");
-            self.inbound.metrics.rejected("bare_line_end");
-            self.reply(reply::BARE_LINE_END);
-        } else if let Some(e) = failure {
-            self.inbound.metrics.rejected("spool_error");
-            self.reply(spool_reply(&e));
-        } else {
-            let writer: Incoming = writer.expect("writer present when nothing failed");
-            match writer.commit().await {
-                Ok(committed) => {
-                    let envelope = committed.schedule();
-                    self.inbound.metrics.messages_accepted.inc();
-                    self.inbound.metrics.received_bytes.inc_by(size);
-                    info!(
-                        size,
-                        from = %envelope.mail_from,
-                        rcpts = envelope.rcpt_to.len(),
-                        deliveries = envelope.deliveries.len(),
-                        "message accepted"
-                    );
-                    self.reply(&format!("250 2.0.0 OK: queued as {id}"));
-                }
-                Err(e) => {
-                    self.inbound.metrics.rejected("spool_error");
-                    warn!(error = %e, "spool commit failed");
-                    self.reply(spool_reply(&e));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
-        let routes = &self.inbound.config.routes;
-        let deliveries = route::split(&tx.rcpts)
-            .into_iter()
-            .map(|(target, rcpt_to)| {
-                let r = &routes[target.route];
-                Delivery {
-                    target: spool::Target::Webhook {
-                        route: r.pattern.clone(),
-                        url: target.url,
-                    },
-                    rcpt_to,
-                    raw: r.raw,
-                    max_attachment_inline: r.max_attachment_inline,
-                }
-            })
-            .collect();
-        Envelope {
-            id: id.to_string(),
-            received_at: rfc3339_now(),
-            mail_from: tx.mail_from.clone().unwrap_or_default(),
-            rcpt_to: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
-            helo: self.helo.clone().unwrap_or_default(),
-            remote_ip: self.peer.ip.to_string(),
-            tls: self.tls.clone(),
-            authenticated_user: self.auth_user.clone(),
-            deliveries,
-            outbound: None,
-        }
-    }
-}
-
-/// Whether a DATA transfer is below the minimum rate, judged only after
-/// the grace period.
-fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64, grace: Duration) -> bool {
-    min_rate > 0 && elapsed > grace && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
 }
 
 /// Never log what follows AUTH (credentials), whatever the mechanism.
@@ -630,14 +457,6 @@ fn redact(line: &[u8]) -> Cow<'_, str> {
         Cow::Borrowed("AUTH <redacted>")
     } else {
         Cow::Owned(String::from_utf8_lossy(line).trim_end().to_string())
-    }
-}
-
-/// Spool trouble is always temporary for the client: it keeps the message.
-fn spool_reply(e: &spool::Error) -> &'static str {
-    match e {
-        spool::Error::Full(_) => reply::STORAGE_FULL,
-        _ => reply::LOCAL_ERROR,
     }
 }
 
