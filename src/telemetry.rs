@@ -225,13 +225,14 @@ impl Metrics {
         }
     }
 
-    /// Counts one SMTP reply by its class.
-    pub fn reply(&self, line: &str) {
-        let index = match line.as_bytes().first() {
-            Some(b'2') => 0,
-            Some(b'3') => 1,
-            Some(b'4') => 2,
-            Some(b'5') => 3,
+    /// Counts one SMTP reply by its class (`smtp::reply::class`: the
+    /// caller classifies, so telemetry stays below the SMTP stage).
+    pub fn reply(&self, class: u8) {
+        let index = match class {
+            2 => 0,
+            3 => 1,
+            4 => 2,
+            5 => 3,
             _ => 4,
         };
         self.reply_classes[index].inc();
@@ -305,8 +306,8 @@ mod tests {
     #[test]
     fn renders_prometheus_names() {
         let m = Metrics::new();
-        m.reply("250 2.0.0 OK");
-        m.reply("550 5.1.1 no");
+        m.reply(crate::smtp::reply::class("250 2.0.0 OK"));
+        m.reply(crate::smtp::reply::class("550 5.1.1 no"));
         m.attempt("webhook", "delivered");
         m.delivery_latency.observe(0.02);
         let text = m.render();

@@ -20,6 +20,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
             "empty password: pipe it in, e.g. `printf %s \"$PW\" | postern hash-password`"
         );
     }
-    println!("{}", postern::smtp::auth::hash_password(password));
+    println!("{}", postern::model::users::hash_password(password));
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,7 @@ pub struct SecurityConfig {
     /// MAIL on a plain session gets `530 5.7.0`.
     pub require_tls: bool,
     pub auth: AuthMode,
-    pub users: crate::smtp::auth::Users,
+    pub users: crate::model::users::Users,
     /// Offer AUTH on plain sessions (development only).
     pub allow_insecure_auth: bool,
     /// Failed AUTH attempts per IP within `auth_failure_window` before
@@ -75,10 +75,10 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> SecurityConfig {
         ),
         (None, None) => None,
     };
-    let no_users = || crate::smtp::auth::Users::parse("").expect("no users parse");
+    let no_users = || crate::model::users::Users::parse("").expect("no users parse");
     let users = match users_text {
         Some((var, text)) => p.or(
-            crate::smtp::auth::Users::parse(&text).map_err(|e| invalid(var, e.to_string())),
+            crate::model::users::Users::parse(&text).map_err(|e| invalid(var, e.to_string())),
             no_users(),
         ),
         None => no_users(),

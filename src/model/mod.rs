@@ -4,3 +4,4 @@
 pub mod clock;
 pub mod one_or_many;
 pub mod secret;
+pub mod users;

@@ -1,194 +1,215 @@
-//! The DATA phase: a streaming receiver for the message content.
-//!
-//! It ends only on `<CRLF>.<CRLF>` (RFC 5321 4.1.1.4), removes the leading
-//! dot of dot-stuffed lines (4.5.2), and flags a bare CR or bare LF anywhere
-//! in the content. Bare line ends are how SMTP smuggling works
-//! (CVE-2023-51764 and friends): a server that takes `<LF>.<LF>` or
-//! `<LF>.<CRLF>` as the end lets a sender hide a second message inside the
-//! first. After a bare LF we stay mid-line, so no sequence containing one can
-//! end the data; the session then refuses the whole message, as Postfix 3.9
-//! does by default.
-//!
-//! Our own `DataReceiver` instead of smtp-proto's: we stream to disk in
-//! chunks and need the bare-line-end verdict, which smtp-proto's receiver
-//! does not give.
+//! DATA (RFC 5321 4.1.1.4): the message is received after `354`,
+//! decoded by [`super::dot`] while it streams to the spool through the
+//! intake, and answered `250` only once the intake has committed it to
+//! disk. Temporary trouble on our side is a `4xx`: the client keeps the
+//! message.
 
-/// Where we are in the byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Just after CRLF (or at the very start).
-    LineStart,
-    /// Inside a line.
-    Text,
-    /// Inside a line, just after a CR.
-    Cr,
-    /// A line began with a dot (already removed).
-    Dot,
-    /// `<CRLF>.<CR>`: one LF away from the end.
-    DotCr,
-}
+use std::time::{Duration, Instant};
 
-/// Incremental DATA decoder.
-#[derive(Debug)]
-pub struct DataReceiver {
-    state: State,
-    /// A bare CR or LF was seen.
-    pub bare_line_end: bool,
-}
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tracing::{Instrument, info, warn};
 
-impl Default for DataReceiver {
-    fn default() -> Self {
-        DataReceiver {
-            state: State::LineStart,
-            bare_line_end: false,
+use super::dot::DataReceiver;
+use super::reply;
+use super::session::{End, Next, Session, Transaction};
+use crate::model::clock::rfc3339_now;
+use crate::route;
+use crate::spool::{self, Delivery, Envelope, Incoming};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// DATA: allowed once a transaction has a sender and a recipient.
+    pub(super) fn data_command(&mut self) -> Next {
+        if self.tx.mail_from.is_none() {
+            return self.error(reply::NEED_MAIL);
         }
-    }
-}
-
-impl DataReceiver {
-    pub fn new() -> Self {
-        Self::default()
+        if self.tx.rcpts.is_empty() {
+            return self.error(reply::NO_RCPTS);
+        }
+        Next::Data
     }
 
-    /// Decodes `input` into `out` (appending). Returns `Some(n)` when the
-    /// end-of-data sequence was found, `n` being the number of input bytes
-    /// consumed (the rest belongs to the next command), or `None` when all
-    /// of `input` was consumed and more is needed.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-        let mut i = 0;
-        while i < input.len() {
-            if self.state == State::Text {
-                // Fast path: copy up to the next CR or LF in one go.
-                match memchr::memchr2(b'\r', b'\n', &input[i..]) {
-                    Some(p) => {
-                        out.extend_from_slice(&input[i..i + p]);
-                        i += p;
-                    }
-                    None => {
-                        out.extend_from_slice(&input[i..]);
-                        return None;
-                    }
-                }
+    /// Receives the message after `DATA`, spools it, answers.
+    pub(super) async fn data(&mut self) -> Result<(), End> {
+        let tx = std::mem::take(&mut self.tx);
+        let id = spool::new_id();
+        let span = tracing::info_span!("message", message_id = %id);
+        self.receive(id, tx).instrument(span).await
+    }
+
+    async fn receive(&mut self, id: String, tx: Transaction) -> Result<(), End> {
+        let envelope = self.envelope(&id, &tx);
+
+        // Open the spool file before 354, so a full disk is refused here,
+        // before the client sends megabytes.
+        let mut writer = match self.inbound.intake.accept(envelope).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot open spool file");
+                self.reply(reply::for_spool_error(&e));
+                return Ok(());
             }
-            let b = input[i];
-            i += 1;
-            self.state = match (self.state, b) {
-                (State::LineStart, b'.') => State::Dot,
-                (State::DotCr, b'\n') => {
-                    self.state = State::LineStart;
-                    return Some(i);
-                }
-                (State::DotCr, _) => {
-                    // ".<CR>x": that CR was bare.
-                    self.bare_line_end = true;
-                    out.push(b'\r');
-                    self.text_byte(b, out)
-                }
-                (State::Dot, b'\r') => State::DotCr,
-                (State::Cr, b'\n') => {
-                    out.extend_from_slice(b"\r\n");
-                    State::LineStart
-                }
-                (State::Cr, _) => {
-                    self.bare_line_end = true;
-                    out.push(b'\r');
-                    self.text_byte(b, out)
-                }
-                (_, _) => self.text_byte(b, out),
+        };
+        let received = self.received_header(&id, &tx);
+        let mut failure: Option<spool::Error> = None;
+        if let Some(w) = writer.as_mut()
+            && let Err(e) = w.write(received.as_bytes()).await
+        {
+            failure = Some(e);
+        }
+        self.reply(reply::DATA_START);
+        self.flush().await.map_err(End::Io)?;
+
+        let max = self.inbound.config.limits.max_message_size;
+        let min_rate = self.inbound.config.limits.min_data_rate;
+        let started = Instant::now();
+        let mut received_bytes: u64 = 0;
+        let mut receiver = DataReceiver::new();
+        let mut decoded = Vec::with_capacity(READ_CHUNK);
+        let mut size: u64 = 0;
+        let mut too_big = false;
+        let mut input = std::mem::take(&mut self.input);
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            decoded.clear();
+            let end = receiver.feed(&input, &mut decoded);
+            size += decoded.len() as u64;
+            if size > max && !too_big {
+                // Keep reading to the end so the session stays in sync, but
+                // stop storing: memory stays flat whatever the client sends.
+                too_big = true;
+                writer = None;
+            }
+            if let (Some(w), None) = (writer.as_mut(), failure.as_ref())
+                && let Err(e) = w.write(&decoded).await
+            {
+                warn!(error = %e, "spool write failed");
+                failure = Some(e);
+                writer = None;
+            }
+            if let Some(n) = end {
+                input.drain(..n);
+                self.input = input;
+                break;
+            }
+            input.clear();
+            let n = match tokio::time::timeout(self.read_timeout(), self.stream.read(&mut chunk))
+                .await
+            {
+                Err(_) => return Err(self.timed_out()),
+                Ok(Err(e)) => return Err(End::Io(e)),
+                Ok(Ok(0)) => return Err(End::ClientGone),
+                Ok(Ok(n)) => n,
             };
+            received_bytes += n as u64;
+            let grace = self.inbound.config.limits.data_rate_grace;
+            if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
+                // A slowloris holds a session slot as long as it trickles.
+                info!(received_bytes, "DATA too slow");
+                self.inbound.metrics.rejected("too_slow");
+                self.reply(reply::TOO_SLOW);
+                return Err(End::TooSlow);
+            }
+            input.extend_from_slice(&chunk[..n]);
         }
-        None
+
+        if too_big {
+            info!(size, "message refused: too big");
+            self.inbound.metrics.rejected("too_big");
+            self.reply(reply::TOO_BIG);
+        } else if receiver.bare_line_end {
+            info!("message refused: bare CR or LF");
+            self.inbound.metrics.rejected("bare_line_end");
+            self.reply(reply::BARE_LINE_END);
+        } else if let Some(e) = failure {
+            self.inbound.metrics.rejected("spool_error");
+            self.reply(reply::for_spool_error(&e));
+        } else {
+            let writer: Incoming = writer.expect("writer present when nothing failed");
+            match writer.commit().await {
+                Ok(committed) => {
+                    let envelope = committed.schedule();
+                    self.inbound.metrics.messages_accepted.inc();
+                    self.inbound.metrics.received_bytes.inc_by(size);
+                    info!(
+                        size,
+                        from = %envelope.mail_from,
+                        rcpts = envelope.rcpt_to.len(),
+                        deliveries = envelope.deliveries.len(),
+                        "message accepted"
+                    );
+                    self.reply(&reply::queued(&id));
+                }
+                Err(e) => {
+                    self.inbound.metrics.rejected("spool_error");
+                    warn!(error = %e, "spool commit failed");
+                    self.reply(reply::for_spool_error(&e));
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// A byte inside a line (or the first byte of one).
-    fn text_byte(&mut self, b: u8, out: &mut Vec<u8>) -> State {
-        match b {
-            b'\r' => State::Cr,
-            b'\n' => {
-                // A bare LF does not start a new line: nothing after it can
-                // be taken as the end of data.
-                self.bare_line_end = true;
-                out.push(b'\n');
-                State::Text
-            }
-            _ => {
-                out.push(b);
-                State::Text
-            }
+    fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
+        let routes = &self.inbound.config.routes;
+        let deliveries = route::split(&tx.rcpts)
+            .into_iter()
+            .map(|(target, rcpt_to)| {
+                let r = &routes[target.route];
+                Delivery {
+                    target: spool::Target::Webhook {
+                        route: r.pattern.clone(),
+                        url: target.url,
+                    },
+                    rcpt_to,
+                    raw: r.raw,
+                    max_attachment_inline: r.max_attachment_inline,
+                }
+            })
+            .collect();
+        Envelope {
+            id: id.to_string(),
+            received_at: rfc3339_now(),
+            mail_from: tx.mail_from.clone().unwrap_or_default(),
+            rcpt_to: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
+            helo: self.helo.clone().unwrap_or_default(),
+            remote_ip: self.peer.ip.to_string(),
+            tls: self.tls.clone(),
+            authenticated_user: self.auth_user.clone(),
+            deliveries,
+            outbound: None,
         }
     }
+}
+
+/// Whether a DATA transfer is below the minimum rate, judged only after
+/// the grace period.
+fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64, grace: Duration) -> bool {
+    min_rate > 0 && elapsed > grace && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Feeds `input` whole and split at every point; all must agree.
-    fn run(input: &[u8]) -> (Option<usize>, Vec<u8>, bool) {
-        let mut r = DataReceiver::new();
-        let mut out = Vec::new();
-        let whole = (r.feed(input, &mut out), out, r.bare_line_end);
-        for cut in 0..input.len() {
-            let mut r = DataReceiver::new();
-            let mut out = Vec::new();
-            let end = match r.feed(&input[..cut], &mut out) {
-                Some(n) => Some(n),
-                None => r.feed(&input[cut..], &mut out).map(|n| n + cut),
-            };
+    #[test]
+    fn too_slow_table() {
+        let s = Duration::from_secs;
+        // (bytes, elapsed, min_rate, grace) -> too slow
+        for (bytes, elapsed, min_rate, grace, expected) in [
+            (0, s(100), 0, s(10), false),     // no minimum rate
+            (0, s(10), 100, s(10), false),    // still in the grace period
+            (999, s(11), 100, s(10), true),   // 999 < 1100
+            (1100, s(11), 100, s(10), false), // exactly the rate
+            (2999, s(30), 100, s(10), true),
+            (5000, s(30), 100, s(10), false),
+        ] {
             assert_eq!(
-                (end, &out, r.bare_line_end),
-                (whole.0, &whole.1, whole.2),
-                "cut at {cut}"
+                too_slow(bytes, elapsed, min_rate, grace),
+                expected,
+                "{bytes} bytes in {elapsed:?}"
             );
         }
-        whole
-    }
-
-    #[test]
-    fn ends_only_on_crlf_dot_crlf() {
-        let (end, out, bare) = run(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n");
-        assert_eq!(end, Some(24));
-        assert_eq!(out, b"Subject: x\r\n\r\nhello\r\n");
-        assert!(!bare);
-    }
-
-    #[test]
-    fn empty_message() {
-        assert_eq!(run(b".\r\n"), (Some(3), vec![], false));
-    }
-
-    #[test]
-    fn dot_unstuffing() {
-        let (end, out, _) = run(b"..leading\r\n...\r\n.x\r\nmid.dle\r\n.\r\n");
-        assert!(end.is_some());
-        assert_eq!(out, b".leading\r\n..\r\nx\r\nmid.dle\r\n");
-    }
-
-    #[test]
-    fn smuggling_variants_do_not_end_data() {
-        for evil in [
-            &b"a\n.\nMAIL FROM:<x@y>\r\n"[..],
-            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
-            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
-            b"a\r.\r\nMAIL FROM:<x@y>\r\n",
-            b"a\r\n.\r.\r\n",
-        ] {
-            let (end, _, bare) = run(evil);
-            assert_eq!(end, None, "{:?}", String::from_utf8_lossy(evil));
-            assert!(bare, "{:?}", String::from_utf8_lossy(evil));
-        }
-        // ...and the real end still works after them, with the verdict kept.
-        let (end, out, bare) = run(b"a\n.\nb\r\n.\r\n");
-        assert_eq!(end, Some(10));
-        assert_eq!(out, b"a\n.\nb\r\n");
-        assert!(bare);
-    }
-
-    #[test]
-    fn bare_cr_and_lf_are_flagged() {
-        assert!(run(b"a\rb\r\n.\r\n").2);
-        assert!(run(b"a\nb\r\n.\r\n").2);
-        assert!(run(b"a\r\r\n.\r\n").2);
-        assert!(!run(b"a\r\nb\r\n.\r\n").2);
     }
 }

@@ -1,13 +1,30 @@
-//! The inbound SMTP server: accept loop ([`server`]), the per-connection
-//! state machine ([`session`]), the DATA decoder ([`data`]) and the reply
-//! texts ([`reply`]), and the PROXY protocol header in front of it all
-//! ([`proxy`]). It never talks to webhook delivery: the two meet only
-//! at the spool.
+//! The inbound SMTP stage: from an accepted connection to a message
+//! committed through the spool's intake (`spool::intake`), which is the
+//! only place it hands anything on; delivery never calls back into it.
+//!
+//! - [`server`]: accept loops, the session caps ([`server::Limiter`]); the
+//!   PROXY protocol header in front of it all ([`proxy`]).
+//! - [`session`]: session state, the command loop and the dispatch, one
+//!   method per verb, each in its phase's file: `ehlo`, `mail`, `rcpt`,
+//!   `data` (with the `dot` decoder and the `received` trace header),
+//!   `auth` (with `sasl` decoding and the [`throttle`]), `starttls`
+//!   (also the TLS handshake of the implicit-TLS listener).
+//! - [`reply`]: every reply text we send and the reply class; `printable`
+//!   keeps echoed client text safe; [`address`] canonicalises addresses.
 
 pub mod address;
-pub mod auth;
-pub mod data;
+mod auth;
+mod data;
+mod dot;
+mod ehlo;
+mod mail;
+mod printable;
 pub mod proxy;
+mod rcpt;
+mod received;
 pub mod reply;
+mod sasl;
 pub mod server;
 pub mod session;
+mod starttls;
+pub mod throttle;

@@ -1,6 +1,20 @@
 //! SMTP replies we send, in one place so the exact text is easy to review
 //! and to assert on in tests. Every reply carries an enhanced status code
-//! (RFC 3463, RFC 2034).
+//! (RFC 3463, RFC 2034). Replies that carry a value (a host name, a
+//! queue id, a parser detail) are built by the functions below; no other
+//! file writes a reply code.
+
+use std::borrow::Cow;
+
+use smtp_proto::Error as ParseError;
+
+use super::printable::sanitize;
+use crate::spool;
+
+pub const EHLO_SYNTAX: &str = "501 5.5.4 Syntax: EHLO hostname";
+pub const HELO_SYNTAX: &str = "501 5.5.4 Syntax: HELO hostname";
+/// The PLAIN challenge: empty, the client sends its credentials next.
+pub const PLAIN_CHALLENGE: &str = "334 ";
 
 pub const DATA_START: &str = "354 Start mail input; end with <CRLF>.<CRLF>";
 pub const OK: &str = "250 2.0.0 OK";
@@ -60,4 +74,139 @@ pub const BARE_LINE_END: &str =
 /// A reply's code class: the first digit.
 pub fn class(line: &str) -> u8 {
     line.as_bytes().first().map_or(0, |b| b.wrapping_sub(b'0'))
+}
+
+/// The `220` greeting.
+pub fn greeting(hostname: &str) -> String {
+    format!("220 {hostname} ESMTP Postern ready")
+}
+
+/// The `250` answer to HELO; `client` is already printable.
+pub fn helo(hostname: &str, client: &str) -> String {
+    format!("250 {hostname} Hello {client}")
+}
+
+/// The multi-line `250` answer to EHLO: the greeting line, then one line
+/// per keyword, `250-` on all but the last.
+pub fn ehlo(hostname: &str, client: &str, keywords: &[String]) -> Vec<String> {
+    let first = format!("{hostname} Hello {client}");
+    let lines: Vec<&str> = std::iter::once(first.as_str())
+        .chain(keywords.iter().map(String::as_str))
+        .collect();
+    let last = lines.len() - 1;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let sep = if i == last { ' ' } else { '-' };
+            format!("250{sep}{l}")
+        })
+        .collect()
+}
+
+/// A `334` AUTH challenge carrying `prompt` (base64).
+pub fn challenge(prompt: &str) -> String {
+    format!("334 {prompt}")
+}
+
+/// The `250` after DATA: the message is on disk under `id`.
+pub fn queued(id: &str) -> String {
+    format!("250 2.0.0 OK: queued as {id}")
+}
+
+/// A parser error becomes a reply.
+pub fn for_parse_error(e: &ParseError) -> Cow<'static, str> {
+    match e {
+        ParseError::UnknownCommand => UNRECOGNIZED.into(),
+        ParseError::InvalidSenderAddress => BAD_SENDER.into(),
+        ParseError::InvalidRecipientAddress => BAD_RCPT.into(),
+        ParseError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}").into(),
+        ParseError::InvalidParameter { param } => {
+            format!("501 5.5.4 Invalid parameter {param}").into()
+        }
+        ParseError::UnsupportedParameter { param } => {
+            format!("555 5.5.4 Unsupported parameter {}", sanitize(param)).into()
+        }
+        ParseError::ResponseTooLong => LINE_TOO_LONG.into(),
+        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => SYNTAX.into(),
+    }
+}
+
+/// Spool trouble is always temporary for the client: it keeps the message.
+pub fn for_spool_error(e: &spool::Error) -> &'static str {
+    match e {
+        spool::Error::Full(_) => STORAGE_FULL,
+        _ => LOCAL_ERROR,
+    }
+}
+
+/// A command line that is not UTF-8: MAIL and RCPT get their address
+/// replies (the address is what is broken), anything else the generic one.
+pub fn for_invalid_utf8(line: &[u8]) -> &'static str {
+    let verb = line.get(..4).unwrap_or(b"");
+    if verb.eq_ignore_ascii_case(b"MAIL") {
+        BAD_SENDER
+    } else if verb.eq_ignore_ascii_case(b"RCPT") {
+        BAD_RCPT
+    } else {
+        NOT_UTF8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_is_the_first_digit() {
+        for (line, expected) in [
+            ("250 2.0.0 OK", 2),
+            ("354 Start", 3),
+            ("421 4.3.2 x", 4),
+            ("550 5.1.1 x", 5),
+            ("", 0),
+        ] {
+            assert_eq!(class(line), expected, "{line:?}");
+        }
+        assert!(class("x") > 5);
+    }
+
+    #[test]
+    fn ehlo_reply_continues_all_but_the_last_line() {
+        let keywords = vec!["PIPELINING".to_string(), "SIZE 10".to_string()];
+        assert_eq!(
+            ehlo("mx.example", "client", &keywords),
+            [
+                "250-mx.example Hello client",
+                "250-PIPELINING",
+                "250 SIZE 10"
+            ]
+        );
+        assert_eq!(ehlo("mx", "c", &[]), ["250 mx Hello c"]);
+    }
+
+    #[test]
+    fn invalid_utf8_reply_names_the_broken_address() {
+        assert_eq!(for_invalid_utf8(b"MAIL FROM:<\xff>\r\n"), BAD_SENDER);
+        assert_eq!(for_invalid_utf8(b"rcpt TO:<\xff>\r\n"), BAD_RCPT);
+        assert_eq!(for_invalid_utf8(b"HELO \xff\r\n"), NOT_UTF8);
+        assert_eq!(for_invalid_utf8(b"\xff"), NOT_UTF8);
+    }
+
+    #[test]
+    fn spool_trouble_is_temporary() {
+        let full = spool::Error::Full(std::io::ErrorKind::StorageFull.into());
+        assert_eq!(for_spool_error(&full), STORAGE_FULL);
+        let other = spool::Error::Io(std::io::ErrorKind::PermissionDenied.into());
+        assert_eq!(for_spool_error(&other), LOCAL_ERROR);
+        assert_eq!(class(for_spool_error(&other)), 4);
+    }
+
+    #[test]
+    fn unsupported_parameter_is_echoed_printable() {
+        let e = ParseError::UnsupportedParameter {
+            param: "X=a b".into(),
+        };
+        assert_eq!(for_parse_error(&e), "555 5.5.4 Unsupported parameter X=a?b");
+    }
 }

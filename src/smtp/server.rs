@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info};
 
-use super::session::{Inbound, Peer, Session, handshake};
+use super::session::{Inbound, Peer, Session};
+use super::starttls::handshake;
 use super::{proxy, reply};
 
 /// Counts open sessions, in total and per IP. A connection first takes a

@@ -10,22 +10,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smtp_proto::{Error as ParseError, Request};
+use smtp_proto::Request;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{debug, info};
 
-use super::address;
-use super::auth::{self as sasl, AuthThrottle, Verdict};
-use super::data::DataReceiver;
 use super::reply;
-use crate::config::{AuthMode, Config};
-use crate::model::clock::{rfc2822_now, rfc3339_now};
-use crate::route::{self, Target};
-use crate::spool::{self, Delivery, Envelope, Incoming, Intake, Queue, Spool, TlsInfo};
+use super::starttls::unknown_tls;
+use super::throttle::AuthThrottle;
+use crate::config::Config;
+use crate::route::Target;
+use crate::spool::{Intake, Queue, Spool, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
@@ -65,9 +63,6 @@ impl Inbound {
     }
 }
 
-/// A TLS handshake that takes longer than this is abandoned.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Why a session ended.
 #[derive(Debug)]
 pub enum End {
@@ -97,37 +92,37 @@ pub struct Peer {
 
 /// The transaction in progress (between MAIL and the end of DATA).
 #[derive(Debug, Default)]
-struct Transaction {
-    mail_from: Option<String>,
+pub(super) struct Transaction {
+    pub(super) mail_from: Option<String>,
     /// MAIL carried SMTPUTF8 (RFC 6531): changes the `with` protocol name.
-    smtputf8: bool,
-    rcpts: Vec<(String, Vec<Target>)>,
+    pub(super) smtputf8: bool,
+    pub(super) rcpts: Vec<(String, Vec<Target>)>,
 }
 
 pub struct Session<S> {
-    stream: S,
-    inbound: Inbound,
-    peer: Peer,
-    shutdown: CancellationToken,
+    pub(super) stream: S,
+    pub(super) inbound: Inbound,
+    pub(super) peer: Peer,
+    pub(super) shutdown: CancellationToken,
     /// Received, not yet handled.
-    input: Vec<u8>,
+    pub(super) input: Vec<u8>,
     /// Replies not yet flushed.
-    output: Vec<u8>,
-    helo: Option<String>,
-    esmtp: bool,
-    tx: Transaction,
-    errors: usize,
+    pub(super) output: Vec<u8>,
+    pub(super) helo: Option<String>,
+    pub(super) esmtp: bool,
+    pub(super) tx: Transaction,
+    pub(super) errors: usize,
     /// Inside an over-long line: drop bytes until the next LF.
-    discarding: bool,
+    pub(super) discarding: bool,
     /// Set once TLS is up (STARTTLS or implicit).
-    tls: Option<TlsInfo>,
-    auth_user: Option<String>,
+    pub(super) tls: Option<TlsInfo>,
+    pub(super) auth_user: Option<String>,
     /// The session ends at this instant whatever happens.
-    deadline: Instant,
+    pub(super) deadline: Instant,
 }
 
 /// What handling one command asks the loop to do next.
-enum Next {
+pub(super) enum Next {
     Continue,
     Data,
     Close(End),
@@ -138,8 +133,6 @@ impl From<End> for Next {
         Next::Close(e)
     }
 }
-
-const READ_CHUNK: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, inbound: Inbound, peer: Peer, shutdown: CancellationToken) -> Self {
@@ -184,34 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             debug!(?end, "session ended");
             return end;
         }
-        let Some(acceptor) = self.inbound.tls.clone() else {
-            return End::TlsHandshake("no TLS configured".into());
-        };
-        let Session {
-            stream,
-            inbound,
-            peer,
-            shutdown,
-            errors,
-            deadline,
-            ..
-        } = self;
-        let (tls, info) = match handshake(&acceptor, stream, &inbound, "STARTTLS").await {
-            Ok(t) => t,
-            Err(reason) => return End::TlsHandshake(reason),
-        };
-        // The connection's span said `tls=false` when it was accepted.
-        tracing::Span::current().record("tls", true);
-        debug!(?info, "STARTTLS established");
-        // RFC 3207 4.2: all knowledge from before the handshake is
-        // discarded; the client starts again with EHLO.
-        let mut session = Session::new(tls, inbound, peer, shutdown).with_tls(info);
-        session.errors = errors;
-        session.deadline = deadline;
-        let end = session.serve().await;
-        let _ = session.stream.shutdown().await;
-        debug!(?end, "session ended");
-        end
+        self.upgrade().await
     }
 
     /// Sends the greeting; with a greeting delay, a client that talks
@@ -248,12 +214,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
-        let greeting = format!("220 {} ESMTP Postern ready", self.inbound.config.hostname);
+        let greeting = reply::greeting(&self.inbound.config.hostname);
         self.reply(&greeting);
         Ok(())
     }
 
-    async fn serve(&mut self) -> End {
+    pub(super) async fn serve(&mut self) -> End {
         loop {
             // Answer every complete line we already have.
             while let Some(line) = self.next_line() {
@@ -317,13 +283,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// How long the next read may take: the idle timeout, cut short by
     /// the session deadline.
-    fn read_timeout(&self) -> Duration {
+    pub(super) fn read_timeout(&self) -> Duration {
         let idle = self.inbound.config.limits.idle_timeout;
         idle.min(self.deadline.saturating_duration_since(Instant::now()))
     }
 
     /// A read timed out: which limit was it?
-    fn timed_out(&mut self) -> End {
+    pub(super) fn timed_out(&mut self) -> End {
         if Instant::now() >= self.deadline {
             self.reply(reply::SESSION_TIMEOUT);
             End::SessionTimeout
@@ -334,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Reads one line of an AUTH exchange.
-    async fn read_line(&mut self) -> Result<Option<String>, End> {
+    pub(super) async fn read_line(&mut self) -> Result<Option<String>, End> {
         loop {
             match self.next_line() {
                 Some(Ok(line)) => {
@@ -379,10 +345,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn reply(&mut self, line: &str) {
+    pub(super) fn reply(&mut self, line: &str) {
         debug!(reply = line, "S:");
         if line.as_bytes().get(3) != Some(&b'-') {
-            self.inbound.metrics.reply(line);
+            self.inbound.metrics.reply(reply::class(line));
         }
         self.output.extend_from_slice(line.as_bytes());
         self.output.extend_from_slice(b"\r\n");
@@ -391,7 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Writes the pending replies. Bounded by the same clock as reads: a
     /// client that pipelines commands and never reads the replies would
     /// otherwise block us in a write forever, past every time limit.
-    async fn flush(&mut self) -> std::io::Result<()> {
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
         if !self.output.is_empty() {
             let wait = self.read_timeout();
             let write = async {
@@ -413,7 +379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// A protocol error: reply, count, and close after too many.
-    fn error(&mut self, line: &str) -> Next {
+    pub(super) fn error(&mut self, line: &str) -> Next {
         self.reply(line);
         self.errors += 1;
         if self.errors >= self.inbound.config.limits.max_errors {
@@ -438,135 +404,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Commands are ASCII, or UTF-8 with SMTPUTF8. smtp-proto would
         // replace invalid bytes with U+FFFD and so alter an address.
         if std::str::from_utf8(line).is_err() {
-            let verb = line.get(..4).unwrap_or(b"");
-            return self.error(if verb.eq_ignore_ascii_case(b"MAIL") {
-                reply::BAD_SENDER
-            } else if verb.eq_ignore_ascii_case(b"RCPT") {
-                reply::BAD_RCPT
-            } else {
-                reply::NOT_UTF8
-            });
+            return self.error(reply::for_invalid_utf8(line));
         }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
-            Err(e) => return self.error(parse_error_reply(&e).as_ref()),
+            Err(e) => return self.error(reply::for_parse_error(&e).as_ref()),
         };
         match request {
             Request::Ehlo { host } => self.hello(host.as_ref(), true),
             Request::Helo { host } => self.hello(host.as_ref(), false),
-            Request::Mail { from } => {
-                if self.helo.is_none() {
-                    return self.error(reply::NEED_HELO);
-                }
-                if self.tx.mail_from.is_some() {
-                    return self.error(reply::NESTED_MAIL);
-                }
-                let sec = &self.inbound.config.security;
-                if sec.require_tls && self.tls.is_none() {
-                    return self.error(reply::MUST_STARTTLS);
-                }
-                if sec.auth == AuthMode::Required && self.auth_user.is_none() {
-                    return self.error(reply::AUTH_REQUIRED);
-                }
-                if from.size as u64 > self.inbound.config.limits.max_message_size {
-                    self.reply(reply::TOO_BIG);
-                    return Next::Continue;
-                }
-                let Ok(mail_from) = address::canonical(&from.address) else {
-                    return self.error(reply::BAD_SENDER);
-                };
-                self.tx.smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
-                self.tx.mail_from = Some(mail_from.into_owned());
-                self.reply(reply::SENDER_OK);
-                Next::Continue
-            }
-            Request::Rcpt { to } => {
-                if self.tx.mail_from.is_none() {
-                    return self.error(reply::NEED_MAIL);
-                }
-                if self.tx.rcpts.len() >= self.inbound.config.limits.max_recipients {
-                    self.reply(reply::TOO_MANY_RCPTS);
-                    return Next::Continue;
-                }
-                let Ok(addr) = address::canonical(&to.address) else {
-                    return self.error(reply::BAD_RCPT);
-                };
-                let addr = addr.into_owned();
-                // smtp-proto gives `<>` and `<Postmaster>` alike as an empty
-                // address; only the latter is a mailbox.
-                if addr.is_empty() && !contains_ignore_case(line, b"<postmaster>") {
-                    return self.error(reply::BAD_RCPT);
-                }
-                let (addr, targets) = self.route(addr, self.auth_user.is_some());
-                let targets = match targets {
-                    Ok(t) => t,
-                    Err(e) => {
-                        info!(rcpt = %addr, reason = %e, "recipient refused: unsafe in its route's URL");
-                        self.reply(reply::RCPT_UNSAFE_FOR_ROUTE);
-                        return Next::Continue;
-                    }
-                };
-                if targets.is_empty()
-                    && self.auth_user.is_none()
-                    && self
-                        .route(addr.clone(), true)
-                        .1
-                        .is_ok_and(|t| !t.is_empty())
-                {
-                    info!(rcpt = %addr, "recipient refused: its route needs AUTH");
-                    self.reply(reply::AUTH_REQUIRED);
-                    return Next::Continue;
-                }
-                if targets.is_empty() {
-                    info!(rcpt = %addr, "recipient refused: no route");
-                    self.reply(reply::NO_ROUTE);
-                    return Next::Continue;
-                }
-                self.tx.rcpts.push((addr, targets));
-                self.reply(reply::RCPT_OK);
-                Next::Continue
-            }
-            Request::Data => {
-                if self.tx.mail_from.is_none() {
-                    return self.error(reply::NEED_MAIL);
-                }
-                if self.tx.rcpts.is_empty() {
-                    return self.error(reply::NO_RCPTS);
-                }
-                Next::Data
-            }
-            Request::Rset => {
-                self.tx = Transaction::default();
-                self.reply(reply::OK);
-                Next::Continue
-            }
-            Request::Noop { .. } => {
-                self.reply(reply::OK);
-                Next::Continue
-            }
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to, line),
+            Request::Data => self.data_command(),
+            Request::Rset => self.rset(),
+            Request::Noop { .. } => self.answer(reply::OK),
             Request::Quit => {
                 self.reply(reply::BYE);
                 Next::Close(End::Quit)
             }
-            Request::Vrfy { .. } => {
-                self.reply(reply::VRFY);
-                Next::Continue
-            }
-            Request::Help { .. } => {
-                self.reply(reply::HELP);
-                Next::Continue
-            }
+            Request::Vrfy { .. } => self.answer(reply::VRFY),
+            Request::Help { .. } => self.answer(reply::HELP),
             Request::StartTls => self.starttls(),
             Request::Auth {
                 mechanism,
                 initial_response,
-            } => {
-                let initial = initial_response.into_owned();
-                match self.auth(mechanism, initial).await {
-                    Ok(next) => next,
-                    Err(end) => Next::Close(end),
-                }
-            }
+            } => self
+                .auth(mechanism, initial_response.into_owned())
+                .await
+                .unwrap_or_else(Next::Close),
             // Recognised but not offered: BDAT needs CHUNKING.
             Request::Bdat { .. }
             | Request::Lhlo { .. }
@@ -577,497 +442,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn hello(&mut self, host: &str, esmtp: bool) -> Next {
-        if host.is_empty() || host.chars().any(char::is_control) {
-            return self.error(if esmtp {
-                "501 5.5.4 Syntax: EHLO hostname"
-            } else {
-                "501 5.5.4 Syntax: HELO hostname"
-            });
-        }
-        // A new greeting resets any transaction (RFC 5321 4.1.4).
-        self.tx = Transaction::default();
-        self.helo = Some(host.to_string());
-        self.esmtp = esmtp;
-        // Echoed back: keep replies printable ASCII whatever the client sent.
-        let host = sanitize(host);
-        let name = &self.inbound.config.hostname;
-        if esmtp {
-            let size = self.inbound.config.limits.max_message_size;
-            let mut lines = vec![
-                format!("{name} Hello {host}"),
-                "PIPELINING".to_string(),
-                format!("SIZE {size}"),
-                "8BITMIME".to_string(),
-                "SMTPUTF8".to_string(),
-                "ENHANCEDSTATUSCODES".to_string(),
-            ];
-            if self.starttls_offered() {
-                lines.push("STARTTLS".into());
-            }
-            if self.auth_offered() {
-                lines.push("AUTH PLAIN LOGIN".into());
-            }
-            let last = lines.len() - 1;
-            for (i, l) in lines.iter().enumerate() {
-                let sep = if i == last { ' ' } else { '-' };
-                self.reply(&format!("250{sep}{l}"));
-            }
-        } else {
-            self.reply(&format!("250 {name} Hello {host}"));
-        }
+    /// A command that only gets its reply.
+    fn answer(&mut self, line: &str) -> Next {
+        self.reply(line);
         Next::Continue
     }
 
-    /// Routes a recipient. smtp-proto turns `<Postmaster>` (no domain,
-    /// which RFC 5321 4.5.1 says we must accept) into an empty address:
-    /// it is routed as `postmaster`, then as `postmaster@<our hostname>`.
-    fn route(
-        &self,
-        addr: String,
-        authenticated: bool,
-    ) -> (String, Result<Vec<Target>, route::Unsafe>) {
-        let routes = &self.inbound.config.routes;
-        if !addr.is_empty() {
-            let t = route::resolve(routes, &addr, authenticated);
-            return (addr, t);
-        }
-        let t = route::resolve(routes, "postmaster", authenticated);
-        if t.as_ref().is_ok_and(|t| !t.is_empty()) {
-            return ("postmaster".into(), t);
-        }
-        let full = format!("postmaster@{}", self.inbound.config.hostname);
-        let t = route::resolve(routes, &full, authenticated);
-        (full, t)
+    /// RSET: the transaction is dropped, the greeting and AUTH stay.
+    fn rset(&mut self) -> Next {
+        self.tx = Transaction::default();
+        self.reply(reply::OK);
+        Next::Continue
     }
-
-    fn starttls_offered(&self) -> bool {
-        self.inbound.tls.is_some() && self.tls.is_none()
-    }
-
-    fn auth_offered(&self) -> bool {
-        let sec = &self.inbound.config.security;
-        sec.auth != AuthMode::Off && (self.tls.is_some() || sec.allow_insecure_auth)
-    }
-
-    /// STARTTLS (RFC 3207). Whatever the client pipelined after the
-    /// command was read in plaintext and is thrown away here, so it can
-    /// never run inside the TLS session (CVE-2011-0411).
-    fn starttls(&mut self) -> Next {
-        if self.tls.is_some() {
-            return self.error(reply::TLS_ACTIVE);
-        }
-        if self.inbound.tls.is_none() {
-            return self.error(reply::NOT_IMPLEMENTED);
-        }
-        let dropped = self.input.len();
-        if dropped > 0 {
-            warn!(
-                bytes = dropped,
-                "discarding plaintext pipelined after STARTTLS"
-            );
-        }
-        self.input.clear();
-        self.discarding = false;
-        self.reply(reply::TLS_READY);
-        Next::Close(End::StartTls)
-    }
-
-    /// AUTH PLAIN / LOGIN (RFC 4954), with the per-IP failure throttle.
-    async fn auth(&mut self, mechanism: u64, initial: String) -> Result<Next, End> {
-        let sec = &self.inbound.config.security;
-        if sec.auth == AuthMode::Off {
-            return Ok(self.error(reply::AUTH_DISABLED));
-        }
-        if self.tls.is_none() && !sec.allow_insecure_auth {
-            return Ok(self.error(reply::AUTH_NEEDS_TLS));
-        }
-        if self.helo.is_none() {
-            return Ok(self.error(reply::NEED_HELO));
-        }
-        if self.auth_user.is_some() {
-            return Ok(self.error(reply::AUTH_ALREADY));
-        }
-        if self.tx.mail_from.is_some() {
-            return Ok(self.error(reply::AUTH_IN_TRANSACTION));
-        }
-        let ip = self.peer.ip;
-        if self.inbound.auth_throttle.check(ip, Instant::now()) == Verdict::Block {
-            self.reply(reply::AUTH_BLOCKED);
-            return Err(End::TooManyAuthFailures);
-        }
-        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
-            let response = match initial.as_str() {
-                "" => match self.challenge("334 ").await? {
-                    Some(r) => r,
-                    None => return Ok(Next::Continue),
-                },
-                _ => initial,
-            };
-            sasl::decode_plain(&response)
-        } else if mechanism == smtp_proto::AUTH_LOGIN {
-            let user = match initial.as_str() {
-                "" => match self
-                    .challenge(&format!("334 {}", sasl::LOGIN_USERNAME_PROMPT))
-                    .await?
-                {
-                    Some(r) => r,
-                    None => return Ok(Next::Continue),
-                },
-                _ => initial,
-            };
-            let password = match self
-                .challenge(&format!("334 {}", sasl::LOGIN_PASSWORD_PROMPT))
-                .await?
-            {
-                Some(r) => r,
-                None => return Ok(Next::Continue),
-            };
-            sasl::decode_line(&user).and_then(|u| Ok((u, sasl::decode_line(&password)?)))
-        } else {
-            return Ok(self.error(reply::AUTH_MECHANISM));
-        };
-        let (user, password) = match credentials {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "undecodable AUTH response");
-                return Ok(self.error(reply::AUTH_DECODE));
-            }
-        };
-        // The attempt counts as a failure from here until the check says
-        // otherwise, so parallel sessions cannot all slip past the limit.
-        let attempt = match self.inbound.auth_throttle.begin(ip, Instant::now()) {
-            Ok(a) => a,
-            Err(_) => {
-                self.reply(reply::AUTH_BLOCKED);
-                return Err(End::TooManyAuthFailures);
-            }
-        };
-        let config = self.inbound.config.clone();
-        let user_for_check = user.clone();
-        // argon2 is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || {
-            config.security.users.verify(&user_for_check, &password)
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            info!(%user, "authenticated");
-            self.inbound.auth_throttle.succeeded(attempt);
-            self.auth_user = Some(user);
-            self.reply(reply::AUTH_OK);
-            return Ok(Next::Continue);
-        }
-        warn!(%user, "authentication failed");
-        self.inbound.metrics.auth_failures.inc();
-        match self.inbound.auth_throttle.failed(attempt, Instant::now()) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-            Verdict::Block => {
-                self.reply(reply::AUTH_FAILED);
-                self.reply(reply::AUTH_BLOCKED);
-                return Err(End::TooManyAuthFailures);
-            }
-        }
-        self.reply(reply::AUTH_FAILED);
-        Ok(Next::Continue)
-    }
-
-    /// Sends a `334` challenge and reads the answer; `None` when the client
-    /// cancelled (`*`) or sent an over-long line (already answered).
-    async fn challenge(&mut self, prompt: &str) -> Result<Option<String>, End> {
-        self.reply(prompt);
-        match self.read_line().await? {
-            Some(line) if sasl::is_cancel(&line) => {
-                self.reply(reply::AUTH_CANCELLED);
-                Ok(None)
-            }
-            Some(line) => Ok(Some(line)),
-            None => match self.error(reply::LINE_TOO_LONG) {
-                Next::Close(end) => Err(end),
-                _ => Ok(None),
-            },
-        }
-    }
-
-    /// Receives the message after `DATA`, spools it, answers.
-    async fn data(&mut self) -> Result<(), End> {
-        let tx = std::mem::take(&mut self.tx);
-        let id = spool::new_id();
-        let span = tracing::info_span!("message", message_id = %id);
-        self.receive(id, tx).instrument(span).await
-    }
-
-    async fn receive(&mut self, id: String, tx: Transaction) -> Result<(), End> {
-        let envelope = self.envelope(&id, &tx);
-
-        // Open the spool file before 354, so a full disk is refused here,
-        // before the client sends megabytes.
-        let mut writer = match self.inbound.intake.accept(envelope).await {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "cannot open spool file");
-                self.reply(spool_reply(&e));
-                return Ok(());
-            }
-        };
-        let received = self.received_header(&id, &tx);
-        let mut failure: Option<spool::Error> = None;
-        if let Some(w) = writer.as_mut()
-            && let Err(e) = w.write(received.as_bytes()).await
-        {
-            failure = Some(e);
-        }
-        self.reply(reply::DATA_START);
-        self.flush().await.map_err(End::Io)?;
-
-        let max = self.inbound.config.limits.max_message_size;
-        let min_rate = self.inbound.config.limits.min_data_rate;
-        let started = Instant::now();
-        let mut received_bytes: u64 = 0;
-        let mut receiver = DataReceiver::new();
-        let mut decoded = Vec::with_capacity(READ_CHUNK);
-        let mut size: u64 = 0;
-        let mut too_big = false;
-        let mut input = std::mem::take(&mut self.input);
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            decoded.clear();
-            let end = receiver.feed(&input, &mut decoded);
-            size += decoded.len() as u64;
-            if size > max && !too_big {
-                // Keep reading to the end so the session stays in sync, but
-                // stop storing: memory stays flat whatever the client sends.
-                too_big = true;
-                writer = None;
-            }
-            if let (Some(w), None) = (writer.as_mut(), failure.as_ref())
-                && let Err(e) = w.write(&decoded).await
-            {
-                warn!(error = %e, "spool write failed");
-                failure = Some(e);
-                writer = None;
-            }
-            if let Some(n) = end {
-                input.drain(..n);
-                self.input = input;
-                break;
-            }
-            input.clear();
-            let n = match tokio::time::timeout(self.read_timeout(), self.stream.read(&mut chunk))
-                .await
-            {
-                Err(_) => return Err(self.timed_out()),
-                Ok(Err(e)) => return Err(End::Io(e)),
-                Ok(Ok(0)) => return Err(End::ClientGone),
-                Ok(Ok(n)) => n,
-            };
-            received_bytes += n as u64;
-            let grace = self.inbound.config.limits.data_rate_grace;
-            if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
-                // A slowloris holds a session slot as long as it trickles.
-                info!(received_bytes, "DATA too slow");
-                self.inbound.metrics.rejected("too_slow");
-                self.reply(reply::TOO_SLOW);
-                return Err(End::TooSlow);
-            }
-            input.extend_from_slice(&chunk[..n]);
-        }
-
-        if too_big {
-            info!(size, "message refused: too big");
-            self.inbound.metrics.rejected("too_big");
-            self.reply(reply::TOO_BIG);
-        } else if receiver.bare_line_end {
-            info!("message refused: bare CR or LF");
-            self.inbound.metrics.rejected("bare_line_end");
-            self.reply(reply::BARE_LINE_END);
-        } else if let Some(e) = failure {
-            self.inbound.metrics.rejected("spool_error");
-            self.reply(spool_reply(&e));
-        } else {
-            let writer: Incoming = writer.expect("writer present when nothing failed");
-            match writer.commit().await {
-                Ok(committed) => {
-                    let envelope = committed.schedule();
-                    self.inbound.metrics.messages_accepted.inc();
-                    self.inbound.metrics.received_bytes.inc_by(size);
-                    info!(
-                        size,
-                        from = %envelope.mail_from,
-                        rcpts = envelope.rcpt_to.len(),
-                        deliveries = envelope.deliveries.len(),
-                        "message accepted"
-                    );
-                    self.reply(&format!("250 2.0.0 OK: queued as {id}"));
-                }
-                Err(e) => {
-                    self.inbound.metrics.rejected("spool_error");
-                    warn!(error = %e, "spool commit failed");
-                    self.reply(spool_reply(&e));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
-        let routes = &self.inbound.config.routes;
-        let deliveries = route::split(&tx.rcpts)
-            .into_iter()
-            .map(|(target, rcpt_to)| {
-                let r = &routes[target.route];
-                Delivery {
-                    target: spool::Target::Webhook {
-                        route: r.pattern.clone(),
-                        url: target.url,
-                    },
-                    rcpt_to,
-                    raw: r.raw,
-                    max_attachment_inline: r.max_attachment_inline,
-                }
-            })
-            .collect();
-        Envelope {
-            id: id.to_string(),
-            received_at: rfc3339_now(),
-            mail_from: tx.mail_from.clone().unwrap_or_default(),
-            rcpt_to: tx.rcpts.iter().map(|(a, _)| a.clone()).collect(),
-            helo: self.helo.clone().unwrap_or_default(),
-            remote_ip: self.peer.ip.to_string(),
-            tls: self.tls.clone(),
-            authenticated_user: self.auth_user.clone(),
-            deliveries,
-            outbound: None,
-        }
-    }
-
-    /// The trace header (RFC 5321 4.4). `for` only with a single recipient,
-    /// so one recipient's copy does not reveal the others.
-    fn received_header(&self, id: &str, tx: &Transaction) -> String {
-        let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
-        let with = with_protocol(
-            self.esmtp,
-            tx.smtputf8,
-            self.tls.is_some(),
-            self.auth_user.is_some(),
-        );
-        let tls = match &self.tls {
-            Some(t) => format!("\r\n\t(using {} with cipher {})", t.version, t.cipher),
-            None => String::new(),
-        };
-        let for_clause = match tx.rcpts.as_slice() {
-            // With SMTPUTF8 the message may carry UTF-8 headers (RFC 6532),
-            // so a UTF-8 address is written as it is.
-            [(one, _)] if tx.smtputf8 => format!("\r\n\tfor <{}>", sanitize_utf8(one)),
-            [(one, _)] => format!("\r\n\tfor <{}>", sanitize(one)),
-            _ => String::new(),
-        };
-        format!(
-            "Received: from {helo} ([{ip}]){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
-            ip = self.peer.ip,
-            host = self.inbound.config.hostname,
-            date = rfc2822_now(),
-        )
-    }
-}
-
-/// The `with` protocol name of the Received: header (RFC 3848, RFC 6531).
-fn with_protocol(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> String {
-    let base = match (esmtp, smtputf8) {
-        (_, true) => "UTF8SMTP",
-        (true, false) => "ESMTP",
-        (false, false) => "SMTP",
-    };
-    if !esmtp && !smtputf8 {
-        return base.to_string();
-    }
-    format!(
-        "{base}{}{}",
-        if tls { "S" } else { "" },
-        if auth { "A" } else { "" }
-    )
-}
-
-/// Whether a DATA transfer is below the minimum rate, judged only after
-/// the grace period.
-fn too_slow(bytes: u64, elapsed: Duration, min_rate: u64, grace: Duration) -> bool {
-    min_rate > 0 && elapsed > grace && (bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
-}
-
-/// A server-side TLS handshake (STARTTLS or implicit TLS), bounded by
-/// [`TLS_HANDSHAKE_TIMEOUT`]; failures are logged and counted.
-pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    stream: S,
-    inbound: &Inbound,
-    what: &str,
-) -> Result<(tokio_rustls::server::TlsStream<S>, Option<TlsInfo>), String> {
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            let info = tls_info(tls.get_ref().1);
-            Ok((tls, info))
-        }
-        Ok(Err(e)) => {
-            inbound.metrics.tls_handshake_failures.inc();
-            warn!(error = %e, "{what} handshake failed");
-            Err(e.to_string())
-        }
-        Err(_) => {
-            warn!("{what} handshake timed out");
-            Err("timeout".into())
-        }
-    }
-}
-
-fn tls_info(conn: &rustls::ServerConnection) -> Option<TlsInfo> {
-    crate::tls::session_info(conn).map(|(version, cipher)| TlsInfo { version, cipher })
-}
-
-fn unknown_tls() -> TlsInfo {
-    TlsInfo {
-        version: "unknown".into(),
-        cipher: "unknown".into(),
-    }
-}
-
-/// Keeps client-supplied text from breaking our header: printable ASCII
-/// without spaces or parentheses (they would open a comment).
-/// [`sanitize`] for SMTPUTF8 sessions: non-ASCII letters stay.
-fn sanitize_utf8(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            let ascii_ok = c.is_ascii_graphic() && c != '(' && c != ')';
-            let utf8_ok = !c.is_ascii() && !c.is_control() && !c.is_whitespace();
-            if ascii_ok || utf8_ok { c } else { '?' }
-        })
-        .collect()
-}
-
-fn sanitize(s: &str) -> Cow<'_, str> {
-    if s.bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'(' && b != b')')
-    {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_graphic() && c != '(' && c != ')' {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect(),
-        )
-    }
-}
-
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Never log what follows AUTH (credentials), whatever the mechanism.
@@ -1080,48 +466,9 @@ fn redact(line: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// A parser error becomes a reply.
-fn parse_error_reply(e: &ParseError) -> Cow<'static, str> {
-    match e {
-        ParseError::UnknownCommand => reply::UNRECOGNIZED.into(),
-        ParseError::InvalidSenderAddress => reply::BAD_SENDER.into(),
-        ParseError::InvalidRecipientAddress => reply::BAD_RCPT.into(),
-        ParseError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}").into(),
-        ParseError::InvalidParameter { param } => {
-            format!("501 5.5.4 Invalid parameter {param}").into()
-        }
-        ParseError::UnsupportedParameter { param } => {
-            format!("555 5.5.4 Unsupported parameter {}", sanitize(param)).into()
-        }
-        ParseError::ResponseTooLong => reply::LINE_TOO_LONG.into(),
-        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-            reply::SYNTAX.into()
-        }
-    }
-}
-
-/// Spool trouble is always temporary for the client: it keeps the message.
-fn spool_reply(e: &spool::Error) -> &'static str {
-    match e {
-        spool::Error::Full(_) => reply::STORAGE_FULL,
-        _ => reply::LOCAL_ERROR,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn received_text_is_kept_printable() {
-        assert_eq!(sanitize("client.example"), "client.example");
-        assert_eq!(sanitize("a b(c)\u{e9}"), "a?b?c??");
-        assert_eq!(
-            sanitize_utf8("j\u{f6}rg@b\u{fc}cher.example"),
-            "j\u{f6}rg@b\u{fc}cher.example"
-        );
-        assert_eq!(sanitize_utf8("a b\u{85}(x)"), "a?b??x?");
-    }
 
     #[test]
     fn redact_hides_auth_and_survives_any_bytes() {

@@ -35,7 +35,7 @@ fn plain(user: &str, password: &str) -> String {
 
 /// `alice` with the production hasher (about 0.3 s in a debug build).
 fn users() -> String {
-    format!("alice:{}", postern::smtp::auth::hash_password(PASSWORD))
+    format!("alice:{}", postern::model::users::hash_password(PASSWORD))
 }
 
 /// `alice` with a cheap argon2id hash (m=8,t=1,p=1), for the throttle test:

@@ -97,14 +97,22 @@ async fn explicit_development_mode_on_a_public_address_starts() {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
+    // Up once it greets: the development-mode warnings are logged before
+    // the accept loop starts (the socket is bound, and connects, earlier).
     let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", smtp))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
+    for _ in 0..300 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", smtp)).await {
+            let mut r = tokio::io::BufReader::new(s);
+            let mut line = String::new();
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncBufReadExt::read_line(&mut r, &mut line),
+            )
+            .await;
+            if matches!(read, Ok(Ok(_))) && line.starts_with("220 ") {
+                up = true;
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -488,14 +488,25 @@ async fn retention_removes_old_dead_deliveries_at_start() {
     wait_files_gone(&app).await;
     let (status, _) = get(&app, &format!("/v1/deliveries/{id}")).await;
     assert_eq!(status, 404);
-    let metrics = client()
-        .get(url(&app, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The sweep counts a removal just after the files are gone: poll.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = client()
+            .get(url(&app, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .lines()
+            .any(|l| l == "postern_dead_deliveries_removed_total 1")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         metrics
             .lines()

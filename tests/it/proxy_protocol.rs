@@ -140,7 +140,7 @@ async fn the_per_ip_session_cap_counts_the_proxied_address() {
 #[tokio::test]
 async fn the_auth_throttle_counts_the_proxied_address() {
     let password = "correct horse battery staple";
-    let users = format!("alice:{}", postern::smtp::auth::hash_password(password));
+    let users = format!("alice:{}", postern::model::users::hash_password(password));
     let (app, _rx) = app(&[
         ("POSTERN_SMTP_USERS", &users),
         ("POSTERN_SMTP_ALLOW_INSECURE_AUTH", "true"),

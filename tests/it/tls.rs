@@ -31,7 +31,7 @@ const MESSAGE: &str = "From: alice@example.org\r\nTo: bob@example.com\r\nSubject
 
 /// `alice:<argon2id hash of "s3cret">`, hashed once for all tests.
 static ALICE: LazyLock<String> =
-    LazyLock::new(|| format!("alice:{}", postern::smtp::auth::hash_password(PASSWORD)));
+    LazyLock::new(|| format!("alice:{}", postern::model::users::hash_password(PASSWORD)));
 const PASSWORD: &str = "s3cret";
 
 async fn bounded<F: Future>(fut: F) -> F::Output {

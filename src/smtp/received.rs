@@ -1,0 +1,152 @@
+//! The `Received:` trace header (RFC 5321 4.4) that the DATA phase writes
+//! in front of every message: what it says is decided here, purely, from
+//! the session's facts ([`Trace`]).
+
+use std::net::IpAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::printable::{sanitize, sanitize_utf8};
+use super::session::{Session, Transaction};
+use crate::spool::TlsInfo;
+
+/// What the trace header records about one message.
+pub(super) struct Trace<'a> {
+    /// HELO/EHLO name as the client gave it.
+    pub helo: Option<&'a str>,
+    pub esmtp: bool,
+    /// MAIL carried SMTPUTF8.
+    pub smtputf8: bool,
+    pub ip: IpAddr,
+    pub tls: Option<&'a TlsInfo>,
+    pub authenticated: bool,
+    /// Our host name.
+    pub host: &'a str,
+    /// The spool id.
+    pub id: &'a str,
+    pub rcpts: &'a [&'a str],
+    /// RFC 2822 date of receipt.
+    pub date: &'a str,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// The trace header for the message `tx` about to be spooled as `id`.
+    pub(super) fn received_header(&self, id: &str, tx: &Transaction) -> String {
+        let rcpts: Vec<&str> = tx.rcpts.iter().map(|(a, _)| a.as_str()).collect();
+        let date = crate::model::clock::rfc2822_now();
+        header(&Trace {
+            helo: self.helo.as_deref(),
+            esmtp: self.esmtp,
+            smtputf8: tx.smtputf8,
+            ip: self.peer.ip,
+            tls: self.tls.as_ref(),
+            authenticated: self.auth_user.is_some(),
+            host: &self.inbound.config.hostname,
+            id,
+            rcpts: &rcpts,
+            date: &date,
+        })
+    }
+}
+
+/// The header, CRLF-terminated. `for` only with a single recipient, so one
+/// recipient's copy does not reveal the others.
+pub(super) fn header(t: &Trace) -> String {
+    let helo = sanitize(t.helo.unwrap_or("unknown"));
+    let with = with_protocol(t.esmtp, t.smtputf8, t.tls.is_some(), t.authenticated);
+    let tls = match t.tls {
+        Some(t) => format!("\r\n\t(using {} with cipher {})", t.version, t.cipher),
+        None => String::new(),
+    };
+    let for_clause = match t.rcpts {
+        // With SMTPUTF8 the message may carry UTF-8 headers (RFC 6532),
+        // so a UTF-8 address is written as it is.
+        [one] if t.smtputf8 => format!("\r\n\tfor <{}>", sanitize_utf8(one)),
+        [one] => format!("\r\n\tfor <{}>", sanitize(one)),
+        _ => String::new(),
+    };
+    format!(
+        "Received: from {helo} ([{ip}]){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
+        ip = t.ip,
+        host = t.host,
+        id = t.id,
+        date = t.date,
+    )
+}
+
+/// The `with` protocol name of the Received: header (RFC 3848, RFC 6531).
+fn with_protocol(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> String {
+    let base = match (esmtp, smtputf8) {
+        (_, true) => "UTF8SMTP",
+        (true, false) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    if !esmtp && !smtputf8 {
+        return base.to_string();
+    }
+    format!(
+        "{base}{}{}",
+        if tls { "S" } else { "" },
+        if auth { "A" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_protocol_table() {
+        // (esmtp, smtputf8, tls, auth) -> name
+        for (esmtp, utf8, tls, auth, name) in [
+            (false, false, false, false, "SMTP"),
+            (false, false, true, true, "SMTP"),
+            (true, false, false, false, "ESMTP"),
+            (true, false, true, false, "ESMTPS"),
+            (true, false, false, true, "ESMTPA"),
+            (true, false, true, true, "ESMTPSA"),
+            (true, true, false, false, "UTF8SMTP"),
+            (true, true, true, true, "UTF8SMTPSA"),
+        ] {
+            assert_eq!(with_protocol(esmtp, utf8, tls, auth), name);
+        }
+    }
+
+    fn trace<'a>(rcpts: &'a [&'a str], tls: Option<&'a TlsInfo>) -> Trace<'a> {
+        Trace {
+            helo: Some("client (evil)"),
+            esmtp: true,
+            smtputf8: false,
+            ip: "192.0.2.7".parse().unwrap(),
+            tls,
+            authenticated: false,
+            host: "mx.example",
+            id: "ID1",
+            rcpts,
+            date: "Mon, 1 Jan 2024 00:00:00 +0000",
+        }
+    }
+
+    #[test]
+    fn header_names_one_recipient_only() {
+        assert_eq!(
+            header(&trace(&["a@example.com"], None)),
+            "Received: from client??evil? ([192.0.2.7])\r\n\tby mx.example (Postern) with ESMTP id ID1\r\n\tfor <a@example.com>;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n"
+        );
+        let two = header(&trace(&["a@example.com", "b@example.com"], None));
+        assert!(!two.contains("for <"), "{two}");
+    }
+
+    #[test]
+    fn header_records_tls() {
+        let tls = TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        };
+        let h = header(&trace(&[], Some(&tls)));
+        assert!(
+            h.starts_with("Received: from client??evil? ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\tby mx.example (Postern) with ESMTPS id ID1;"),
+            "{h}"
+        );
+    }
+}
