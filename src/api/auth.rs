@@ -13,13 +13,22 @@ use super::{ApiError, ApiState};
 /// The API key accepted in development mode when none is configured.
 pub const DEV_API_KEY: &str = "dev";
 
-/// The keys the API accepts.
-#[derive(Debug, Clone)]
+/// The keys the API accepts. `Debug` shows how many, not their digests.
+#[derive(Clone)]
 pub struct Keys {
     /// SHA-256 of each key of `POSTERN_API_KEYS`.
     hashes: Vec<[u8; 32]>,
     /// [`DEV_API_KEY`] is accepted: development mode with no keys set.
     dev: bool,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("keys", &self.hashes.len())
+            .field("dev", &self.dev)
+            .finish()
+    }
 }
 
 impl Keys {
@@ -140,6 +149,14 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn debug_shows_no_digest() {
+        assert_eq!(
+            format!("{:?}", keys(&[KEY, "another-key-of-16-chars"], false)),
+            "Keys { keys: 2, dev: false }"
+        );
     }
 
     #[test]
