@@ -114,7 +114,8 @@ fn block_on(task: impl Future<Output = ExitCode>) -> ExitCode {
 /// `deliveries`) find it: `POSTERN_HTTP_LISTEN` (the server's default
 /// when unset).
 fn local_http_addr() -> Result<SocketAddr, String> {
-    let listen = std::env::var("POSTERN_HTTP_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let listen = std::env::var("POSTERN_HTTP_LISTEN")
+        .unwrap_or_else(|_| postern::config::DEFAULT_HTTP_LISTEN.to_string());
     reachable(&listen)
 }
 

@@ -28,7 +28,7 @@ mod routes;
 mod security;
 mod smtp;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +43,16 @@ pub use smtp::SmtpLimits;
 use crate::model::secret::{Secret, SecretError};
 use crate::route::Route;
 use parse::{parse_addr, parse_bool};
+
+/// `POSTERN_SMTP_LISTEN` when unset: loopback, where development mode may
+/// be implicit.
+pub const DEFAULT_SMTP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2525));
+
+/// `POSTERN_HTTP_LISTEN` when unset (also where `postern healthcheck` and
+/// `postern deliveries` look for the server).
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -279,29 +289,19 @@ impl Config {
     /// problems are reported in.
     fn from_raw(mut raw: RawConfig, p: &mut Problems) -> Config {
         let security = security::parse(&mut raw, p);
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        let smtp_listen = p.or(
-            parse_addr(
-                "POSTERN_SMTP_LISTEN",
-                raw.smtp_listen.take(),
-                "127.0.0.1:2525",
-            ),
-            loopback(2525),
+        let smtp_listen = p.addr(
+            "POSTERN_SMTP_LISTEN",
+            raw.smtp_listen.take(),
+            DEFAULT_SMTP_LISTEN,
         );
-        let http_listen = p.or(
-            parse_addr(
-                "POSTERN_HTTP_LISTEN",
-                raw.http_listen.take(),
-                "127.0.0.1:8080",
-            ),
-            loopback(8080),
+        let http_listen = p.addr(
+            "POSTERN_HTTP_LISTEN",
+            raw.http_listen.take(),
+            DEFAULT_HTTP_LISTEN,
         );
         let smtps_listen = match raw.smtps_listen.take() {
             None => None,
-            Some(v) => p.or(
-                parse_addr("POSTERN_SMTPS_LISTEN", Some(v), "").map(Some),
-                None,
-            ),
+            Some(v) => p.or(parse_addr("POSTERN_SMTPS_LISTEN", &v).map(Some), None),
         };
         let hostname = raw
             .hostname

@@ -35,6 +35,19 @@ impl Problems {
         self.or(parse_size(var, v, default), default)
     }
 
+    /// A listen address, or `default` when unset or invalid (recorded).
+    pub(super) fn addr(
+        &mut self,
+        var: &'static str,
+        v: Option<String>,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        match v {
+            None => default,
+            Some(v) => self.or(parse_addr(var, &v), default),
+        }
+    }
+
     /// A boolean, or `default` when unset or invalid (recorded).
     pub(super) fn bool(&mut self, var: &'static str, v: Option<String>, default: bool) -> bool {
         match v {
@@ -44,14 +57,8 @@ impl Problems {
     }
 }
 
-pub(super) fn parse_addr(
-    var: &'static str,
-    v: Option<String>,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
-    v.as_deref()
-        .unwrap_or(default)
-        .parse()
+pub(super) fn parse_addr(var: &'static str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
         .map_err(|_| invalid(var, "must be an IP address and port, e.g. 0.0.0.0:2525"))
 }
 
