@@ -8,10 +8,11 @@ use std::collections::HashSet;
 
 use super::error::FieldError;
 use super::headers::check_header_text;
-use super::request::{AddressInput, OneOrMany};
+use super::request::AddressInput;
 use super::words::{
     self, MAX_WORD_INPUT, could_be_encoded_word, encoded_word, is_plain, quoted_string,
 };
+use crate::model::one_or_many::OneOrMany;
 
 /// Longest display name in octets. `mail-builder` writes a display name as a
 /// single encoded word, so this bounds the header line length.

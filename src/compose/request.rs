@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::one_or_many::OneOrMany;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -95,33 +96,6 @@ impl<'de> Deserialize<'de> for AddressInput {
         }
 
         deserializer.deserialize_any(AddressVisitor)
-    }
-}
-
-/// A single value or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T> OneOrMany<T> {
-    /// The values as a slice, whichever form was sent.
-    pub fn as_slice(&self) -> &[T] {
-        match self {
-            OneOrMany::One(value) => std::slice::from_ref(value),
-            OneOrMany::Many(values) => values,
-        }
-    }
-
-    /// JSON path of the `index`-th value below `base`: a single value is
-    /// reported as `base` itself so the path matches what the client sent.
-    pub fn field_path(&self, base: &str, index: usize) -> String {
-        match self {
-            OneOrMany::One(_) => base.to_string(),
-            OneOrMany::Many(_) => format!("{base}[{index}]"),
-        }
     }
 }
 

@@ -16,8 +16,9 @@ use super::limits::{
     check_recipients,
 };
 use super::mime::build_body;
-use super::request::{AddressInput, OneOrMany, SendRequest};
+use super::request::{AddressInput, SendRequest};
 use super::words::unstructured;
+use crate::model::one_or_many::OneOrMany;
 
 /// Composes a structured request: every field validated, counts before
 /// contents, then the message written and its header section re-parsed.
