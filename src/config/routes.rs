@@ -22,7 +22,8 @@ pub(super) fn default_secrets(raw: &mut RawConfig, p: &mut Problems) -> Vec<Secr
 /// (also when they failed to parse or compile, which are reported): that
 /// is what decides development mode.
 pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool) {
-    let specs: Vec<RouteSpec> = match (
+    // Which variable the routes came from, so an error names it.
+    let (specs, var): (Vec<RouteSpec>, &'static str) = match (
         raw.routes.take(),
         raw.routes_file.take(),
         raw.webhook_url.take(),
@@ -32,29 +33,30 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool)
                 "POSTERN_ROUTES",
                 "set either POSTERN_ROUTES or POSTERN_ROUTES_FILE, not both",
             ));
-            Vec::new()
+            (Vec::new(), "POSTERN_ROUTES")
         }
-        (Some(json), None, _) => p.or(parse_routes("POSTERN_ROUTES", &json), Vec::new()),
-        (None, Some(path), _) => p.or(
-            std::fs::read_to_string(&path)
-                .map_err(|e| invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}")))
-                .and_then(|json| parse_routes("POSTERN_ROUTES_FILE", &json)),
-            Vec::new(),
+        (Some(json), None, _) => (
+            p.or(parse_routes("POSTERN_ROUTES", &json), Vec::new()),
+            "POSTERN_ROUTES",
         ),
-        (None, None, Some(url)) => vec![RouteSpec::catch_all(url)],
-        (None, None, None) => Vec::new(),
+        (None, Some(path), _) => (
+            p.or(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid("POSTERN_ROUTES_FILE", format!("cannot read {path}: {e}")))
+                    .and_then(|json| parse_routes("POSTERN_ROUTES_FILE", &json)),
+                Vec::new(),
+            ),
+            "POSTERN_ROUTES_FILE",
+        ),
+        (None, None, Some(url)) => (vec![RouteSpec::catch_all(url)], "POSTERN_WEBHOOK_URL"),
+        (None, None, None) => (Vec::new(), "POSTERN_ROUTES"),
     };
     let configured = !specs.is_empty() || p.0.iter().any(is_route_error);
-    let routes_var = if specs.is_empty() {
-        ""
-    } else {
-        "POSTERN_ROUTES"
-    };
     let mut routes = Vec::with_capacity(specs.len());
     for (i, spec) in specs.into_iter().enumerate() {
         match Route::compile(spec) {
             Ok(r) => routes.push(r),
-            Err(e) => p.push(route_error(routes_var, i, e)),
+            Err(e) => p.push(route_error(var, i, e)),
         }
     }
     (routes, configured)
@@ -88,14 +90,12 @@ fn is_route_error(e: &ConfigError) -> bool {
 }
 
 fn route_error(var: &'static str, index: usize, e: RouteError) -> ConfigError {
-    invalid(
-        if var.is_empty() {
-            "POSTERN_WEBHOOK_URL"
-        } else {
-            var
-        },
-        format!("route {index}: {e}"),
-    )
+    // POSTERN_WEBHOOK_URL is one route: its index says nothing.
+    if var == "POSTERN_WEBHOOK_URL" {
+        invalid(var, e.to_string())
+    } else {
+        invalid(var, format!("route {index}: {e}"))
+    }
 }
 
 fn parse_routes(var: &'static str, json: &str) -> Result<Vec<RouteSpec>, ConfigError> {
@@ -105,6 +105,36 @@ fn parse_routes(var: &'static str, json: &str) -> Result<Vec<RouteSpec>, ConfigE
 #[cfg(test)]
 mod tests {
     use crate::config::tests::cfg;
+
+    #[test]
+    fn route_errors_name_the_variable_they_came_from() {
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "POSTERN_WEBHOOK_URL",
+                "ftp://x/",
+                "POSTERN_WEBHOOK_URL: \"url\" must start with http:// or https://",
+            ),
+            (
+                "POSTERN_ROUTES",
+                r#"[{"match": "*", "url": "ftp://x/"}]"#,
+                "POSTERN_ROUTES: route 0: \"url\" must start with http:// or https://",
+            ),
+        ];
+        for (var, value, want) in table {
+            let e = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{var}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.json");
+        std::fs::write(&file, r#"[{"match": "*", "url": "ftp://x/"}]"#).unwrap();
+        let e = cfg(&[("POSTERN_ROUTES_FILE", file.to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("POSTERN_ROUTES_FILE: route 0: \"url\" must start with"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn webhook_url_is_a_catch_all_route() {
