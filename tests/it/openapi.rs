@@ -79,12 +79,7 @@ async fn run_check(args: &[&str]) -> (bool, String) {
     .await
     .expect("openapi_check.py finishes in time")
     .expect("python starts");
-    let text = format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), transcript(&out))
 }
 
 /// The (METHOD, path) pairs under `paths:`, read from the YAML by
@@ -598,12 +593,7 @@ async fn run_schemathesis(spec: &str, base: &str) -> (bool, String) {
     .await
     .expect("schemathesis finishes in time")
     .expect("python starts");
-    let text = format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), transcript(&out))
 }
 
 /// How many test cases schemathesis reports as generated.
@@ -705,4 +695,13 @@ async fn schemathesis_fails_when_spec_and_server_drift_apart() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     app.stop().await;
+}
+
+/// A Python run's stdout, then its stderr, for assertion messages.
+fn transcript(out: &std::process::Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
