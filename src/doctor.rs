@@ -5,6 +5,8 @@
 //! 1. `config`: the `POSTERN_*` environment is valid; a summary is printed
 //!    with every secret left out (URLs lose their user info and query
 //!    values).
+//!    `dkim <selector>._domainkey.<domain>` (one per `POSTERN_DKIM_KEYS`
+//!    key): the DNS TXT record to publish for it.
 //! 2. `spool`: the spool directory (and its `tmp/`, `msg/`, `state/`) takes
 //!    a file: a probe is created, synced and removed. Nothing else is
 //!    touched, so it is safe next to a running Postern.
@@ -97,6 +99,28 @@ impl Transcript<'_> {
     }
 }
 
+/// One `dkim` line per key with the TXT record to publish (the keys were
+/// loaded with the configuration, so there is nothing left to fail).
+fn dkim_records(t: &mut Transcript<'_>, config: &Config) {
+    let keys = &config.outbound.dkim;
+    if keys.is_empty() {
+        t.check(
+            "dkim",
+            Verdict::Skip,
+            "POSTERN_DKIM_KEYS not set (API mail is sent unsigned)",
+            &[],
+        );
+    }
+    for key in keys.iter() {
+        t.check(
+            &format!("dkim {}", key.record_name()),
+            Verdict::Pass,
+            &format!("{} key loaded; publish this TXT record:", key.key_type()),
+            &[key.zone_line()],
+        );
+    }
+}
+
 /// Runs every check for the configuration in `vars` (`POSTERN_*` pairs, as
 /// [`Config::from_vars`] takes them), writing the transcript to `out`.
 pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
@@ -139,6 +163,7 @@ pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
         .and_then(|u| RelayConfig::parse(u).ok());
     let summary = summarize(&config, relay_cfg.as_ref());
     t.check("config", Verdict::Pass, "valid", &summary);
+    dkim_records(&mut t, &config);
 
     // 2. spool
     let dir = config.spool_dir.clone();

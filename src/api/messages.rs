@@ -2,7 +2,8 @@
 //! `202` only once the message is durable; and `GET /v1/messages/{id}`,
 //! its status. `send` reads as its steps: key (the [`Authorized`]
 //! extractor), media type, body within the size and memory limits, whether
-//! we take messages at all, idempotency, compose, spool.
+//! we take messages at all, idempotency, compose, DKIM-sign
+//! ([`compose::dkim`]), spool.
 
 use std::net::SocketAddr;
 
@@ -134,6 +135,9 @@ fn accepting(st: &ApiState) -> Result<(), ApiError> {
 /// A request made into a message, with what its envelope keeps beside it.
 struct Message {
     composed: compose::Composed,
+    /// `DKIM-Signature:` fields to put in front (empty when the `From`
+    /// domain has no key).
+    signature: Vec<u8>,
     tags: Vec<String>,
     metadata: Map<String, Value>,
 }
@@ -156,6 +160,12 @@ fn compose_request(st: &ApiState, body: Bytes) -> Result<Message, ApiError> {
     let request: compose::SendRequest = body::decode(&body)?;
     drop(body);
     let composed = compose::compose(&request, &st.settings.hostname, limits)?;
+    // Signed once, here: every relay attempt sends these same bytes.
+    let signature = st
+        .settings
+        .dkim
+        .sign(&composed.message)
+        .map_err(ApiError::unavailable)?;
     // Only tags and metadata are needed from here on; the rest (attachment
     // base64 included) goes now rather than while the message is spooled.
     // (The block makes the request a temporary, so its other fields are
@@ -163,6 +173,7 @@ fn compose_request(st: &ApiState, body: Bytes) -> Result<Message, ApiError> {
     let compose::SendRequest { tags, metadata, .. } = { request };
     Ok(Message {
         composed,
+        signature,
         tags,
         metadata,
     })
@@ -178,6 +189,7 @@ async fn spool_message(
 ) -> Result<Value, ApiError> {
     let Message {
         composed,
+        signature,
         tags,
         metadata,
     } = message;
@@ -212,6 +224,11 @@ async fn spool_message(
     let mut incoming = st
         .intake
         .accept(envelope)
+        .await
+        .map_err(ApiError::unavailable)?;
+    // On top, as a signing MTA adds it after its own trace header.
+    incoming
+        .write(&signature)
         .await
         .map_err(ApiError::unavailable)?;
     incoming

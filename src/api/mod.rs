@@ -42,6 +42,8 @@ pub struct Settings {
     pub hostname: String,
     /// Per-request limits of what a message may hold.
     pub limits: compose::Limits,
+    /// Keys that sign messages by their `From` domain.
+    pub dkim: compose::dkim::DkimKeys,
 }
 
 /// What the handlers share.

@@ -42,5 +42,6 @@ pub(super) fn api(config: &Config) -> api::Settings {
             max_recipients: config.limits.max_recipients,
             max_message_size: config.limits.max_message_size,
         },
+        dkim: config.outbound.dkim.clone(),
     }
 }

@@ -77,6 +77,7 @@
 
 pub mod address;
 pub mod attachment;
+pub mod dkim;
 pub mod error;
 pub mod fold;
 pub mod headers;

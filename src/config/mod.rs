@@ -21,6 +21,7 @@
 //! operator fixes a configuration in one round, not one error per restart.
 
 mod delivery;
+mod dkim;
 mod names;
 mod outbound;
 mod parse;
@@ -195,6 +196,8 @@ struct RawConfig {
     smtp_proxy_protocol: Option<String>,
     smtp_proxy_trusted: Option<String>,
     smtp_proxy_timeout: Option<String>,
+    // issue 13 item 7: DKIM signing of API mail
+    dkim_keys: Option<String>,
 }
 
 /// Log output format.

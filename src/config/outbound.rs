@@ -1,11 +1,13 @@
 //! Sending-side settings: the relay, delivery events and the HTTP API
 //! (`POSTERN_RELAY_URL`, `POSTERN_EVENTS_*`, `POSTERN_API_*`,
-//! `POSTERN_STATUS_RETENTION`) → [`OutboundConfig`], which the API, the
+//! `POSTERN_STATUS_RETENTION`, `POSTERN_DKIM_KEYS` through `dkim.rs`) →
+//! [`OutboundConfig`], which the API, the
 //! relay set-up and the event spooling receive.
 
 use std::time::Duration;
 
 use super::{Problems, RawConfig, invalid, secret_error};
+use crate::compose::dkim::DkimKeys;
 use crate::model::secret::Secret;
 
 /// Outbound (HTTP API → SMTP relay) settings.
@@ -24,6 +26,8 @@ pub struct OutboundConfig {
     pub api_max_bytes: usize,
     /// How long `GET /v1/messages/{id}` answers after a message is done.
     pub status_retention: Duration,
+    /// DKIM keys that sign API mail (`POSTERN_DKIM_KEYS`), loaded.
+    pub dkim: DkimKeys,
 }
 
 impl std::fmt::Debug for OutboundConfig {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for OutboundConfig {
             .field("events_url", &self.events_url)
             .field("api_keys", &self.api_key_hashes.len())
             .field("api_max_bytes", &self.api_max_bytes)
+            .field("dkim", &self.dkim)
             .finish()
     }
 }
@@ -97,7 +102,9 @@ pub(super) fn parse(
     {
         p.push(invalid("POSTERN_RELAY_URL", e.to_string()));
     }
+    let dkim = super::dkim::parse(raw, p);
     OutboundConfig {
+        dkim,
         relay_url,
         events_url,
         events_secrets,

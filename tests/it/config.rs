@@ -13,7 +13,7 @@ use crate::helpers::free_port;
 
 /// Runs the binary with `args` and `env` (nothing else of ours), bounded in
 /// time: a server that starts instead of refusing is killed and reported.
-async fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
+pub async fn run(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String) {
     let mut cmd = tokio::process::Command::from(crate::binary::command());
     cmd.args(args)
         .stdout(Stdio::piped())

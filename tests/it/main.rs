@@ -3,6 +3,7 @@
 
 mod aiosmtpd;
 mod binary;
+mod dns;
 mod helpers;
 mod pki;
 
@@ -14,6 +15,7 @@ mod config;
 mod contracts;
 mod deliveries;
 mod delivery;
+mod dkim;
 mod durability;
 mod faults;
 mod fidelity;

@@ -1,0 +1,89 @@
+//! `tests/dns_server/server.py` (dnslib) as a child process: a DNS server
+//! on 127.0.0.1 (UDP and TCP) answering TXT queries from a zone the test
+//! writes, so that DKIM (and later SPF/DMARC) lookups never leave loopback.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::python;
+
+/// server.py as a child process; killed by PID on drop.
+pub struct Dns {
+    child: Child,
+    pub port: u16,
+    zone: PathBuf,
+    records: BTreeMap<String, Vec<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Dns {
+    /// Starts with an empty zone (every name is NXDOMAIN).
+    pub fn start() -> Dns {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("zone.json");
+        std::fs::write(&zone, "{}").unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server/server.py");
+        let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg("--zone")
+            .arg(&zone)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start dns server.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let Some(port) = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+            panic!("dns server.py did not start ({line:?}):\n{err}");
+        };
+        Dns {
+            child,
+            port,
+            zone,
+            records: BTreeMap::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Adds a TXT record of `name` (served from the next query on).
+    pub fn add_txt(&mut self, name: &str, text: &str) {
+        self.records
+            .entry(name.trim_end_matches('.').to_ascii_lowercase())
+            .or_default()
+            .push(text.to_string());
+        let zone: serde_json::Map<String, serde_json::Value> = self
+            .records
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!({ "TXT": v })))
+            .collect();
+        // Written aside and renamed: a query never reads half a file.
+        let tmp = self.zone.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::Value::Object(zone).to_string()).unwrap();
+        std::fs::rename(&tmp, &self.zone).unwrap();
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
