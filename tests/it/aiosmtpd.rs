@@ -1,14 +1,13 @@
 //! `tests/smtp_server/server.py` (aiosmtpd) as a child process: a real SMTP
 //! server on 127.0.0.1 for the relay to talk to, recording what it gets.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::python;
+use crate::helpers::{announced_port, python};
 use crate::pki::Pki;
 
 /// Runs server.py with its `port=0` bind replaced by argv[1] when that is
@@ -89,33 +88,19 @@ impl Smtpd {
             .stderr(stderr)
             .spawn()
             .expect("start server.py");
-        // The server prints "PORT <n>" once it listens; read it on a thread
-        // so that the wait is bounded.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        match line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        {
-            Some(p) if port == 0 || p == port => Ok(Smtpd {
+        match announced_port(&mut child) {
+            Ok(p) if port == 0 || p == port => Ok(Smtpd {
                 child,
                 port: p,
                 dir,
                 pki: None,
             }),
-            _ => {
+            got => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err =
                     std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
-                Err(format!("no port reported ({line:?}); stderr:\n{err}"))
+                Err(format!("no port reported ({got:?}); stderr:\n{err}"))
             }
         }
     }

@@ -3,12 +3,10 @@
 //! writes, so that DKIM (and later SPF/DMARC) lookups never leave loopback.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::helpers::python;
+use crate::helpers::{announced_port, python};
 
 /// server.py as a child process; killed by PID on drop.
 pub struct Dns {
@@ -36,24 +34,12 @@ impl Dns {
             .stderr(stderr)
             .spawn()
             .expect("start dns server.py");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        let Some(port) = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-        else {
+        let port = announced_port(&mut child).unwrap_or_else(|line| {
             let _ = child.kill();
             let _ = child.wait();
             let err = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
             panic!("dns server.py did not start ({line:?}):\n{err}");
-        };
+        });
         Dns {
             child,
             port,

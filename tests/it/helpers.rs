@@ -559,3 +559,23 @@ pub async fn wait_until(secs: u64, what: impl Fn() -> String, mut cond: impl FnM
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// The port a helper child process announces as its first stdout line,
+/// `PORT <n>` (tests/smtp_server/server.py, tests/dns_server/server.py),
+/// waited for at most 20 s on a thread so that a hung child cannot hang
+/// the test; `Err` with the line (possibly empty) otherwise.
+pub fn announced_port(child: &mut std::process::Child) -> Result<u16, String> {
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    line.trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or(line)
+}
