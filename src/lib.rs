@@ -24,7 +24,10 @@
 //!   development inbox, and the [`api`] routes.
 //! - [`api`]: the sending API (`/v1/messages`) and operator access to
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
-//! - [`compose`]: JSON request → MIME message, for the sending API.
+//! - [`compose`]: JSON request → MIME message, for the sending API, and
+//!   its DKIM signature ([`compose::dkim`]).
+//! - [`auth_checks`]: DKIM verification of received mail (SPF, DMARC and
+//!   ARC to follow); a library not yet called by the SMTP session.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase,
 //!   every reply text.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
@@ -56,6 +59,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth_checks;
 pub mod compose;
 pub mod config;
 pub mod delivery;

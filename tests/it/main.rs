@@ -10,6 +10,7 @@ mod pki;
 mod api;
 mod api_limits;
 mod auth;
+mod auth_checks;
 mod clients;
 mod config;
 mod contracts;

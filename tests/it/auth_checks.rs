@@ -1,0 +1,139 @@
+//! DKIM verification of received mail (`postern::auth_checks`, issue 13
+//! item 2, library half): messages signed by an independent signer
+//! (dkimpy, `tests/dkim_sign.py`), keys served by the DNS server on
+//! loopback (`tests/dns_server/server.py`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use postern::auth_checks::Verifier;
+use postern::auth_checks::dkim::{DkimVerdict, Outcome};
+use postern::compose::dkim::DkimKey;
+use rsa::pkcs1::EncodeRsaPrivateKey as _;
+use rsa::pkcs8::DecodePrivateKey as _;
+
+use crate::dns::Dns;
+use crate::helpers::python_json;
+
+const MESSAGE: &str = "From: Alice <alice@signer.example>\r\n\
+To: bob@postern.test\r\n\
+Subject: Quarterly report\r\n\
+Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
+Message-ID: <q1@signer.example>\r\n\
+\r\n\
+The numbers  are in.\r\n\
+-- \r\n\
+Alice\r\n";
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/dkim/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `MESSAGE` signed by dkimpy for `domain`/`selector` with the fixture
+/// key of `algorithm` (`rsa-sha256` or `ed25519-sha256`).
+async fn dkimpy_signed(domain: &str, selector: &str, algorithm: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("m.eml");
+    std::fs::write(&msg, MESSAGE).unwrap();
+    let key = dir.path().join("key");
+    if algorithm == "rsa-sha256" {
+        // dkimpy reads PKCS#1; the fixture is PKCS#8.
+        let pem = std::fs::read_to_string(fixture("rsa2048.pem")).unwrap();
+        let k = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+        std::fs::write(&key, k.to_pkcs1_pem(Default::default()).unwrap().as_bytes()).unwrap();
+    } else {
+        let pem = std::fs::read_to_string(fixture("ed25519.pem")).unwrap();
+        let k =
+            <ed25519_dalek::SigningKey as ed25519_dalek::pkcs8::DecodePrivateKey>::from_pkcs8_pem(
+                &pem,
+            )
+            .unwrap();
+        let seed = base64::engine::general_purpose::STANDARD.encode(k.to_bytes());
+        std::fs::write(&key, seed).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dkim_sign.py");
+    let script = std::fs::read_to_string(script).unwrap();
+    let args = [
+        msg.to_str().unwrap(),
+        domain,
+        selector,
+        key.to_str().unwrap(),
+        algorithm,
+    ];
+    let out = python_json(&script, &args, 30).await;
+    base64::engine::general_purpose::STANDARD
+        .decode(out["signed"].as_str().unwrap())
+        .unwrap()
+}
+
+/// The DNS server with the fixture keys published as `rsa1` and `ed1`
+/// of signer.example (the records as `postern doctor` prints them).
+fn publish() -> Dns {
+    let mut dns = Dns::start();
+    for (selector, file) in [("rsa1", "rsa2048.pem"), ("ed1", "ed25519.pem")] {
+        let pem = std::fs::read(fixture(file)).unwrap();
+        let key = DkimKey::load("signer.example", selector, file, &pem).unwrap();
+        dns.add_txt(&key.record_name(), &key.record_text());
+    }
+    dns
+}
+
+fn verifier(dns: &Dns) -> Verifier {
+    let addr = SocketAddr::from(([127, 0, 0, 1], dns.port));
+    Verifier::with_servers(&[addr], Duration::from_secs(2)).unwrap()
+}
+
+fn verdict(result: Outcome, selector: &str) -> DkimVerdict {
+    DkimVerdict {
+        result,
+        domain: "signer.example".into(),
+        selector: selector.into(),
+    }
+}
+
+#[tokio::test]
+async fn dkimpy_signatures_pass_and_changes_after_signing_fail() {
+    let dns = publish();
+    let v = verifier(&dns);
+    for (selector, algorithm) in [("rsa1", "rsa-sha256"), ("ed1", "ed25519-sha256")] {
+        let signed = dkimpy_signed("signer.example", selector, algorithm).await;
+        assert_eq!(
+            v.dkim(&signed).await,
+            [verdict(Outcome::Pass, selector)],
+            "{algorithm}"
+        );
+        let text = String::from_utf8(signed).unwrap();
+        let header = text.replace("Subject: Quarterly report", "Subject: Quarterly rep0rt");
+        let body = text.replace("The numbers  are in.", "The numbers are out.");
+        for changed in [header, body] {
+            assert_ne!(changed, text);
+            assert_eq!(
+                v.dkim(changed.as_bytes()).await,
+                [verdict(Outcome::Fail, selector)],
+                "{algorithm}: {changed}"
+            );
+        }
+    }
+    assert_eq!(v.dkim(MESSAGE.as_bytes()).await, [], "unsigned");
+}
+
+#[tokio::test]
+async fn a_key_not_in_dns_is_permerror_and_a_silent_dns_server_temperror() {
+    let dns = publish();
+    let signed = dkimpy_signed("signer.example", "gone", "rsa-sha256").await;
+    assert_eq!(
+        verifier(&dns).dkim(&signed).await,
+        [verdict(Outcome::Permerror, "gone")]
+    );
+    // A socket that takes queries and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let v = Verifier::with_servers(&[silent.local_addr().unwrap()], Duration::from_millis(300))
+        .unwrap();
+    let signed = dkimpy_signed("signer.example", "rsa1", "rsa-sha256").await;
+    let started = Instant::now();
+    assert_eq!(v.dkim(&signed).await, [verdict(Outcome::Temperror, "rsa1")]);
+    // Bounded by the timeout (UDP, then TCP, which is refused), not hung.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
