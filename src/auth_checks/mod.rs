@@ -1,6 +1,6 @@
 //! Authentication checks of inbound mail (issue 13 item 2), with
-//! mail-auth: for now DKIM verification ([`dkim`]); SPF, DMARC and ARC
-//! follow. This is the library half only: nothing in the SMTP session
+//! mail-auth: for now DKIM verification ([`dkim`]) and SPF ([`spf`]);
+//! DMARC and ARC follow. This is the library half only: nothing in the SMTP session
 //! calls it yet, and no `POSTERN_*` variable turns it on, so the default
 //! path still makes no DNS lookups.
 //!
@@ -10,6 +10,7 @@
 //! `Authentication-Results:` header will be made from.
 
 pub mod dkim;
+pub mod spf;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -137,3 +137,62 @@ async fn a_key_not_in_dns_is_permerror_and_a_silent_dns_server_temperror() {
     // Bounded by the timeout (UDP, then TCP, which is refused), not hung.
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[tokio::test]
+async fn spf_results_follow_the_client_address_and_the_policy() {
+    use postern::auth_checks::spf::{SpfOutcome, SpfVerdict};
+    let mut dns = Dns::start();
+    dns.add_txt("hard.example", "v=spf1 ip4:127.0.0.2 ip4:127.0.0.3/32 -all");
+    dns.add_txt("soft.example", "v=spf1 ip4:127.0.0.2 ~all");
+    dns.add_txt("neutral.example", "v=spf1 ?all");
+    // An include of a domain without a policy (RFC 7208 §5.2). (Two
+    // policies for one domain, §4.5, are not a permerror for mail-auth
+    // 0.7: it takes the first.)
+    dns.add_txt("include.example", "v=spf1 include:absent.example -all");
+    dns.add_txt("mx.helo.example", "v=spf1 ip4:127.0.0.5 -all");
+    // An unrelated TXT record is not a policy.
+    dns.add_txt("nospf.example", "google-site-verification=abc");
+    let v = verifier(&dns);
+    let ip = |last: u8| std::net::IpAddr::from([127, 0, 0, last]);
+    let cases = [
+        (2, "a@hard.example", SpfOutcome::Pass, "hard.example"),
+        (3, "a@hard.example", SpfOutcome::Pass, "hard.example"),
+        (9, "a@hard.example", SpfOutcome::Fail, "hard.example"),
+        (2, "a@soft.example", SpfOutcome::Pass, "soft.example"),
+        (9, "a@soft.example", SpfOutcome::Softfail, "soft.example"),
+        (
+            9,
+            "a@neutral.example",
+            SpfOutcome::Neutral,
+            "neutral.example",
+        ),
+        (9, "a@nospf.example", SpfOutcome::None, "nospf.example"),
+        (9, "a@absent.example", SpfOutcome::None, "absent.example"),
+        (
+            2,
+            "a@include.example",
+            SpfOutcome::Permerror,
+            "include.example",
+        ),
+        // The null sender: the HELO name's policy.
+        (5, "", SpfOutcome::Pass, "mx.helo.example"),
+        (6, "", SpfOutcome::Fail, "mx.helo.example"),
+    ];
+    for (last, from, result, domain) in cases {
+        let got = v
+            .spf(ip(last), "mx.helo.example", from, "postern.test")
+            .await;
+        let want = SpfVerdict {
+            result,
+            domain: domain.into(),
+        };
+        assert_eq!(got, want, "127.0.0.{last} MAIL FROM:<{from}>");
+    }
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let v = Verifier::with_servers(&[silent.local_addr().unwrap()], Duration::from_millis(300))
+        .unwrap();
+    let got = v
+        .spf(ip(2), "mx.helo.example", "a@hard.example", "postern.test")
+        .await;
+    assert_eq!(got.result, SpfOutcome::Temperror, "{got:?}");
+}
