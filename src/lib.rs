@@ -26,8 +26,8 @@
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
 //! - [`compose`]: JSON request → MIME message, for the sending API, and
 //!   its DKIM signature ([`compose::dkim`]).
-//! - [`auth_checks`]: DKIM and SPF verification of received mail (DMARC
-//!   and ARC to follow); a library not yet called by the SMTP session.
+//! - [`auth_checks`]: SPF, DKIM and DMARC verification of received mail
+//!   (ARC to follow); a library not yet called by the SMTP session.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase,
 //!   every reply text.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each

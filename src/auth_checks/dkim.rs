@@ -2,7 +2,7 @@
 //! `DKIM-Signature:` field, as the webhook payload's `auth.dkim` will carry
 //! it (`[{result, domain, selector}]`).
 
-use mail_auth::{AuthenticatedMessage, DkimResult, Error};
+use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, Error};
 use serde::Serialize;
 
 use super::Verifier;
@@ -46,6 +46,25 @@ pub fn outcome(result: &DkimResult) -> Option<Outcome> {
     }
 }
 
+/// One verdict per signature mail-auth looked at.
+pub(super) fn verdicts(outputs: &[DkimOutput<'_>]) -> Vec<DkimVerdict> {
+    outputs
+        .iter()
+        .filter_map(|o| {
+            let result = outcome(o.result())?;
+            let (domain, selector) = o
+                .signature()
+                .map(|s| (s.d.clone(), s.s.clone()))
+                .unwrap_or_default();
+            Some(DkimVerdict {
+                result,
+                domain,
+                selector,
+            })
+        })
+        .collect()
+}
+
 impl Verifier {
     /// Every signature of `message`, verified; empty when it has none (or
     /// is not a message at all).
@@ -53,22 +72,7 @@ impl Verifier {
         let Some(parsed) = AuthenticatedMessage::parse(message) else {
             return Vec::new();
         };
-        let outputs = self.authenticator.verify_dkim(&parsed).await;
-        outputs
-            .iter()
-            .filter_map(|o| {
-                let result = outcome(o.result())?;
-                let (domain, selector) = o
-                    .signature()
-                    .map(|s| (s.d.clone(), s.s.clone()))
-                    .unwrap_or_default();
-                Some(DkimVerdict {
-                    result,
-                    domain,
-                    selector,
-                })
-            })
-            .collect()
+        verdicts(&self.authenticator.verify_dkim(&parsed).await)
     }
 }
 

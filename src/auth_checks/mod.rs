@@ -1,6 +1,6 @@
 //! Authentication checks of inbound mail (issue 13 item 2), with
-//! mail-auth: for now DKIM verification ([`dkim`]) and SPF ([`spf`]);
-//! DMARC and ARC follow. This is the library half only: nothing in the SMTP session
+//! mail-auth: DKIM ([`dkim`]), SPF ([`spf`]) and DMARC ([`dmarc`]), all
+//! three at once with [`Verifier::check`]; ARC follows. This is the library half only: nothing in the SMTP session
 //! calls it yet, and no `POSTERN_*` variable turns it on, so the default
 //! path still makes no DNS lookups.
 //!
@@ -10,13 +10,20 @@
 //! `Authentication-Results:` header will be made from.
 
 pub mod dkim;
+pub mod dmarc;
 pub mod spf;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use mail_auth::MessageAuthenticator;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::{AuthenticatedMessage, MessageAuthenticator};
+use serde::Serialize;
+
+use dkim::DkimVerdict;
+use dmarc::{DmarcOutcome, DmarcVerdict};
 use mail_auth::hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use spf::SpfVerdict;
 
 /// The DNS side of the checks: one resolver, shared by every message.
 pub struct Verifier {
@@ -60,5 +67,65 @@ impl Verifier {
         let authenticator =
             MessageAuthenticator::new(config, opts).map_err(|e| ResolverError(e.to_string()))?;
         Ok(Verifier { authenticator })
+    }
+}
+
+/// What the checks need to know of one received message.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub message: &'a [u8],
+    /// The client's address.
+    pub ip: IpAddr,
+    pub helo: &'a str,
+    /// `MAIL FROM`; empty for the null sender.
+    pub mail_from: &'a str,
+    /// Our host name (SPF's `%{r}`).
+    pub hostname: &'a str,
+}
+
+/// Every verdict for one message, as the payload's `auth` will carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthResults {
+    pub spf: SpfVerdict,
+    pub dkim: Vec<DkimVerdict>,
+    pub dmarc: DmarcVerdict,
+}
+
+impl Verifier {
+    /// SPF, DKIM and DMARC of one message (DMARC from the other two).
+    pub async fn check(&self, r: &Received<'_>) -> AuthResults {
+        let spf_output = self.spf_output(r.ip, r.helo, r.mail_from, r.hostname).await;
+        let spf = spf::verdict(&spf_output);
+        let Some(parsed) = AuthenticatedMessage::parse(r.message) else {
+            return AuthResults {
+                spf,
+                dkim: Vec::new(),
+                dmarc: DmarcVerdict {
+                    result: DmarcOutcome::None,
+                    policy: None,
+                    aligned: false,
+                },
+            };
+        };
+        let dkim_outputs = self.authenticator.verify_dkim(&parsed).await;
+        // The SPF identity's domain: MAIL FROM's, or HELO's for <>.
+        let dmarc_output = self
+            .authenticator
+            .verify_dmarc(DmarcParameters::new(
+                &parsed,
+                &dkim_outputs,
+                spf_output.domain(),
+                &spf_output,
+            ))
+            .await;
+        AuthResults {
+            spf,
+            dkim: dkim::verdicts(&dkim_outputs),
+            dmarc: dmarc::verdict(
+                dmarc_output.spf_result(),
+                dmarc_output.dkim_result(),
+                dmarc_output.dmarc_record().map(|_| dmarc_output.policy()),
+            ),
+        }
     }
 }

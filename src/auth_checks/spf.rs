@@ -8,8 +8,8 @@
 
 use std::net::IpAddr;
 
-use mail_auth::SpfResult;
 use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{SpfOutput, SpfResult};
 use serde::Serialize;
 
 use super::Verifier;
@@ -35,6 +35,13 @@ pub struct SpfVerdict {
     pub domain: String,
 }
 
+pub(super) fn verdict(output: &SpfOutput) -> SpfVerdict {
+    SpfVerdict {
+        result: outcome(output.result()),
+        domain: output.domain().to_string(),
+    }
+}
+
 pub fn outcome(result: SpfResult) -> SpfOutcome {
     match result {
         SpfResult::Pass => SpfOutcome::Pass,
@@ -51,15 +58,22 @@ impl Verifier {
     /// SPF for a client at `ip` that said `helo` and `MAIL FROM:<mail_from>`
     /// (empty for the null sender); `hostname` is ours (the `%{r}` macro).
     pub async fn spf(&self, ip: IpAddr, helo: &str, mail_from: &str, hostname: &str) -> SpfVerdict {
+        verdict(&self.spf_output(ip, helo, mail_from, hostname).await)
+    }
+
+    /// mail-auth's output, which DMARC needs as it is.
+    pub(super) async fn spf_output(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        hostname: &str,
+    ) -> SpfOutput {
         let params = if mail_from.is_empty() {
             SpfParameters::verify_ehlo(ip, helo, hostname)
         } else {
             SpfParameters::verify_mail_from(ip, helo, hostname, mail_from)
         };
-        let output = self.authenticator.verify_spf(params).await;
-        SpfVerdict {
-            result: outcome(output.result()),
-            domain: output.domain().to_string(),
-        }
+        self.authenticator.verify_spf(params).await
     }
 }

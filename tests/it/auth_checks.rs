@@ -34,9 +34,13 @@ fn fixture(name: &str) -> String {
 /// `MESSAGE` signed by dkimpy for `domain`/`selector` with the fixture
 /// key of `algorithm` (`rsa-sha256` or `ed25519-sha256`).
 async fn dkimpy_signed(domain: &str, selector: &str, algorithm: &str) -> Vec<u8> {
+    sign_with_dkimpy(MESSAGE, domain, selector, algorithm).await
+}
+
+async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("m.eml");
-    std::fs::write(&msg, MESSAGE).unwrap();
+    std::fs::write(&msg, message).unwrap();
     let key = dir.path().join("key");
     if algorithm == "rsa-sha256" {
         // dkimpy reads PKCS#1; the fixture is PKCS#8.
@@ -195,4 +199,78 @@ async fn spf_results_follow_the_client_address_and_the_policy() {
         .spf(ip(2), "mx.helo.example", "a@hard.example", "postern.test")
         .await;
     assert_eq!(got.result, SpfOutcome::Temperror, "{got:?}");
+}
+
+#[tokio::test]
+async fn dmarc_passes_only_with_an_aligned_spf_or_dkim_pass() {
+    use postern::auth_checks::Received;
+    use postern::auth_checks::dmarc::{DmarcOutcome, DmarcPolicy};
+    let mut dns = publish();
+    dns.add_txt("_dmarc.signer.example", "v=DMARC1; p=reject");
+    dns.add_txt("_dmarc.victim.example", "v=DMARC1; p=quarantine");
+    dns.add_txt("signer.example", "v=spf1 ip4:127.0.0.2 -all");
+    let v = verifier(&dns);
+    let signed = dkimpy_signed("signer.example", "rsa1", "rsa-sha256").await;
+    let spoofed = MESSAGE.replace("alice@signer.example", "alice@victim.example");
+    let spoofed_signed = sign_with_dkimpy(&spoofed, "signer.example", "rsa1", "rsa-sha256").await;
+    let unlisted = MESSAGE.replace("alice@signer.example", "alice@other.example");
+    fn received<'a>(message: &'a [u8], last: u8, mail_from: &'a str) -> Received<'a> {
+        Received {
+            message,
+            ip: std::net::IpAddr::from([127, 0, 0, last]),
+            helo: "mx.signer.example",
+            mail_from,
+            hostname: "postern.test",
+        }
+    }
+    let (spoofed, unlisted) = (spoofed.as_bytes(), unlisted.as_bytes());
+    let cases = [
+        // DKIM aligned (SPF fails: 127.0.0.9 is not allowed).
+        (
+            received(&signed, 9, "b@signer.example"),
+            DmarcOutcome::Pass,
+            true,
+            Some(DmarcPolicy::Reject),
+        ),
+        // SPF aligned, no signature.
+        (
+            received(MESSAGE.as_bytes(), 2, "b@signer.example"),
+            DmarcOutcome::Pass,
+            true,
+            Some(DmarcPolicy::Reject),
+        ),
+        // Neither: the From domain is not the one that passed.
+        (
+            received(&spoofed_signed, 2, "b@signer.example"),
+            DmarcOutcome::Fail,
+            false,
+            Some(DmarcPolicy::Quarantine),
+        ),
+        (
+            received(spoofed, 9, "b@victim.example"),
+            DmarcOutcome::Fail,
+            false,
+            Some(DmarcPolicy::Quarantine),
+        ),
+        // No DMARC record.
+        (
+            received(unlisted, 2, "b@signer.example"),
+            DmarcOutcome::None,
+            false,
+            None,
+        ),
+    ];
+    for (i, (r, result, aligned, policy)) in cases.iter().enumerate() {
+        let got = v.check(r).await;
+        assert_eq!(
+            (got.dmarc.result, got.dmarc.aligned, got.dmarc.policy),
+            (*result, *aligned, *policy),
+            "case {i}: {got:?}"
+        );
+    }
+    // The other verdicts come along.
+    let got = v.check(&received(&signed, 9, "b@signer.example")).await;
+    assert_eq!(got.dkim, [verdict(Outcome::Pass, "rsa1")]);
+    assert_eq!(got.spf.domain, "signer.example");
+    assert_eq!(serde_json::to_value(&got.spf).unwrap()["result"], "fail");
 }
