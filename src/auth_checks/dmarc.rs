@@ -42,6 +42,9 @@ pub struct DmarcVerdict {
     pub policy: Option<DmarcPolicy>,
     /// An SPF or DKIM pass aligned with the `From` domain.
     pub aligned: bool,
+    /// The `From` domain whose policy applies; empty when there is no
+    /// single one.
+    pub domain: String,
 }
 
 /// The verdict from mail-auth's per-mechanism results: a pass of either
@@ -51,7 +54,12 @@ pub struct DmarcVerdict {
 /// otherwise, with a
 /// record and no aligned pass (even if SPF and DKIM had nothing to say),
 /// a fail.
-pub fn verdict(spf: &DmarcResult, dkim: &DmarcResult, policy: Option<Policy>) -> DmarcVerdict {
+pub fn verdict(
+    spf: &DmarcResult,
+    dkim: &DmarcResult,
+    policy: Option<Policy>,
+    domain: &str,
+) -> DmarcVerdict {
     let policy = policy.and_then(|p| match p {
         Policy::None => Some(DmarcPolicy::None),
         Policy::Quarantine => Some(DmarcPolicy::Quarantine),
@@ -77,6 +85,7 @@ pub fn verdict(spf: &DmarcResult, dkim: &DmarcResult, policy: Option<Policy>) ->
         result,
         policy,
         aligned,
+        domain: domain.to_string(),
     }
 }
 
@@ -102,11 +111,11 @@ mod tests {
             (R::None, R::None, DmarcOutcome::Fail, false),
         ];
         for (spf, dkim, result, aligned) in cases {
-            let v = verdict(&spf, &dkim, Some(Policy::Reject));
+            let v = verdict(&spf, &dkim, Some(Policy::Reject), "d");
             assert_eq!((v.result, v.aligned), (result, aligned), "{spf:?} {dkim:?}");
             assert_eq!(v.policy, Some(DmarcPolicy::Reject));
         }
-        let none = verdict(&R::None, &R::None, None);
+        let none = verdict(&R::None, &R::None, None, "");
         assert_eq!((none.result, none.policy), (DmarcOutcome::None, None));
     }
 }

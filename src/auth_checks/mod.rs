@@ -1,6 +1,7 @@
 //! Authentication checks of inbound mail (issue 13 item 2), with
 //! mail-auth: DKIM ([`dkim`]), SPF ([`spf`]) and DMARC ([`dmarc`]), all
-//! three at once with [`Verifier::check`]; ARC follows. This is the library half only: nothing in the SMTP session
+//! three at once with [`Verifier::check`], and the `Authentication-Results:`
+//! header ([`header`]); ARC follows. This is the library half only: nothing in the SMTP session
 //! calls it yet, and no `POSTERN_*` variable turns it on, so the default
 //! path still makes no DNS lookups.
 //!
@@ -11,6 +12,7 @@
 
 pub mod dkim;
 pub mod dmarc;
+pub mod header;
 pub mod spf;
 
 use std::net::{IpAddr, SocketAddr};
@@ -104,6 +106,7 @@ impl Verifier {
                     result: DmarcOutcome::None,
                     policy: None,
                     aligned: false,
+                    domain: String::new(),
                 },
             };
         };
@@ -125,6 +128,7 @@ impl Verifier {
                 dmarc_output.spf_result(),
                 dmarc_output.dkim_result(),
                 dmarc_output.dmarc_record().map(|_| dmarc_output.policy()),
+                dmarc_output.domain(),
             ),
         }
     }

@@ -272,5 +272,11 @@ async fn dmarc_passes_only_with_an_aligned_spf_or_dkim_pass() {
     let got = v.check(&received(&signed, 9, "b@signer.example")).await;
     assert_eq!(got.dkim, [verdict(Outcome::Pass, "rsa1")]);
     assert_eq!(got.spf.domain, "signer.example");
+    assert_eq!(got.dmarc.domain, "signer.example");
+    let header = postern::auth_checks::header::authentication_results("postern.test", &got);
+    assert!(
+        header.contains("dkim=pass header.d=signer.example header.s=rsa1;"),
+        "{header}"
+    );
     assert_eq!(serde_json::to_value(&got.spf).unwrap()["result"], "fail");
 }
