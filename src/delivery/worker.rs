@@ -3,6 +3,11 @@
 //! [`super::webhook`]; an SMTP submission for relay deliveries,
 //! `relay_job`) and records the outcome in the spool.
 //!
+//! Each attempt holds a lease on its delivery ([`spool::Lease`], taken
+//! with [`Spool::claim`]) and writes its outcome with it; when an operator
+//! deleted or retried the delivery meanwhile the store refuses that write
+//! and the attempt leaves the delivery as the operator left it.
+//!
 //! At-least-once: the state on disk changes only after the endpoint
 //! answered, so a crash mid-POST means one more POST after restart. The
 //! `webhook-id` header is stable for a (message, endpoint) pair across all
@@ -33,7 +38,8 @@ use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Queue, Spool, State, Target,
+    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, Queue, Spool, State,
+    Target,
 };
 use crate::telemetry::Metrics;
 
@@ -95,13 +101,13 @@ impl Worker {
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
                 _ = shutdown.cancelled() => return,
             };
-            let key = loop {
+            let lease = loop {
                 let now = spool::now_ms();
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.queue.pop_due(now) {
-                    Ok(key) => break key,
+                match self.spool.claim(&self.queue, now) {
+                    Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
                         let next = match (next, cooldown_end) {
@@ -120,10 +126,11 @@ impl Worker {
                 }
             };
             let this = self.clone();
+            let key = lease.key();
             let span = tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
             tracker.spawn(
                 async move {
-                    this.attempt(key).await;
+                    this.attempt(lease).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -131,8 +138,10 @@ impl Worker {
         }
     }
 
-    /// One attempt of one delivery, with its outcome recorded.
-    pub async fn attempt(&self, key: JobKey) {
+    /// One attempt of the delivery `lease` holds, with its outcome
+    /// recorded.
+    pub async fn attempt(&self, lease: Lease) {
+        let key = lease.key().clone();
         // A delivery that waited for its endpoint is known to the gate:
         // let it in (or park it again) before reading its message again.
         let hold = match self.enter_released(&key) {
@@ -176,11 +185,12 @@ impl Worker {
         }
         let Some((url, secrets)) = self.post_endpoint(&delivery) else {
             return self
-                .relay_attempt(key, envelope, content, state, hold)
+                .relay_attempt(lease, envelope, content, state, hold)
                 .await;
         };
         let job = Job {
             key,
+            lease,
             envelope,
             delivery,
             state,
@@ -258,6 +268,7 @@ impl Worker {
     async fn settle(&self, job: Job, url: &str, outcome: Outcome, elapsed_ms: u64) {
         let Job {
             key,
+            lease,
             envelope,
             delivery,
             state,
@@ -276,31 +287,44 @@ impl Worker {
                     self.metrics.delivery_latency.observe(age);
                 }
                 info!(url = %url, attempts, elapsed_ms, "delivered");
-                if let Err(e) = self
+                match self
                     .spool
-                    .finish(&key, deliveries, state.attempts > 0)
+                    .finish(&lease, deliveries, state.attempts > 0)
                     .await
                 {
-                    error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
+                    Ok(()) => {}
+                    Err(e @ spool::Error::LeaseLost(..)) => {
+                        info!(error = %e, "delivered; the delivery was changed by an operator meanwhile")
+                    }
+                    Err(e) => {
+                        error!(error = %e, "delivered, but could not record it; it may be sent again after a restart")
+                    }
                 }
                 return;
             }
             Action::Retry { delay, reason } => {
                 let next_at = spool::now_ms() + delay.as_millis() as u64;
                 warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                self.record(&key, State::Pending, attempts, next_at, reason)
-                    .await;
-                self.queue.push(key, next_at);
+                if self
+                    .record(&lease, State::Pending, attempts, next_at, reason)
+                    .await
+                {
+                    self.queue.push(key, next_at);
+                }
                 return;
             }
             Action::Reject { reason } => (reason, "endpoint rejected the message; dead"),
             Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
         };
         warn!(url = %url, attempts, %reason, "{why}");
+        if !lease.holds() {
+            info!("the delivery was changed by an operator during its attempt; not marked dead");
+            return;
+        }
         self.metrics.dead.inc();
         self.dead_event(&envelope, &delivery, &key, url, attempts, &reason)
             .await;
-        self.record(&key, State::Dead, attempts, 0, reason).await;
+        self.record(&lease, State::Dead, attempts, 0, reason).await;
     }
 
     /// `message.dead` for an inbound delivery that gave up (never for
@@ -335,14 +359,17 @@ impl Worker {
         events::emit(&self.intake, url, body).await
     }
 
+    /// Writes an attempt's outcome; `false` when the store refused it
+    /// because the lease was revoked (the operator's change stands, so
+    /// nothing is to be scheduled).
     async fn record(
         &self,
-        key: &JobKey,
+        lease: &Lease,
         state: State,
         attempts: u32,
         next_at: u64,
         reason: String,
-    ) {
+    ) -> bool {
         let s = DeliveryState {
             state,
             attempts,
@@ -350,9 +377,23 @@ impl Worker {
             last_error: Some(reason),
             ..DeliveryState::fresh()
         };
-        if let Err(e) = self.spool.write_state(key, &s).await {
-            // The message stays pending on disk; a restart retries it.
-            error!(error = %e, "could not record delivery state");
+        self.write_outcome(lease, &s).await
+    }
+
+    /// [`Spool::write_state`] for an attempt's outcome; `false` when the
+    /// lease was revoked.
+    pub(super) async fn write_outcome(&self, lease: &Lease, state: &DeliveryState) -> bool {
+        match self.spool.write_state(lease, state).await {
+            Ok(()) => true,
+            Err(e @ spool::Error::LeaseLost(..)) => {
+                info!(error = %e, "the delivery was changed by an operator during its attempt");
+                false
+            }
+            Err(e) => {
+                // The message stays pending on disk; a restart retries it.
+                error!(error = %e, "could not record delivery state");
+                true
+            }
         }
     }
 }
@@ -360,6 +401,7 @@ impl Worker {
 /// A pending delivery, loaded for its attempt.
 struct Job {
     key: JobKey,
+    lease: Lease,
     envelope: Envelope,
     delivery: Delivery,
     state: DeliveryState,

@@ -34,10 +34,12 @@
 
 mod delivery;
 mod intake;
+mod lease;
 mod queue;
 
 pub use delivery::{Delivery, Kind, Target};
 pub use intake::{Committed, Incoming, Intake};
+pub use lease::Lease;
 pub use queue::{JobKey, Queue};
 
 use std::io::{ErrorKind, Write as _};
@@ -56,6 +58,10 @@ pub enum Error {
     Io(std::io::Error),
     #[error("corrupt spool entry {0}: {1}")]
     Corrupt(String, String),
+    /// The attempt's lease was revoked (the delivery was deleted or
+    /// retried meanwhile): its outcome is not written.
+    #[error("lease on delivery {0}.{1} no longer holds; outcome not written")]
+    LeaseLost(String, usize),
 }
 
 impl From<std::io::Error> for Error {
@@ -203,6 +209,8 @@ pub struct Spool {
     /// Serialises operator changes (retry, delete, retention) so each one
     /// checks a delivery's state and changes it as one step.
     ops: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Attempts in flight (see [`lease`]).
+    leases: lease::Table,
 }
 
 /// What a start-up scan found.
@@ -237,7 +245,14 @@ impl Spool {
             root,
             fsync,
             ops: Default::default(),
+            leases: Default::default(),
         })
+    }
+
+    /// Takes the earliest due delivery from `queue` with a lease on it;
+    /// otherwise tells when the next one is due (None: none scheduled).
+    pub fn claim(&self, queue: &Queue, now: u64) -> std::result::Result<Lease, Option<u64>> {
+        queue.pop_due(now).map(|key| self.leases.grant(key))
     }
 
     pub fn root(&self) -> &Path {
@@ -327,12 +342,27 @@ impl Spool {
         }
     }
 
-    /// Atomically replaces the state of one delivery.
-    pub async fn write_state(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
+    /// Atomically replaces the state of the delivery `lease` holds: the
+    /// outcome of its attempt. Refused when the lease no longer holds.
+    pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {
         let this = self.clone();
-        let key = key.clone();
+        let check = lease.check();
         let state = state.clone();
-        blocking(move || this.write_state_sync(&key, &state)).await
+        blocking(move || {
+            let _ops = this.lock_ops();
+            this.still_held(&check)?;
+            this.write_state_sync(&check.key, &state)
+        })
+        .await
+    }
+
+    /// Under the operator lock: the lease still holds, or `LeaseLost`.
+    fn still_held(&self, check: &lease::Check) -> Result<()> {
+        if check.holds() {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost(check.key.id.clone(), check.key.index))
+        }
     }
 
     fn write_state_sync(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
@@ -354,14 +384,18 @@ impl Spool {
         sync_dir(dest.parent().expect("spool subdirectory"), self.fsync)
     }
 
-    /// Delivery `key` is done. When it was the last one, the message leaves
-    /// the spool; otherwise its state records it so a restart does not send
-    /// it twice. `had_state`: whether state files may exist (after a failed
-    /// attempt); saves failing unlinks on the common first-try path.
-    pub async fn finish(&self, key: &JobKey, deliveries: usize, had_state: bool) -> Result<()> {
+    /// The delivery `lease` holds is done. When it was the last one, the
+    /// message leaves the spool; otherwise its state records it so a
+    /// restart does not send it twice. `had_state`: whether state files
+    /// may exist (after a failed attempt); saves failing unlinks on the
+    /// common first-try path. Refused when the lease no longer holds.
+    pub async fn finish(&self, lease: &Lease, deliveries: usize, had_state: bool) -> Result<()> {
         let this = self.clone();
-        let key = key.clone();
+        let check = lease.check();
         blocking(move || {
+            let _ops = this.lock_ops();
+            this.still_held(&check)?;
+            let key = check.key;
             if deliveries > 1 {
                 let done = DeliveryState {
                     state: State::Delivered,
@@ -521,6 +555,24 @@ impl Spool {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether message `id` was committed: it is in the spool, or (once
+    /// delivered) its status record is. What an idempotency record written
+    /// before its message's commit is checked against.
+    pub async fn is_committed(&self, id: &str) -> Result<bool> {
+        if !is_message_id(id) {
+            return Ok(false);
+        }
+        for path in [
+            self.msg_path(id),
+            self.root.join(RECORDS_OUTBOX).join(format!("{id}.json")),
+        ] {
+            if tokio::fs::try_exists(&path).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Writes and removes a probe file: can the spool take a message now?
@@ -844,6 +896,7 @@ impl Spool {
             if state.state != State::Dead {
                 return Ok(Change::WrongState(state.state));
             }
+            this.leases.revoke(&key);
             ignore_missing(std::fs::remove_file(this.state_path(&key)))?;
             sync_dir(&this.root.join("state"), this.fsync)?;
             Ok(Change::Done {
@@ -875,6 +928,8 @@ impl Spool {
         if !allowed.contains(&state.state) {
             return Ok(Change::WrongState(state.state));
         }
+        // An attempt in flight must not write its outcome over this.
+        self.leases.revoke(key);
         if deliveries > 1 {
             let done = DeliveryState {
                 state: State::Delivered,
@@ -1080,14 +1135,20 @@ mod tests {
             id: id.clone(),
             index: 1,
         };
-        spool.finish(&k0, 2, false).await.unwrap();
+        spool
+            .finish(&spool.leases.grant(k0), 2, false)
+            .await
+            .unwrap();
         // one left: message still there, delivery 0 not pending any more
         let report = spool.scan().unwrap();
         assert_eq!(
             report.pending.iter().map(|p| p.0.index).collect::<Vec<_>>(),
             [1]
         );
-        spool.finish(&k1, 2, false).await.unwrap();
+        spool
+            .finish(&spool.leases.grant(k1.clone()), 2, false)
+            .await
+            .unwrap();
         assert!(spool.load_with(&k1, |_, _, _| ()).await.is_err());
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
@@ -1145,9 +1206,69 @@ mod tests {
             last_error: Some("410".into()),
             ..DeliveryState::fresh()
         };
-        spool.write_state(&key, &dead).await.unwrap();
+        let lease = spool.leases.grant(key.clone());
+        spool.write_state(&lease, &dead).await.unwrap();
         let report = spool.scan().unwrap();
         assert_eq!((report.dead, report.pending.len()), (1, 0));
         assert_eq!(spool.read_state_sync(&key).unwrap(), dead);
+    }
+
+    /// An operator change revokes the lease of an attempt in flight; that
+    /// attempt's outcome is then refused, whatever it was.
+    #[tokio::test]
+    async fn outcomes_are_refused_once_an_operator_changed_the_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let id = new_id();
+        spool
+            .create(&envelope(&id, 2))
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+        let queue = Queue::new();
+        queue.push(
+            JobKey {
+                id: id.clone(),
+                index: 0,
+            },
+            0,
+        );
+        let lease = spool.claim(&queue, now_ms()).unwrap();
+        let key = lease.key().clone();
+        assert_eq!(spool.claim(&queue, now_ms()).unwrap_err(), None);
+
+        let change = spool.discard(&key, &[State::Pending]).await.unwrap();
+        assert_eq!(
+            change,
+            Change::Done {
+                message_removed: false
+            }
+        );
+        let retry = DeliveryState {
+            attempts: 1,
+            next_at: now_ms() + 1000,
+            ..DeliveryState::fresh()
+        };
+        for refused in [
+            spool.write_state(&lease, &retry).await,
+            spool.finish(&lease, 2, true).await,
+        ] {
+            assert!(
+                matches!(refused, Err(Error::LeaseLost(ref i, 0)) if *i == id),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(spool.read_state_sync(&key).unwrap().state, State::Delivered);
+
+        // A new claim (the delivery scheduled again) writes as usual.
+        let other = JobKey {
+            id: id.clone(),
+            index: 1,
+        };
+        let lease = spool.leases.grant(other.clone());
+        spool.write_state(&lease, &retry).await.unwrap();
+        assert_eq!(spool.read_state_sync(&other).unwrap(), retry);
     }
 }
