@@ -222,6 +222,12 @@ async fn spool_message(
         .write(&composed.message)
         .await
         .map_err(ApiError::unavailable)?;
+    let response = json!({"id": id, "status": outbox::Status::Queued});
+    // Before the commit: see `idempotency` (the record commits with its
+    // message).
+    if let Some(keyed) = &keyed {
+        keyed.remember(&st.spool, &id, &response).await?;
+    }
     let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
     // Before the message is scheduled: its first attempt rewrites this.
     outbox::store(&st.spool, &OutboxRecord::queued(committed.envelope()))
@@ -231,10 +237,6 @@ async fn spool_message(
             // status record reappears after the first attempt.
             warn!(message_id = %id, error = %e, "could not write the status record");
         });
-    let response = json!({"id": id, "status": outbox::Status::Queued});
-    if let Some(keyed) = keyed {
-        keyed.remember(&st.spool, &id, &response).await;
-    }
     let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok(response)
