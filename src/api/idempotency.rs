@@ -9,7 +9,7 @@
 //!
 //! The record is written (durably) *before* its message is committed, and
 //! a record is only trusted when its message was committed: the message is
-//! in the spool, or its status record is ([`Spool::is_committed`]). So a
+//! in the spool, or its status record is ([`Store::is_committed`]). So a
 //! `kill -9` at any point leaves one of:
 //! - no record: the message was not committed either (the record comes
 //!   first), and the retry sends it, once;
@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::ApiError;
-use crate::spool::{self, RECORDS_IDEM, Spool};
+use crate::spool::{self, RECORDS_IDEM, Store};
 
 /// Idempotency keys are remembered this long.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -89,7 +89,7 @@ impl Keyed {
 
     /// The answer to replay, when this key was used within the last 24
     /// hours: the same answer for the same body, `422` for another body.
-    pub(super) async fn replay(&self, spool: &Spool) -> Result<Option<Response>, ApiError> {
+    pub(super) async fn replay(&self, spool: &Store) -> Result<Option<Response>, ApiError> {
         let record = spool
             .read_record(RECORDS_IDEM, &self.name)
             .await
@@ -128,7 +128,7 @@ impl Keyed {
     /// request: nothing was sent yet.
     pub(super) async fn remember(
         &self,
-        spool: &Spool,
+        spool: &Store,
         message_id: &str,
         response: &Value,
     ) -> Result<(), ApiError> {

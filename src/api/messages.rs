@@ -40,7 +40,7 @@ pub(super) async fn send(
         None => None,
     };
     if let Some(k) = &keyed
-        && let Some(replay) = k.replay(&st.spool).await?
+        && let Some(replay) = k.replay(&st.store).await?
     {
         return Ok(replay);
     }
@@ -226,11 +226,11 @@ async fn spool_message(
     // Before the commit: see `idempotency` (the record commits with its
     // message).
     if let Some(keyed) = &keyed {
-        keyed.remember(&st.spool, &id, &response).await?;
+        keyed.remember(&st.store, &id, &response).await?;
     }
     let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
     // Before the message is scheduled: its first attempt rewrites this.
-    outbox::store(&st.spool, &OutboxRecord::queued(committed.envelope()))
+    outbox::store(&st.store, &OutboxRecord::queued(committed.envelope()))
         .await
         .unwrap_or_else(|e| {
             // The message is durable, so the promise of a 202 holds; the
@@ -263,7 +263,7 @@ pub(super) async fn status(
         return Err(not_found());
     }
     let bytes = st
-        .spool
+        .store
         .read_record(RECORDS_OUTBOX, &format!("{id}.json"))
         .await
         .map_err(ApiError::unavailable)?

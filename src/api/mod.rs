@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compose;
 use crate::delivery::outbox::InFlight;
-use crate::spool::{Intake, Queue, Spool};
+use crate::spool::{Intake, Store};
 use error::ApiError;
 
 /// What the API takes from the configuration.
@@ -48,10 +48,8 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct ApiState {
     settings: Arc<Settings>,
-    spool: Spool,
-    /// Where dead deliveries go back to when retried.
-    queue: Arc<Queue>,
-    /// Where accepted messages go (the same spool and queue).
+    store: Store,
+    /// Where accepted messages go (the same store).
     intake: Intake,
     /// Ids with a relay attempt in flight (status `sending`).
     sending: Arc<InFlight>,
@@ -68,8 +66,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         settings: Settings,
-        spool: Spool,
-        queue: Arc<Queue>,
+        store: Store,
         sending: Arc<InFlight>,
         relay_ready: bool,
         shutdown: CancellationToken,
@@ -77,9 +74,8 @@ impl ApiState {
         ApiState {
             budget: budget::Budget::for_max_body(settings.max_body),
             settings: Arc::new(settings),
-            intake: Intake::new(spool.clone(), queue.clone()),
-            spool,
-            queue,
+            intake: store.intake(),
+            store,
             sending,
             idempotency: idempotency::Lock::default(),
             relay_ready,

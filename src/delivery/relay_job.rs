@@ -33,7 +33,7 @@ impl Worker {
         let key = lease.key().clone();
         let Some(relay) = self.relay.clone() else {
             error!("an API message is spooled but no relay is configured; retrying in 60s");
-            self.queue.push(key, spool::now_ms() + 60_000);
+            self.store.schedule(key, spool::now_ms() + 60_000);
             return;
         };
         // The relay is one endpoint like any webhook: a stalled relay holds
@@ -155,7 +155,7 @@ impl Worker {
         }
         self.update_outbox(&envelope, &state, status).await;
         if remaining.is_empty() {
-            match self.spool.finish(&lease, 1, true).await {
+            match self.store.finish(&lease, 1, true).await {
                 Ok(()) => {}
                 Err(e @ spool::Error::LeaseLost(..)) => {
                     info!(error = %e, "sent; the delivery was changed by an operator meanwhile")
@@ -165,7 +165,7 @@ impl Worker {
                 }
             }
         } else if self.write_outcome(&lease, &state).await {
-            self.queue.push(key, state.next_at);
+            self.store.schedule(key, state.next_at);
         }
     }
 
@@ -176,7 +176,7 @@ impl Worker {
         record.updated_at = rfc3339_now();
         record.recipients = state.recipients.clone();
         record.attempts = state.history.clone();
-        if let Err(e) = outbox::store(&self.spool, &record).await {
+        if let Err(e) = outbox::store(&self.store, &record).await {
             error!(error = %e, "could not update the status record");
         }
     }

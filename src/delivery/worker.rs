@@ -4,7 +4,7 @@
 //! `relay_job`) and records the outcome in the spool.
 //!
 //! Each attempt holds a lease on its delivery ([`spool::Lease`], taken
-//! with [`Spool::claim`]) and writes its outcome with it; when an operator
+//! with [`Store::claim`]) and writes its outcome with it; when an operator
 //! deleted or retried the delivery meanwhile the store refuses that write
 //! and the attempt leaves the delivery as the operator left it.
 //!
@@ -38,8 +38,7 @@ use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, Queue, Spool, State,
-    Target,
+    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, State, Store, Target,
 };
 use crate::telemetry::Metrics;
 
@@ -47,8 +46,7 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct Worker {
     pub(super) settings: Arc<Settings>,
-    pub(super) spool: Spool,
-    pub(super) queue: Arc<Queue>,
+    pub(super) store: Store,
     client: reqwest::Client,
     /// The SMTP relay for API mail, when one is configured.
     pub(super) relay: Option<Arc<Relay>>,
@@ -68,8 +66,7 @@ impl Worker {
     /// API mail, `sending` is shared with the API (status `sending`).
     pub fn new(
         settings: Settings,
-        spool: Spool,
-        queue: Arc<Queue>,
+        store: Store,
         relay: Option<Arc<Relay>>,
         metrics: Arc<Metrics>,
         sending: Arc<InFlight>,
@@ -78,12 +75,11 @@ impl Worker {
         let memory = Arc::new(Semaphore::new(budget_units(settings.memory_budget)));
         let gate = Gate::new(settings.endpoints);
         Worker {
-            intake: Intake::new(spool.clone(), queue.clone()),
+            intake: store.intake(),
             memory,
             gate: Arc::new(Mutex::new(gate)),
             settings: Arc::new(settings),
-            spool,
-            queue,
+            store,
             client,
             relay,
             sending,
@@ -106,7 +102,7 @@ impl Worker {
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.spool.claim(&self.queue, now) {
+                match self.store.claim(now) {
                     Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
@@ -119,7 +115,7 @@ impl Worker {
                         });
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = self.queue.changed() => {}
+                            _ = self.store.changed() => {}
                             _ = shutdown.cancelled() => return,
                         }
                     }
@@ -150,7 +146,7 @@ impl Worker {
             None => None,
         };
         // Reserve memory before loading: see `Settings::memory_budget`.
-        let size = self.spool.message_size(&key.id).unwrap_or(0);
+        let size = self.store.message_size(&key.id).unwrap_or(0);
         let _memory = self
             .memory
             .acquire_many(memory_units(size, self.settings.memory_budget))
@@ -167,12 +163,12 @@ impl Worker {
                 raw
             }
         };
-        let (envelope, state, content) = match self.spool.load_with(&key, prepare).await {
+        let (envelope, state, content) = match self.store.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
                 error!(error = %e, "cannot load message; retrying in 60s");
-                self.queue.push(key, spool::now_ms() + 60_000);
+                self.store.schedule(key, spool::now_ms() + 60_000);
                 return;
             }
         };
@@ -288,7 +284,7 @@ impl Worker {
                 }
                 info!(url = %url, attempts, elapsed_ms, "delivered");
                 match self
-                    .spool
+                    .store
                     .finish(&lease, deliveries, state.attempts > 0)
                     .await
                 {
@@ -309,7 +305,7 @@ impl Worker {
                     .record(&lease, State::Pending, attempts, next_at, reason)
                     .await
                 {
-                    self.queue.push(key, next_at);
+                    self.store.schedule(key, next_at);
                 }
                 return;
             }
@@ -380,10 +376,10 @@ impl Worker {
         self.write_outcome(lease, &s).await
     }
 
-    /// [`Spool::write_state`] for an attempt's outcome; `false` when the
+    /// [`Store::write_state`] for an attempt's outcome; `false` when the
     /// lease was revoked.
     pub(super) async fn write_outcome(&self, lease: &Lease, state: &DeliveryState) -> bool {
-        match self.spool.write_state(lease, state).await {
+        match self.store.write_state(lease, state).await {
             Ok(()) => true,
             Err(e @ spool::Error::LeaseLost(..)) => {
                 info!(error = %e, "the delivery was changed by an operator during its attempt");
@@ -492,7 +488,7 @@ impl Worker {
         }
         let now = spool::now_ms();
         for key in keys {
-            self.queue.push(key, now);
+            self.store.schedule(key, now);
         }
         let parked = self.gate().parked();
         self.metrics.endpoint_parked.set(parked as i64);

@@ -24,7 +24,7 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(spool: Spool, queue: Arc<Queue>) -> Intake {
+    pub(super) fn new(spool: Spool, queue: Arc<Queue>) -> Intake {
         Intake { spool, queue }
     }
 

@@ -1,5 +1,10 @@
-//! The durable spool: where a message lives from the moment we answer `250`
+//! The durable store: where a message lives from the moment we answer `250`
 //! until every endpoint it was routed to has taken it (or given up on it).
+//!
+//! Everything outside this module goes through [`Store`] (the interface,
+//! `store.rs`), never through a backend. The shared types (envelope,
+//! delivery state, ids, errors) are here; [`Spool`] below is the file
+//! backend, the embedded default; attempts hold a [`Lease`] (`lease.rs`).
 //!
 //! # On-disk layout (under `POSTERN_SPOOL_DIR`)
 //!
@@ -36,11 +41,14 @@ mod delivery;
 mod intake;
 mod lease;
 mod queue;
+mod store;
 
 pub use delivery::{Delivery, Kind, Target};
 pub use intake::{Committed, Incoming, Intake};
 pub use lease::Lease;
-pub use queue::{JobKey, Queue};
+pub use queue::JobKey;
+use queue::Queue;
+pub use store::Store;
 
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
@@ -201,9 +209,9 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The spool directory.
+/// The spool directory: the file backend of [`Store`].
 #[derive(Debug, Clone)]
-pub struct Spool {
+pub(crate) struct Spool {
     root: PathBuf,
     fsync: bool,
     /// Serialises operator changes (retry, delete, retention) so each one
@@ -253,10 +261,6 @@ impl Spool {
     /// otherwise tells when the next one is due (None: none scheduled).
     pub fn claim(&self, queue: &Queue, now: u64) -> std::result::Result<Lease, Option<u64>> {
         queue.pop_due(now).map(|key| self.leases.grant(key))
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn msg_path(&self, id: &str) -> PathBuf {
@@ -644,7 +648,7 @@ fn sync_dir(dir: &Path, fsync: bool) -> Result<()> {
 
 /// A message being received. Dropping it without `commit` removes the
 /// temporary file: nothing half-written ever reaches `msg/`.
-pub struct MessageWriter {
+pub(crate) struct MessageWriter {
     /// `None` only while a spill is on the blocking pool.
     file: Option<std::fs::File>,
     buf: Vec<u8>,

@@ -50,6 +50,7 @@ impl Queue {
         self.heap.lock().expect("queue lock").len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
