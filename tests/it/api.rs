@@ -779,13 +779,27 @@ async fn concurrent_retries_with_one_key_send_once() {
     assert_eq!(settle(&p.rx, 1000).await, 1);
 }
 
-#[tokio::test]
-async fn idempotency_key_survives_a_restart() {
+/// Relay B (and what it received), an inbound receiver, and the vars of a
+/// sender A on a spool directory of its own, to start (and restart) with
+/// [`spawn_vars`].
+async fn restartable_sender() -> (
+    App,
+    Receiver,
+    Receiver,
+    tempfile::TempDir,
+    Vec<(String, String)>,
+) {
     let (b, rx) = relay_b().await;
     let inbound = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut vars = sender_vars(&inbound, &b);
     vars.push(("POSTERN_SPOOL_DIR".into(), dir.path().display().to_string()));
+    (b, rx, inbound, dir, vars)
+}
+
+#[tokio::test]
+async fn idempotency_key_survives_a_restart() {
+    let (b, rx, _inbound, _dir, vars) = restartable_sender().await;
     let body = simple("restart").to_string();
 
     let a = spawn_vars(&vars).await;
@@ -841,11 +855,7 @@ async fn an_idempotency_record_that_cannot_be_written_sends_nothing() {
 /// sends the message, once (#12).
 #[tokio::test]
 async fn an_idempotency_record_without_its_message_is_not_replayed() {
-    let (b, rx) = relay_b().await;
-    let inbound = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = sender_vars(&inbound, &b);
-    vars.push(("POSTERN_SPOOL_DIR".into(), dir.path().display().to_string()));
+    let (b, rx, _inbound, dir, vars) = restartable_sender().await;
     let body = simple("crash").to_string();
 
     let a = spawn_vars(&vars).await;

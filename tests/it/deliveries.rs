@@ -196,24 +196,31 @@ async fn deleting_a_dead_delivery_removes_the_message() {
     assert_eq!(rx.hits().len(), 1, "deleting does not deliver");
 }
 
-/// Two endpoints: one delivered, one dead. The message stays until the
-/// dead one is deleted; a delivered one cannot be deleted.
-#[tokio::test]
-async fn a_message_leaves_when_its_last_delivery_is_deleted() {
+/// An app (with `extra`) routing each message to two endpoints: `a` takes
+/// the recipients at example.com (delivery 0), `b` everyone (delivery 1).
+async fn two_endpoints(extra: &[(&str, &str)]) -> (App, Receiver, Receiver) {
     let a = Receiver::start().await;
     let b = Receiver::start().await;
-    a.script(&[(410, None)]);
     let routes = json!([
         {"match": "*@example.com", "url": a.url("/a"), "continue": true},
         {"match": "*", "url": b.url("/b")},
     ])
     .to_string();
-    let app = spawn_app(&[
-        ("POSTERN_ROUTES", &routes),
+    let mut vars = vec![
+        ("POSTERN_ROUTES", routes.as_str()),
         ("POSTERN_WEBHOOK_SECRET", SECRET),
         ("POSTERN_API_KEYS", KEY),
-    ])
-    .await;
+    ];
+    vars.extend_from_slice(extra);
+    (spawn_app(&vars).await, a, b)
+}
+
+/// Two endpoints: one delivered, one dead. The message stays until the
+/// dead one is deleted; a delivered one cannot be deleted.
+#[tokio::test]
+async fn a_message_leaves_when_its_last_delivery_is_deleted() {
+    let (app, a, b) = two_endpoints(&[]).await;
+    a.script(&[(410, None)]);
     let msg_id = send_one(&app, "two").await;
     let dead = format!("{msg_id}.0");
     let done = format!("{msg_id}.1");
@@ -541,23 +548,13 @@ async fn retention_keeps_recent_dead_deliveries() {
 /// because the attempt's lease went with the delete (#12).
 #[tokio::test]
 async fn a_delivery_deleted_in_flight_is_not_resurrected_by_its_attempt() {
-    let a = Receiver::start().await;
-    let b = Receiver::start().await;
-    a.script(&[(500, None)]);
-    b.script(&[(410, None)]);
-    let routes = json!([
-        {"match": "*@example.com", "url": a.url("/a"), "continue": true},
-        {"match": "*", "url": b.url("/b")},
-    ])
-    .to_string();
-    let app = spawn_app(&[
-        ("POSTERN_ROUTES", &routes),
-        ("POSTERN_WEBHOOK_SECRET", SECRET),
-        ("POSTERN_API_KEYS", KEY),
+    let retry = [
         ("POSTERN_RETRY_SCHEDULE", "1s"),
         ("POSTERN_RETRY_JITTER", "0"),
-    ])
-    .await;
+    ];
+    let (app, a, b) = two_endpoints(&retry).await;
+    a.script(&[(500, None)]);
+    b.script(&[(410, None)]);
     let held = a.hold().await;
     let msg_id = send_one(&app, "in flight").await;
     let (inflight, dead) = (format!("{msg_id}.0"), format!("{msg_id}.1"));
