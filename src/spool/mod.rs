@@ -11,22 +11,26 @@ mod delivery;
 mod file;
 mod intake;
 mod lease;
-mod queue;
 mod store;
 
 pub use delivery::{Delivery, Kind, Target};
 pub use file::ScanReport;
-use file::{MessageWriter, Spool};
+use file::{MessageWriter, Queue, Spool};
 pub use intake::{Committed, Incoming, Intake};
 pub use lease::Lease;
-pub use queue::JobKey;
-use queue::Queue;
 pub use store::Store;
 
 use std::io::ErrorKind;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+/// One delivery: message `id`, delivery number `index` in its envelope.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey {
+    pub id: String,
+    pub index: usize,
+}
 
 /// Spool failures. Each maps to a temporary SMTP reply: the client keeps the
 /// message and tries again later.

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Lease, Queue, Result,
-    ScanReport, Spool, State,
+    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Lease, MessageWriter, Queue,
+    Result, ScanReport, Spool, State,
 };
 
 /// The durable store, whichever backend holds it. Cheap to clone.
@@ -52,8 +52,13 @@ impl Store {
 
     /// The producers' way in: accept → write → commit → schedule.
     pub fn intake(&self) -> Intake {
+        Intake::new(self.clone())
+    }
+
+    /// Starts writing a message (for [`Intake`]): its envelope first.
+    pub(super) async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
         match &self.backend {
-            Backend::File { spool, queue } => Intake::new(spool.clone(), queue.clone()),
+            Backend::File { spool, .. } => spool.create(envelope).await,
         }
     }
 

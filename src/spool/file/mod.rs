@@ -1,6 +1,6 @@
 //! The file backend of [`super::Store`]: the spool directory, the
 //! embedded default. One process owns it; its due work is scheduled in
-//! memory ([`super::queue`]) and rebuilt from disk at start, and a lease
+//! memory ([`queue`]) and rebuilt from disk at start, and a lease
 //! ([`super::lease`]) lives in that process.
 //!
 //! # On-disk layout (under `POSTERN_SPOOL_DIR`)
@@ -42,12 +42,16 @@
 //! while the attempt's lease holds; an operator change revokes the
 //! lease under the same lock ([`Spool::write_state`]).
 
+mod queue;
+
+pub(crate) use queue::Queue;
+
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, Queue, RECORDS_IDEM,
+    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_IDEM,
     RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id, parse_delivery_id,
 };
 
