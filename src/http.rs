@@ -64,8 +64,7 @@ impl DevInbox {
 #[derive(Clone)]
 pub struct Ops {
     pub metrics: Arc<crate::telemetry::Metrics>,
-    pub queue: Arc<crate::spool::Queue>,
-    pub spool: crate::spool::Spool,
+    pub store: crate::spool::Store,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// `/readyz` fails while the spool has less room than one message.
     pub max_message_size: u64,
@@ -104,16 +103,10 @@ async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
             Json(json!({"status": "unavailable", "reason": "shutting down"})),
         );
     }
-    let spool = ops.spool.clone();
-    let probe = tokio::task::spawn_blocking(move || {
-        spool.probe_writable()?;
-        Ok::<_, crate::spool::Error>(spool.free_space().ok())
-    })
-    .await;
-    match probe {
+    match ops.store.probe().await {
         // Below one message's worth, every DATA gets 452: not ready, so a
         // balancer sends the mail to a replica that can take it.
-        Ok(Ok(Some(free))) if free < ops.max_message_size => (
+        Ok(Some(free)) if free < ops.max_message_size => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "status": "unavailable",
@@ -123,14 +116,10 @@ async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
                 ),
             })),
         ),
-        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": format!("spool not writable: {e}")})),
-        ),
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": e.to_string()})),
+            Json(json!({"status": "unavailable", "reason": format!("spool not writable: {e}")})),
         ),
     }
 }
@@ -141,13 +130,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     let parked = ops.metrics.endpoint_parked.get();
     ops.metrics
         .spool_pending
-        .set(ops.queue.len() as i64 + parked);
-    let spool = ops.spool.clone();
-    if let Ok(age) = tokio::task::spawn_blocking(move || spool.oldest_age()).await {
-        ops.metrics
-            .spool_oldest_pending_age
-            .set(age.map_or(0.0, |d| d.as_secs_f64()));
-    }
+        .set(ops.store.scheduled() as i64 + parked);
+    let age = ops.store.oldest_age().await;
+    ops.metrics
+        .spool_oldest_pending_age
+        .set(age.map_or(0.0, |d| d.as_secs_f64()));
     (
         [(
             axum::http::header::CONTENT_TYPE,

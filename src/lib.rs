@@ -32,8 +32,11 @@
 //!   every reply text.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
-//! - [`spool`]: the durable store, its one intake path (accept → commit →
-//!   schedule) and the in-memory schedule of due work.
+//! - [`spool`]: the durable store behind one interface ([`spool::Store`]:
+//!   intake, claiming due deliveries with a lease, outcomes, the operator's
+//!   view, records, readiness, sweeps), its one intake path (accept →
+//!   commit → schedule) and its backends (today the file spool with an
+//!   in-memory schedule of due work).
 //! - [`delivery`]: the worker that claims due deliveries and runs one
 //!   attempt each (signed webhook POST, relay submission, event), the
 //!   outcome policy, per-endpoint limits and circuit breakers, outbox
@@ -47,8 +50,8 @@
 //!   users, `OneOrMany`); it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
-//! delivery worker never call each other: they meet at the spool, the
-//! producers through its intake, the worker through its queue; [`spool`]
+//! delivery worker never call each other: they meet at the store, the
+//! producers through its intake, the worker through its claims; [`spool`]
 //! and [`model`] import nothing else of the crate, and [`delivery`] never
 //! imports [`smtp`] or [`api`].
 //!

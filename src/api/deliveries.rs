@@ -173,7 +173,7 @@ async fn list(
         }
     }
     let (found, more) = st
-        .spool
+        .store
         .list_deliveries(states, after, limit)
         .await
         .map_err(ApiError::unavailable)?;
@@ -194,7 +194,7 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let key = key_of(&id)?;
     let info = st
-        .spool
+        .store
         .delivery_info(&key)
         .await
         .map_err(ApiError::unavailable)?
@@ -211,7 +211,7 @@ async fn retry(
 ) -> Result<Response, ApiError> {
     let key = key_of(&id)?;
     match st
-        .spool
+        .store
         .retry_dead(&key)
         .await
         .map_err(ApiError::unavailable)?
@@ -229,12 +229,12 @@ async fn retry(
         Change::Done { .. } => {
             // Read before scheduling: once queued it may be gone at once.
             let item = st
-                .spool
+                .store
                 .delivery_info(&key)
                 .await
                 .map_err(ApiError::unavailable)?
                 .map(Item::from);
-            st.queue.push(key.clone(), spool::now_ms());
+            st.store.schedule(key.clone(), spool::now_ms());
             info!(message_id = %key.id, delivery = key.index, "dead delivery retried by API");
             Ok(Json(item.map_or_else(|| json!({"id": id}), |i| json!(i))).into_response())
         }
@@ -250,7 +250,7 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let key = key_of(&id)?;
     match st
-        .spool
+        .store
         .discard(&key, &[spool::State::Pending, spool::State::Dead])
         .await
         .map_err(ApiError::unavailable)?

@@ -4,6 +4,26 @@
 //! are scoped to the API key that sent them, remembered for 24 hours in the
 //! spool's records (swept hourly), and one request per key is handled at a
 //! time ([`Lock`]).
+//!
+//! # The record commits with its message (#12)
+//!
+//! The record is written (durably) *before* its message is committed, and
+//! a record is only trusted when its message was committed: the message is
+//! in the spool, or its status record is ([`Store::is_committed`]). So a
+//! `kill -9` at any point leaves one of:
+//! - no record: the message was not committed either (the record comes
+//!   first), and the retry sends it, once;
+//! - a record whose message never committed (killed between the two): not
+//!   trusted, the retry sends the message and its record replaces this one;
+//! - a record and its message: the retry is answered from the record.
+//!
+//! Before, the record followed the commit, so a crash between the two let a
+//! retried request send the mail twice. A record that cannot be written
+//! now fails the request (`503`) before anything is sent.
+//!
+//! Limit: a record outlives its proof when `POSTERN_STATUS_RETENTION` is
+//! shorter than the 24 hours a key is kept; a retry after the status
+//! record was swept (and the message delivered) is then sent again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +37,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::ApiError;
-use crate::spool::{self, RECORDS_IDEM, Spool};
+use crate::spool::{self, RECORDS_IDEM, Store};
 
 /// Idempotency keys are remembered this long.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -69,7 +89,7 @@ impl Keyed {
 
     /// The answer to replay, when this key was used within the last 24
     /// hours: the same answer for the same body, `422` for another body.
-    pub(super) async fn replay(&self, spool: &Spool) -> Result<Option<Response>, ApiError> {
+    pub(super) async fn replay(&self, spool: &Store) -> Result<Option<Response>, ApiError> {
         let record = spool
             .read_record(RECORDS_IDEM, &self.name)
             .await
@@ -79,6 +99,15 @@ impl Keyed {
         let Some(r) = record else {
             return Ok(None);
         };
+        let id = r.response.get("id").and_then(Value::as_str).unwrap_or("");
+        if !spool
+            .is_committed(id)
+            .await
+            .map_err(ApiError::unavailable)?
+        {
+            // Written for a request whose message never committed.
+            return Ok(None);
+        }
         if r.body_sha256 != self.body_sha256 {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -94,26 +123,32 @@ impl Keyed {
         Ok(Some(resp))
     }
 
-    /// Remembers the `202` answer for `message_id`. A failure is logged,
-    /// not answered: the message is durable and will be sent; only a retry
-    /// of this request could now send it twice.
-    pub(super) async fn remember(self, spool: &Spool, message_id: &str, response: &Value) {
+    /// Durably remembers the `202` answer for `message_id`, before that
+    /// message is committed (see the module docs). A failure fails the
+    /// request: nothing was sent yet.
+    pub(super) async fn remember(
+        &self,
+        spool: &Store,
+        message_id: &str,
+        response: &Value,
+    ) -> Result<(), ApiError> {
         let rec = IdemRecord {
-            body_sha256: self.body_sha256,
+            body_sha256: self.body_sha256.clone(),
             created_ms: spool::now_ms(),
             status: 202,
             response: response.clone(),
         };
-        if let Err(e) = spool
+        spool
             .write_record(
                 RECORDS_IDEM,
                 &self.name,
                 serde_json::to_vec(&rec).expect("record serialises"),
             )
             .await
-        {
-            warn!(message_id = %message_id, error = %e, "could not record the Idempotency-Key");
-        }
+            .map_err(|e| {
+                warn!(message_id = %message_id, error = %e, "could not record the Idempotency-Key; not sent");
+                ApiError::unavailable(e)
+            })
     }
 }
 

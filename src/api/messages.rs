@@ -41,7 +41,7 @@ pub(super) async fn send(
         None => None,
     };
     if let Some(k) = &keyed
-        && let Some(replay) = k.replay(&st.spool).await?
+        && let Some(replay) = k.replay(&st.store).await?
     {
         return Ok(replay);
     }
@@ -239,19 +239,21 @@ async fn spool_message(
         .write(&composed.message)
         .await
         .map_err(ApiError::unavailable)?;
+    let response = json!({"id": id, "status": outbox::Status::Queued});
+    // Before the commit: see `idempotency` (the record commits with its
+    // message).
+    if let Some(keyed) = &keyed {
+        keyed.remember(&st.store, &id, &response).await?;
+    }
     let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
     // Before the message is scheduled: its first attempt rewrites this.
-    outbox::store(&st.spool, &OutboxRecord::queued(committed.envelope()))
+    outbox::store(&st.store, &OutboxRecord::queued(committed.envelope()))
         .await
         .unwrap_or_else(|e| {
             // The message is durable, so the promise of a 202 holds; the
             // status record reappears after the first attempt.
             warn!(message_id = %id, error = %e, "could not write the status record");
         });
-    let response = json!({"id": id, "status": outbox::Status::Queued});
-    if let Some(keyed) = keyed {
-        keyed.remember(&st.spool, &id, &response).await;
-    }
     let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok(response)
@@ -278,7 +280,7 @@ pub(super) async fn status(
         return Err(not_found());
     }
     let bytes = st
-        .spool
+        .store
         .read_record(RECORDS_OUTBOX, &format!("{id}.json"))
         .await
         .map_err(ApiError::unavailable)?

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compose;
 use crate::delivery::outbox::InFlight;
-use crate::spool::{Intake, Queue, Spool};
+use crate::spool::{Intake, Store};
 use error::ApiError;
 
 /// What the API takes from the configuration.
@@ -50,10 +50,8 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct ApiState {
     settings: Arc<Settings>,
-    spool: Spool,
-    /// Where dead deliveries go back to when retried.
-    queue: Arc<Queue>,
-    /// Where accepted messages go (the same spool and queue).
+    store: Store,
+    /// Where accepted messages go (the same store).
     intake: Intake,
     /// Ids with a relay attempt in flight (status `sending`).
     sending: Arc<InFlight>,
@@ -70,8 +68,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         settings: Settings,
-        spool: Spool,
-        queue: Arc<Queue>,
+        store: Store,
         sending: Arc<InFlight>,
         relay_ready: bool,
         shutdown: CancellationToken,
@@ -79,9 +76,8 @@ impl ApiState {
         ApiState {
             budget: budget::Budget::for_max_body(settings.max_body),
             settings: Arc::new(settings),
-            intake: Intake::new(spool.clone(), queue.clone()),
-            spool,
-            queue,
+            intake: store.intake(),
+            store,
             sending,
             idempotency: idempotency::Lock::default(),
             relay_ready,

@@ -43,7 +43,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let (spool, queue, corrupt) = setup::spool(&config)?;
+    let (store, corrupt) = setup::store(&config)?;
     let http_addr = listeners.http.local_addr().map_err(Error::Listener)?;
     let smtp_addr = listeners.smtp.local_addr().map_err(Error::Listener)?;
 
@@ -65,13 +65,7 @@ pub async fn run(
     }
     let metrics = Arc::new(telemetry::Metrics::new());
     metrics.spool_corrupt.inc_by(corrupt as u64);
-    let inbound = Inbound::new(
-        config.clone(),
-        spool.clone(),
-        queue.clone(),
-        tls,
-        metrics.clone(),
-    );
+    let inbound = Inbound::new(config.clone(), store.clone(), tls, metrics.clone());
     let limiter = smtp::server::Limiter::new(
         config.limits.max_sessions,
         config.limits.max_sessions_per_ip,
@@ -101,8 +95,7 @@ pub async fn run(
     let sending = Arc::new(delivery::outbox::InFlight::default());
     let api_state = api::ApiState::new(
         settings::api(&config),
-        spool.clone(),
-        queue.clone(),
+        store.clone(),
         sending.clone(),
         relay.is_some(),
         shutdown.clone(),
@@ -118,7 +111,7 @@ pub async fn run(
         }
     }
     tracker.spawn(sweep::run(
-        spool.clone(),
+        store.clone(),
         config.outbound.status_retention,
         config.delivery.dead_retention,
         metrics.clone(),
@@ -126,16 +119,14 @@ pub async fn run(
     ));
     let worker = Worker::new(
         settings::delivery(&config),
-        spool.clone(),
-        queue.clone(),
+        store.clone(),
         relay,
         metrics.clone(),
         sending,
     );
     let ops = http::Ops {
         metrics: metrics.clone(),
-        queue: queue.clone(),
-        spool: spool.clone(),
+        store: store.clone(),
         shutdown: shutdown.clone(),
         max_message_size: config.limits.max_message_size,
     };

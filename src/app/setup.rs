@@ -14,22 +14,17 @@ use crate::config::Config;
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::Secret;
 use crate::route::{Route, RouteSpec};
-use crate::spool::{JobKey, Queue, Spool};
+use crate::spool::Store;
 use crate::{http, relay, tls};
 
-/// The spool, and a schedule of every pending delivery in it (due at its
-/// recorded time); also how many files the scan found corrupt.
-pub(super) fn spool(config: &Config) -> Result<(Spool, Arc<Queue>, usize), Error> {
+/// The store, every pending delivery in it scheduled (due at its recorded
+/// time); also how many entries the start-up scan found corrupt.
+pub(super) fn store(config: &Config) -> Result<(Store, usize), Error> {
     let spool_error = |source| Error::Spool {
         path: config.spool_dir.display().to_string(),
         source,
     };
-    let spool = Spool::open(&config.spool_dir, config.fsync).map_err(spool_error)?;
-    let report = spool.scan().map_err(spool_error)?;
-    let queue = Arc::new(Queue::new());
-    for (key, due) in &report.pending {
-        queue.push(JobKey::clone(key), *due);
-    }
+    let (store, report) = Store::open_file(&config.spool_dir, config.fsync).map_err(spool_error)?;
     info!(
         messages = report.messages,
         pending = report.pending.len(),
@@ -38,7 +33,7 @@ pub(super) fn spool(config: &Config) -> Result<(Spool, Arc<Queue>, usize), Error
         spool = %config.spool_dir.display(),
         "spool scanned"
     );
-    Ok((spool, queue, report.corrupt))
+    Ok((store, report.corrupt))
 }
 
 /// The TLS acceptor: the configured certificate (watched for rotation), a

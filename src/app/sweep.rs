@@ -6,50 +6,49 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::spool::{self, Spool};
+use crate::spool::{self, Store};
 use crate::{api, telemetry};
 
 /// Removes expired status and idempotency records and dead deliveries
 /// older than `POSTERN_DEAD_RETENTION`, at start and hourly.
 pub(super) async fn run(
-    spool: Spool,
+    store: Store,
     retention: std::time::Duration,
     dead_retention: std::time::Duration,
     metrics: Arc<telemetry::Metrics>,
     shutdown: CancellationToken,
 ) {
     loop {
-        let s = spool.clone();
-        let m = metrics.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            match s.sweep_dead(dead_retention) {
-                Ok(removed) => {
-                    for (key, state) in removed {
-                        m.dead_removed.inc();
-                        info!(
-                            message_id = %key.id,
-                            delivery = key.index,
-                            reason = "dead for longer than POSTERN_DEAD_RETENTION",
-                            last_error = state.last_error.as_deref().unwrap_or(""),
-                            "dead delivery removed"
-                        );
-                    }
+        match store.sweep_dead(dead_retention).await {
+            Ok(removed) => {
+                for (key, state) in removed {
+                    metrics.dead_removed.inc();
+                    info!(
+                        message_id = %key.id,
+                        delivery = key.index,
+                        reason = "dead for longer than POSTERN_DEAD_RETENTION",
+                        last_error = state.last_error.as_deref().unwrap_or(""),
+                        "dead delivery removed"
+                    );
                 }
-                Err(e) => warn!(error = %e, "could not sweep dead deliveries"),
             }
-            let a = s.sweep(spool::RECORDS_OUTBOX, retention).unwrap_or(0);
-            let b = s
-                .sweep(spool::RECORDS_IDEM, api::idempotency::TTL)
-                .unwrap_or(0);
-            if a + b > 0 {
-                info!(
-                    status_records = a,
-                    idempotency_records = b,
-                    "expired records removed"
-                );
-            }
-        })
-        .await;
+            Err(e) => warn!(error = %e, "could not sweep dead deliveries"),
+        }
+        let a = store
+            .sweep(spool::RECORDS_OUTBOX, retention)
+            .await
+            .unwrap_or(0);
+        let b = store
+            .sweep(spool::RECORDS_IDEM, api::idempotency::TTL)
+            .await
+            .unwrap_or(0);
+        if a + b > 0 {
+            info!(
+                status_records = a,
+                idempotency_records = b,
+                "expired records removed"
+            );
+        }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
             _ = shutdown.cancelled() => return,

@@ -13,7 +13,7 @@ use super::policy::gave_up;
 use crate::relay::RcptOutcome;
 use crate::spool::{
     self, Attempt, AttemptOutcome, DeliveryState, Envelope, RECORDS_OUTBOX, RcptState, RcptStatus,
-    Spool,
+    Store,
 };
 
 /// Where an API message stands, as `GET /v1/messages/{id}` reports it.
@@ -225,7 +225,7 @@ impl Drop for Marked<'_> {
 }
 
 /// Rewrites the status record `GET /v1/messages/{id}` shows.
-pub async fn store(spool: &Spool, record: &OutboxRecord) -> spool::Result<()> {
+pub async fn store(spool: &Store, record: &OutboxRecord) -> spool::Result<()> {
     let bytes = serde_json::to_vec(record).expect("record serialises");
     spool
         .write_record(RECORDS_OUTBOX, &format!("{}.json", record.id), bytes)

@@ -16,7 +16,7 @@ use super::policy::{self, Action, Outcome};
 use super::worker::{Hold, Worker};
 use crate::model::clock::rfc3339_now;
 use crate::relay::Contact;
-use crate::spool::{self, DeliveryState, Envelope, JobKey, Kind, RcptState, RcptStatus};
+use crate::spool::{self, DeliveryState, Envelope, Kind, Lease, RcptState, RcptStatus};
 
 impl Worker {
     /// One relay attempt for an API message: the recipients still pending
@@ -24,15 +24,16 @@ impl Worker {
     /// the events follow.
     pub(super) async fn relay_attempt(
         &self,
-        key: JobKey,
+        lease: Lease,
         envelope: Envelope,
         raw: Vec<u8>,
         mut state: DeliveryState,
         hold: Option<Hold<'_>>,
     ) {
+        let key = lease.key().clone();
         let Some(relay) = self.relay.clone() else {
             error!("an API message is spooled but no relay is configured; retrying in 60s");
-            self.queue.push(key, spool::now_ms() + 60_000);
+            self.store.schedule(key, spool::now_ms() + 60_000);
             return;
         };
         // The relay is one endpoint like any webhook: a stalled relay holds
@@ -154,14 +155,17 @@ impl Worker {
         }
         self.update_outbox(&envelope, &state, status).await;
         if remaining.is_empty() {
-            if let Err(e) = self.spool.finish(&key, 1, true).await {
-                error!(error = %e, "sent, but could not record it; it may be sent again after a restart");
+            match self.store.finish(&lease, 1, true).await {
+                Ok(()) => {}
+                Err(e @ spool::Error::LeaseLost(..)) => {
+                    info!(error = %e, "sent; the delivery was changed by an operator meanwhile")
+                }
+                Err(e) => {
+                    error!(error = %e, "sent, but could not record it; it may be sent again after a restart")
+                }
             }
-        } else {
-            if let Err(e) = self.spool.write_state(&key, &state).await {
-                error!(error = %e, "could not record delivery state");
-            }
-            self.queue.push(key, state.next_at);
+        } else if self.write_outcome(&lease, &state).await {
+            self.store.schedule(key, state.next_at);
         }
     }
 
@@ -172,7 +176,7 @@ impl Worker {
         record.updated_at = rfc3339_now();
         record.recipients = state.recipients.clone();
         record.attempts = state.history.clone();
-        if let Err(e) = outbox::store(&self.spool, &record).await {
+        if let Err(e) = outbox::store(&self.store, &record).await {
             error!(error = %e, "could not update the status record");
         }
     }

@@ -3,6 +3,11 @@
 //! [`super::webhook`]; an SMTP submission for relay deliveries,
 //! `relay_job`) and records the outcome in the spool.
 //!
+//! Each attempt holds a lease on its delivery ([`spool::Lease`], taken
+//! with [`Store::claim`]) and writes its outcome with it; when an operator
+//! deleted or retried the delivery meanwhile the store refuses that write
+//! and the attempt leaves the delivery as the operator left it.
+//!
 //! At-least-once: the state on disk changes only after the endpoint
 //! answered, so a crash mid-POST means one more POST after restart. The
 //! `webhook-id` header is stable for a (message, endpoint) pair across all
@@ -33,7 +38,7 @@ use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Queue, Spool, State, Target,
+    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, State, Store, Target,
 };
 use crate::telemetry::Metrics;
 
@@ -41,8 +46,7 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct Worker {
     pub(super) settings: Arc<Settings>,
-    pub(super) spool: Spool,
-    pub(super) queue: Arc<Queue>,
+    pub(super) store: Store,
     client: reqwest::Client,
     /// The SMTP relay for API mail, when one is configured.
     pub(super) relay: Option<Arc<Relay>>,
@@ -62,8 +66,7 @@ impl Worker {
     /// API mail, `sending` is shared with the API (status `sending`).
     pub fn new(
         settings: Settings,
-        spool: Spool,
-        queue: Arc<Queue>,
+        store: Store,
         relay: Option<Arc<Relay>>,
         metrics: Arc<Metrics>,
         sending: Arc<InFlight>,
@@ -72,12 +75,11 @@ impl Worker {
         let memory = Arc::new(Semaphore::new(budget_units(settings.memory_budget)));
         let gate = Gate::new(settings.endpoints);
         Worker {
-            intake: Intake::new(spool.clone(), queue.clone()),
+            intake: store.intake(),
             memory,
             gate: Arc::new(Mutex::new(gate)),
             settings: Arc::new(settings),
-            spool,
-            queue,
+            store,
             client,
             relay,
             sending,
@@ -95,13 +97,13 @@ impl Worker {
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
                 _ = shutdown.cancelled() => return,
             };
-            let key = loop {
+            let lease = loop {
                 let now = spool::now_ms();
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.queue.pop_due(now) {
-                    Ok(key) => break key,
+                match self.store.claim(now) {
+                    Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
                         let next = match (next, cooldown_end) {
@@ -113,17 +115,18 @@ impl Worker {
                         });
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
-                            _ = self.queue.changed() => {}
+                            _ = self.store.changed() => {}
                             _ = shutdown.cancelled() => return,
                         }
                     }
                 }
             };
             let this = self.clone();
+            let key = lease.key();
             let span = tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
             tracker.spawn(
                 async move {
-                    this.attempt(key).await;
+                    this.attempt(lease).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -131,8 +134,10 @@ impl Worker {
         }
     }
 
-    /// One attempt of one delivery, with its outcome recorded.
-    pub async fn attempt(&self, key: JobKey) {
+    /// One attempt of the delivery `lease` holds, with its outcome
+    /// recorded.
+    pub async fn attempt(&self, lease: Lease) {
+        let key = lease.key().clone();
         // A delivery that waited for its endpoint is known to the gate:
         // let it in (or park it again) before reading its message again.
         let hold = match self.enter_released(&key) {
@@ -141,7 +146,7 @@ impl Worker {
             None => None,
         };
         // Reserve memory before loading: see `Settings::memory_budget`.
-        let size = self.spool.message_size(&key.id).unwrap_or(0);
+        let size = self.store.message_size(&key.id).unwrap_or(0);
         let _memory = self
             .memory
             .acquire_many(memory_units(size, self.settings.memory_budget))
@@ -158,12 +163,12 @@ impl Worker {
                 raw
             }
         };
-        let (envelope, state, content) = match self.spool.load_with(&key, prepare).await {
+        let (envelope, state, content) = match self.store.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
                 error!(error = %e, "cannot load message; retrying in 60s");
-                self.queue.push(key, spool::now_ms() + 60_000);
+                self.store.schedule(key, spool::now_ms() + 60_000);
                 return;
             }
         };
@@ -176,11 +181,12 @@ impl Worker {
         }
         let Some((url, secrets)) = self.post_endpoint(&delivery) else {
             return self
-                .relay_attempt(key, envelope, content, state, hold)
+                .relay_attempt(lease, envelope, content, state, hold)
                 .await;
         };
         let job = Job {
             key,
+            lease,
             envelope,
             delivery,
             state,
@@ -258,6 +264,7 @@ impl Worker {
     async fn settle(&self, job: Job, url: &str, outcome: Outcome, elapsed_ms: u64) {
         let Job {
             key,
+            lease,
             envelope,
             delivery,
             state,
@@ -276,31 +283,44 @@ impl Worker {
                     self.metrics.delivery_latency.observe(age);
                 }
                 info!(url = %url, attempts, elapsed_ms, "delivered");
-                if let Err(e) = self
-                    .spool
-                    .finish(&key, deliveries, state.attempts > 0)
+                match self
+                    .store
+                    .finish(&lease, deliveries, state.attempts > 0)
                     .await
                 {
-                    error!(error = %e, "delivered, but could not record it; it may be sent again after a restart");
+                    Ok(()) => {}
+                    Err(e @ spool::Error::LeaseLost(..)) => {
+                        info!(error = %e, "delivered; the delivery was changed by an operator meanwhile")
+                    }
+                    Err(e) => {
+                        error!(error = %e, "delivered, but could not record it; it may be sent again after a restart")
+                    }
                 }
                 return;
             }
             Action::Retry { delay, reason } => {
                 let next_at = spool::now_ms() + delay.as_millis() as u64;
                 warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                self.record(&key, State::Pending, attempts, next_at, reason)
-                    .await;
-                self.queue.push(key, next_at);
+                if self
+                    .record(&lease, State::Pending, attempts, next_at, reason)
+                    .await
+                {
+                    self.store.schedule(key, next_at);
+                }
                 return;
             }
             Action::Reject { reason } => (reason, "endpoint rejected the message; dead"),
             Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
         };
         warn!(url = %url, attempts, %reason, "{why}");
+        if !lease.holds() {
+            info!("the delivery was changed by an operator during its attempt; not marked dead");
+            return;
+        }
         self.metrics.dead.inc();
         self.dead_event(&envelope, &delivery, &key, url, attempts, &reason)
             .await;
-        self.record(&key, State::Dead, attempts, 0, reason).await;
+        self.record(&lease, State::Dead, attempts, 0, reason).await;
     }
 
     /// `message.dead` for an inbound delivery that gave up (never for
@@ -335,14 +355,17 @@ impl Worker {
         events::emit(&self.intake, url, body).await
     }
 
+    /// Writes an attempt's outcome; `false` when the store refused it
+    /// because the lease was revoked (the operator's change stands, so
+    /// nothing is to be scheduled).
     async fn record(
         &self,
-        key: &JobKey,
+        lease: &Lease,
         state: State,
         attempts: u32,
         next_at: u64,
         reason: String,
-    ) {
+    ) -> bool {
         let s = DeliveryState {
             state,
             attempts,
@@ -350,9 +373,23 @@ impl Worker {
             last_error: Some(reason),
             ..DeliveryState::fresh()
         };
-        if let Err(e) = self.spool.write_state(key, &s).await {
-            // The message stays pending on disk; a restart retries it.
-            error!(error = %e, "could not record delivery state");
+        self.write_outcome(lease, &s).await
+    }
+
+    /// [`Store::write_state`] for an attempt's outcome; `false` when the
+    /// lease was revoked.
+    pub(super) async fn write_outcome(&self, lease: &Lease, state: &DeliveryState) -> bool {
+        match self.store.write_state(lease, state).await {
+            Ok(()) => true,
+            Err(e @ spool::Error::LeaseLost(..)) => {
+                info!(error = %e, "the delivery was changed by an operator during its attempt");
+                false
+            }
+            Err(e) => {
+                // The message stays pending on disk; a restart retries it.
+                error!(error = %e, "could not record delivery state");
+                true
+            }
         }
     }
 }
@@ -360,6 +397,7 @@ impl Worker {
 /// A pending delivery, loaded for its attempt.
 struct Job {
     key: JobKey,
+    lease: Lease,
     envelope: Envelope,
     delivery: Delivery,
     state: DeliveryState,
@@ -450,7 +488,7 @@ impl Worker {
         }
         let now = spool::now_ms();
         for key in keys {
-            self.queue.push(key, now);
+            self.store.schedule(key, now);
         }
         let parked = self.gate().parked();
         self.metrics.endpoint_parked.set(parked as i64);

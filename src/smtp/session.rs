@@ -23,7 +23,7 @@ use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
 use crate::config::Config;
 use crate::route::Target;
-use crate::spool::{Intake, Queue, Spool, TlsInfo};
+use crate::spool::{Intake, Store, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
@@ -42,8 +42,7 @@ impl Inbound {
     /// With the configured AUTH throttle; STARTTLS is offered with `tls`.
     pub fn new(
         config: Arc<Config>,
-        spool: Spool,
-        queue: Arc<Queue>,
+        store: Store,
         tls: Option<tokio_rustls::TlsAcceptor>,
         metrics: Arc<crate::telemetry::Metrics>,
     ) -> Inbound {
@@ -55,7 +54,7 @@ impl Inbound {
         ));
         Inbound {
             config,
-            intake: Intake::new(spool, queue),
+            intake: store.intake(),
             tls,
             auth_throttle,
             metrics,

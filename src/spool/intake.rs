@@ -12,30 +12,27 @@
 //! will overwrite (the API's `queued` status record) can be written in
 //! between, never after that attempt.
 
-use std::sync::Arc;
+use super::{Envelope, JobKey, MessageWriter, Result, Store, now_ms};
 
-use super::{Envelope, JobKey, MessageWriter, Queue, Result, Spool, now_ms};
-
-/// The spool and the schedule, as the producers of messages see them.
+/// The store, as the producers of messages see it.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    spool: Spool,
-    queue: Arc<Queue>,
+    store: Store,
 }
 
 impl Intake {
-    pub fn new(spool: Spool, queue: Arc<Queue>) -> Intake {
-        Intake { spool, queue }
+    pub(super) fn new(store: Store) -> Intake {
+        Intake { store }
     }
 
     /// Opens a message: its envelope is written first, the content follows
     /// with [`Incoming::write`].
     pub async fn accept(&self, envelope: Envelope) -> Result<Incoming> {
-        let writer = self.spool.create(&envelope).await?;
+        let writer = self.store.create(&envelope).await?;
         Ok(Incoming {
             writer,
             envelope,
-            queue: self.queue.clone(),
+            store: self.store.clone(),
         })
     }
 
@@ -52,7 +49,7 @@ impl Intake {
 pub struct Incoming {
     writer: MessageWriter,
     envelope: Envelope,
-    queue: Arc<Queue>,
+    store: Store,
 }
 
 impl Incoming {
@@ -65,7 +62,7 @@ impl Incoming {
         self.writer.commit().await?;
         Ok(Committed {
             envelope: self.envelope,
-            queue: self.queue,
+            store: self.store,
         })
     }
 }
@@ -74,7 +71,7 @@ impl Incoming {
 #[must_use = "a committed message is only delivered once scheduled (or after a restart)"]
 pub struct Committed {
     envelope: Envelope,
-    queue: Arc<Queue>,
+    store: Store,
 }
 
 impl Committed {
@@ -86,7 +83,7 @@ impl Committed {
     pub fn schedule(self) -> Envelope {
         let now = now_ms();
         for index in 0..self.envelope.deliveries.len() {
-            self.queue.push(
+            self.store.schedule(
                 JobKey {
                     id: self.envelope.id.clone(),
                     index,
@@ -107,16 +104,15 @@ mod tests {
         crate::spool::tests::envelope(&new_id(), deliveries)
     }
 
-    fn intake() -> (tempfile::TempDir, Intake, Arc<Queue>) {
+    fn intake() -> (tempfile::TempDir, Intake, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), false).unwrap();
-        let queue = Arc::new(Queue::new());
-        (dir, Intake::new(spool, queue.clone()), queue)
+        let (store, _) = Store::open_file(dir.path(), false).unwrap();
+        (dir, store.intake(), store)
     }
 
     #[tokio::test]
     async fn committed_then_scheduled_once_per_delivery() {
-        let (dir, intake, queue) = intake();
+        let (dir, intake, store) = intake();
         let env = envelope(2);
         let id = env.id.clone();
         let mut incoming = intake.accept(env).await.unwrap();
@@ -128,42 +124,43 @@ mod tests {
             std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
             1
         );
-        assert!(queue.is_empty());
+        assert_eq!(store.scheduled(), 0);
         assert_eq!(committed.schedule().id, id);
-        let due: Vec<usize> = std::iter::from_fn(|| queue.pop_due(now_ms()).ok())
-            .map(|k| {
-                assert_eq!(k.id, id);
-                k.index
+        let due: Vec<usize> = std::iter::from_fn(|| store.claim(now_ms()).ok())
+            .map(|lease| {
+                assert_eq!(lease.key().id, id);
+                lease.key().index
             })
             .collect();
         assert_eq!(due, [0, 1]);
         let key = JobKey { id, index: 0 };
-        let (_, _, raw) = intake.spool.load_with(&key, |_, _, raw| raw).await.unwrap();
+        let (_, _, raw) = store.load_with(&key, |_, _, raw| raw).await.unwrap();
         assert_eq!(raw, b"Subject: a\r\n\r\nbody\r\n");
     }
 
     #[tokio::test]
     async fn dropped_before_commit_leaves_nothing() {
-        let (dir, intake, queue) = intake();
+        let (dir, intake, store) = intake();
         let mut incoming = intake.accept(envelope(1)).await.unwrap();
         incoming.write(b"partial").await.unwrap();
         drop(incoming);
         for sub in ["msg", "tmp"] {
             assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
         }
-        assert!(queue.is_empty());
+        assert_eq!(store.scheduled(), 0);
     }
 
     #[tokio::test]
     async fn submit_is_the_whole_path() {
-        let (_dir, intake, queue) = intake();
+        let (_dir, intake, store) = intake();
         let env = intake.submit(envelope(1), b"{}").await.unwrap();
+        let lease = store.claim(now_ms()).unwrap();
         assert_eq!(
-            queue.pop_due(now_ms()),
-            Ok(JobKey {
+            lease.key(),
+            &JobKey {
                 id: env.id,
                 index: 0
-            })
+            }
         );
     }
 }

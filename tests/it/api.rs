@@ -779,13 +779,27 @@ async fn concurrent_retries_with_one_key_send_once() {
     assert_eq!(settle(&p.rx, 1000).await, 1);
 }
 
-#[tokio::test]
-async fn idempotency_key_survives_a_restart() {
+/// Relay B (and what it received), an inbound receiver, and the vars of a
+/// sender A on a spool directory of its own, to start (and restart) with
+/// [`spawn_vars`].
+async fn restartable_sender() -> (
+    App,
+    Receiver,
+    Receiver,
+    tempfile::TempDir,
+    Vec<(String, String)>,
+) {
     let (b, rx) = relay_b().await;
     let inbound = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut vars = sender_vars(&inbound, &b);
     vars.push(("POSTERN_SPOOL_DIR".into(), dir.path().display().to_string()));
+    (b, rx, inbound, dir, vars)
+}
+
+#[tokio::test]
+async fn idempotency_key_survives_a_restart() {
+    let (b, rx, _inbound, _dir, vars) = restartable_sender().await;
     let body = simple("restart").to_string();
 
     let a = spawn_vars(&vars).await;
@@ -811,6 +825,60 @@ async fn idempotency_key_survives_a_restart() {
     assert_eq!(code, 200);
     assert_eq!(status["status"], "sent");
     assert_eq!(settle(&rx, 1000).await, 1);
+    drop(b);
+}
+
+/// An Idempotency-Key that cannot be recorded fails the request before
+/// the message is committed: never a 202 whose retry could send twice
+/// (#12).
+#[tokio::test]
+async fn an_idempotency_record_that_cannot_be_written_sends_nothing() {
+    let p = pair(&[]).await;
+    // The record is written as tmp/idem-<name> first (then renamed): a
+    // directory in its way makes that write fail, while reading records
+    // still works. <name> is SHA-256(SHA-256(API key) || key).
+    let mut scoped = Sha256::digest(KEY.as_bytes()).to_vec();
+    scoped.extend_from_slice(b"k-1");
+    let name = format!("idem-{}.json", sha256_hex(&scoped));
+    std::fs::create_dir(p.a.spool.join("tmp").join(name)).unwrap();
+    let resp = post_raw(&p.a, Some(KEY), Some("k-1"), simple("x").to_string()).await;
+    assert_error(resp, 503, "unavailable", None).await;
+    assert_eq!(count(&p.a.spool, "msg"), 0);
+    assert_eq!(settle(&p.rx, 500).await, 0);
+    // Without a key the message still goes.
+    accepted(post(&p.a, &simple("no key")).await).await;
+    p.rx.wait_for(1, 10).await;
+}
+
+/// What a crash between the idempotency record and its message's commit
+/// leaves (the record, no message, no status) is not trusted: the retry
+/// sends the message, once (#12).
+#[tokio::test]
+async fn an_idempotency_record_without_its_message_is_not_replayed() {
+    let (b, rx, _inbound, dir, vars) = restartable_sender().await;
+    let body = simple("crash").to_string();
+
+    let a = spawn_vars(&vars).await;
+    let first = accepted(post_raw(&a, Some(KEY), Some("crash-1"), body.clone()).await).await;
+    wait_status(&a, &first, "sent").await;
+    rx.wait_for(1, 10).await;
+    a.stop().await;
+    // Make it as if the message had never been committed.
+    std::fs::remove_file(dir.path().join(format!("outbox/{first}.json"))).unwrap();
+    assert_eq!(count(dir.path(), "msg"), 0);
+    assert_eq!(count(dir.path(), "idem"), 1);
+
+    let a = spawn_vars(&vars).await;
+    let resp = post_raw(&a, Some(KEY), Some("crash-1"), body.clone()).await;
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    let second = accepted(resp).await;
+    assert_ne!(second, first);
+    rx.wait_for(2, 10).await;
+    // Its record now stands: the next retry replays it.
+    let resp = post_raw(&a, Some(KEY), Some("crash-1"), body).await;
+    assert_eq!(resp.headers()["idempotent-replayed"], "true");
+    assert_eq!(accepted(resp).await, second);
+    assert_eq!(settle(&rx, 500).await, 2);
     drop(b);
 }
 

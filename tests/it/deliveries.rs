@@ -196,24 +196,31 @@ async fn deleting_a_dead_delivery_removes_the_message() {
     assert_eq!(rx.hits().len(), 1, "deleting does not deliver");
 }
 
-/// Two endpoints: one delivered, one dead. The message stays until the
-/// dead one is deleted; a delivered one cannot be deleted.
-#[tokio::test]
-async fn a_message_leaves_when_its_last_delivery_is_deleted() {
+/// An app (with `extra`) routing each message to two endpoints: `a` takes
+/// the recipients at example.com (delivery 0), `b` everyone (delivery 1).
+async fn two_endpoints(extra: &[(&str, &str)]) -> (App, Receiver, Receiver) {
     let a = Receiver::start().await;
     let b = Receiver::start().await;
-    a.script(&[(410, None)]);
     let routes = json!([
         {"match": "*@example.com", "url": a.url("/a"), "continue": true},
         {"match": "*", "url": b.url("/b")},
     ])
     .to_string();
-    let app = spawn_app(&[
-        ("POSTERN_ROUTES", &routes),
+    let mut vars = vec![
+        ("POSTERN_ROUTES", routes.as_str()),
         ("POSTERN_WEBHOOK_SECRET", SECRET),
         ("POSTERN_API_KEYS", KEY),
-    ])
-    .await;
+    ];
+    vars.extend_from_slice(extra);
+    (spawn_app(&vars).await, a, b)
+}
+
+/// Two endpoints: one delivered, one dead. The message stays until the
+/// dead one is deleted; a delivered one cannot be deleted.
+#[tokio::test]
+async fn a_message_leaves_when_its_last_delivery_is_deleted() {
+    let (app, a, b) = two_endpoints(&[]).await;
+    a.script(&[(410, None)]);
     let msg_id = send_one(&app, "two").await;
     let dead = format!("{msg_id}.0");
     let done = format!("{msg_id}.1");
@@ -534,4 +541,59 @@ async fn retention_keeps_recent_dead_deliveries() {
     assert_eq!(status, 200);
     assert_eq!(body["state"], "dead");
     assert_eq!(files(&app, "msg"), 1);
+}
+
+/// A delivery deleted while its attempt is in flight stays deleted: the
+/// attempt's outcome (here a 500, which would schedule a retry) is refused
+/// because the attempt's lease went with the delete (#12).
+#[tokio::test]
+async fn a_delivery_deleted_in_flight_is_not_resurrected_by_its_attempt() {
+    let retry = [
+        ("POSTERN_RETRY_SCHEDULE", "1s"),
+        ("POSTERN_RETRY_JITTER", "0"),
+    ];
+    let (app, a, b) = two_endpoints(&retry).await;
+    a.script(&[(500, None)]);
+    b.script(&[(410, None)]);
+    let held = a.hold().await;
+    let msg_id = send_one(&app, "in flight").await;
+    let (inflight, dead) = (format!("{msg_id}.0"), format!("{msg_id}.1"));
+    // The other delivery is dead, so the message stays after the delete.
+    wait_state(&app, &dead, "dead").await;
+    a.wait_for(1, 10).await;
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/v1/deliveries/{inflight}"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    drop(held);
+
+    // The attempt ends (counted as a retry); its retry would be due within
+    // a second: wait past that.
+    let metrics = url(&app, "/metrics");
+    let retried = "postern_delivery_attempts_total{kind=\"webhook\",outcome=\"retry\"} 1";
+    let mut ended = false;
+    for _ in 0..500 {
+        let text = client().get(&metrics).send().await.unwrap();
+        if text.text().await.unwrap().lines().any(|l| l == retried) {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ended, "the in-flight attempt never ended");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, item) = get(&app, &format!("/v1/deliveries/{inflight}")).await;
+    assert_ne!(item["state"], "pending", "{item}");
+    assert_eq!(a.hits().len(), 1, "the deleted delivery was tried again");
+    let (_, listed) = get(&app, "/v1/deliveries").await;
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [dead.as_str()], "{listed}");
 }

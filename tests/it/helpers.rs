@@ -152,6 +152,9 @@ struct ReceiverState {
     hits: Mutex<Vec<Hit>>,
     /// Scripted answers (status, Retry-After), used in order; then 200.
     script: Mutex<VecDeque<(u16, Option<String>)>>,
+    /// Answers wait (after recording the request) while a test holds it
+    /// ([`Receiver::hold`]).
+    hold: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A real HTTP server that records webhook requests.
@@ -187,6 +190,12 @@ impl Receiver {
         self.state.hits.lock().unwrap().clone()
     }
 
+    /// Holds every answer (requests are still recorded) until the guard
+    /// is dropped: an attempt stays in flight as long as the test wants.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.state.hold.clone().write_owned().await
+    }
+
     /// Waits until at least `n` requests arrived (or panics after `secs`).
     pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Hit> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -217,6 +226,7 @@ async fn record(
         headers,
         body,
     });
+    drop(state.hold.read().await);
     let (code, retry_after) = state
         .script
         .lock()

@@ -35,4 +35,5 @@ mod reply_text;
 mod routing;
 mod session;
 mod spool;
+mod store;
 mod tls;

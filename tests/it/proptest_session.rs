@@ -19,7 +19,7 @@ use std::time::Duration;
 use postern::config::Config;
 use postern::smtp::reply::EARLY_TALKER;
 use postern::smtp::session::{End, Inbound, Peer, Session};
-use postern::spool::{Queue, Spool};
+use postern::spool::Store;
 use postern::telemetry::Metrics;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -36,7 +36,7 @@ const USERS: &str = "alice:$argon2id$v=19$m=8,t=1,p=1$cG9zdGVybmZ1enpzYWx0$m/FMe
 /// Everything a session needs, over a spool in a temp dir.
 struct Harness {
     config: Arc<Config>,
-    spool: Spool,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -60,10 +60,10 @@ impl Harness {
             ("POSTERN_AUTH_FAILURE_DELAY", "0s"),
         ])
         .expect("valid config");
-        let spool = Spool::open(&config.spool_dir, config.fsync).unwrap();
+        let (store, _) = Store::open_file(&config.spool_dir, config.fsync).unwrap();
         Harness {
             config: Arc::new(config),
-            spool,
+            store,
             _dir: dir,
         }
     }
@@ -89,8 +89,7 @@ impl Harness {
             // Fresh each case: the AUTH throttle counts failures per IP.
             let inbound = Inbound::new(
                 self.config.clone(),
-                self.spool.clone(),
-                Arc::new(Queue::new()),
+                self.store.clone(),
                 None,
                 Arc::new(Metrics::new()),
             );

@@ -1,5 +1,6 @@
-//! The in-memory schedule of due deliveries. It is rebuilt from disk at
-//! start ([`super::Spool::scan`]), so losing it in a crash loses nothing.
+//! The file backend's in-memory schedule of due deliveries. It is rebuilt
+//! from disk at start ([`super::Spool::scan`]), so losing it in a crash
+//! loses nothing.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -7,12 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-/// One delivery: message `id`, delivery number `index` in its envelope.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobKey {
-    pub id: String,
-    pub index: usize,
-}
+use crate::spool::JobKey;
 
 /// Deliveries ordered by due time (unix ms).
 #[derive(Debug, Default)]
@@ -48,10 +44,6 @@ impl Queue {
 
     pub fn len(&self) -> usize {
         self.heap.lock().expect("queue lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Resolves after the next `push`.

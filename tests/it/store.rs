@@ -1,0 +1,253 @@
+//! The store's behaviour, through its interface (`postern::spool::Store`)
+//! only: one suite, run against every backend [`backends`] lists (the file
+//! spool today; the PostgreSQL store of #12 joins it when it exists, and
+//! these tests are what it must pass). "Restart" reopens the store on the
+//! same durable state, as a new process would.
+
+use postern::spool::{
+    Change, Delivery, DeliveryState, Envelope, Error, JobKey, State, Store, Target, new_id, now_ms,
+};
+
+/// A backend under test: opens its store (again) on the same state.
+enum Backend {
+    File(tempfile::TempDir),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::File(_) => "file",
+        }
+    }
+
+    /// A store on this backend's state, as a freshly started process sees
+    /// it (pending deliveries scheduled).
+    fn open(&self) -> Store {
+        match self {
+            Backend::File(dir) => Store::open_file(dir.path(), true).unwrap().0,
+        }
+    }
+}
+
+fn backends() -> Vec<Backend> {
+    vec![Backend::File(tempfile::tempdir().unwrap())]
+}
+
+/// A message with `n` webhook deliveries.
+fn envelope(n: usize) -> Envelope {
+    Envelope {
+        id: new_id(),
+        received_at: "2026-01-01T00:00:00Z".into(),
+        mail_from: "a@example.org".into(),
+        rcpt_to: vec!["b@example.com".into()],
+        helo: "client.test".into(),
+        remote_ip: "127.0.0.1".into(),
+        tls: None,
+        authenticated_user: None,
+        deliveries: (0..n)
+            .map(|i| Delivery {
+                target: Target::Webhook {
+                    route: "*".into(),
+                    url: format!("http://127.0.0.1:9/{i}"),
+                },
+                rcpt_to: vec!["b@example.com".into()],
+                raw: false,
+                max_attachment_inline: None,
+            })
+            .collect(),
+        outbound: None,
+    }
+}
+
+/// Every key claimable now, in claim order, with their leases.
+fn claim_all(store: &Store) -> Vec<postern::spool::Lease> {
+    std::iter::from_fn(|| store.claim(now_ms()).ok()).collect()
+}
+
+fn key(id: &str, index: usize) -> JobKey {
+    JobKey {
+        id: id.to_string(),
+        index,
+    }
+}
+
+const CONTENT: &[u8] = b"Subject: hi\r\n\r\nbody\r\n";
+
+#[tokio::test]
+async fn a_committed_message_is_claimed_loaded_and_finished() {
+    for b in backends() {
+        let store = b.open();
+        let env = store.intake().submit(envelope(2), CONTENT).await.unwrap();
+        let leases = claim_all(&store);
+        let keys: Vec<JobKey> = leases.iter().map(|l| l.key().clone()).collect();
+        assert_eq!(keys, [key(&env.id, 0), key(&env.id, 1)], "{}", b.name());
+        assert!(
+            store.claim(now_ms()).is_err(),
+            "{}: claimed twice",
+            b.name()
+        );
+        let (loaded, state, raw) = store.load_with(&keys[0], |_, _, raw| raw).await.unwrap();
+        assert_eq!((loaded, state), (env.clone(), DeliveryState::fresh()));
+        assert_eq!(raw, CONTENT, "{}", b.name());
+        for lease in &leases {
+            store.finish(lease, 2, false).await.unwrap();
+        }
+        assert_eq!(
+            store.delivery_info(&keys[0]).await.unwrap().map(|d| d.key),
+            None
+        );
+        let (listed, more) = store
+            .list_deliveries(vec![State::Pending, State::Dead], None, 10)
+            .await
+            .unwrap();
+        assert!(listed.is_empty() && !more, "{}", b.name());
+    }
+}
+
+/// After a restart: what was committed and not delivered is due again
+/// with its recorded attempts; what was never committed is not there.
+#[tokio::test]
+async fn a_restart_recovers_pending_work_and_nothing_uncommitted() {
+    for b in backends() {
+        let store = b.open();
+        let env = store.intake().submit(envelope(1), CONTENT).await.unwrap();
+        let mut torn = store.intake().accept(envelope(1)).await.unwrap();
+        torn.write(b"half a mess").await.unwrap();
+        drop(torn);
+        let lease = store.claim(now_ms()).unwrap();
+        let retry = DeliveryState {
+            attempts: 1,
+            next_at: now_ms().saturating_sub(1),
+            last_error: Some("endpoint answered 500".into()),
+            ..DeliveryState::fresh()
+        };
+        store.write_state(&lease, &retry).await.unwrap();
+        drop((lease, store));
+
+        let store = b.open();
+        let leases = claim_all(&store);
+        let keys: Vec<JobKey> = leases.iter().map(|l| l.key().clone()).collect();
+        assert_eq!(keys, [key(&env.id, 0)], "{}", b.name());
+        let (_, state, _) = store.load_with(&keys[0], |_, _, _| ()).await.unwrap();
+        assert_eq!(state, retry, "{}", b.name());
+    }
+}
+
+/// An operator's delete or retry while an attempt is in flight stands:
+/// the attempt's outcome is refused.
+#[tokio::test]
+async fn an_outcome_is_refused_after_an_operator_change() {
+    for b in backends() {
+        let store = b.open();
+        let env = store.intake().submit(envelope(2), CONTENT).await.unwrap();
+        let leases = claim_all(&store);
+        let change = store
+            .discard(leases[0].key(), &[State::Pending, State::Dead])
+            .await
+            .unwrap();
+        assert_eq!(
+            change,
+            Change::Done {
+                message_removed: false
+            },
+            "{}",
+            b.name()
+        );
+        let retry = DeliveryState {
+            attempts: 1,
+            next_at: now_ms() + 60_000,
+            ..DeliveryState::fresh()
+        };
+        let refused = store.write_state(&leases[0], &retry).await;
+        assert!(
+            matches!(refused, Err(Error::LeaseLost(..))),
+            "{}: {refused:?}",
+            b.name()
+        );
+        let info = store
+            .delivery_info(&key(&env.id, 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.state.state, State::Delivered, "{}", b.name());
+
+        // Dead, retried by the operator while a (stale) attempt ends: the
+        // retry stands, the delivery is pending with no attempts.
+        let dead = DeliveryState {
+            state: State::Dead,
+            attempts: 3,
+            ..DeliveryState::fresh()
+        };
+        store.write_state(&leases[1], &dead).await.unwrap();
+        let stale = store.claim(now_ms());
+        assert!(
+            stale.is_err(),
+            "{}: a dead delivery was claimable",
+            b.name()
+        );
+        let k1 = key(&env.id, 1);
+        assert_eq!(
+            store.retry_dead(&k1).await.unwrap(),
+            Change::Done {
+                message_removed: false
+            },
+            "{}",
+            b.name()
+        );
+        let refused = store.finish(&leases[1], 2, true).await;
+        assert!(
+            matches!(refused, Err(Error::LeaseLost(..))),
+            "{}: {refused:?}",
+            b.name()
+        );
+        let info = store.delivery_info(&k1).await.unwrap().unwrap();
+        assert_eq!(info.state, DeliveryState::fresh(), "{}", b.name());
+    }
+}
+
+/// A message counts as committed (what an idempotency record is checked
+/// against) from its commit, and while its status record is kept after
+/// it was delivered.
+#[tokio::test]
+async fn committed_means_the_message_or_its_status_record_exists() {
+    for b in backends() {
+        let store = b.open();
+        let receiving = envelope(1);
+        let receiving_id = receiving.id.clone();
+        let mut incoming = store.intake().accept(receiving).await.unwrap();
+        incoming.write(CONTENT).await.unwrap();
+        let id = store
+            .intake()
+            .submit(envelope(1), CONTENT)
+            .await
+            .unwrap()
+            .id;
+        assert!(
+            !store.is_committed(&receiving_id).await.unwrap(),
+            "{}",
+            b.name()
+        );
+        assert!(
+            !store.is_committed(&new_id()).await.unwrap(),
+            "{}",
+            b.name()
+        );
+        assert!(store.is_committed(&id).await.unwrap(), "{}", b.name());
+        let lease = store.claim(now_ms()).unwrap();
+        store.finish(&lease, 1, false).await.unwrap();
+        assert!(!store.is_committed(&id).await.unwrap(), "{}", b.name());
+        store
+            .write_record(
+                postern::spool::RECORDS_OUTBOX,
+                &format!("{id}.json"),
+                b"{}".to_vec(),
+            )
+            .await
+            .unwrap();
+        assert!(store.is_committed(&id).await.unwrap(), "{}", b.name());
+        for bad in ["", "../x", "0192F0C5C5A87B5E9D1D6D6F1C1E2A3B"] {
+            assert!(!store.is_committed(bad).await.unwrap(), "{bad:?}");
+        }
+        drop(incoming);
+    }
+}
