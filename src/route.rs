@@ -8,6 +8,12 @@
 //!
 //! Matching is case-insensitive over the whole address, as mail systems in
 //! practice treat local parts (Postfix lookup tables do the same).
+//!
+//! Subaddresses (RFC 5233, [`crate::model::subaddress`]): an exact route
+//! for `bob@x` also takes `bob+tag@x`, unless some route names
+//! `bob+tag@x` exactly (then only that one does, wherever it is in the
+//! list, as Postfix looks the full address up before the base). Domain
+//! and catch-all routes are unaffected; a regex sees the full address.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,7 @@ use serde::Deserialize;
 
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::{Secret, SecretError};
+use crate::model::subaddress::{self, Delimiter};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,18 +192,28 @@ impl Route {
 
     /// The endpoint URL for `addr`, or `None` when the route does not match
     /// (or matches but its URL cannot be filled safely, see [`Route::target_for`]).
-    pub fn url_for(&self, addr: &str) -> Option<String> {
-        self.target_for(addr).ok().flatten()
+    /// An exact route also matches `base`, the address without its detail.
+    pub fn url_for(&self, addr: &str, base: Option<&str>) -> Option<String> {
+        self.target_for(addr, base).ok().flatten()
+    }
+
+    /// Whether this is an exact route for the whole of `addr`.
+    fn names(&self, addr: &str) -> bool {
+        matches!(&self.matcher, Matcher::Exact(a) if *a == addr.to_lowercase())
     }
 
     /// The endpoint URL for `addr`: `Ok(None)` when the route does not
     /// match, `Err` when it matches but a capture would escape its place in
-    /// the URL.
-    pub fn target_for(&self, addr: &str) -> Result<Option<String>, Unsafe> {
+    /// the URL. An exact route matches `addr` or `base` (the address
+    /// without its subaddress detail); the others only look at `addr`.
+    pub fn target_for(&self, addr: &str, base: Option<&str>) -> Result<Option<String>, Unsafe> {
         let lower = addr.to_lowercase();
         Ok(match &self.matcher {
             Matcher::Any => Some(self.url.clone()),
-            Matcher::Exact(a) => (*a == lower).then(|| self.url.clone()),
+            Matcher::Exact(a) => {
+                let hit = *a == lower || base.is_some_and(|b| *a == b.to_lowercase());
+                hit.then(|| self.url.clone())
+            }
             Matcher::Domain(d) => {
                 let Some((_, domain)) = lower.rsplit_once('@') else {
                     return Ok(None);
@@ -317,13 +334,25 @@ pub struct Target {
 /// All targets of `addr`, in route order (first match, plus fan-out).
 /// Routes with `"auth": "required"` exist only for authenticated senders.
 /// A match whose URL cannot be filled safely refuses the recipient.
-pub fn resolve(routes: &[Route], addr: &str, authenticated: bool) -> Result<Vec<Target>, Unsafe> {
+///
+/// Exact routes match the address without its detail too, unless a route
+/// names the whole address: that one takes it, even for a sender it is
+/// not open to (such a sender is refused, not sent to the base's route).
+pub fn resolve(
+    routes: &[Route],
+    addr: &str,
+    authenticated: bool,
+    delimiter: &Delimiter,
+) -> Result<Vec<Target>, Unsafe> {
+    let base = subaddress::split(addr, delimiter)
+        .base()
+        .filter(|_| !routes.iter().any(|r| r.names(addr)));
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         if r.auth_required && !authenticated {
             continue;
         }
-        if let Some(url) = r.target_for(addr)? {
+        if let Some(url) = r.target_for(addr, base.as_deref())? {
             out.push(Target { route: i, url });
             if !r.cont {
                 break;
@@ -361,15 +390,20 @@ pub fn endpoint<'a>(
     accepted_url: &str,
     rcpt: Option<&str>,
     default_secrets: &'a [Secret],
+    delimiter: &Delimiter,
 ) -> (String, &'a [Secret]) {
+    // The route is chosen by its `match` already: an exact one matches
+    // the recipient's base address as it did at RCPT.
+    let base = rcpt.and_then(|a| subaddress::split(a, delimiter).base());
+    let base = base.as_deref();
     // Several routes may share a `match` (fan-out to two endpoints):
     // prefer the one that still yields the URL this was accepted for.
     let same = || routes.iter().filter(|r| r.pattern == pattern);
     let route = same()
-        .find(|r| r.url_for(rcpt.unwrap_or("")).as_deref() == Some(accepted_url))
+        .find(|r| r.url_for(rcpt.unwrap_or(""), base).as_deref() == Some(accepted_url))
         .or_else(|| same().next());
     let url = route
-        .and_then(|r| r.url_for(rcpt?))
+        .and_then(|r| r.url_for(rcpt?, base))
         .unwrap_or_else(|| accepted_url.to_string());
     let secrets = route.map_or(default_secrets, |r| r.secrets_or(default_secrets));
     (url, secrets)
@@ -388,7 +422,7 @@ mod tests {
     }
 
     fn urls(routes: &[Route], addr: &str) -> Vec<String> {
-        resolve(routes, addr, false)
+        resolve(routes, addr, false, &Delimiter::default())
             .unwrap()
             .into_iter()
             .map(|t| t.url)
@@ -429,6 +463,55 @@ mod tests {
     }
 
     #[test]
+    fn subaddresses_match_the_exact_route_of_their_base() {
+        let r = routes(
+            r#"[
+            {"match": "bob@x.test", "url": "http://h/bob"},
+            {"match": "ann+vip@x.test", "url": "http://h/ann-vip"},
+            {"match": "ann@x.test", "url": "http://h/ann"},
+            {"match": "carl+vip@x.test", "url": "http://h/carl-vip", "auth": "required"},
+            {"match": "carl@x.test", "url": "http://h/carl"},
+            {"match": "/^(?P<u>[^@]+)@re[.]test$/", "url": "http://h/re?u={u}"},
+            {"match": "*@d.test", "url": "http://h/d"}
+        ]"#,
+        );
+        let plus = Delimiter::default();
+        let several = Delimiter::parse("+-").unwrap();
+        let off = Delimiter::off();
+        let table: &[(&str, &Delimiter, &[&str])] = &[
+            ("bob@x.test", &plus, &["http://h/bob"]),
+            ("bob+news@x.test", &plus, &["http://h/bob"]),
+            ("BOB+News@X.test", &plus, &["http://h/bob"]),
+            ("bob+@x.test", &plus, &["http://h/bob"]),
+            ("bob+a+b@x.test", &plus, &["http://h/bob"]),
+            ("bob-news@x.test", &plus, &[]),
+            ("bob-news@x.test", &several, &["http://h/bob"]),
+            ("bob+news@x.test", &off, &[]),
+            ("+bob@x.test", &plus, &[]),
+            ("\"bob+x y\"@x.test", &plus, &[]),
+            // the route naming the detail wins over the base's, in any order
+            ("ann+vip@x.test", &plus, &["http://h/ann-vip"]),
+            ("ann+other@x.test", &plus, &["http://h/ann"]),
+            // ...also for a sender it is closed to: no fallback to the base
+            ("carl+vip@x.test", &plus, &[]),
+            ("carl+other@x.test", &plus, &["http://h/carl"]),
+            // a regex sees the whole address
+            ("bob+news@re.test", &plus, &["http://h/re?u=bob%2Bnews"]),
+            ("bob+news@d.test", &plus, &["http://h/d"]),
+        ];
+        for (addr, delim, want) in table {
+            let got: Vec<String> = resolve(&r, addr, false, delim)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.url)
+                .collect();
+            assert_eq!(got, *want, "{addr} {delim:?}");
+        }
+        let authed = resolve(&r, "carl+vip@x.test", true, &plus).unwrap();
+        assert_eq!(authed[0].url, "http://h/carl-vip");
+    }
+
+    #[test]
     fn auth_required_routes_only_for_authenticated_senders() {
         let r = routes(
             r#"[
@@ -437,7 +520,7 @@ mod tests {
         ]"#,
         );
         let got = |auth| {
-            resolve(&r, "x@app.test", auth)
+            resolve(&r, "x@app.test", auth, &Delimiter::default())
                 .unwrap()
                 .into_iter()
                 .map(|t| t.url)
@@ -493,7 +576,12 @@ mod tests {
         );
         let rcpts: Vec<(String, Vec<Target>)> = ["a@x.org", "b@x.org", "c@y.org", "b@x.org"]
             .iter()
-            .map(|a| (a.to_string(), resolve(&r, a, false).unwrap()))
+            .map(|a| {
+                (
+                    a.to_string(),
+                    resolve(&r, a, false, &Delimiter::default()).unwrap(),
+                )
+            })
             .collect();
         let got: Vec<(String, Vec<String>)> =
             split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
@@ -539,7 +627,7 @@ mod tests {
             ),
         ];
         for (addr, want) in table {
-            let got = resolve(&r, addr, false).map(|t| t[0].url.clone());
+            let got = resolve(&r, addr, false, &Delimiter::default()).map(|t| t[0].url.clone());
             assert_eq!(got, want.clone().map(String::from), "{addr}");
         }
     }
@@ -552,22 +640,22 @@ mod tests {
         );
         // "." would be a dot segment once both sides are empty...
         assert_eq!(
-            resolve(&r, ".@x.test", false),
+            resolve(&r, ".@x.test", false, &Delimiter::default()),
             Err(Unsafe::DotSegment("b".into()))
         );
         // ...while dots inside a longer segment or in the query are data.
-        let ok = resolve(&r, "a.b@x.test", false).unwrap();
+        let ok = resolve(&r, "a.b@x.test", false, &Delimiter::default()).unwrap();
         assert_eq!(ok[0].url, "https://app.test/a.b/u-a?q=a.b");
         // A dot segment in the query is not a path.
         let q = routes(
             r#"[{"match": "/^(?P<u>[^@]*)@x\\.test$/", "url": "https://app.test/in?u={u}"}]"#,
         );
         assert_eq!(
-            resolve(&q, "..@x.test", false).unwrap()[0].url,
+            resolve(&q, "..@x.test", false, &Delimiter::default()).unwrap()[0].url,
             "https://app.test/in?u=.."
         );
         assert_eq!(
-            resolve(&q, "a/b@x.test", false).unwrap()[0].url,
+            resolve(&q, "a/b@x.test", false, &Delimiter::default()).unwrap()[0].url,
             "https://app.test/in?u=a%2Fb"
         );
     }
@@ -655,9 +743,24 @@ mod tests {
             ),
             // no recipient to fill a URL for: the accepted URL
             ("a@x.test", "http://old/a", None, "http://old/a", &own),
+            // a subaddress of an exact route follows it too
+            (
+                "a@x.test",
+                "http://old/a",
+                Some("a+tag@x.test"),
+                "http://new/a",
+                &own,
+            ),
         ];
         for (pattern, accepted, rcpt, url, secrets) in table {
-            let got = endpoint(&r, pattern, accepted, *rcpt, &default);
+            let got = endpoint(
+                &r,
+                pattern,
+                accepted,
+                *rcpt,
+                &default,
+                &Delimiter::default(),
+            );
             assert_eq!(
                 (got.0.as_str(), got.1),
                 (*url, *secrets),

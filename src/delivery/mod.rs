@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use crate::model::secret::Secret;
+use crate::model::subaddress::Delimiter;
 use crate::route::Route;
 
 pub use worker::Worker;
@@ -53,6 +54,9 @@ pub struct Settings {
     /// The routes configured now: spooled webhook deliveries follow their
     /// route's URL and secrets ([`crate::route::endpoint`]).
     pub routes: Vec<Route>,
+    /// Where a recipient's subaddress starts: exact routes match its base
+    /// address, and the payload's `envelope.rcpt_detail` splits it.
+    pub recipient_delimiter: Delimiter,
     /// Secrets of routes without their own.
     pub default_secrets: Vec<Secret>,
     /// `POSTERN_EVENTS_URL`: where events go (those spooled earlier too).

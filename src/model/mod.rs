@@ -4,4 +4,5 @@
 pub mod clock;
 pub mod one_or_many;
 pub mod secret;
+pub mod subaddress;
 pub mod users;

@@ -72,16 +72,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         authenticated: bool,
     ) -> (String, Result<Vec<Target>, route::Unsafe>) {
         let routes = &self.inbound.config.routes;
+        let delimiter = &self.inbound.config.recipient_delimiter;
         if !addr.is_empty() {
-            let t = route::resolve(routes, &addr, authenticated);
+            let t = route::resolve(routes, &addr, authenticated, delimiter);
             return (addr, t);
         }
-        let t = route::resolve(routes, "postmaster", authenticated);
+        let t = route::resolve(routes, "postmaster", authenticated, delimiter);
         if t.as_ref().is_ok_and(|t| !t.is_empty()) {
             return ("postmaster".into(), t);
         }
         let full = format!("postmaster@{}", self.inbound.config.hostname);
-        let t = route::resolve(routes, &full, authenticated);
+        let t = route::resolve(routes, &full, authenticated, delimiter);
         (full, t)
     }
 }

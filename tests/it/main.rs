@@ -32,4 +32,5 @@ mod reply_text;
 mod routing;
 mod session;
 mod spool;
+mod subaddress;
 mod tls;
