@@ -16,6 +16,7 @@
 //! and catch-all routes are unaffected; a regex sees the full address.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -48,6 +49,13 @@ pub struct RouteSpec {
     /// `"required"`: only authenticated senders reach this route.
     #[serde(default)]
     pub auth: Option<RouteAuth>,
+    /// Asked at RCPT time whether to accept a recipient of this route
+    /// (`smtp::authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// How long the answer may take (`"5s"`, `"500ms"`); default 5 s.
+    #[serde(default)]
+    pub authorize_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -68,6 +76,8 @@ impl RouteSpec {
             raw: false,
             max_attachment_inline: None,
             auth: None,
+            authorize_url: None,
+            authorize_timeout: None,
         }
     }
 }
@@ -86,6 +96,53 @@ pub enum RouteError {
     PlaceholderInHost(String),
     #[error("\"secret\": {0}")]
     Secret(#[from] SecretError),
+    #[error("\"authorize_url\" must start with http:// or https://: {0:?}")]
+    AuthorizeUrl(String),
+    #[error("\"authorize_url\" cannot hold {{placeholders}}: the request body names the recipient")]
+    AuthorizePlaceholder,
+    #[error("\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": {0:?}")]
+    AuthorizeTimeout(String),
+    #[error("\"authorize_timeout\" without \"authorize_url\"")]
+    TimeoutWithoutAuthorize,
+}
+
+/// `authorize_timeout` when a route gives none: well below the 5 minutes
+/// a client waits for a RCPT reply (RFC 5321 4.5.3.2), short enough that a
+/// hung app delays each recipient only a little.
+pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A route's RCPT-time authorization endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorize {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// `authorize_url` and `authorize_timeout`, checked.
+fn authorize(
+    url: Option<String>,
+    timeout: Option<String>,
+) -> Result<Option<Authorize>, RouteError> {
+    let Some(url) = url else {
+        return match timeout {
+            Some(_) => Err(RouteError::TimeoutWithoutAuthorize),
+            None => Ok(None),
+        };
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(RouteError::AuthorizeUrl(url));
+    }
+    if placeholders(&url).next().is_some() {
+        return Err(RouteError::AuthorizePlaceholder);
+    }
+    let timeout = match timeout {
+        None => DEFAULT_AUTHORIZE_TIMEOUT,
+        Some(t) => humantime::parse_duration(t.trim())
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_secs(60))
+            .ok_or(RouteError::AuthorizeTimeout(t))?,
+    };
+    Ok(Some(Authorize { url, timeout }))
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +176,8 @@ pub struct Route {
     pub max_attachment_inline: Option<usize>,
     /// Skipped for senders that have not authenticated.
     pub auth_required: bool,
+    /// Asked at RCPT time before a recipient of this route is accepted.
+    pub authorize: Option<Authorize>,
 }
 
 impl Route {
@@ -155,6 +214,7 @@ impl Route {
                 return Err(RouteError::PlaceholderInHost(name.to_string()));
             }
         }
+        let authorize = authorize(spec.authorize_url, spec.authorize_timeout)?;
         let secrets = match &spec.secret {
             None => Vec::new(),
             Some(list) => list
@@ -172,6 +232,7 @@ impl Route {
             raw: spec.raw,
             max_attachment_inline: spec.max_attachment_inline,
             auth_required: spec.auth == Some(RouteAuth::Required),
+            authorize,
         })
     }
 
@@ -553,6 +614,47 @@ mod tests {
             r#"{"match": "*", "url": "http://h/{user}"}"#,
             r#"{"match": "*", "url": "http://h/", "secret": "plain"}"#,
         ];
+        let table: &[(&str, &str)] = &[
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "ftp://a/"}"#,
+                "\"authorize_url\" must start with http:// or https://: \"ftp://a/\"",
+            ),
+            (
+                r#"{"match": "/^(?P<u>.+)$/", "url": "http://h/", "authorize_url": "http://a/{u}"}"#,
+                "\"authorize_url\" cannot hold {placeholders}: the request body names the recipient",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "http://a/", "authorize_timeout": "2m"}"#,
+                "\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": \"2m\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "http://a/", "authorize_timeout": "soon"}"#,
+                "\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": \"soon\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_timeout": "1s"}"#,
+                "\"authorize_timeout\" without \"authorize_url\"",
+            ),
+        ];
+        for (json, want) in table {
+            let spec: RouteSpec = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                Route::compile(spec).unwrap_err().to_string(),
+                *want,
+                "{json}"
+            );
+        }
+        let ok: RouteSpec = serde_json::from_str(
+            r#"{"match": "*", "url": "http://h/", "authorize_url": "https://a/ok", "authorize_timeout": "750ms"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Route::compile(ok).unwrap().authorize,
+            Some(Authorize {
+                url: "https://a/ok".into(),
+                timeout: Duration::from_millis(750)
+            })
+        );
         for b in bad {
             let spec: RouteSpec = serde_json::from_str(b).unwrap();
             assert!(Route::compile(spec).is_err(), "{b}");

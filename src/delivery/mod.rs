@@ -8,7 +8,7 @@
 //! - [`policy`]: what an answer means and what an outcome does (done,
 //!   retry, dead), for every kind of delivery.
 //! - [`webhook`]: the v1 payload and the signed POST (also used by
-//!   `postern doctor`); [`sign`]: Standard Webhooks signatures.
+//!   `postern doctor`), signed by [`crate::model::sign`].
 //! - `relay_job`: the relay attempt of an API message.
 //! - [`events`]: delivery events, spooled like any message.
 //! - [`outbox`]: the status of API mail, the recipients' state machine,
@@ -29,7 +29,6 @@ pub mod events;
 pub mod outbox;
 pub mod policy;
 mod relay_job;
-pub mod sign;
 pub mod webhook;
 pub mod worker;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::debug;
 
-use super::sign::sign;
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::secret::Secret;
+use crate::model::sign::sign;
 use crate::model::subaddress::{self, Delimiter, Parts};
 use crate::spool::{Envelope, JobKey, TlsInfo};
 

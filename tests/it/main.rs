@@ -9,6 +9,7 @@ mod pki;
 mod api;
 mod api_limits;
 mod auth;
+mod authorize;
 mod clients;
 mod config;
 mod contracts;

@@ -5,6 +5,10 @@
 //! several secrets (rotation) the header carries one signature per secret,
 //! space-separated, so receivers holding either the old or the new secret
 //! verify. We always sign the exact bytes we send.
+//!
+//! A leaf in `model/` because two stages sign: webhook deliveries
+//! (`delivery::webhook`) and the SMTP session's RCPT-time authorization
+//! requests (`smtp::authorize`), which must not import delivery.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
