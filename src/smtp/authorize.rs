@@ -283,11 +283,6 @@ impl Authorizer {
         // A panic elsewhere while holding it leaves a consistent map.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Answers held now (for tests of the bound).
-    pub fn cached(&self) -> usize {
-        self.cache().len()
-    }
 }
 
 #[cfg(test)]

@@ -196,3 +196,43 @@ async fn a_pipelined_burst_asks_once_per_distinct_request() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_cache_is_bounded() {
+    use postern::smtp::authorize::CACHE_ENTRIES;
+    let hook = Receiver::start().await;
+    let authz = Receiver::start().await;
+    let routes = json!([{"match": "*@x.test", "url": hook.url("/hook"), "authorize_url": authz.url("/authz")}])
+        .to_string();
+    let app = spawn_app(&[
+        ("POSTERN_ROUTES", &routes),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_MAX_RECIPIENTS", "1000"),
+    ])
+    .await;
+    let mut c = session(&app).await;
+    // r0 is answered, then asked again from the cache: one request
+    let first = "MAIL FROM:<a@b.test>\r\nRCPT TO:<r0@x.test>\r\nRCPT TO:<r0@x.test>\r\nRSET\r\n";
+    c.send(first.as_bytes()).await;
+    for _ in 0..4 {
+        c.reply().await;
+    }
+    assert_eq!(authz.hits().len(), 1);
+    // as many other recipients as the cache holds push r0 out
+    for batch in 0..CACHE_ENTRIES / 1000 {
+        let mut cmds = String::from("MAIL FROM:<a@b.test>\r\n");
+        for i in 0..1000 {
+            cmds.push_str(&format!("RCPT TO:<r{}@x.test>\r\n", 1 + batch * 1000 + i));
+        }
+        cmds.push_str("RSET\r\n");
+        c.send(cmds.as_bytes()).await;
+        for _ in 0..1002 {
+            let r = c.reply().await;
+            assert!(r.starts_with("250"), "{r}");
+        }
+    }
+    assert_eq!(authz.hits().len(), 1 + CACHE_ENTRIES);
+    assert!(c.cmd("MAIL FROM:<a@b.test>").await.starts_with("250"));
+    assert_eq!(c.cmd("RCPT TO:<r0@x.test>").await, OK);
+    assert_eq!(authz.hits().len(), 2 + CACHE_ENTRIES, "r0 was evicted");
+}
