@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::secret::Secret;
-use crate::model::sign::sign;
+use crate::model::sign;
 use crate::model::subaddress::{self, Delimiter, Parts};
 use crate::spool::{Envelope, JobKey, TlsInfo};
 
@@ -115,14 +115,11 @@ pub async fn post_signed(
     if secrets.is_empty() {
         return Err(PostError::NoSecret);
     }
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = sign(secrets, id, timestamp, &body);
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+    let mut request = client.post(url).header("content-type", "application/json");
+    for (name, value) in sign::headers(secrets, id, &body) {
+        request = request.header(name, value);
+    }
+    request
         .body(body)
         .send()
         .await

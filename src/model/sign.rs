@@ -33,6 +33,18 @@ pub fn sign(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String
         .join(" ")
 }
 
+/// The Standard Webhooks headers of a request sent now: `webhook-id`
+/// (`id`), `webhook-timestamp` and `webhook-signature` over `body`, one
+/// place for every signed POST (webhooks, events, RCPT authorization).
+pub fn headers(secrets: &[Secret], id: &str, body: &[u8]) -> [(&'static str, String); 3] {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    [
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", sign(secrets, id, timestamp, body)),
+    ]
+}
+
 /// True when any `v1,` signature in `header` is valid for `secret`.
 /// Comparison is constant-time (`Mac::verify_slice`).
 pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::model::secret::Secret;
-use crate::model::sign::sign;
+use crate::model::sign;
 use crate::model::subaddress::Parts;
 use crate::spool::TlsInfo;
 
@@ -248,18 +248,14 @@ impl Authorizer {
         body: Vec<u8>,
     ) -> Result<Verdict, reqwest::Error> {
         let id = format!("authz_{}", uuid::Uuid::now_v7().simple());
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let signature = sign(secrets, &id, timestamp, &body);
-        let mut resp = self
+        let mut request = self
             .client
             .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await?;
+            .header("content-type", "application/json");
+        for (name, value) in sign::headers(secrets, &id, &body) {
+            request = request.header(name, value);
+        }
+        let mut resp = request.body(body).send().await?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
