@@ -25,7 +25,8 @@
 //! - [`api`]: the sending API (`/v1/messages`) and operator access to
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
 //! - [`compose`]: JSON request → MIME message, for the sending API.
-//! - [`smtp`]: accept loop, the session and one file per SMTP phase,
+//! - [`smtp`]: accept loop, the session and one file per SMTP phase
+//!   (RCPT asks a route's `authorize_url` there),
 //!   every reply text.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
@@ -40,8 +41,9 @@
 //! - [`tls`]: certificates, their rotation, and the acceptor.
 //! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
-//! - [`model`]: leaf types every stage shares (clock, secrets, the SMTP
-//!   users, `OneOrMany`); it imports nothing of the crate.
+//! - [`model`]: leaf types every stage shares (clock, secrets and the
+//!   Standard Webhooks signer, the SMTP users, subaddresses, `OneOrMany`);
+//!   it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
 //! delivery worker never call each other: they meet at the spool, the

@@ -3,7 +3,7 @@
 //! only way to refuse unknown users of a catch-all domain without
 //! backscatter).
 //!
-//! Where it sits: [`super::rcpt`] routes a recipient, then asks here for
+//! Where it sits: the RCPT phase (`smtp/rcpt.rs`) routes a recipient, then asks here for
 //! each route of it that names an `authorize_url`. The request is a small
 //! JSON document signed like webhooks (`crate::model::sign`, the route's
 //! secrets); the answer maps to a [`Verdict`] ([`classify`]) and so to the
