@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::delivery::sign::verify;
 use crate::model::secret::Secret;
+use crate::model::sign::verify;
 
 /// How many payloads the dev inbox keeps.
 pub const DEV_INBOX_SIZE: usize = 100;

@@ -28,7 +28,8 @@
 //!   its DKIM signature ([`compose::dkim`]).
 //! - [`auth_checks`]: SPF, DKIM and DMARC verification of received mail
 //!   (ARC to follow); a library not yet called by the SMTP session.
-//! - [`smtp`]: accept loop, the session and one file per SMTP phase,
+//! - [`smtp`]: accept loop, the session and one file per SMTP phase
+//!   (RCPT asks a route's `authorize_url` there),
 //!   every reply text.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
@@ -46,8 +47,9 @@
 //! - [`tls`]: certificates, their rotation, and the acceptor.
 //! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
-//! - [`model`]: leaf types every stage shares (clock, secrets, the SMTP
-//!   users, `OneOrMany`); it imports nothing of the crate.
+//! - [`model`]: leaf types every stage shares (clock, secrets and the
+//!   Standard Webhooks signer, the SMTP users, subaddresses, `OneOrMany`);
+//!   it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
 //! delivery worker never call each other: they meet at the store, the

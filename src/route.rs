@@ -8,14 +8,22 @@
 //!
 //! Matching is case-insensitive over the whole address, as mail systems in
 //! practice treat local parts (Postfix lookup tables do the same).
+//!
+//! Subaddresses (RFC 5233, [`crate::model::subaddress`]): an exact route
+//! for `bob@x` also takes `bob+tag@x`, unless some route names
+//! `bob+tag@x` exactly (then only that one does, wherever it is in the
+//! list, as Postfix looks the full address up before the base). Domain
+//! and catch-all routes are unaffected; a regex sees the full address.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::{Secret, SecretError};
+use crate::model::subaddress::{self, Delimiter};
 
 /// A route as written in `POSTERN_ROUTES` JSON.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +49,13 @@ pub struct RouteSpec {
     /// `"required"`: only authenticated senders reach this route.
     #[serde(default)]
     pub auth: Option<RouteAuth>,
+    /// Asked at RCPT time whether to accept a recipient of this route
+    /// (`smtp::authorize`).
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// How long the answer may take (`"5s"`, `"500ms"`); default 5 s.
+    #[serde(default)]
+    pub authorize_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,6 +76,8 @@ impl RouteSpec {
             raw: false,
             max_attachment_inline: None,
             auth: None,
+            authorize_url: None,
+            authorize_timeout: None,
         }
     }
 }
@@ -79,6 +96,53 @@ pub enum RouteError {
     PlaceholderInHost(String),
     #[error("\"secret\": {0}")]
     Secret(#[from] SecretError),
+    #[error("\"authorize_url\" must start with http:// or https://: {0:?}")]
+    AuthorizeUrl(String),
+    #[error("\"authorize_url\" cannot hold {{placeholders}}: the request body names the recipient")]
+    AuthorizePlaceholder,
+    #[error("\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": {0:?}")]
+    AuthorizeTimeout(String),
+    #[error("\"authorize_timeout\" without \"authorize_url\"")]
+    TimeoutWithoutAuthorize,
+}
+
+/// `authorize_timeout` when a route gives none: well below the 5 minutes
+/// a client waits for a RCPT reply (RFC 5321 4.5.3.2), short enough that a
+/// hung app delays each recipient only a little.
+pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A route's RCPT-time authorization endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorize {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// `authorize_url` and `authorize_timeout`, checked.
+fn authorize(
+    url: Option<String>,
+    timeout: Option<String>,
+) -> Result<Option<Authorize>, RouteError> {
+    let Some(url) = url else {
+        return match timeout {
+            Some(_) => Err(RouteError::TimeoutWithoutAuthorize),
+            None => Ok(None),
+        };
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(RouteError::AuthorizeUrl(url));
+    }
+    if placeholders(&url).next().is_some() {
+        return Err(RouteError::AuthorizePlaceholder);
+    }
+    let timeout = match timeout {
+        None => DEFAULT_AUTHORIZE_TIMEOUT,
+        Some(t) => humantime::parse_duration(t.trim())
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_secs(60))
+            .ok_or(RouteError::AuthorizeTimeout(t))?,
+    };
+    Ok(Some(Authorize { url, timeout }))
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +176,8 @@ pub struct Route {
     pub max_attachment_inline: Option<usize>,
     /// Skipped for senders that have not authenticated.
     pub auth_required: bool,
+    /// Asked at RCPT time before a recipient of this route is accepted.
+    pub authorize: Option<Authorize>,
 }
 
 impl Route {
@@ -148,6 +214,7 @@ impl Route {
                 return Err(RouteError::PlaceholderInHost(name.to_string()));
             }
         }
+        let authorize = authorize(spec.authorize_url, spec.authorize_timeout)?;
         let secrets = match &spec.secret {
             None => Vec::new(),
             Some(list) => list
@@ -165,6 +232,7 @@ impl Route {
             raw: spec.raw,
             max_attachment_inline: spec.max_attachment_inline,
             auth_required: spec.auth == Some(RouteAuth::Required),
+            authorize,
         })
     }
 
@@ -185,18 +253,28 @@ impl Route {
 
     /// The endpoint URL for `addr`, or `None` when the route does not match
     /// (or matches but its URL cannot be filled safely, see [`Route::target_for`]).
-    pub fn url_for(&self, addr: &str) -> Option<String> {
-        self.target_for(addr).ok().flatten()
+    /// An exact route also matches `base`, the address without its detail.
+    pub fn url_for(&self, addr: &str, base: Option<&str>) -> Option<String> {
+        self.target_for(addr, base).ok().flatten()
+    }
+
+    /// Whether this is an exact route for the whole of `addr`.
+    fn names(&self, addr: &str) -> bool {
+        matches!(&self.matcher, Matcher::Exact(a) if *a == addr.to_lowercase())
     }
 
     /// The endpoint URL for `addr`: `Ok(None)` when the route does not
     /// match, `Err` when it matches but a capture would escape its place in
-    /// the URL.
-    pub fn target_for(&self, addr: &str) -> Result<Option<String>, Unsafe> {
+    /// the URL. An exact route matches `addr` or `base` (the address
+    /// without its subaddress detail); the others only look at `addr`.
+    pub fn target_for(&self, addr: &str, base: Option<&str>) -> Result<Option<String>, Unsafe> {
         let lower = addr.to_lowercase();
         Ok(match &self.matcher {
             Matcher::Any => Some(self.url.clone()),
-            Matcher::Exact(a) => (*a == lower).then(|| self.url.clone()),
+            Matcher::Exact(a) => {
+                let hit = *a == lower || base.is_some_and(|b| *a == b.to_lowercase());
+                hit.then(|| self.url.clone())
+            }
             Matcher::Domain(d) => {
                 let Some((_, domain)) = lower.rsplit_once('@') else {
                     return Ok(None);
@@ -317,13 +395,25 @@ pub struct Target {
 /// All targets of `addr`, in route order (first match, plus fan-out).
 /// Routes with `"auth": "required"` exist only for authenticated senders.
 /// A match whose URL cannot be filled safely refuses the recipient.
-pub fn resolve(routes: &[Route], addr: &str, authenticated: bool) -> Result<Vec<Target>, Unsafe> {
+///
+/// Exact routes match the address without its detail too, unless a route
+/// names the whole address: that one takes it, even for a sender it is
+/// not open to (such a sender is refused, not sent to the base's route).
+pub fn resolve(
+    routes: &[Route],
+    addr: &str,
+    authenticated: bool,
+    delimiter: &Delimiter,
+) -> Result<Vec<Target>, Unsafe> {
+    let base = subaddress::split(addr, delimiter)
+        .base()
+        .filter(|_| !routes.iter().any(|r| r.names(addr)));
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         if r.auth_required && !authenticated {
             continue;
         }
-        if let Some(url) = r.target_for(addr)? {
+        if let Some(url) = r.target_for(addr, base.as_deref())? {
             out.push(Target { route: i, url });
             if !r.cont {
                 break;
@@ -361,15 +451,20 @@ pub fn endpoint<'a>(
     accepted_url: &str,
     rcpt: Option<&str>,
     default_secrets: &'a [Secret],
+    delimiter: &Delimiter,
 ) -> (String, &'a [Secret]) {
+    // The route is chosen by its `match` already: an exact one matches
+    // the recipient's base address as it did at RCPT.
+    let base = rcpt.and_then(|a| subaddress::split(a, delimiter).base());
+    let base = base.as_deref();
     // Several routes may share a `match` (fan-out to two endpoints):
     // prefer the one that still yields the URL this was accepted for.
     let same = || routes.iter().filter(|r| r.pattern == pattern);
     let route = same()
-        .find(|r| r.url_for(rcpt.unwrap_or("")).as_deref() == Some(accepted_url))
+        .find(|r| r.url_for(rcpt.unwrap_or(""), base).as_deref() == Some(accepted_url))
         .or_else(|| same().next());
     let url = route
-        .and_then(|r| r.url_for(rcpt?))
+        .and_then(|r| r.url_for(rcpt?, base))
         .unwrap_or_else(|| accepted_url.to_string());
     let secrets = route.map_or(default_secrets, |r| r.secrets_or(default_secrets));
     (url, secrets)
@@ -388,7 +483,7 @@ mod tests {
     }
 
     fn urls(routes: &[Route], addr: &str) -> Vec<String> {
-        resolve(routes, addr, false)
+        resolve(routes, addr, false, &Delimiter::default())
             .unwrap()
             .into_iter()
             .map(|t| t.url)
@@ -429,6 +524,55 @@ mod tests {
     }
 
     #[test]
+    fn subaddresses_match_the_exact_route_of_their_base() {
+        let r = routes(
+            r#"[
+            {"match": "bob@x.test", "url": "http://h/bob"},
+            {"match": "ann+vip@x.test", "url": "http://h/ann-vip"},
+            {"match": "ann@x.test", "url": "http://h/ann"},
+            {"match": "carl+vip@x.test", "url": "http://h/carl-vip", "auth": "required"},
+            {"match": "carl@x.test", "url": "http://h/carl"},
+            {"match": "/^(?P<u>[^@]+)@re[.]test$/", "url": "http://h/re?u={u}"},
+            {"match": "*@d.test", "url": "http://h/d"}
+        ]"#,
+        );
+        let plus = Delimiter::default();
+        let several = Delimiter::parse("+-").unwrap();
+        let off = Delimiter::off();
+        let table: &[(&str, &Delimiter, &[&str])] = &[
+            ("bob@x.test", &plus, &["http://h/bob"]),
+            ("bob+news@x.test", &plus, &["http://h/bob"]),
+            ("BOB+News@X.test", &plus, &["http://h/bob"]),
+            ("bob+@x.test", &plus, &["http://h/bob"]),
+            ("bob+a+b@x.test", &plus, &["http://h/bob"]),
+            ("bob-news@x.test", &plus, &[]),
+            ("bob-news@x.test", &several, &["http://h/bob"]),
+            ("bob+news@x.test", &off, &[]),
+            ("+bob@x.test", &plus, &[]),
+            ("\"bob+x y\"@x.test", &plus, &[]),
+            // the route naming the detail wins over the base's, in any order
+            ("ann+vip@x.test", &plus, &["http://h/ann-vip"]),
+            ("ann+other@x.test", &plus, &["http://h/ann"]),
+            // ...also for a sender it is closed to: no fallback to the base
+            ("carl+vip@x.test", &plus, &[]),
+            ("carl+other@x.test", &plus, &["http://h/carl"]),
+            // a regex sees the whole address
+            ("bob+news@re.test", &plus, &["http://h/re?u=bob%2Bnews"]),
+            ("bob+news@d.test", &plus, &["http://h/d"]),
+        ];
+        for (addr, delim, want) in table {
+            let got: Vec<String> = resolve(&r, addr, false, delim)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.url)
+                .collect();
+            assert_eq!(got, *want, "{addr} {delim:?}");
+        }
+        let authed = resolve(&r, "carl+vip@x.test", true, &plus).unwrap();
+        assert_eq!(authed[0].url, "http://h/carl-vip");
+    }
+
+    #[test]
     fn auth_required_routes_only_for_authenticated_senders() {
         let r = routes(
             r#"[
@@ -437,7 +581,7 @@ mod tests {
         ]"#,
         );
         let got = |auth| {
-            resolve(&r, "x@app.test", auth)
+            resolve(&r, "x@app.test", auth, &Delimiter::default())
                 .unwrap()
                 .into_iter()
                 .map(|t| t.url)
@@ -470,6 +614,47 @@ mod tests {
             r#"{"match": "*", "url": "http://h/{user}"}"#,
             r#"{"match": "*", "url": "http://h/", "secret": "plain"}"#,
         ];
+        let table: &[(&str, &str)] = &[
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "ftp://a/"}"#,
+                "\"authorize_url\" must start with http:// or https://: \"ftp://a/\"",
+            ),
+            (
+                r#"{"match": "/^(?P<u>.+)$/", "url": "http://h/", "authorize_url": "http://a/{u}"}"#,
+                "\"authorize_url\" cannot hold {placeholders}: the request body names the recipient",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "http://a/", "authorize_timeout": "2m"}"#,
+                "\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": \"2m\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_url": "http://a/", "authorize_timeout": "soon"}"#,
+                "\"authorize_timeout\" must be a duration from 1ms to 60s, like \"5s\": \"soon\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "authorize_timeout": "1s"}"#,
+                "\"authorize_timeout\" without \"authorize_url\"",
+            ),
+        ];
+        for (json, want) in table {
+            let spec: RouteSpec = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                Route::compile(spec).unwrap_err().to_string(),
+                *want,
+                "{json}"
+            );
+        }
+        let ok: RouteSpec = serde_json::from_str(
+            r#"{"match": "*", "url": "http://h/", "authorize_url": "https://a/ok", "authorize_timeout": "750ms"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Route::compile(ok).unwrap().authorize,
+            Some(Authorize {
+                url: "https://a/ok".into(),
+                timeout: Duration::from_millis(750)
+            })
+        );
         for b in bad {
             let spec: RouteSpec = serde_json::from_str(b).unwrap();
             assert!(Route::compile(spec).is_err(), "{b}");
@@ -493,7 +678,12 @@ mod tests {
         );
         let rcpts: Vec<(String, Vec<Target>)> = ["a@x.org", "b@x.org", "c@y.org", "b@x.org"]
             .iter()
-            .map(|a| (a.to_string(), resolve(&r, a, false).unwrap()))
+            .map(|a| {
+                (
+                    a.to_string(),
+                    resolve(&r, a, false, &Delimiter::default()).unwrap(),
+                )
+            })
             .collect();
         let got: Vec<(String, Vec<String>)> =
             split(&rcpts).into_iter().map(|(t, l)| (t.url, l)).collect();
@@ -539,7 +729,7 @@ mod tests {
             ),
         ];
         for (addr, want) in table {
-            let got = resolve(&r, addr, false).map(|t| t[0].url.clone());
+            let got = resolve(&r, addr, false, &Delimiter::default()).map(|t| t[0].url.clone());
             assert_eq!(got, want.clone().map(String::from), "{addr}");
         }
     }
@@ -552,22 +742,22 @@ mod tests {
         );
         // "." would be a dot segment once both sides are empty...
         assert_eq!(
-            resolve(&r, ".@x.test", false),
+            resolve(&r, ".@x.test", false, &Delimiter::default()),
             Err(Unsafe::DotSegment("b".into()))
         );
         // ...while dots inside a longer segment or in the query are data.
-        let ok = resolve(&r, "a.b@x.test", false).unwrap();
+        let ok = resolve(&r, "a.b@x.test", false, &Delimiter::default()).unwrap();
         assert_eq!(ok[0].url, "https://app.test/a.b/u-a?q=a.b");
         // A dot segment in the query is not a path.
         let q = routes(
             r#"[{"match": "/^(?P<u>[^@]*)@x\\.test$/", "url": "https://app.test/in?u={u}"}]"#,
         );
         assert_eq!(
-            resolve(&q, "..@x.test", false).unwrap()[0].url,
+            resolve(&q, "..@x.test", false, &Delimiter::default()).unwrap()[0].url,
             "https://app.test/in?u=.."
         );
         assert_eq!(
-            resolve(&q, "a/b@x.test", false).unwrap()[0].url,
+            resolve(&q, "a/b@x.test", false, &Delimiter::default()).unwrap()[0].url,
             "https://app.test/in?u=a%2Fb"
         );
     }
@@ -655,9 +845,24 @@ mod tests {
             ),
             // no recipient to fill a URL for: the accepted URL
             ("a@x.test", "http://old/a", None, "http://old/a", &own),
+            // a subaddress of an exact route follows it too
+            (
+                "a@x.test",
+                "http://old/a",
+                Some("a+tag@x.test"),
+                "http://new/a",
+                &own,
+            ),
         ];
         for (pattern, accepted, rcpt, url, secrets) in table {
-            let got = endpoint(&r, pattern, accepted, *rcpt, &default);
+            let got = endpoint(
+                &r,
+                pattern,
+                accepted,
+                *rcpt,
+                &default,
+                &Delimiter::default(),
+            );
             assert_eq!(
                 (got.0.as_str(), got.1),
                 (*url, *secrets),

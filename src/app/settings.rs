@@ -26,6 +26,7 @@ pub(super) fn delivery(config: &Config) -> delivery::Settings {
             },
         },
         routes: config.routes.clone(),
+        recipient_delimiter: config.recipient_delimiter.clone(),
         default_secrets: config.default_secrets.clone(),
         events_url: config.outbound.events_url.clone(),
         events_secrets: config.outbound.events_secrets.clone(),

@@ -42,6 +42,7 @@ pub use security::{AuthMode, SecurityConfig};
 pub use smtp::SmtpLimits;
 
 use crate::model::secret::{Secret, SecretError};
+use crate::model::subaddress::Delimiter;
 use crate::route::Route;
 use parse::{parse_addr, parse_bool};
 
@@ -165,6 +166,7 @@ struct RawConfig {
     routes_file: Option<String>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    recipient_delimiter: Option<String>,
     max_message_size: Option<String>,
     max_recipients: Option<String>,
     max_line_length: Option<String>,
@@ -219,6 +221,8 @@ pub struct Config {
     pub hostname: String,
     pub spool_dir: PathBuf,
     pub routes: Vec<Route>,
+    /// `POSTERN_RECIPIENT_DELIMITER`: where a recipient's subaddress starts.
+    pub recipient_delimiter: Delimiter,
     /// Secret used by routes that do not name their own.
     pub default_secrets: Vec<Secret>,
     pub limits: SmtpLimits,
@@ -268,8 +272,9 @@ impl Config {
                 }
                 continue;
             }
-            // An empty value is the same as unset.
-            if !v.is_empty() {
+            // An empty value is the same as unset, except where empty is a
+            // setting of its own (no recipient delimiter, as in Postfix).
+            if !v.is_empty() || field == "recipient_delimiter" {
                 pairs.push((field, v));
             }
         }
@@ -324,6 +329,7 @@ impl Config {
 
         let default_secrets = routes::default_secrets(&mut raw, p);
         let (routes, routes_configured) = routes::parse(&mut raw, p);
+        let recipient_delimiter = routes::delimiter(&mut raw, p);
         let explicit_dev = match raw.dev_mode.as_deref() {
             None => None,
             Some(v) => p.or(parse_bool("POSTERN_DEV_MODE", v).map(Some), None),
@@ -376,6 +382,7 @@ impl Config {
             hostname,
             spool_dir,
             routes,
+            recipient_delimiter,
             default_secrets,
             limits,
             delivery,

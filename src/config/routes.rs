@@ -5,6 +5,7 @@
 
 use super::{ConfigError, Problems, RawConfig, invalid, secret_error};
 use crate::model::secret::Secret;
+use crate::model::subaddress::Delimiter;
 use crate::route::{Route, RouteError, RouteSpec};
 
 /// `POSTERN_WEBHOOK_SECRET`: the secrets of routes that name none.
@@ -15,6 +16,18 @@ pub(super) fn default_secrets(raw: &mut RawConfig, p: &mut Problems) -> Vec<Secr
             Vec::new(),
         ),
         None => Vec::new(),
+    }
+}
+
+/// `POSTERN_RECIPIENT_DELIMITER`: `+` when unset, empty for none.
+pub(super) fn delimiter(raw: &mut RawConfig, p: &mut Problems) -> Delimiter {
+    match raw.recipient_delimiter.take() {
+        None => Delimiter::default(),
+        Some(set) => p.or(
+            Delimiter::parse(&set)
+                .map_err(|e| invalid("POSTERN_RECIPIENT_DELIMITER", e.to_string())),
+            Delimiter::default(),
+        ),
     }
 }
 
@@ -133,6 +146,35 @@ mod tests {
         assert!(
             e.starts_with("POSTERN_ROUTES_FILE: route 0: \"url\" must start with"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn recipient_delimiter() {
+        use crate::model::subaddress::Delimiter;
+        let hook = ("POSTERN_WEBHOOK_URL", "http://127.0.0.1:9/hook");
+        let secret = (
+            "POSTERN_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let table: &[(Option<&str>, Delimiter)] = &[
+            (None, Delimiter::default()),
+            (Some(""), Delimiter::off()),
+            (Some("+-"), Delimiter::parse("+-").unwrap()),
+        ];
+        for (value, want) in table {
+            let mut vars = vec![hook, secret];
+            if let Some(v) = value {
+                vars.push(("POSTERN_RECIPIENT_DELIMITER", v));
+            }
+            assert_eq!(cfg(&vars).unwrap().recipient_delimiter, *want, "{value:?}");
+        }
+        let e = cfg(&[hook, secret, ("POSTERN_RECIPIENT_DELIMITER", "+.")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "POSTERN_RECIPIENT_DELIMITER: '.' cannot be a delimiter: use characters of !#$%&'*+-/=?^_`{|}~ (letters, digits, '.', '@', quotes and spaces are part of addresses)"
         );
     }
 

@@ -8,7 +8,7 @@
 //! - [`policy`]: what an answer means and what an outcome does (done,
 //!   retry, dead), for every kind of delivery.
 //! - [`webhook`]: the v1 payload and the signed POST (also used by
-//!   `postern doctor`); [`sign`]: Standard Webhooks signatures.
+//!   `postern doctor`), signed by [`crate::model::sign`].
 //! - `relay_job`: the relay attempt of an API message.
 //! - [`events`]: delivery events, spooled like any message.
 //! - [`outbox`]: the status of API mail, the recipients' state machine,
@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use crate::model::secret::Secret;
+use crate::model::subaddress::Delimiter;
 use crate::route::Route;
 
 pub use worker::Worker;
@@ -28,7 +29,6 @@ pub mod events;
 pub mod outbox;
 pub mod policy;
 mod relay_job;
-pub mod sign;
 pub mod webhook;
 pub mod worker;
 
@@ -53,6 +53,9 @@ pub struct Settings {
     /// The routes configured now: spooled webhook deliveries follow their
     /// route's URL and secrets ([`crate::route::endpoint`]).
     pub routes: Vec<Route>,
+    /// Where a recipient's subaddress starts: exact routes match its base
+    /// address, and the payload's `envelope.rcpt_detail` splits it.
+    pub recipient_delimiter: Delimiter,
     /// Secrets of routes without their own.
     pub default_secrets: Vec<Secret>,
     /// `POSTERN_EVENTS_URL`: where events go (those spooled earlier too).

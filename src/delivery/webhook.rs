@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::debug;
 
-use super::sign::sign;
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::secret::Secret;
+use crate::model::sign;
+use crate::model::subaddress::{self, Delimiter, Parts};
 use crate::spool::{Envelope, JobKey, TlsInfo};
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
@@ -21,6 +22,8 @@ use crate::spool::{Envelope, JobKey, TlsInfo};
 pub struct PayloadEnvelope<'a> {
     pub mail_from: &'a str,
     pub rcpt_to: &'a [String],
+    /// `rcpt_to` in parts (RFC 5233 subaddress), one per recipient.
+    pub rcpt_detail: Vec<Parts<'a>>,
     pub helo: &'a str,
     pub remote_ip: &'a str,
     pub tls: Option<&'a TlsInfo>,
@@ -40,8 +43,9 @@ pub struct Payload<'a> {
     pub message: MessageJson,
 }
 
-/// Builds the exact bytes POSTed for delivery `index` of a message.
-pub fn payload(envelope: &Envelope, index: usize, raw: &[u8]) -> Vec<u8> {
+/// Builds the exact bytes POSTed for delivery `index` of a message;
+/// `delimiter` splits the recipients' subaddresses.
+pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimiter) -> Vec<u8> {
     let delivery = &envelope.deliveries[index];
     let opts = PayloadOptions {
         include_raw: delivery.raw,
@@ -54,6 +58,11 @@ pub fn payload(envelope: &Envelope, index: usize, raw: &[u8]) -> Vec<u8> {
         envelope: PayloadEnvelope {
             mail_from: &envelope.mail_from,
             rcpt_to: &delivery.rcpt_to,
+            rcpt_detail: delivery
+                .rcpt_to
+                .iter()
+                .map(|a| subaddress::split(a, delimiter))
+                .collect(),
             helo: &envelope.helo,
             remote_ip: &envelope.remote_ip,
             tls: envelope.tls.as_ref(),
@@ -106,14 +115,11 @@ pub async fn post_signed(
     if secrets.is_empty() {
         return Err(PostError::NoSecret);
     }
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signature = sign(secrets, id, timestamp, &body);
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+    let mut request = client.post(url).header("content-type", "application/json");
+    for (name, value) in sign::headers(secrets, id, &body) {
+        request = request.header(name, value);
+    }
+    request
         .body(body)
         .send()
         .await

@@ -154,11 +154,12 @@ impl Worker {
         // Webhook deliveries get their JSON body built on the blocking
         // thread that reads the file; other kinds need the content as is.
         let index = key.index;
+        let delimiter = self.settings.recipient_delimiter.clone();
         let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
             let is_webhook =
                 env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
             if is_webhook && state.state == State::Pending {
-                payload(env, index, &raw)
+                payload(env, index, &raw, &delimiter)
             } else {
                 raw
             }
@@ -213,6 +214,7 @@ impl Worker {
                     url,
                     rcpt,
                     &s.default_secrets,
+                    &s.recipient_delimiter,
                 ))
             }
         }

@@ -4,4 +4,6 @@
 pub mod clock;
 pub mod one_or_many;
 pub mod secret;
+pub mod sign;
+pub mod subaddress;
 pub mod users;

@@ -1,6 +1,6 @@
 //! Webhook signing secrets: the `whsec_<base64>` form routes, events and
 //! the dev inbox are configured with, parsed once; see
-//! `delivery::sign` for what they sign. `Debug` never shows a key.
+//! `model::sign` for what they sign. `Debug` never shows a key.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

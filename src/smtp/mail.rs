@@ -35,6 +35,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.error(reply::BAD_SENDER);
         };
         self.tx.smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        // smtp-proto gives 0 for "no SIZE=" (and SIZE=0 says nothing either).
+        self.tx.size = (from.size > 0).then_some(from.size as u64);
         self.tx.mail_from = Some(mail_from.into_owned());
         self.reply(reply::SENDER_OK);
         Next::Continue

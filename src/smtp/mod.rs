@@ -9,11 +9,13 @@
 //!   `data` (with the `dot` decoder and the `received` trace header),
 //!   `auth` (with `sasl` decoding and the [`throttle`]), `starttls`
 //!   (also the TLS handshake of the implicit-TLS listener).
+//! - [`authorize`]: a route's `authorize_url`, asked at RCPT.
 //! - [`reply`]: every reply text we send and the reply class; `printable`
 //!   keeps echoed client text safe; [`address`] canonicalises addresses.
 
 pub mod address;
 mod auth;
+pub mod authorize;
 mod data;
 mod dot;
 mod ehlo;

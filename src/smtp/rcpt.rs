@@ -1,22 +1,28 @@
 //! RCPT TO (RFC 5321 4.1.1.3): each recipient is routed now, so one
 //! without a route is refused here and never bounced later (no
 //! backscatter). `<Postmaster>` is always a mailbox (RFC 5321 4.5.1).
+//! A routed recipient is then put to the `authorize_url` of its routes
+//! ([`super::authorize`]), in order: replies stay in command order under
+//! PIPELINING because each RCPT is answered before the next is read.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::address;
+use super::authorize::{Request, Verdict};
 use super::reply;
 use super::session::{Next, Session};
+use crate::model::subaddress;
 use crate::route::{self, Target};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `line` is the command as received: smtp-proto's parse of it cannot
     /// tell `<>` from `<Postmaster>`.
-    pub(super) fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Next {
+    pub(super) async fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Next {
         if self.tx.mail_from.is_none() {
             return self.error(reply::NEED_MAIL);
         }
@@ -58,9 +64,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(reply::NO_ROUTE);
             return Next::Continue;
         }
+        if let Some(refusal) = self.authorize(&addr, &targets).await {
+            self.reply(&refusal);
+            return Next::Continue;
+        }
         self.tx.rcpts.push((addr, targets));
         self.reply(reply::RCPT_OK);
         Next::Continue
+    }
+
+    /// Asks each distinct `authorize_url` among the routes of `addr`, in
+    /// route order; the first that does not accept decides the reply
+    /// (a recipient is accepted only if every app asked accepts it).
+    /// `None`: accepted.
+    async fn authorize(&mut self, addr: &str, targets: &[Target]) -> Option<String> {
+        let config = self.inbound.config.clone();
+        let mut asked: Vec<&str> = Vec::new();
+        for t in targets {
+            let r = &config.routes[t.route];
+            let Some(a) = &r.authorize else {
+                continue;
+            };
+            if asked.contains(&a.url.as_str()) {
+                continue;
+            }
+            asked.push(&a.url);
+            if self.authorize_down.contains(&a.url) {
+                info!(rcpt = %addr, "recipient deferred: authorize_url failed earlier in this session");
+                return Some(reply::AUTHORIZE_UNAVAILABLE.into());
+            }
+            let request = Request {
+                kind: "recipient.authorize",
+                mail_from: self.tx.mail_from.as_deref().unwrap_or_default(),
+                rcpt_to: addr,
+                rcpt_detail: subaddress::split(addr, &config.recipient_delimiter),
+                remote_ip: self.peer.ip.to_string(),
+                helo: self.helo.as_deref().unwrap_or_default(),
+                tls: self.tls.as_ref(),
+                authenticated_user: self.auth_user.as_deref(),
+                size: self.tx.size,
+            };
+            // Never past the session's own deadline.
+            let timeout = a
+                .timeout
+                .min(self.deadline.saturating_duration_since(Instant::now()));
+            let secrets = r.secrets_or(&config.default_secrets);
+            match self
+                .inbound
+                .authorizer
+                .ask(&a.url, timeout, secrets, &request)
+                .await
+            {
+                Verdict::Accept => {}
+                Verdict::Refuse(text) => {
+                    info!(rcpt = %addr, reason = text.as_deref().unwrap_or(""), "recipient refused by authorize_url");
+                    return Some(reply::authorize_refused(text.as_deref()));
+                }
+                Verdict::Unavailable => {
+                    info!(rcpt = %addr, "recipient deferred: authorize_url gave no decision");
+                    return Some(reply::AUTHORIZE_UNAVAILABLE.into());
+                }
+                Verdict::NoAnswer => {
+                    info!(rcpt = %addr, "recipient deferred: authorize_url did not answer");
+                    self.authorize_down.push(a.url.clone());
+                    return Some(reply::AUTHORIZE_UNAVAILABLE.into());
+                }
+            }
+        }
+        None
     }
 
     /// Routes a recipient. smtp-proto turns `<Postmaster>` (no domain,
@@ -72,16 +143,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         authenticated: bool,
     ) -> (String, Result<Vec<Target>, route::Unsafe>) {
         let routes = &self.inbound.config.routes;
+        let delimiter = &self.inbound.config.recipient_delimiter;
         if !addr.is_empty() {
-            let t = route::resolve(routes, &addr, authenticated);
+            let t = route::resolve(routes, &addr, authenticated, delimiter);
             return (addr, t);
         }
-        let t = route::resolve(routes, "postmaster", authenticated);
+        let t = route::resolve(routes, "postmaster", authenticated, delimiter);
         if t.as_ref().is_ok_and(|t| !t.is_empty()) {
             return ("postmaster".into(), t);
         }
         let full = format!("postmaster@{}", self.inbound.config.hostname);
-        let t = route::resolve(routes, &full, authenticated);
+        let t = route::resolve(routes, &full, authenticated, delimiter);
         (full, t)
     }
 }

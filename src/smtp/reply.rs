@@ -51,6 +51,21 @@ pub const NEED_MAIL: &str = "503 5.5.1 Send MAIL first";
 pub const NO_RCPTS: &str = "554 5.5.1 No valid recipients";
 pub const RCPT_UNSAFE_FOR_ROUTE: &str =
     "550 5.1.3 Recipient address rejected: not usable in its route's webhook URL";
+/// The app behind a route's `authorize_url` did not answer in time, or
+/// not with `2xx`/`4xx`: temporary, the sender tries again.
+pub const AUTHORIZE_UNAVAILABLE: &str =
+    "451 4.3.0 Recipient cannot be verified now, try again later";
+/// The app refused without a `text/plain` reason.
+pub const AUTHORIZE_REFUSED: &str = "550 5.7.1 Recipient refused";
+
+/// The app's `4xx` answer: its text (already one safe line) or ours.
+pub fn authorize_refused(text: Option<&str>) -> String {
+    match text {
+        Some(t) => format!("550 5.7.1 {t}"),
+        None => AUTHORIZE_REFUSED.to_string(),
+    }
+}
+
 pub const NO_ROUTE: &str = "550 5.1.1 Recipient address rejected: no route for this mailbox";
 pub const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
 pub const EARLY_TALKER: &str = "554 5.5.1 Protocol error: client sent data before the greeting";

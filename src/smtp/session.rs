@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::authorize::Authorizer;
 use super::reply;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
@@ -35,6 +36,8 @@ pub struct Inbound {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Failed AUTH attempts per client IP, shared by all sessions.
     pub auth_throttle: Arc<AuthThrottle>,
+    /// Asks routes' `authorize_url` at RCPT; its cache is shared.
+    pub authorizer: Arc<Authorizer>,
     pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
@@ -57,6 +60,7 @@ impl Inbound {
             intake: store.intake(),
             tls,
             auth_throttle,
+            authorizer: Arc::new(Authorizer::default()),
             metrics,
         }
     }
@@ -95,6 +99,8 @@ pub(super) struct Transaction {
     pub(super) mail_from: Option<String>,
     /// MAIL carried SMTPUTF8 (RFC 6531): changes the `with` protocol name.
     pub(super) smtputf8: bool,
+    /// `SIZE=` of MAIL FROM, when given (told to `authorize_url`).
+    pub(super) size: Option<u64>,
     pub(super) rcpts: Vec<(String, Vec<Target>)>,
 }
 
@@ -118,6 +124,10 @@ pub struct Session<S> {
     pub(super) auth_user: Option<String>,
     /// The session ends at this instant whatever happens.
     pub(super) deadline: Instant,
+    /// `authorize_url`s that did not answer in this session: their
+    /// further recipients get `451` at once, so a hung app costs a
+    /// session one timeout, not one per recipient.
+    pub(super) authorize_down: Vec<String>,
 }
 
 /// What handling one command asks the loop to do next.
@@ -149,6 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tls: None,
             auth_user: None,
             deadline: Instant::now() + inbound.config.limits.session_timeout,
+            authorize_down: Vec::new(),
             inbound,
         }
     }
@@ -413,7 +424,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Ehlo { host } => self.hello(host.as_ref(), true),
             Request::Helo { host } => self.hello(host.as_ref(), false),
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to, line),
+            Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => self.data_command(),
             Request::Rset => self.rset(),
             Request::Noop { .. } => self.answer(reply::OK),

@@ -137,7 +137,7 @@ impl Hit {
     pub fn verify(&self) -> bool {
         let secret = postern::model::secret::Secret::parse(SECRET).unwrap();
         let ts: i64 = self.header("webhook-timestamp").parse().unwrap();
-        postern::delivery::sign::verify(
+        postern::model::sign::verify(
             &secret,
             &self.header("webhook-id"),
             ts,
@@ -147,11 +147,15 @@ impl Hit {
     }
 }
 
+/// A scripted answer: status, Retry-After, `text/plain` body.
+type Answer = (u16, Option<String>, Option<String>);
+
 #[derive(Default)]
 struct ReceiverState {
     hits: Mutex<Vec<Hit>>,
-    /// Scripted answers (status, Retry-After), used in order; then 200.
-    script: Mutex<VecDeque<(u16, Option<String>)>>,
+    /// Scripted answers (status, Retry-After, text/plain body), used in
+    /// order; then 200.
+    script: Mutex<VecDeque<Answer>>,
     /// Answers wait (after recording the request) while a test holds it
     /// ([`Receiver::hold`]).
     hold: Arc<tokio::sync::RwLock<()>>,
@@ -183,7 +187,17 @@ impl Receiver {
     /// The next answers, in order (status, Retry-After).
     pub fn script(&self, answers: &[(u16, Option<&str>)]) {
         let mut s = self.state.script.lock().unwrap();
-        s.extend(answers.iter().map(|(c, r)| (*c, r.map(str::to_string))));
+        s.extend(
+            answers
+                .iter()
+                .map(|(c, r)| (*c, r.map(str::to_string), None)),
+        );
+    }
+
+    /// The next answers, in order (status, `text/plain` body).
+    pub fn script_text(&self, answers: &[(u16, &str)]) {
+        let mut s = self.state.script.lock().unwrap();
+        s.extend(answers.iter().map(|(c, b)| (*c, None, Some(b.to_string()))));
     }
 
     pub fn hits(&self) -> Vec<Hit> {
@@ -227,13 +241,17 @@ async fn record(
         body,
     });
     drop(state.hold.read().await);
-    let (code, retry_after) = state
+    let (code, retry_after, text) = state
         .script
         .lock()
         .unwrap()
         .pop_front()
-        .unwrap_or((200, None));
-    let mut resp = StatusCode::from_u16(code).unwrap().into_response();
+        .unwrap_or((200, None, None));
+    let status = StatusCode::from_u16(code).unwrap();
+    let mut resp = match text {
+        Some(t) => (status, [("content-type", "text/plain")], t).into_response(),
+        None => status.into_response(),
+    };
     if let Some(r) = retry_after {
         resp.headers_mut().insert("retry-after", r.parse().unwrap());
     }

@@ -445,17 +445,19 @@ fn library_bodies() -> Vec<Value> {
         };
         dead_event(&envelope(false, None), 0, "https://app.example/h", &state)
     };
+    let plus = postern::model::subaddress::Delimiter::default();
     let mut null_sender = envelope(false, None);
     null_sender.mail_from = String::new();
     null_sender.tls = None;
     null_sender.authenticated_user = None;
     vec![
-        parse(payload(&envelope(true, Some(8)), 0, mime.as_bytes())),
-        parse(payload(&null_sender, 0, mime.as_bytes())),
+        parse(payload(&envelope(true, Some(8)), 0, mime.as_bytes(), &plus)),
+        parse(payload(&null_sender, 0, mime.as_bytes(), &plus)),
         parse(payload(
             &envelope(false, None),
             0,
             b"\x00\x01 no header here\r\n",
+            &plus,
         )),
         relay_event(
             "message.deferred",

@@ -5,6 +5,10 @@
 //! several secrets (rotation) the header carries one signature per secret,
 //! space-separated, so receivers holding either the old or the new secret
 //! verify. We always sign the exact bytes we send.
+//!
+//! A leaf in `model/` because two stages sign: webhook deliveries
+//! (`delivery::webhook`) and the SMTP session's RCPT-time authorization
+//! requests (`smtp::authorize`), which must not import delivery.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -27,6 +31,18 @@ pub fn sign(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The Standard Webhooks headers of a request sent now: `webhook-id`
+/// (`id`), `webhook-timestamp` and `webhook-signature` over `body`, one
+/// place for every signed POST (webhooks, events, RCPT authorization).
+pub fn headers(secrets: &[Secret], id: &str, body: &[u8]) -> [(&'static str, String); 3] {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    [
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", sign(secrets, id, timestamp, body)),
+    ]
 }
 
 /// True when any `v1,` signature in `header` is valid for `secret`.
