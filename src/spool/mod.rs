@@ -34,6 +34,7 @@
 
 mod delivery;
 mod intake;
+pub mod pg;
 mod queue;
 
 pub use delivery::{Delivery, Kind, Target};

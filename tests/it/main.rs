@@ -12,6 +12,7 @@ mod auth;
 mod clients;
 mod config;
 mod contracts;
+mod database;
 mod deliveries;
 mod delivery;
 mod durability;
