@@ -3,4 +3,5 @@
 //! `POSTERN_DATABASE_URL` is set.
 
 pub mod connect;
+pub mod migrate;
 pub mod settings;
