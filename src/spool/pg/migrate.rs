@@ -20,7 +20,7 @@ pub struct Migration {
 pub static MIGRATIONS: &[Migration] = &[];
 
 /// Advisory lock key shared by every Postern ("postern" in ASCII).
-const LOCK_KEY: i64 = 0x706f_7374_6572_6e;
+const LOCK_KEY: i64 = 0x0070_6f73_7465_726e;
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
