@@ -20,6 +20,7 @@
 //! every listener is on loopback. Every problem is reported at once, so an
 //! operator fixes a configuration in one round, not one error per restart.
 
+mod database;
 mod delivery;
 mod dkim;
 mod names;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
 pub use names::known_names;
 pub use outbound::{OutboundConfig, api_keys};
@@ -200,6 +202,10 @@ struct RawConfig {
     smtp_proxy_timeout: Option<String>,
     // issue 13 item 7: DKIM signing of API mail
     dkim_keys: Option<String>,
+    // issue #12: the PostgreSQL store
+    database_url: Option<String>,
+    database_ca: Option<String>,
+    database_pool: Option<String>,
 }
 
 /// Log output format.
@@ -237,6 +243,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// PROXY protocol on both SMTP listeners (task F6).
     pub smtp_proxy: crate::smtp::proxy::ProxyConfig,
+    /// The PostgreSQL store, when `POSTERN_DATABASE_URL` is set (issue #12).
+    pub database: Option<DatabaseSettings>,
 }
 
 impl Config {
@@ -356,6 +364,7 @@ impl Config {
         let limits = smtp::parse(&mut raw, p);
         let delivery = delivery::parse(&mut raw, p);
         let smtp_proxy = smtp::parse_proxy(&mut raw, p);
+        let database = database::parse(&mut raw, p);
 
         let fsync = p.bool("POSTERN_FSYNC", raw.fsync.take(), true);
         let log_format = match raw.log_format.as_deref() {
@@ -392,6 +401,7 @@ impl Config {
             dev_mode,
             outbound,
             smtp_proxy,
+            database,
         }
     }
 }

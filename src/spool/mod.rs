@@ -11,6 +11,7 @@ mod delivery;
 mod file;
 mod intake;
 mod lease;
+pub mod pg;
 mod store;
 
 pub use delivery::{Delivery, Kind, Target};

@@ -15,6 +15,7 @@ mod authorize;
 mod clients;
 mod config;
 mod contracts;
+mod database;
 mod deliveries;
 mod delivery;
 mod dkim;
