@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 pub use listeners::{BindError, Listeners};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::delivery::Worker;
 use crate::smtp::session::Inbound;
 use crate::{api, delivery, http, smtp, spool, telemetry, tls};
@@ -58,7 +58,7 @@ pub async fn run(
         ));
     }
     let sec = &config.security;
-    if tls.is_none() && sec.auth != config::AuthMode::Off && !sec.allow_insecure_auth {
+    if tls.is_none() && sec.auth != smtp::AuthMode::Off && !sec.allow_insecure_auth {
         warn!(
             "AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off"
         );
@@ -66,7 +66,7 @@ pub async fn run(
     let metrics = Arc::new(telemetry::Metrics::new());
     metrics.spool_corrupt.inc_by(corrupt as u64);
     let inbound = Inbound::new(
-        config.clone(),
+        config.smtp_settings(),
         spool.clone(),
         queue.clone(),
         tls,

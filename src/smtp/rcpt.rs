@@ -20,7 +20,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.tx.mail_from.is_none() {
             return self.error(reply::NEED_MAIL);
         }
-        if self.tx.rcpts.len() >= self.inbound.config.limits.max_recipients {
+        if self.tx.rcpts.len() >= self.inbound.settings.limits.max_recipients {
             self.reply(reply::TOO_MANY_RCPTS);
             return Next::Continue;
         }
@@ -71,7 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         addr: String,
         authenticated: bool,
     ) -> (String, Result<Vec<Target>, route::Unsafe>) {
-        let routes = &self.inbound.config.routes;
+        let routes = &self.inbound.settings.routes;
         if !addr.is_empty() {
             let t = route::resolve(routes, &addr, authenticated);
             return (addr, t);
@@ -80,7 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if t.as_ref().is_ok_and(|t| !t.is_empty()) {
             return ("postmaster".into(), t);
         }
-        let full = format!("postmaster@{}", self.inbound.config.hostname);
+        let full = format!("postmaster@{}", self.inbound.settings.hostname);
         let t = route::resolve(routes, &full, authenticated);
         (full, t)
     }
