@@ -61,6 +61,8 @@ pub mod config;
 pub mod delivery;
 pub mod doctor;
 pub mod http;
+#[cfg(test)]
+mod import_graph;
 pub mod mail;
 pub mod model;
 pub mod relay;
