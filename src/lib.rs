@@ -26,7 +26,8 @@
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
 //! - [`compose`]: JSON request → MIME message, for the sending API.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase,
-//!   every reply text.
+//!   every reply text; it receives its own [`smtp::Settings`] (built by
+//!   `Config::smtp_settings`), never the whole `Config`.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
 //! - [`spool`]: the durable store, its one intake path (accept → commit →
@@ -41,13 +42,15 @@
 //! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //! - [`model`]: leaf types every stage shares (clock, secrets, the SMTP
-//!   users, `OneOrMany`); it imports nothing of the crate.
+//!   users, `OneOrMany`, the one `<…>` rule for paths and Message-IDs);
+//!   it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
 //! delivery worker never call each other: they meet at the spool, the
 //! producers through its intake, the worker through its queue; [`spool`]
 //! and [`model`] import nothing else of the crate, and [`delivery`] never
-//! imports [`smtp`] or [`api`].
+//! imports [`smtp`] or [`api`]. A unit test (`src/import_graph.rs`) holds
+//! every edge between stages to an allowed table, so a new back-arrow fails.
 //!
 //! [`app::run`] takes already-bound listeners and a cancellation token, so
 //! tests start everything on port 0 and stop it at will.
