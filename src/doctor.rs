@@ -26,10 +26,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{AuthMode, Config};
+use crate::config::Config;
 use crate::delivery::webhook::{self, PostError};
 use crate::model::secret::Secret;
 use crate::relay::{Relay, RelayConfig};
+use crate::smtp::AuthMode;
 
 /// The most any one check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -29,8 +29,9 @@
 //! - [`auth_checks`]: SPF, DKIM and DMARC verification of received mail
 //!   (ARC to follow); a library not yet called by the SMTP session.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase
-//!   (RCPT asks a route's `authorize_url` there),
-//!   every reply text.
+//!   (RCPT asks a route's `authorize_url` there), every reply text; it
+//!   receives its own [`smtp::Settings`] (built by `Config::smtp_settings`),
+//!   never the whole `Config`.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
 //!   attempt of a spooled delivery.
 //! - [`spool`]: the durable store behind one interface ([`spool::Store`]:
@@ -48,14 +49,16 @@
 //! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //! - [`model`]: leaf types every stage shares (clock, secrets and the
-//!   Standard Webhooks signer, the SMTP users, subaddresses, `OneOrMany`);
+//!   Standard Webhooks signer, the SMTP users, subaddresses, `OneOrMany`,
+//!   the one `<…>` rule for paths and Message-IDs);
 //!   it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
 //! delivery worker never call each other: they meet at the store, the
 //! producers through its intake, the worker through its claims; [`spool`]
 //! and [`model`] import nothing else of the crate, and [`delivery`] never
-//! imports [`smtp`] or [`api`].
+//! imports [`smtp`] or [`api`]. A unit test (`src/import_graph.rs`) holds
+//! every edge between stages to an allowed table, so a new back-arrow fails.
 //!
 //! [`app::run`] takes already-bound listeners and a cancellation token, so
 //! tests start everything on port 0 and stop it at will.
@@ -70,6 +73,8 @@ pub mod config;
 pub mod delivery;
 pub mod doctor;
 pub mod http;
+#[cfg(test)]
+mod import_graph;
 pub mod mail;
 pub mod model;
 pub mod relay;

@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
     // Fresh each run: nothing consumes the queue (a shared one would grow),
     // and the AUTH throttle counts failures per IP.
     let inbound = Inbound::new(
-        fx.config.clone(),
+        fx.config.smtp_settings(),
         fx.spool.clone(),
         Arc::new(Queue::new()),
         None,

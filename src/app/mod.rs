@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 pub use listeners::{BindError, Listeners};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::delivery::Worker;
 use crate::smtp::session::Inbound;
 use crate::{api, delivery, http, smtp, spool, telemetry, tls};
@@ -58,14 +58,14 @@ pub async fn run(
         ));
     }
     let sec = &config.security;
-    if tls.is_none() && sec.auth != config::AuthMode::Off && !sec.allow_insecure_auth {
+    if tls.is_none() && sec.auth != smtp::AuthMode::Off && !sec.allow_insecure_auth {
         warn!(
             "AUTH is configured but never offered: no TLS certificate and POSTERN_SMTP_ALLOW_INSECURE_AUTH is off"
         );
     }
     let metrics = Arc::new(telemetry::Metrics::new());
     metrics.spool_corrupt.inc_by(corrupt as u64);
-    let inbound = Inbound::new(config.clone(), store.clone(), tls, metrics.clone());
+    let inbound = Inbound::new(config.smtp_settings(), store.clone(), tls, metrics.clone());
     let limiter = smtp::server::Limiter::new(
         config.limits.max_sessions,
         config.limits.max_sessions_per_ip,

@@ -4,7 +4,7 @@
 //! The raw, stringly form (`RawConfig`) is what envy deserialises; `Config` is
 //! the typed, validated form. Each stage's settings are parsed in a file of
 //! their own, into the struct that stage receives: `smtp.rs` (listener
-//! limits, [`SmtpLimits`]), `security.rs` (TLS and AUTH,
+//! limits, [`SmtpLimits`](crate::smtp::SmtpLimits)), `security.rs` (TLS and AUTH,
 //! [`SecurityConfig`]), `routes.rs` (routes and their default secrets),
 //! `delivery.rs` (retries, timeouts, concurrency, [`DeliveryConfig`]) and
 //! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]);
@@ -40,8 +40,7 @@ pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
 pub use names::known_names;
 pub use outbound::{OutboundConfig, api_keys};
-pub use security::{AuthMode, SecurityConfig};
-pub use smtp::SmtpLimits;
+pub use security::SecurityConfig;
 
 use crate::model::secret::{Secret, SecretError};
 use crate::model::subaddress::Delimiter;
@@ -231,7 +230,7 @@ pub struct Config {
     pub recipient_delimiter: Delimiter,
     /// Secret used by routes that do not name their own.
     pub default_secrets: Vec<Secret>,
-    pub limits: SmtpLimits,
+    pub limits: crate::smtp::SmtpLimits,
     pub delivery: DeliveryConfig,
     /// fsync spool writes (never turn off in production; tests of logic may).
     pub fsync: bool,

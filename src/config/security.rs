@@ -6,18 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{ConfigError, Problems, RawConfig, invalid};
-
-/// Who may use SMTP AUTH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// AUTH is not offered.
-    Off,
-    /// AUTH is offered; unauthenticated clients may still send to routes
-    /// that do not require it.
-    Optional,
-    /// MAIL before a successful AUTH is refused.
-    Required,
-}
+use crate::smtp::AuthMode;
 
 /// TLS and AUTH settings.
 #[derive(Debug, Clone)]

@@ -1,60 +1,11 @@
 //! The SMTP listeners' settings: limits on sizes, counts, timeouts and
-//! rates (`POSTERN_MAX_*`, `POSTERN_SMTP_*_TIMEOUT`, …) → [`SmtpLimits`],
+//! rates (`POSTERN_MAX_*`, `POSTERN_SMTP_*_TIMEOUT`, …) → [`SmtpLimits`](crate::smtp::SmtpLimits),
 //! and the PROXY protocol (`POSTERN_SMTP_PROXY_*`) → `ProxyConfig`; what
 //! the SMTP server and its sessions receive.
 
-use std::time::Duration;
-
-use super::{ConfigError, Problems, RawConfig, invalid};
+use super::{Config, ConfigError, Problems, RawConfig, invalid};
 use crate::smtp::proxy::{self, Protocol, ProxyConfig};
-
-/// SMTP listener limits.
-#[derive(Debug, Clone)]
-pub struct SmtpLimits {
-    /// Largest message accepted, in octets (advertised as `SIZE`).
-    pub max_message_size: u64,
-    /// Recipients per transaction; more get `452 4.5.3`.
-    pub max_recipients: usize,
-    /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4 says 512).
-    pub max_line_length: usize,
-    /// Bad commands tolerated before `421` and close.
-    pub max_errors: usize,
-    /// How long we wait for the next command (or DATA chunk).
-    pub idle_timeout: Duration,
-    /// Longest a session may last, whatever it does.
-    pub session_timeout: Duration,
-    /// Slowest DATA transfer tolerated (bytes/s, averaged), once
-    /// `data_rate_grace` has passed. 0 disables the check.
-    pub min_data_rate: u64,
-    /// The DATA rate is judged only after this long, so TCP slow start and
-    /// a slow first read do not count against a client.
-    pub data_rate_grace: Duration,
-    /// Concurrent sessions, all clients together.
-    pub max_sessions: usize,
-    /// Concurrent sessions from one IP address.
-    pub max_sessions_per_ip: usize,
-    /// Pause before the greeting; a client that talks during it is an
-    /// early talker (a spam bot that does not wait for the greeting).
-    pub greeting_delay: Duration,
-}
-
-impl Default for SmtpLimits {
-    fn default() -> Self {
-        SmtpLimits {
-            max_message_size: 25 * 1024 * 1024,
-            max_recipients: 100,
-            max_line_length: 512,
-            max_errors: 10,
-            idle_timeout: Duration::from_secs(300),
-            session_timeout: Duration::from_secs(1800),
-            min_data_rate: 1024,
-            data_rate_grace: Duration::from_secs(10),
-            max_sessions: 1000,
-            max_sessions_per_ip: 20,
-            greeting_delay: Duration::ZERO,
-        }
-    }
-}
+use crate::smtp::{Security, Settings, SmtpLimits};
 
 pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> SmtpLimits {
     let d = SmtpLimits::default();
@@ -182,10 +133,34 @@ pub(super) fn parse_proxy(raw: &mut RawConfig, p: &mut Problems) -> ProxyConfig 
     }
 }
 
+impl Config {
+    /// What the SMTP stage receives instead of the whole configuration.
+    pub fn smtp_settings(&self) -> Settings {
+        let sec = &self.security;
+        Settings {
+            hostname: self.hostname.clone(),
+            limits: self.limits.clone(),
+            security: Security {
+                require_tls: sec.require_tls,
+                auth: sec.auth,
+                users: sec.users.clone(),
+                allow_insecure_auth: sec.allow_insecure_auth,
+                auth_max_failures: sec.auth_max_failures,
+                auth_failure_window: sec.auth_failure_window,
+                auth_failure_delay: sec.auth_failure_delay,
+            },
+            routes: self.routes.clone(),
+            proxy: self.smtp_proxy.clone(),
+            recipient_delimiter: self.recipient_delimiter.clone(),
+            default_secrets: self.default_secrets.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::tests::cfg;
+    use std::time::Duration;
 
     // task F6
     #[test]

@@ -30,6 +30,7 @@ use super::lossy::{LossyKind, LossyReason, Reasons};
 use super::repair;
 use super::reply::{self, Reply};
 use super::transfer::{self, Transfer};
+use crate::model::brackets::strip_brackets;
 
 /// Options that come from the route.
 #[derive(Debug, Clone, Default)]
@@ -580,19 +581,12 @@ fn ids(headers: &[ParsedHeader<'_>], name: HeaderName<'static>) -> Vec<String> {
         // Not `as_text()`: for a list it returns the *last* id.
         .filter_map(|h| h.value.as_text_list())
         .flatten()
+        // mail-parser already strips brackets from well-formed ids; this
+        // covers the fallback paths where it returns the token as written.
         .map(|id| strip_brackets(id))
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// mail-parser already strips brackets from well-formed ids; this covers the
-/// fallback paths where it returns the token as written.
-fn strip_brackets(id: &str) -> &str {
-    let id = id.trim();
-    let id = id.strip_prefix('<').unwrap_or(id);
-    let id = id.strip_suffix('>').unwrap_or(id);
-    id.trim()
 }
 
 fn has_colon(raw: &[u8], header: &ParsedHeader<'_>) -> bool {

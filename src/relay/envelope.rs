@@ -5,6 +5,8 @@
 
 use lettre::Address;
 
+use crate::model::brackets::strip_brackets;
+
 /// Parses `MAIL FROM`; `""` and `"<>"` are the null sender (bounces).
 pub(super) fn parse_sender(mail_from: &str) -> Result<Option<Address>, String> {
     let bare = strip_brackets(mail_from);
@@ -20,12 +22,6 @@ pub(super) fn parse_recipient(rcpt: &str) -> Result<Address, String> {
     strip_brackets(rcpt)
         .parse::<Address>()
         .map_err(|e| format!("invalid recipient address {rcpt:?}: {e}"))
-}
-
-fn strip_brackets(addr: &str) -> &str {
-    addr.strip_prefix('<')
-        .and_then(|a| a.strip_suffix('>'))
-        .unwrap_or(addr)
 }
 
 #[cfg(test)]

@@ -8,16 +8,16 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
+use super::AuthMode;
 use super::reply;
 use super::sasl;
 use super::session::{End, Next, Session};
 use super::throttle::Verdict;
-use crate::config::AuthMode;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// AUTH PLAIN / LOGIN (RFC 4954), with the per-IP failure throttle.
     pub(super) async fn auth(&mut self, mechanism: u64, initial: String) -> Result<Next, End> {
-        let sec = &self.inbound.config.security;
+        let sec = &self.inbound.settings.security;
         if sec.auth == AuthMode::Off {
             return Ok(self.error(reply::AUTH_DISABLED));
         }
@@ -85,11 +85,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Err(End::TooManyAuthFailures);
             }
         };
-        let config = self.inbound.config.clone();
+        let settings = self.inbound.settings.clone();
         let user_for_check = user.clone();
         // argon2 is deliberately slow: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || {
-            config.security.users.verify(&user_for_check, &password)
+            settings.security.users.verify(&user_for_check, &password)
         })
         .await
         .unwrap_or(false);

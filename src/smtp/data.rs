@@ -61,8 +61,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(reply::DATA_START);
         self.flush().await.map_err(End::Io)?;
 
-        let max = self.inbound.config.limits.max_message_size;
-        let min_rate = self.inbound.config.limits.min_data_rate;
+        let max = self.inbound.settings.limits.max_message_size;
+        let min_rate = self.inbound.settings.limits.min_data_rate;
         let started = Instant::now();
         let mut received_bytes: u64 = 0;
         let mut receiver = DataReceiver::new();
@@ -103,7 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Ok(n)) => n,
             };
             received_bytes += n as u64;
-            let grace = self.inbound.config.limits.data_rate_grace;
+            let grace = self.inbound.settings.limits.data_rate_grace;
             if too_slow(received_bytes, started.elapsed(), min_rate, grace) {
                 // A slowloris holds a session slot as long as it trickles.
                 info!(received_bytes, "DATA too slow");
@@ -152,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
-        let routes = &self.inbound.config.routes;
+        let routes = &self.inbound.settings.routes;
         let deliveries = route::split(&tx.rcpts)
             .into_iter()
             .map(|(target, rcpt_to)| {

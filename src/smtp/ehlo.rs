@@ -3,10 +3,10 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::AuthMode;
 use super::printable::sanitize;
 use super::reply;
 use super::session::{Next, Session, Transaction};
-use crate::config::AuthMode;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn hello(&mut self, host: &str, esmtp: bool) -> Next {
@@ -23,9 +23,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.esmtp = esmtp;
         // Echoed back: keep replies printable ASCII whatever the client sent.
         let host = sanitize(host);
-        let name = &self.inbound.config.hostname;
+        let name = &self.inbound.settings.hostname;
         if esmtp {
-            let size = self.inbound.config.limits.max_message_size;
+            let size = self.inbound.settings.limits.max_message_size;
             let words = keywords(size, self.starttls_offered(), self.auth_offered());
             for line in reply::ehlo(name, &host, &words) {
                 self.reply(&line);
@@ -42,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn auth_offered(&self) -> bool {
-        let sec = &self.inbound.config.security;
+        let sec = &self.inbound.settings.security;
         sec.auth != AuthMode::Off && (self.tls.is_some() || sec.allow_insecure_auth)
     }
 }

@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::AuthMode;
 use super::address;
 use super::reply;
 use super::session::{Next, Session};
-use crate::config::AuthMode;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn mail(&mut self, from: MailFrom<Cow<'_, str>>) -> Next {
@@ -20,14 +20,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.tx.mail_from.is_some() {
             return self.error(reply::NESTED_MAIL);
         }
-        let sec = &self.inbound.config.security;
+        let sec = &self.inbound.settings.security;
         if sec.require_tls && self.tls.is_none() {
             return self.error(reply::MUST_STARTTLS);
         }
         if sec.auth == AuthMode::Required && self.auth_user.is_none() {
             return self.error(reply::AUTH_REQUIRED);
         }
-        if from.size as u64 > self.inbound.config.limits.max_message_size {
+        if from.size as u64 > self.inbound.settings.limits.max_message_size {
             self.reply(reply::TOO_BIG);
             return Next::Continue;
         }

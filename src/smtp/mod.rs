@@ -28,5 +28,8 @@ pub mod reply;
 mod sasl;
 pub mod server;
 pub mod session;
+mod settings;
 mod starttls;
 pub mod throttle;
+
+pub use settings::{AuthMode, Security, Settings, SmtpLimits};

@@ -26,7 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.tx.mail_from.is_none() {
             return self.error(reply::NEED_MAIL);
         }
-        if self.tx.rcpts.len() >= self.inbound.config.limits.max_recipients {
+        if self.tx.rcpts.len() >= self.inbound.settings.limits.max_recipients {
             self.reply(reply::TOO_MANY_RCPTS);
             return Next::Continue;
         }
@@ -78,7 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// (a recipient is accepted only if every app asked accepts it).
     /// `None`: accepted.
     async fn authorize(&mut self, addr: &str, targets: &[Target]) -> Option<String> {
-        let config = self.inbound.config.clone();
+        let config = self.inbound.settings.clone();
         let mut asked: Vec<&str> = Vec::new();
         for t in targets {
             let r = &config.routes[t.route];
@@ -142,8 +142,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         addr: String,
         authenticated: bool,
     ) -> (String, Result<Vec<Target>, route::Unsafe>) {
-        let routes = &self.inbound.config.routes;
-        let delimiter = &self.inbound.config.recipient_delimiter;
+        let routes = &self.inbound.settings.routes;
+        let delimiter = &self.inbound.settings.recipient_delimiter;
         if !addr.is_empty() {
             let t = route::resolve(routes, &addr, authenticated, delimiter);
             return (addr, t);
@@ -152,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if t.as_ref().is_ok_and(|t| !t.is_empty()) {
             return ("postmaster".into(), t);
         }
-        let full = format!("postmaster@{}", self.inbound.config.hostname);
+        let full = format!("postmaster@{}", self.inbound.settings.hostname);
         let t = route::resolve(routes, &full, authenticated, delimiter);
         (full, t)
     }

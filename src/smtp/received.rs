@@ -41,7 +41,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ip: self.peer.ip,
             tls: self.tls.as_ref(),
             authenticated: self.auth_user.is_some(),
-            host: &self.inbound.config.hostname,
+            host: &self.inbound.settings.hostname,
             id,
             rcpts: &rcpts,
             date: &date,

@@ -152,7 +152,7 @@ pub async fn run(
                 continue;
             }
         };
-        let proxy = &inbound.config.smtp_proxy;
+        let proxy = &inbound.settings.proxy;
         if !proxy.allows_peer(addr.ip()) {
             // Whoever may send a PROXY header chooses the client address
             // every limit believes: others are closed unanswered.
@@ -187,7 +187,7 @@ pub async fn run(
                 let peer = addr.ip();
                 // With the protocol on, the header comes first, before any
                 // greeting or TLS handshake; a bad one closes unanswered.
-                let header = proxy::accept(&mut stream, peer, &inbound.config.smtp_proxy);
+                let header = proxy::accept(&mut stream, peer, &inbound.settings.proxy);
                 let ip = tokio::select! {
                     r = header => match r {
                         Ok(ip) => ip,

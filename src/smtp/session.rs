@@ -19,17 +19,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::authorize::Authorizer;
-use super::reply;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
-use crate::config::Config;
+use super::{Settings, reply};
 use crate::route::Target;
 use crate::spool::{Intake, Store, TlsInfo};
 
 /// What a session needs from the rest of the server.
 #[derive(Clone)]
 pub struct Inbound {
-    pub config: Arc<Config>,
+    /// Limits, AUTH policy, routes: what the stage reads from the config.
+    pub settings: Arc<Settings>,
     /// Where accepted messages go.
     pub intake: Intake,
     /// Offered as STARTTLS when present.
@@ -44,19 +44,19 @@ pub struct Inbound {
 impl Inbound {
     /// With the configured AUTH throttle; STARTTLS is offered with `tls`.
     pub fn new(
-        config: Arc<Config>,
+        settings: Settings,
         store: Store,
         tls: Option<tokio_rustls::TlsAcceptor>,
         metrics: Arc<crate::telemetry::Metrics>,
     ) -> Inbound {
-        let sec = &config.security;
+        let sec = &settings.security;
         let auth_throttle = Arc::new(AuthThrottle::new(
             sec.auth_max_failures,
             sec.auth_failure_window,
             sec.auth_failure_delay,
         ));
         Inbound {
-            config,
+            settings: Arc::new(settings),
             intake: store.intake(),
             tls,
             auth_throttle,
@@ -158,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             discarding: false,
             tls: None,
             auth_user: None,
-            deadline: Instant::now() + inbound.config.limits.session_timeout,
+            deadline: Instant::now() + inbound.settings.limits.session_timeout,
             authorize_down: Vec::new(),
             inbound,
         }
@@ -196,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// skip the check: there the client speaks first by design.
     async fn greet(&mut self) -> Result<(), End> {
         if self.tls.is_none() {
-            let delay = self.inbound.config.limits.greeting_delay;
+            let delay = self.inbound.settings.limits.greeting_delay;
             let mut probe = [0u8; 1];
             let early = if delay.is_zero() {
                 // One look without waiting: input already there at accept.
@@ -224,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
-        let greeting = reply::greeting(&self.inbound.config.hostname);
+        let greeting = reply::greeting(&self.inbound.settings.hostname);
         self.reply(&greeting);
         Ok(())
     }
@@ -294,7 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// How long the next read may take: the idle timeout, cut short by
     /// the session deadline.
     pub(super) fn read_timeout(&self) -> Duration {
-        let idle = self.inbound.config.limits.idle_timeout;
+        let idle = self.inbound.settings.limits.idle_timeout;
         idle.min(self.deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -330,7 +330,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// input buffer; `Err` for a line over the limit (reported once, the
     /// rest of it is discarded as it arrives).
     fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
-        let max = self.inbound.config.limits.max_line_length;
+        let max = self.inbound.settings.limits.max_line_length;
         match memchr::memchr(b'\n', &self.input) {
             Some(pos) => {
                 let line: Vec<u8> = self.input.drain(..=pos).collect();
@@ -392,7 +392,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn error(&mut self, line: &str) -> Next {
         self.reply(line);
         self.errors += 1;
-        if self.errors >= self.inbound.config.limits.max_errors {
+        if self.errors >= self.inbound.settings.limits.max_errors {
             self.reply(reply::TOO_MANY_ERRORS);
             return Next::Close(End::TooManyErrors);
         }

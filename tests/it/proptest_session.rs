@@ -88,7 +88,7 @@ impl Harness {
             }
             // Fresh each case: the AUTH throttle counts failures per IP.
             let inbound = Inbound::new(
-                self.config.clone(),
+                self.config.smtp_settings(),
                 self.store.clone(),
                 None,
                 Arc::new(Metrics::new()),
