@@ -10,6 +10,8 @@ use std::path::Path;
 /// `model` names nothing; `delivery` never names `smtp` or `api`.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("api", &["compose", "delivery", "model", "spool"]),
+    // DKIM, SPF and DMARC read the message through mail-parser helpers.
+    ("auth_checks", &["mail"]),
     // The wiring: it builds every stage.
     (
         "app",
@@ -32,7 +34,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &[]),
     ("compose", &["model"]),
     // config builds each stage's settings, so it names their settings types.
-    ("config", &["model", "relay", "route", "smtp"]),
+    (
+        "config",
+        &["compose", "model", "relay", "route", "smtp", "spool"],
+    ),
     (
         "delivery",
         &["mail", "model", "relay", "route", "spool", "telemetry"],
