@@ -105,8 +105,18 @@ pub(crate) async fn post_raw(
     idem: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
+    post_to(app.http, key, idem, body).await
+}
+
+/// [`post_raw`] to the HTTP listener `http` (e.g. of the real binary).
+async fn post_to(
+    http: std::net::SocketAddr,
+    key: Option<&str>,
+    idem: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     let mut req = client()
-        .post(messages_url(app))
+        .post(format!("http://{http}/v1/messages"))
         .header("content-type", "application/json")
         .body(body);
     if let Some(k) = key {
@@ -982,15 +992,7 @@ async fn dev_mode_relays_to_an_ipv6_smtp_listener() {
     }
     let body = json!({"from": "app@example.org", "to": "someone@example.com",
         "subject": "over ipv6", "text": "hi"});
-    let resp = client()
-        .post(format!("http://{http}/v1/messages"))
-        .bearer_auth("dev")
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    accepted(resp).await;
+    accepted(post_to(http, Some("dev"), None, body.to_string()).await).await;
     let item = first_in_dev_inbox(http).await;
     assert_eq!(item["payload"]["subject"], "over ipv6");
     assert_eq!(item["payload"]["envelope"]["remote_ip"], "::1");
