@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::delivery::webhook::{self, PostError};
+use crate::model::authority::authority;
 use crate::model::secret::Secret;
 use crate::relay::{Relay, RelayConfig};
 use crate::smtp::AuthMode;
@@ -374,9 +375,8 @@ fn summarize(c: &Config, relay: Option<&RelayConfig>) -> Vec<String> {
     s.push(row("auth", auth));
     let relay = match (relay, &c.outbound.relay_url) {
         (Some(r), _) => format!(
-            "{}:{} ({}{})",
-            r.host(),
-            r.port(),
+            "{} ({}{})",
+            authority(r.host(), r.port()),
             r.tls(),
             r.user()
                 .map(|u| format!(", user {u:?}"))
@@ -532,12 +532,15 @@ async fn check_relay(cfg: &RelayConfig, hostname: &str) -> Result<String, String
         Ok(r) => r.map_err(|e| {
             let e = e.to_string();
             let hint = certificate_hint(&e).map_or(String::new(), |h| format!(" — {h}"));
-            format!("{}:{} ({}): {e}{hint}", cfg.host(), cfg.port(), cfg.tls())
+            format!(
+                "{} ({}): {e}{hint}",
+                authority(cfg.host(), cfg.port()),
+                cfg.tls()
+            )
         }),
         Err(_) => Err(format!(
-            "{}:{}: no answer within {} s",
-            cfg.host(),
-            cfg.port(),
+            "{}: no answer within {} s",
+            authority(cfg.host(), cfg.port()),
             CHECK_TIMEOUT.as_secs()
         )),
     }

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::Error;
 use crate::config::Config;
+use crate::model::authority::authority;
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::Secret;
 use crate::route::{Route, RouteSpec};
@@ -82,9 +83,8 @@ pub(super) fn relay(
         Some(u) => u.clone(),
         None if config.dev_mode => {
             let url = format!(
-                "smtp://{}:{}?tls=none",
-                local_host(smtp_addr),
-                smtp_addr.port()
+                "smtp://{}?tls=none",
+                authority(&local_host(smtp_addr), smtp_addr.port())
             );
             warn!(relay = %url, "DEVELOPMENT MODE: no POSTERN_RELAY_URL; API mail is relayed to Postern's own SMTP listener");
             url
@@ -110,9 +110,8 @@ pub(super) fn dev_inbox(config: &mut Config, http_addr: SocketAddr) -> Option<Ar
     }
     let secret = Secret::generate();
     let url = format!(
-        "http://{}:{}/dev/inbox",
-        local_host(http_addr),
-        http_addr.port()
+        "http://{}/dev/inbox",
+        authority(&local_host(http_addr), http_addr.port())
     );
     let mut spec = RouteSpec::catch_all(url.clone());
     spec.secret = Some(OneOrMany::One(secret.to_whsec()));

@@ -85,7 +85,11 @@ impl Worker {
             }
         };
         let unit = rand::random::<f64>();
-        match policy::decide(outcome, state.attempts, &self.settings.schedule, unit) {
+        let action = policy::decide(outcome, state.attempts, &self.settings.schedule, unit);
+        // Counted as the policy decided: a delivery that ran out of retries
+        // is finished below like a delivered one, but it is not delivered.
+        let label = action.label();
+        match action {
             Action::Done => {}
             Action::Retry { delay, .. } => {
                 state.next_at = spool::now_ms() + delay.as_millis() as u64;
@@ -121,14 +125,7 @@ impl Worker {
         self.metrics.relay("sent", sent.len() as u64);
         self.metrics.relay("failed", failed.len() as u64);
         self.metrics.relay("deferred", deferred.len() as u64);
-        self.metrics.attempt(
-            Kind::Relay.as_str(),
-            if remaining.is_empty() {
-                "delivered"
-            } else {
-                "retry"
-            },
-        );
+        self.metrics.attempt(Kind::Relay.as_str(), label);
         let status = outbox::overall_status(&state.recipients, true);
         info!(
             status = status.as_str(),

@@ -1,6 +1,7 @@
 //! Leaf types every stage shares; nothing here imports another module of
 //! the crate.
 
+pub mod authority;
 pub mod brackets;
 pub mod clock;
 pub mod one_or_many;

@@ -95,6 +95,7 @@ pub use self::policy::{Contact, RcptOutcome};
 use self::policy::{classify, contact, transaction_deadline};
 use self::pool::Pool;
 pub use self::url::{RelayConfig, RelayConfigError, TlsMode};
+use crate::model::authority::authority;
 
 /// Async SMTP client on lettre's [`AsyncSmtpConnection`], with connections
 /// Postern opens itself (`TCP_NODELAY`) and a pool of idle ones (see
@@ -283,8 +284,9 @@ impl Relay {
         let deadline = transaction_deadline(s.timeout, 0);
         match within(deadline, "no answer", probe).await {
             Ok(info) => Ok(format!(
-                "{}:{} ({}{auth}): {info}",
-                s.host, s.port, s.tls_mode
+                "{} ({}{auth}): {info}",
+                authority(&s.host, s.port),
+                s.tls_mode
             )),
             Err(failure) => Err(failure.to_string()),
         }

@@ -66,12 +66,22 @@ pub(super) fn header(t: &Trace) -> String {
         _ => String::new(),
     };
     format!(
-        "Received: from {helo} ([{ip}]){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
-        ip = t.ip,
+        "Received: from {helo} ({ip}){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
+        ip = address_literal(t.ip),
         host = t.host,
         id = t.id,
         date = t.date,
     )
+}
+
+/// The client's address as the TCP-info of RFC 5321 4.4: an address
+/// literal (4.1.3), where IPv6 carries its `IPv6:` tag so a reader does not
+/// take it for a general-address-literal.
+fn address_literal(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("[{a}]"),
+        IpAddr::V6(a) => format!("[IPv6:{a}]"),
+    }
 }
 
 /// The `with` protocol name of the Received: header (RFC 3848, RFC 6531).
@@ -109,6 +119,18 @@ mod tests {
             (true, true, true, true, "UTF8SMTPSA"),
         ] {
             assert_eq!(with_protocol(esmtp, utf8, tls, auth), name);
+        }
+    }
+
+    #[test]
+    fn client_address_is_an_rfc5321_address_literal() {
+        for (ip, literal) in [
+            ("192.0.2.7", "[192.0.2.7]"),
+            ("2001:db8::1", "[IPv6:2001:db8::1]"),
+            ("::1", "[IPv6:::1]"),
+            ("::ffff:192.0.2.7", "[IPv6:::ffff:192.0.2.7]"),
+        ] {
+            assert_eq!(address_literal(ip.parse().unwrap()), literal, "{ip}");
         }
     }
 

@@ -105,8 +105,18 @@ pub(crate) async fn post_raw(
     idem: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
+    post_to(app.http, key, idem, body).await
+}
+
+/// [`post_raw`] to the HTTP listener `http` (e.g. of the real binary).
+async fn post_to(
+    http: std::net::SocketAddr,
+    key: Option<&str>,
+    idem: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     let mut req = client()
-        .post(messages_url(app))
+        .post(format!("http://{http}/v1/messages"))
         .header("content-type", "application/json")
         .body(body);
     if let Some(k) = key {
@@ -917,6 +927,85 @@ async fn no_relay_and_not_dev_mode_is_503() {
     assert_error(resp, 401, "unauthorized", None).await;
 }
 
+/// The first message of the dev inbox on `http` (waits up to 15 s).
+async fn first_in_dev_inbox(http: std::net::SocketAddr) -> Value {
+    let inbox = format!("http://{http}/dev/inbox");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let v: Value = client()
+            .get(&inbox)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(item) = v["messages"].as_array().and_then(|m| m.first()) {
+            return item.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing in the dev inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Development mode relays API mail to its own SMTP listener: on `[::1]`
+/// that relay URL needs brackets (`smtp://[::1]:port`), or the binary
+/// does not even start.
+#[tokio::test]
+async fn dev_mode_relays_to_an_ipv6_smtp_listener() {
+    let smtp = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let spool = dir.path().join("spool");
+    let launch = crate::binary::Launch {
+        domain: "dev6.test",
+        spool: &spool,
+        log: &log,
+        env: &[],
+    };
+    let p = launch.start_on((smtp, http)).await.unwrap();
+    // HTTP is served only after the relay is built (which failed without
+    // the brackets, and the binary exited).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while client()
+        .get(format!("http://{http}/dev/inbox"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "HTTP never came up:\n{}",
+            crate::binary::log_tail(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = json!({"from": "app@example.org", "to": "someone@example.com",
+        "subject": "over ipv6", "text": "hi"});
+    accepted(post_to(http, Some("dev"), None, body.to_string()).await).await;
+    let item = first_in_dev_inbox(http).await;
+    assert_eq!(item["payload"]["subject"], "over ipv6");
+    assert_eq!(item["payload"]["envelope"]["remote_ip"], "::1");
+    // The relay is built after the SMTP listener greets: only now is the
+    // line surely in the log.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("smtp://[::1]:{}?tls=none", smtp.port())),
+        "{text}"
+    );
+    p.terminate().await;
+}
+
 #[tokio::test]
 async fn dev_mode_round_trip_through_the_dev_inbox() {
     let app = spawn_app(&[]).await;
@@ -929,26 +1018,7 @@ async fn dev_mode_round_trip_through_the_dev_inbox() {
     let resp = post_raw(&app, Some("dev"), None, body.to_string()).await;
     let id = accepted(resp).await;
 
-    let inbox = format!("http://{}/dev/inbox", app.http);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let item = loop {
-        let v: Value = client()
-            .get(&inbox)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(item) = v["messages"].as_array().and_then(|m| m.first()) {
-            break item.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing in the dev inbox"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let item = first_in_dev_inbox(app.http).await;
     assert_eq!(item["verified"], true);
     let m = &item["payload"];
     assert_eq!(m["subject"], "dev round trip ☕");

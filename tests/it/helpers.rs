@@ -607,3 +607,10 @@ pub fn announced_port(child: &mut std::process::Child) -> Result<u16, String> {
         .and_then(|p| p.parse().ok())
         .ok_or(line)
 }
+
+/// The value of the sample line starting with `name` (labels included).
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len()..].trim().parse().ok())
+}

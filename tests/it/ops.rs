@@ -231,13 +231,6 @@ async fn readyz_follows_the_spool_and_healthcheck_follows_readyz() {
 
 // ----------------------------------------------------------------- metrics
 
-/// The value of the sample line starting with `name` (labels included).
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
-}
-
 #[tokio::test]
 async fn metrics_count_sessions_messages_replies_and_deliveries() {
     let rx = Receiver::start().await;

@@ -711,6 +711,24 @@ async fn greylisted_recipient_is_retried_alone_then_given_up() {
         assert_eq!(a["outcomes"], json!(["deferred"]), "{a}");
     }
 
+    // Three attempts deferred, the fourth gave up: /metrics says so (the
+    // metrics are counted before the status record is written).
+    let metrics = reqwest::get(format!("http://{}/metrics", s.app.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let relay_attempts = |outcome: &str| {
+        sample(
+            &metrics,
+            &format!("postern_delivery_attempts_total{{kind=\"relay\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(relay_attempts("retry"), Some(3.0), "{metrics}");
+    assert_eq!(relay_attempts("dead"), Some(1.0), "{metrics}");
+    assert_eq!(relay_attempts("delivered"), None, "{metrics}");
+
     // The delivery is finished: nothing more reaches the relay, and the
     // recipients already sent were sent exactly once.
     let settled = smtpd.connections();

@@ -81,8 +81,13 @@ fn by_subject(hits: &[Hit], subject: &str) -> Value {
 fn assert_client(p: &Value, ip: &str) {
     assert_eq!(p["envelope"]["remote_ip"], ip, "{p}");
     let received = payload_header(p, "Received");
+    // RFC 5321 4.1.3 address literals: IPv6 is tagged.
+    let literal = match ip.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(_) => format!("[{ip}]"),
+        IpAddr::V6(_) => format!("[IPv6:{ip}]"),
+    };
     assert!(
-        received.contains(&format!("([{ip}])")),
+        received.contains(&format!("({literal})")),
         "Received: {received}"
     );
 }
