@@ -78,10 +78,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// (a recipient is accepted only if every app asked accepts it).
     /// `None`: accepted.
     async fn authorize(&mut self, addr: &str, targets: &[Target]) -> Option<String> {
-        let config = self.inbound.settings.clone();
+        let settings = self.inbound.settings.clone();
         let mut asked: Vec<&str> = Vec::new();
         for t in targets {
-            let r = &config.routes[t.route];
+            let r = &settings.routes[t.route];
             let Some(a) = &r.authorize else {
                 continue;
             };
@@ -97,7 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 kind: "recipient.authorize",
                 mail_from: self.tx.mail_from.as_deref().unwrap_or_default(),
                 rcpt_to: addr,
-                rcpt_detail: subaddress::split(addr, &config.recipient_delimiter),
+                rcpt_detail: subaddress::split(addr, &settings.recipient_delimiter),
                 remote_ip: self.peer.ip.to_string(),
                 helo: self.helo.as_deref().unwrap_or_default(),
                 tls: self.tls.as_ref(),
@@ -108,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let timeout = a
                 .timeout
                 .min(self.deadline.saturating_duration_since(Instant::now()));
-            let secrets = r.secrets_or(&config.default_secrets);
+            let secrets = r.secrets_or(&settings.default_secrets);
             match self
                 .inbound
                 .authorizer
