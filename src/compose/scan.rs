@@ -123,6 +123,32 @@ impl Visitor<'_> for KeySeed {
     }
 }
 
+/// A seed that is its own visitor, for any JSON value.
+macro_rules! seed_via_visitor {
+    ($ty:ty) => {
+        impl<'de> DeserializeSeed<'de> for $ty {
+            type Value = <Self as Visitor<'de>>::Value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    };
+}
+
+/// `visit_str` and `visit_seq` of a visitor that looks only inside
+/// objects: a string or a list in its place passes the scan.
+macro_rules! skip_strings_and_lists {
+    () => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    };
+}
+
 /// Implements the `visit_*` methods of a visitor that accepts any scalar
 /// (and returns `$value`): values of the wrong type pass the scan.
 macro_rules! accept_scalars {
@@ -148,12 +174,7 @@ macro_rules! accept_scalars {
 /// The request object.
 struct Top<'s, 'a>(&'s Scan<'a>);
 
-impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(Top<'_, '_>);
 
 impl<'de> Visitor<'de> for Top<'_, '_> {
     type Value = ();
@@ -161,13 +182,7 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
         f.write_str("a JSON object")
     }
     accept_scalars!(());
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
+    skip_strings_and_lists!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let scan = self.0;
         let max_rcpt = scan.limits.max_recipients;
@@ -282,12 +297,7 @@ impl<'de> DeserializeSeed<'de> for Capped<'_, '_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Count<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(Count<'_, '_, '_>);
 
 impl<'de> Visitor<'de> for Count<'_, '_, '_> {
     type Value = ();
@@ -329,12 +339,7 @@ impl<'de> Visitor<'de> for Count<'_, '_, '_> {
 /// `tags`: a count and each tag's length.
 struct Tags<'s, 'a>(&'s Scan<'a>);
 
-impl<'de> DeserializeSeed<'de> for Tags<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(Tags<'_, '_>);
 
 impl<'de> Visitor<'de> for Tags<'_, '_> {
     type Value = ();
@@ -365,12 +370,7 @@ impl<'de> Visitor<'de> for Tags<'_, '_> {
 /// The length of a string (0 for any other value), without keeping it.
 struct StrLen;
 
-impl<'de> DeserializeSeed<'de> for StrLen {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(StrLen);
 
 impl<'de> Visitor<'de> for StrLen {
     type Value = usize;
@@ -419,12 +419,7 @@ impl Visitor<'_> for MetaKey {
 /// `metadata`: a key count, each key's length and each value's JSON size.
 struct Metadata<'s, 'a>(&'s Scan<'a>);
 
-impl<'de> DeserializeSeed<'de> for Metadata<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(Metadata<'_, '_>);
 
 impl<'de> Visitor<'de> for Metadata<'_, '_> {
     type Value = ();
@@ -432,13 +427,7 @@ impl<'de> Visitor<'de> for Metadata<'_, '_> {
         f.write_str("an object")
     }
     accept_scalars!(());
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
+    skip_strings_and_lists!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let scan = self.0;
         let mut n = 0;
@@ -479,12 +468,7 @@ impl<'de> Visitor<'de> for Metadata<'_, '_> {
 /// Raw mode's `envelope`: the count of `rcpt_to`.
 struct Envelope<'s, 'a>(&'s Scan<'a>);
 
-impl<'de> DeserializeSeed<'de> for Envelope<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed_via_visitor!(Envelope<'_, '_>);
 
 impl<'de> Visitor<'de> for Envelope<'_, '_> {
     type Value = ();
@@ -492,13 +476,7 @@ impl<'de> Visitor<'de> for Envelope<'_, '_> {
         f.write_str("an envelope object")
     }
     accept_scalars!(());
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
+    skip_strings_and_lists!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let scan = self.0;
         while let Some(key) = map.next_key_seed(KeySeed)? {

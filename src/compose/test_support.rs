@@ -26,49 +26,15 @@ pub(super) fn build(value: Value) -> Composed {
     composed
 }
 
-/// The test Python, a virtualenv set by tests/run.sh (the same lookup as
-/// tests/it's `python()`, which a unit test cannot reach).
-fn python() -> String {
-    std::env::var("POSTERN_TEST_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-venv/bin/python");
-        if std::path::Path::new(venv).exists() {
-            venv.to_string()
-        } else {
-            panic!("POSTERN_TEST_PYTHON is not set: run the tests through tests/run.sh")
-        }
-    })
-}
+/// The test Python and Python's MIME check, shared with tests/it.
+#[path = "../../tests/support/python.rs"]
+mod python;
 
 /// What Python's `email` package (`policy=default`) reads in each message
 /// (tests/mime_check.py): defects, subject, display names, parts.
 pub(super) fn python_reports(messages: &[&[u8]]) -> Vec<Value> {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mime_check.py");
-    let input = Value::from(messages.iter().map(|m| b64(m)).collect::<Vec<_>>()).to_string();
-    let mut child = Command::new(python())
-        .arg(script)
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    // The script reads all of its input before it writes anything.
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("python reads the messages");
-    let out = child.wait_with_output().expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "mime_check.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let input: Vec<String> = messages.iter().map(|m| b64(m)).collect();
+    python::mime_reports(&input)
 }
 
 /// Whether Python reads `name` back exactly from the phrase it is written

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{announced_port, python};
+use crate::helpers::{announced_port, mime_reports, python};
 use crate::pki::Pki;
 
 /// Runs server.py with its `port=0` bind replaced by argv[1] when that is
@@ -161,34 +161,11 @@ pub fn data(message: &Value) -> Vec<u8> {
 /// every message the server received without a defect: what the sending
 /// API composes must open in a strict parser too (issue 10).
 pub fn assert_mime_clean(messages: &[Value]) {
-    use std::io::Write as _;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mime_check.py");
     let input: Vec<String> = messages
         .iter()
         .map(|m| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data(m)))
         .collect();
-    let mut child = Command::new(python())
-        .arg(script)
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    // The script reads all of its input before it writes anything.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mime_check.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = mime_reports(&input);
     for (message, report) in messages.iter().zip(&reports) {
         let defects = report["defects"].as_array().unwrap();
         assert!(

@@ -410,17 +410,11 @@ pub fn fixture(name: &str) -> Vec<u8> {
     .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-/// The test Python (a virtualenv with standardwebhooks), set by tests/run.sh.
-pub fn python() -> String {
-    std::env::var("POSTERN_TEST_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-venv/bin/python");
-        if std::path::Path::new(venv).exists() {
-            venv.to_string()
-        } else {
-            panic!("POSTERN_TEST_PYTHON is not set: run the tests through tests/run.sh")
-        }
-    })
-}
+/// The test Python and Python's MIME check, shared with the library's
+/// unit tests.
+#[path = "../support/python.rs"]
+mod python_support;
+pub use python_support::{mime_reports, python};
 
 /// Runs the test Python on `script` (`-c`) with `args`, killed after
 /// `secs`; the script must succeed and print one JSON value, returned.
