@@ -45,7 +45,8 @@
 //!   bookkeeping.
 //! - [`mail`]: raw message → JSON fields (mail-parser), for webhooks.
 //! - [`relay`]: the SMTP client that submits API mail to the relay.
-//! - [`tls`]: certificates, their rotation, and the acceptor.
+//! - [`tls`]: certificates (load, reload on rotation, names of what was
+//!   negotiated, the X.509 facts `doctor` shows), and the acceptor.
 //! - [`telemetry`]: the metrics every stage counts into.
 //! - [`doctor`]: `postern doctor`, checks a configuration without serving.
 //! - [`model`]: leaf types every stage shares (clock, secrets and the
