@@ -36,15 +36,6 @@ fn mail(subject: &str) -> String {
     format!("Subject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\nhello\r\n")
 }
 
-async fn metrics(app: &App) -> String {
-    reqwest::get(format!("http://{}/metrics", app.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn rcpt_to(hit: &Hit) -> Value {
     hit.json()["envelope"]["rcpt_to"].clone()
 }
