@@ -1,7 +1,8 @@
 //! DATA (RFC 5321 4.1.1.4): the message is received after `354`,
 //! decoded by [`super::dot`] while it streams to the spool through the
 //! intake, and answered `250` only once the intake has committed it to
-//! disk. Temporary trouble on our side is a `4xx`: the client keeps the
+//! disk (and the apps of its sync routes took it, [`super::sync`]).
+//! Temporary trouble on our side is a `4xx`: the client keeps the
 //! message.
 
 use std::time::{Duration, Instant};
