@@ -175,6 +175,24 @@ async fn a_hung_or_absent_app_defers_the_message() {
     assert!(spooled.hits().is_empty());
 }
 
+/// Shutting down does not wait out a hung app: the message is deferred.
+#[tokio::test]
+async fn a_shutdown_while_waiting_defers_the_message() {
+    let spooled = Receiver::start().await;
+    let hung = Endpoint::slow(Duration::from_secs(30));
+    let app = app(&hung.url(), None, &spooled).await;
+    let mut c = session(&app).await;
+    assert!(c.cmd("MAIL FROM:<a@b.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@sync.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(mail("s").as_bytes()).await;
+    c.send(b".\r\n").await;
+    wait_until(10, || "the sync POST".into(), || hung.hits().len() == 1).await;
+    app.shutdown.cancel();
+    assert_eq!(c.reply().await, LATER);
+    assert_eq!(count(&app.spool, "msg"), 0);
+}
+
 /// Two sync routes for one recipient (fan-out): both are asked at once;
 /// a 2xx from one and no answer from the other is a 451, and the first
 /// app has the message already (at-least-once: the sender sends again).
