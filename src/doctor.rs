@@ -333,8 +333,12 @@ fn summarize(c: &Config, relay: Option<&RelayConfig>) -> Vec<String> {
     ));
     s.push(row("routes", c.routes.len().to_string()));
     for r in &c.routes {
+        let sync = r
+            .sync_timeout
+            .map(|t| format!(" (sync, {})", humantime::format_duration(t)))
+            .unwrap_or_default();
         s.push(format!(
-            "{:<14}   - {}{}{}",
+            "{:<14}   - {}{sync}{}{}",
             "",
             r.pattern,
             if r.auth_required {
@@ -707,6 +711,28 @@ mod tests {
             redact_url("http://127.0.0.1:9/hook"),
             "http://127.0.0.1:9/hook"
         );
+    }
+
+    #[test]
+    fn summary_names_sync_routes_and_their_timeout() {
+        let c = Config::from_vars([
+            (
+                "POSTERN_ROUTES",
+                r#"[{"match": "a@x.test", "url": "http://127.0.0.1:9/a", "mode": "sync", "sync_timeout": "1500ms"},
+                    {"match": "*", "url": "http://127.0.0.1:9/b"}]"#,
+            ),
+            (
+                "POSTERN_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ])
+        .unwrap();
+        let s = summarize(&c, None);
+        assert!(
+            s.iter().any(|l| l.ends_with("- a@x.test (sync, 1s 500ms)")),
+            "{s:?}"
+        );
+        assert!(s.iter().any(|l| l.ends_with("- *")), "{s:?}");
     }
 
     #[tokio::test]

@@ -53,7 +53,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("relay", &["model", "tls"]),
     ("route", &["model"]),
-    ("smtp", &["model", "route", "spool", "telemetry", "tls"]),
+    // delivery: a sync route is POSTed during DATA with the worker's
+    // payload and signed POST (smtp/sync.rs), not a second copy of them.
+    (
+        "smtp",
+        &["delivery", "model", "route", "spool", "telemetry", "tls"],
+    ),
     ("spool", &[]),
     // The one exception: metrics label replies by `smtp::reply::class`, the
     // single definition of a reply class (not worth a module of its own).

@@ -29,7 +29,8 @@
 //! - [`auth_checks`]: SPF, DKIM and DMARC verification of received mail
 //!   (ARC to follow); a library not yet called by the SMTP session.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase
-//!   (RCPT asks a route's `authorize_url` there), every reply text; it
+//!   (RCPT asks a route's `authorize_url` there; DATA POSTs sync routes
+//!   with delivery's payload and signed POST), every reply text; it
 //!   receives its own [`smtp::Settings`] (built by `Config::smtp_settings`),
 //!   never the whole `Config`.
 //! - [`route`]: recipient → webhook endpoints, at RCPT and again at each
@@ -55,7 +56,8 @@
 //!   it imports nothing of the crate.
 //!
 //! The producers (SMTP sessions, the sending API, delivery events) and the
-//! delivery worker never call each other: they meet at the store, the
+//! delivery worker never call each other (a sync route's POST during DATA
+//! reuses delivery's webhook code, not the worker): they meet at the store, the
 //! producers through its intake, the worker through its claims; [`spool`]
 //! and [`model`] import nothing else of the crate, and [`delivery`] never
 //! imports [`smtp`] or [`api`]. A unit test (`src/import_graph.rs`) holds

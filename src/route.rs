@@ -56,6 +56,23 @@ pub struct RouteSpec {
     /// How long the answer may take (`"5s"`, `"500ms"`); default 5 s.
     #[serde(default)]
     pub authorize_timeout: Option<String>,
+    /// `"async"` (default: spooled, POSTed by the worker with retries) or
+    /// `"sync"` (POSTed during DATA; the answer is the SMTP reply,
+    /// `smtp::sync`).
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// How long a sync route's answer may take (`"20s"`); default 20 s.
+    #[serde(default)]
+    pub sync_timeout: Option<String>,
+}
+
+/// When a route's webhook is called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    #[default]
+    Async,
+    Sync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -78,6 +95,8 @@ impl RouteSpec {
             auth: None,
             authorize_url: None,
             authorize_timeout: None,
+            mode: RouteMode::Async,
+            sync_timeout: None,
         }
     }
 }
@@ -104,12 +123,43 @@ pub enum RouteError {
     AuthorizeTimeout(String),
     #[error("\"authorize_timeout\" without \"authorize_url\"")]
     TimeoutWithoutAuthorize,
+    #[error("\"sync_timeout\" must be a duration from 1ms to 60s, like \"20s\": {0:?}")]
+    SyncTimeout(String),
+    #[error("\"sync_timeout\" without \"mode\": \"sync\"")]
+    TimeoutWithoutSync,
+    #[error("\"sync_timeout\" ({timeout}) must be shorter than POSTERN_SMTP_IDLE_TIMEOUT ({idle})")]
+    SyncTimeoutTooLong { timeout: String, idle: String },
 }
 
 /// `authorize_timeout` when a route gives none: well below the 5 minutes
 /// a client waits for a RCPT reply (RFC 5321 4.5.3.2), short enough that a
 /// hung app delays each recipient only a little.
 pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `sync_timeout` when a sync route gives none: the issue's 20 s, well
+/// under the 10 minutes a client waits for the reply to DATA (RFC 5321
+/// 4.5.3.2.6) and under our own idle timeout.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest `authorize_timeout` or `sync_timeout`: an SMTP client
+/// should not wait on an app for more than a minute.
+pub const MAX_APP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A duration from 1 ms to [`MAX_APP_TIMEOUT`], or `None`.
+fn app_timeout(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(1) && *d <= MAX_APP_TIMEOUT)
+}
+
+/// `mode` and `sync_timeout`, checked: the timeout of a sync route.
+fn sync_mode(mode: RouteMode, timeout: Option<String>) -> Result<Option<Duration>, RouteError> {
+    match (mode, timeout) {
+        (RouteMode::Async, None) => Ok(None),
+        (RouteMode::Async, Some(_)) => Err(RouteError::TimeoutWithoutSync),
+        (RouteMode::Sync, None) => Ok(Some(DEFAULT_SYNC_TIMEOUT)),
+        (RouteMode::Sync, Some(t)) => app_timeout(&t).map(Some).ok_or(RouteError::SyncTimeout(t)),
+    }
+}
 
 /// A route's RCPT-time authorization endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,10 +187,7 @@ fn authorize(
     }
     let timeout = match timeout {
         None => DEFAULT_AUTHORIZE_TIMEOUT,
-        Some(t) => humantime::parse_duration(t.trim())
-            .ok()
-            .filter(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_secs(60))
-            .ok_or(RouteError::AuthorizeTimeout(t))?,
+        Some(t) => app_timeout(&t).ok_or(RouteError::AuthorizeTimeout(t))?,
     };
     Ok(Some(Authorize { url, timeout }))
 }
@@ -178,6 +225,9 @@ pub struct Route {
     pub auth_required: bool,
     /// Asked at RCPT time before a recipient of this route is accepted.
     pub authorize: Option<Authorize>,
+    /// `"mode": "sync"`: POSTed during DATA, within this long; the answer
+    /// is the SMTP reply and nothing is spooled for this route.
+    pub sync_timeout: Option<Duration>,
 }
 
 impl Route {
@@ -215,6 +265,7 @@ impl Route {
             }
         }
         let authorize = authorize(spec.authorize_url, spec.authorize_timeout)?;
+        let sync_timeout = sync_mode(spec.mode, spec.sync_timeout)?;
         let secrets = match &spec.secret {
             None => Vec::new(),
             Some(list) => list
@@ -233,6 +284,7 @@ impl Route {
             max_attachment_inline: spec.max_attachment_inline,
             auth_required: spec.auth == Some(RouteAuth::Required),
             authorize,
+            sync_timeout,
         })
     }
 
@@ -635,6 +687,26 @@ mod tests {
                 r#"{"match": "*", "url": "http://h/", "authorize_timeout": "1s"}"#,
                 "\"authorize_timeout\" without \"authorize_url\"",
             ),
+            (
+                r#"{"match": "*", "url": "http://h/", "mode": "sync", "sync_timeout": "61s"}"#,
+                "\"sync_timeout\" must be a duration from 1ms to 60s, like \"20s\": \"61s\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "mode": "sync", "sync_timeout": "0s"}"#,
+                "\"sync_timeout\" must be a duration from 1ms to 60s, like \"20s\": \"0s\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "mode": "sync", "sync_timeout": "later"}"#,
+                "\"sync_timeout\" must be a duration from 1ms to 60s, like \"20s\": \"later\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "sync_timeout": "5s"}"#,
+                "\"sync_timeout\" without \"mode\": \"sync\"",
+            ),
+            (
+                r#"{"match": "*", "url": "http://h/", "mode": "async", "sync_timeout": "5s"}"#,
+                "\"sync_timeout\" without \"mode\": \"sync\"",
+            ),
         ];
         for (json, want) in table {
             let spec: RouteSpec = serde_json::from_str(json).unwrap();
@@ -655,6 +727,30 @@ mod tests {
                 timeout: Duration::from_millis(750)
             })
         );
+        let timeout = |json: &str| {
+            Route::compile(serde_json::from_str(json).unwrap())
+                .unwrap()
+                .sync_timeout
+        };
+        assert_eq!(timeout(r#"{"match": "*", "url": "http://h/"}"#), None);
+        assert_eq!(
+            timeout(r#"{"match": "*", "url": "http://h/", "mode": "async"}"#),
+            None
+        );
+        assert_eq!(
+            timeout(r#"{"match": "*", "url": "http://h/", "mode": "sync"}"#),
+            Some(DEFAULT_SYNC_TIMEOUT)
+        );
+        assert_eq!(
+            timeout(
+                r#"{"match": "*", "url": "http://h/", "mode": "sync", "sync_timeout": "1500ms"}"#
+            ),
+            Some(Duration::from_millis(1500))
+        );
+        for mode in [r#""spool""#, r#""SYNC""#, "true"] {
+            let json = format!(r#"{{"match": "*", "url": "http://h/", "mode": {mode}}}"#);
+            assert!(serde_json::from_str::<RouteSpec>(&json).is_err(), "{json}");
+        }
         for b in bad {
             let spec: RouteSpec = serde_json::from_str(b).unwrap();
             assert!(Route::compile(spec).is_err(), "{b}");

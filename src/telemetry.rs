@@ -71,6 +71,8 @@ pub struct Metrics {
     pub dead: Counter,
     pub dead_removed: Counter,
     pub relay_submissions: Family<OutcomeLabel, Counter>,
+    /// Sync routes' answers during DATA: `accepted`, `refused`, `tempfail`.
+    pub sync_answers: Family<OutcomeLabel, Counter>,
     pub tls_handshake_failures: Counter,
     pub auth_failures: Counter,
     /// 0 closed, 1 open, 2 half-open; only endpoints whose breaker has
@@ -106,6 +108,7 @@ impl Metrics {
             dead: Counter::default(),
             dead_removed: Counter::default(),
             relay_submissions: Family::default(),
+            sync_answers: Family::default(),
             tls_handshake_failures: Counter::default(),
             auth_failures: Counter::default(),
             endpoint_breaker_state: Family::default(),
@@ -187,6 +190,11 @@ impl Metrics {
             m.relay_submissions.clone(),
         );
         registry.register(
+            "sync_answers",
+            "answers of sync routes' apps during DATA, by outcome (accepted, refused, tempfail)",
+            m.sync_answers.clone(),
+        );
+        registry.register(
             "tls_handshake_failures",
             "failed TLS handshakes (STARTTLS and implicit)",
             m.tls_handshake_failures.clone(),
@@ -250,6 +258,14 @@ impl Metrics {
         self.delivery_attempts
             .get_or_create(&AttemptLabels {
                 kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn sync_answer(&self, outcome: &str) {
+        self.sync_answers
+            .get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
             })
             .inc();

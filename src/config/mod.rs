@@ -335,7 +335,7 @@ impl Config {
         let spool_dir = PathBuf::from(raw.spool_dir.take().unwrap_or_else(|| "./data".to_string()));
 
         let default_secrets = routes::default_secrets(&mut raw, p);
-        let (routes, routes_configured) = routes::parse(&mut raw, p);
+        let (routes, routes_configured, routes_var) = routes::parse(&mut raw, p);
         let recipient_delimiter = routes::delimiter(&mut raw, p);
         let explicit_dev = match raw.dev_mode.as_deref() {
             None => None,
@@ -361,6 +361,9 @@ impl Config {
         }
 
         let limits = smtp::parse(&mut raw, p);
+        for e in routes::sync_timeouts(&routes, routes_var, limits.idle_timeout) {
+            p.push(e);
+        }
         let delivery = delivery::parse(&mut raw, p);
         let smtp_proxy = smtp::parse_proxy(&mut raw, p);
         let database = database::parse(&mut raw, p);

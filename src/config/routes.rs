@@ -3,6 +3,8 @@
 //! default signing secrets `POSTERN_WEBHOOK_SECRET`; what the SMTP
 //! sessions match recipients against and the webhook worker signs with.
 
+use std::time::Duration;
+
 use super::{ConfigError, Problems, RawConfig, invalid, secret_error};
 use crate::model::secret::Secret;
 use crate::model::subaddress::Delimiter;
@@ -31,10 +33,10 @@ pub(super) fn delimiter(raw: &mut RawConfig, p: &mut Problems) -> Delimiter {
     }
 }
 
-/// The compiled routes, and whether the user meant to configure any
-/// (also when they failed to parse or compile, which are reported): that
-/// is what decides development mode.
-pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool) {
+/// The compiled routes, whether the user meant to configure any (also
+/// when they failed to parse or compile, which are reported): that is
+/// what decides development mode; and the variable they came from.
+pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool, &'static str) {
     // Which variable the routes came from, so an error names it.
     let (specs, var): (Vec<RouteSpec>, &'static str) = match (
         raw.routes.take(),
@@ -72,7 +74,33 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> (Vec<Route>, bool)
             Err(e) => p.push(route_error(var, i, e)),
         }
     }
-    (routes, configured)
+    (routes, configured, var)
+}
+
+/// A sync route's `sync_timeout` must end before the session's idle
+/// timeout (`POSTERN_SMTP_IDLE_TIMEOUT`, the longest we let the line be
+/// quiet): an app slower than that would hold the client past the point
+/// where we would have hung up on it ourselves.
+pub(super) fn sync_timeouts(
+    routes: &[Route],
+    var: &'static str,
+    idle: Duration,
+) -> Vec<ConfigError> {
+    routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let t = r.sync_timeout.filter(|t| *t >= idle)?;
+            Some(route_error(
+                var,
+                i,
+                RouteError::SyncTimeoutTooLong {
+                    timeout: humantime::format_duration(t).to_string(),
+                    idle: humantime::format_duration(idle).to_string(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// A route with no `"secret"` of its own needs `POSTERN_WEBHOOK_SECRET`
@@ -147,6 +175,42 @@ mod tests {
             e.starts_with("POSTERN_ROUTES_FILE: route 0: \"url\" must start with"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sync_timeouts_end_before_the_idle_timeout() {
+        let secret = (
+            "POSTERN_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let routes = |t: &str| {
+            format!(
+                r#"[{{"match": "a@x.test", "url": "http://127.0.0.1:9/a"}},
+                   {{"match": "*", "url": "http://127.0.0.1:9/s", "mode": "sync", "sync_timeout": "{t}"}}]"#
+            )
+        };
+        let idle = ("POSTERN_SMTP_IDLE_TIMEOUT", "10s");
+        let ok = routes("9s");
+        let cfg_ok = cfg(&[("POSTERN_ROUTES", &ok), secret, idle]).unwrap();
+        assert_eq!(
+            cfg_ok.routes[1].sync_timeout,
+            Some(std::time::Duration::from_secs(9))
+        );
+        for t in ["10s", "30s"] {
+            let json = routes(t);
+            let e = cfg(&[("POSTERN_ROUTES", &json), secret, idle])
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "POSTERN_ROUTES: route 1: \"sync_timeout\" ({t}) must be shorter than POSTERN_SMTP_IDLE_TIMEOUT (10s)"
+                )
+            );
+        }
+        // the default idle timeout (5 min) is above any allowed sync_timeout
+        let max = routes("60s");
+        assert!(cfg(&[("POSTERN_ROUTES", &max), secret]).is_ok());
     }
 
     #[test]

@@ -87,6 +87,29 @@ pub fn classify(status: u16, content_type: Option<&str>, body: &[u8]) -> Verdict
     }
 }
 
+/// The verdict of an app's HTTP answer, reading at most [`MAX_BODY`] of
+/// a `4xx` body (the refusal's text); also a sync route's answer during
+/// DATA (`super::sync`).
+pub(super) async fn verdict_of(mut resp: reqwest::Response) -> Result<Verdict, reqwest::Error> {
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut text = Vec::new();
+    if (400..500).contains(&status) {
+        while text.len() < MAX_BODY {
+            let Some(chunk) = resp.chunk().await? else {
+                break;
+            };
+            let room = MAX_BODY - text.len();
+            text.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+    Ok(classify(status, content_type.as_deref(), &text))
+}
+
 /// The app's text made one safe reply line: printable ASCII only (a
 /// reply is not SMTPUTF8), whitespace and controls collapsed to one
 /// space, at most [`MAX_REPLY_TEXT`] characters; `None` when nothing is
@@ -255,24 +278,7 @@ impl Authorizer {
         for (name, value) in sign::headers(secrets, &id, &body) {
             request = request.header(name, value);
         }
-        let mut resp = request.body(body).send().await?;
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut text = Vec::new();
-        if (400..500).contains(&status) {
-            while text.len() < MAX_BODY {
-                let Some(chunk) = resp.chunk().await? else {
-                    break;
-                };
-                let room = MAX_BODY - text.len();
-                text.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-        }
-        Ok(classify(status, content_type.as_deref(), &text))
+        verdict_of(request.body(body).send().await?).await
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {

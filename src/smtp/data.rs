@@ -1,7 +1,8 @@
 //! DATA (RFC 5321 4.1.1.4): the message is received after `354`,
 //! decoded by [`super::dot`] while it streams to the spool through the
 //! intake, and answered `250` only once the intake has committed it to
-//! disk. Temporary trouble on our side is a `4xx`: the client keeps the
+//! disk (and the apps of its sync routes took it, [`super::sync`]).
+//! Temporary trouble on our side is a `4xx`: the client keeps the
 //! message.
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use tracing::{Instrument, info, warn};
 use super::dot::DataReceiver;
 use super::reply;
 use super::session::{End, Next, Session, Transaction};
+use super::sync::SyncTarget;
 use crate::model::clock::rfc3339_now;
 use crate::route;
 use crate::spool::{self, Delivery, Envelope, Incoming};
@@ -39,7 +41,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn receive(&mut self, id: String, tx: Transaction) -> Result<(), End> {
-        let envelope = self.envelope(&id, &tx);
+        let (envelope, sync) = self.envelope(&id, &tx);
 
         // Open the spool file before 354, so a full disk is refused here,
         // before the client sends megabytes.
@@ -129,6 +131,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let writer: Incoming = writer.expect("writer present when nothing failed");
             match writer.commit().await {
                 Ok(committed) => {
+                    // Sync routes (smtp/sync.rs): their apps' answers may
+                    // refuse the message, withdrawn then, nothing scheduled.
+                    let committed = match self.call_sync_routes(committed, sync).await {
+                        Ok(c) => c,
+                        Err(refusal) => {
+                            self.reply(&refusal);
+                            return Ok(());
+                        }
+                    };
+                    // (end of sync routes)
                     let envelope = committed.schedule();
                     self.inbound.metrics.messages_accepted.inc();
                     self.inbound.metrics.received_bytes.inc_by(size);
@@ -151,24 +163,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    fn envelope(&self, id: &str, tx: &Transaction) -> Envelope {
+    /// The envelope to spool, and the deliveries of sync routes, which
+    /// are POSTed during DATA and never spooled.
+    fn envelope(&self, id: &str, tx: &Transaction) -> (Envelope, Vec<SyncTarget>) {
         let routes = &self.inbound.settings.routes;
-        let deliveries = route::split(&tx.rcpts)
-            .into_iter()
-            .map(|(target, rcpt_to)| {
-                let r = &routes[target.route];
-                Delivery {
-                    target: spool::Target::Webhook {
-                        route: r.pattern.clone(),
-                        url: target.url,
-                    },
-                    rcpt_to,
-                    raw: r.raw,
-                    max_attachment_inline: r.max_attachment_inline,
-                }
-            })
-            .collect();
-        Envelope {
+        let mut deliveries = Vec::new();
+        let mut sync = Vec::new();
+        for (target, rcpt_to) in route::split(&tx.rcpts) {
+            let r = &routes[target.route];
+            let delivery = Delivery {
+                target: spool::Target::Webhook {
+                    route: r.pattern.clone(),
+                    url: target.url,
+                },
+                rcpt_to,
+                raw: r.raw,
+                max_attachment_inline: r.max_attachment_inline,
+            };
+            match r.sync_timeout {
+                Some(_) => sync.push(SyncTarget {
+                    route: target.route,
+                    delivery,
+                }),
+                None => deliveries.push(delivery),
+            }
+        }
+        let envelope = Envelope {
             id: id.to_string(),
             received_at: rfc3339_now(),
             mail_from: tx.mail_from.clone().unwrap_or_default(),
@@ -179,7 +199,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             authenticated_user: self.auth_user.clone(),
             deliveries,
             outbound: None,
-        }
+        };
+        (envelope, sync)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The inbound SMTP stage: from an accepted connection to a message
 //! committed through the spool's intake (`spool::intake`), which is the
-//! only place it hands anything on; delivery never calls back into it.
+//! only place it hands anything on (sync routes excepted, see `sync`);
+//! delivery never calls back into it.
 //!
 //! - [`server`]: accept loops, the session caps ([`server::Limiter`]); the
 //!   PROXY protocol header in front of it all ([`proxy`]).
@@ -10,6 +11,9 @@
 //!   `auth` (with `sasl` decoding and the [`throttle`]), `starttls`
 //!   (also the TLS handshake of the implicit-TLS listener).
 //! - [`authorize`]: a route's `authorize_url`, asked at RCPT.
+//! - `sync`: routes with `"mode": "sync"`, POSTed during DATA after the
+//!   commit; their answers decide the reply (the one place this stage
+//!   calls delivery code: the payload and the signed POST).
 //! - [`reply`]: every reply text we send and the reply class; `printable`
 //!   keeps echoed client text safe; [`address`] canonicalises addresses.
 
@@ -30,6 +34,7 @@ pub mod server;
 pub mod session;
 mod settings;
 mod starttls;
+mod sync;
 pub mod throttle;
 
 pub use settings::{AuthMode, Security, Settings, SmtpLimits};

@@ -58,11 +58,28 @@ pub const AUTHORIZE_UNAVAILABLE: &str =
 /// The app refused without a `text/plain` reason.
 pub const AUTHORIZE_REFUSED: &str = "550 5.7.1 Recipient refused";
 
-/// The app's `4xx` answer: its text (already one safe line) or ours.
+/// The app's `4xx` answer to `authorize_url`: its text (already one safe
+/// line) or ours.
 pub fn authorize_refused(text: Option<&str>) -> String {
+    app_refused(text, AUTHORIZE_REFUSED)
+}
+
+/// A sync route's app answered DATA with `5xx`, a redirect, or not in
+/// time: temporary, the sender tries again (nothing is kept for it).
+pub const SYNC_UNAVAILABLE: &str = "451 4.3.0 Message cannot be delivered now, try again later";
+/// A sync route's app refused without a `text/plain` reason.
+pub const SYNC_REFUSED: &str = "550 5.7.1 Message refused";
+
+/// A sync route's `4xx` answer to DATA: its text or ours.
+pub fn sync_refused(text: Option<&str>) -> String {
+    app_refused(text, SYNC_REFUSED)
+}
+
+/// `550 5.7.1` with an app's text, or `fixed` when it gave none.
+fn app_refused(text: Option<&str>, fixed: &str) -> String {
     match text {
         Some(t) => format!("550 5.7.1 {t}"),
-        None => AUTHORIZE_REFUSED.to_string(),
+        None => fixed.to_string(),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Inbound {
     pub auth_throttle: Arc<AuthThrottle>,
     /// Asks routes' `authorize_url` at RCPT; its cache is shared.
     pub authorizer: Arc<Authorizer>,
+    /// POSTs to sync routes during DATA (`super::sync`).
+    pub sync_client: reqwest::Client,
     pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
@@ -61,6 +63,7 @@ impl Inbound {
             tls,
             auth_throttle,
             authorizer: Arc::new(Authorizer::default()),
+            sync_client: super::sync::client(),
             metrics,
         }
     }

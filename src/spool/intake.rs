@@ -79,6 +79,34 @@ impl Committed {
         &self.envelope
     }
 
+    /// Runs `prepare` on the content as committed, on the blocking pool
+    /// (a sync route's payload is built from it before the reply).
+    pub async fn with_content<T: Send + 'static>(
+        &self,
+        prepare: impl FnOnce(&Envelope, Vec<u8>) -> T + Send + 'static,
+    ) -> Result<T> {
+        // Delivery 0 may not exist (a message for sync routes only): its
+        // state then reads as fresh, and only the content matters here.
+        let key = JobKey {
+            id: self.envelope.id.clone(),
+            index: 0,
+        };
+        let (_, _, prepared) = self
+            .store
+            .load_with(&key, move |env, _, raw| prepare(env, raw))
+            .await?;
+        Ok(prepared)
+    }
+
+    /// Takes the acceptance back: the message leaves the store, and
+    /// nothing of it is scheduled (a sync route refused it, or it has no
+    /// delivery to make). Scheduling it afterwards does nothing useful.
+    pub async fn withdraw(&self) -> Result<()> {
+        self.store
+            .withdraw(&self.envelope.id, self.envelope.deliveries.len())
+            .await
+    }
+
     /// Every delivery of the message is due now; returns its envelope.
     pub fn schedule(self) -> Envelope {
         let now = now_ms();
@@ -148,6 +176,40 @@ mod tests {
             assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
         }
         assert_eq!(store.scheduled(), 0);
+    }
+
+    #[tokio::test]
+    async fn withdrawn_messages_leave_nothing_and_read_before() {
+        let (dir, intake, store) = intake();
+        let mut incoming = intake.accept(envelope(2)).await.unwrap();
+        incoming.write(b"Subject: w\r\n\r\nx\r\n").await.unwrap();
+        let committed = incoming.commit().await.unwrap();
+        let len = committed.with_content(|_, raw| raw.len()).await.unwrap();
+        assert_eq!(len, 17);
+        committed.withdraw().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            0
+        );
+        assert_eq!(store.scheduled(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_without_deliveries_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open_file(dir.path(), false).unwrap();
+            let mut incoming = store.intake().accept(envelope(0)).await.unwrap();
+            incoming.write(b"x").await.unwrap();
+            // committed, then the process dies before the sync answer
+            drop(incoming.commit().await.unwrap());
+        }
+        let (_, report) = Store::open_file(dir.path(), false).unwrap();
+        assert_eq!(report.messages, 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]

@@ -110,6 +110,14 @@ impl Store {
         }
     }
 
+    /// Removes committed message `id`, never scheduled (for
+    /// [`super::Committed::withdraw`]).
+    pub(super) async fn withdraw(&self, id: &str, deliveries: usize) -> Result<()> {
+        match &self.backend {
+            Backend::File { spool, .. } => spool.withdraw(id, deliveries).await,
+        }
+    }
+
     /// An attempt's outcome: the new state of the delivery `lease` holds;
     /// refused ([`super::Error::LeaseLost`]) once the lease is gone.
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {

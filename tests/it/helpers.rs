@@ -602,6 +602,16 @@ pub fn announced_port(child: &mut std::process::Child) -> Result<u16, String> {
         .ok_or(line)
 }
 
+/// The text of the app's `/metrics`.
+pub async fn metrics(app: &App) -> String {
+    reqwest::get(format!("http://{}/metrics", app.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of the sample line starting with `name` (labels included).
 pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()

@@ -39,4 +39,5 @@ mod session;
 mod spool;
 mod store;
 mod subaddress;
+mod sync_mode;
 mod tls;

@@ -267,6 +267,19 @@ impl Spool {
         .await
     }
 
+    /// Removes a committed message that was never scheduled (its producer
+    /// took its acceptance back: a sync route refused it, or it has no
+    /// delivery left to make).
+    pub async fn withdraw(&self, id: &str, deliveries: usize) -> Result<()> {
+        let this = self.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let _ops = this.lock_ops();
+            this.remove_sync(&id, deliveries, false)
+        })
+        .await
+    }
+
     /// Removes a message and its states, commit record first.
     fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
         ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
@@ -310,6 +323,14 @@ impl Spool {
                     continue;
                 }
             };
+            if envelope.deliveries.is_empty() {
+                // Nothing to deliver: all its targets were sync routes and
+                // we stopped before their answer (the client got no 250,
+                // so it sends again).
+                tracing::info!(message_id = %id, "message without deliveries removed");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             report.messages += 1;
             ids.insert(id.clone());
             for index in 0..envelope.deliveries.len() {
