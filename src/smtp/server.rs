@@ -244,19 +244,24 @@ async fn serve(
             let end = Session::new(stream, inbound, peer, shutdown).run().await;
             debug!(?end, "connection closed");
         }
+        // Boxed: a TLS session is bigger than a plain one, and every plain
+        // session's task would otherwise reserve room for it.
         Mode::ImplicitTls => {
-            let Some(acceptor) = inbound.tls.clone() else {
-                error!("implicit TLS listener without a certificate");
-                return;
-            };
-            let Ok((tls, info)) = handshake(&acceptor, stream, &inbound, "TLS").await else {
-                return;
-            };
-            let end = Session::new(tls, inbound, peer, shutdown)
-                .with_tls(info)
-                .run()
-                .await;
-            debug!(?end, "connection closed");
+            Box::pin(async move {
+                let Some(acceptor) = inbound.tls.clone() else {
+                    error!("implicit TLS listener without a certificate");
+                    return;
+                };
+                let Ok((tls, info)) = handshake(&acceptor, stream, &inbound, "TLS").await else {
+                    return;
+                };
+                let end = Session::new(tls, inbound, peer, shutdown)
+                    .with_tls(info)
+                    .run()
+                    .await;
+                debug!(?end, "connection closed");
+            })
+            .await
         }
     }
 }

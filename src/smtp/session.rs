@@ -133,6 +133,20 @@ pub struct Session<S> {
     pub(super) authorize_down: Vec<String>,
 }
 
+/// What an idle session keeps of its read buffer; a read gets at least
+/// `READ_MIN` bytes of room.
+const IDLE_BUFFER: usize = 1024;
+const READ_MIN: usize = 256;
+
+/// Gives a buffer that grew (a DATA transfer, a long burst of replies)
+/// back down to the idle size: a thousand idle sessions should not each
+/// keep what their biggest moment needed.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > 4 * IDLE_BUFFER {
+        buf.shrink_to(IDLE_BUFFER.max(buf.len()));
+    }
+}
+
 /// What handling one command asks the loop to do next.
 pub(super) enum Next {
     Continue,
@@ -152,8 +166,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             stream,
             peer,
             shutdown,
-            input: Vec::with_capacity(1024),
-            output: Vec::with_capacity(1024),
+            // Allocated on first use, kept small while idle (`IDLE_BUFFER`).
+            input: Vec::new(),
+            output: Vec::new(),
             helo: None,
             esmtp: false,
             tx: Transaction::default(),
@@ -190,7 +205,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             debug!(?end, "session ended");
             return end;
         }
-        self.upgrade().await
+        // Boxed: the TLS session is a second, bigger session that a
+        // plain one should not reserve room for while it idles.
+        Box::pin(self.upgrade()).await
     }
 
     /// Sends the greeting; with a greeting delay, a client that talks
@@ -237,7 +254,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // Answer every complete line we already have.
             while let Some(line) = self.next_line() {
                 let next = match line {
-                    Ok(line) => self.command(&line).await,
+                    // Boxed, like DATA below: the future of a command (an
+                    // authorize POST, AUTH) exists only while it runs, so
+                    // an idle session does not carry room for it.
+                    Ok(line) => Box::pin(self.command(&line)).await,
                     Err(()) => self.error(reply::LINE_TOO_LONG),
                 };
                 match next {
@@ -247,7 +267,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return end;
                     }
                     Next::Data => {
-                        if let Err(end) = self.data().await {
+                        let result = Box::pin(self.data()).await;
+                        shrink(&mut self.input);
+                        if let Err(end) = result {
                             let _ = self.flush().await;
                             return end;
                         }
@@ -277,9 +299,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// this path).
     async fn read_more(&mut self) -> Result<(), End> {
         let wait = self.read_timeout();
-        let mut chunk = [0u8; 4096];
+        // Straight into `input` (no buffer in the future, so none in every
+        // idle session's task): commands are short, and a pipelined
+        // burst that does not fit is read in the next round.
+        if self.input.capacity() - self.input.len() < READ_MIN {
+            self.input.reserve(IDLE_BUFFER);
+        }
+        let read = self.stream.read_buf(&mut self.input);
         let n = tokio::select! {
-            r = tokio::time::timeout(wait, self.stream.read(&mut chunk)) => match r {
+            r = tokio::time::timeout(wait, read) => match r {
                 Err(_) => return Err(self.timed_out()),
                 Ok(Err(e)) => return Err(End::Io(e)),
                 Ok(Ok(0)) => return Err(End::ClientGone),
@@ -290,7 +318,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Err(End::Shutdown);
             }
         };
-        self.input.extend_from_slice(&chunk[..n]);
+        debug_assert!(n > 0);
         Ok(())
     }
 
@@ -387,6 +415,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             self.output.clear();
+            shrink(&mut self.output);
         }
         Ok(())
     }
