@@ -12,6 +12,7 @@ use tracing::{Instrument, info, warn};
 use super::dot::DataReceiver;
 use super::reply;
 use super::session::{End, Next, Session, Transaction};
+use crate::model::attachment_url::AttachmentMode;
 use crate::model::clock::rfc3339_now;
 use crate::route;
 use crate::spool::{self, Delivery, Envelope, Incoming};
@@ -165,6 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     rcpt_to,
                     raw: r.raw,
                     max_attachment_inline: r.max_attachment_inline,
+                    attachment_urls: r.attachments == AttachmentMode::Url,
                 }
             })
             .collect();

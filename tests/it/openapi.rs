@@ -415,6 +415,7 @@ fn library_bodies() -> Vec<Value> {
             rcpt_to: vec!["bob@example.com".into()],
             raw,
             max_attachment_inline: limit,
+            attachment_urls: false,
         }],
         outbound: Some(Outbound {
             tags: vec!["t".into()],
