@@ -310,3 +310,20 @@ async fn url_mode_links_every_attachment_until_the_link_expires() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+/// Development mode without `POSTERN_PUBLIC_URL` links to its own HTTP
+/// listener.
+#[tokio::test]
+async fn development_mode_links_to_its_own_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let routes = routes(&rx, r#", "attachments": "url""#);
+    let app = start(dir.path(), &routes, &[("POSTERN_DEV_MODE", "true")]).await;
+    let big = noise(3000);
+    let p = deliver(&app, &rx, &message(&big)).await;
+    let url = p["attachments"][1]["url"].as_str().unwrap();
+    let own = format!("http://{}/v1/attachments/", app.http);
+    assert!(url.starts_with(&own), "{url}");
+    assert_eq!(get(url, &[]).await.bytes().await.unwrap(), big);
+    app.stop().await;
+}
