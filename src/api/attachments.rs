@@ -19,6 +19,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,10 +36,14 @@ pub(super) fn routes() -> Router<ApiState> {
 
 async fn serve(
     State(state): State<ApiState>,
-    Path((id, index)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    // A path that does not even decode is refused like any bad link.
+    let Ok(Path((id, index))) = path else {
+        return forbidden();
+    };
     let (expires, sig) = link_query(query.as_deref().unwrap_or(""));
     let now = spool::now_ms() / 1000;
     let key = &state.settings.link_key;

@@ -327,3 +327,28 @@ async fn development_mode_links_to_its_own_listener() {
     assert_eq!(get(url, &[]).await.bytes().await.unwrap(), big);
     app.stop().await;
 }
+
+/// Whatever the path holds, a link that is not one of ours gets the one
+/// `403` answer, never a parser's error.
+#[tokio::test]
+async fn malformed_links_get_the_same_403() {
+    let (app, _rx) = app_with_receiver(&[]).await;
+    let base = format!("http://{}/v1/attachments", app.http);
+    let id = "0192f0c5c5a87b5e9d1d6d6f1c1e2a3b";
+    let sig = "A".repeat(43);
+    let mut bodies = Vec::new();
+    for path in [
+        format!("{id}/0?expires=99999999999&sig={sig}"),
+        format!("{id}/0"),
+        format!("{id}/x?expires=1&sig={sig}"),
+        format!("{id}/-1?expires=1&sig={sig}"),
+        format!("%FF%FE/0?expires=1&sig={sig}"),
+        format!("{id}/0?expires=1&sig=%00"),
+    ] {
+        let r = get(&format!("{base}/{path}"), &[]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        bodies.push(r.bytes().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    app.stop().await;
+}
