@@ -1,5 +1,6 @@
 //! The hourly clean-up of the spool's expired records, kept attachments
-//! whose links have expired, and old dead deliveries, run by the wiring for as long as the server runs.
+//! whose links have expired, and old dead deliveries, run by the wiring
+//! for as long as the server runs.
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use tracing::{info, warn};
 use crate::spool::{self, Store};
 use crate::{api, telemetry};
 
-/// Removes expired status and idempotency records and dead deliveries
-/// older than `POSTERN_DEAD_RETENTION`, at start and hourly.
+/// Removes expired status and idempotency records, kept attachments
+/// whose links have expired, and dead deliveries older than
+/// `POSTERN_DEAD_RETENTION`, at start and hourly.
 pub(super) async fn run(
     store: Store,
     retention: std::time::Duration,
