@@ -862,30 +862,6 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_says_where_attachment_links_point() {
-        let summary = |vars: &[(&str, &str)]| {
-            let c = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-                .unwrap();
-            summarize(&c, None)
-                .into_iter()
-                .find(|l| l.starts_with("attachments "))
-                .unwrap()
-        };
-        assert_eq!(
-            summary(&[]),
-            "attachments    links to the HTTP listener (development mode), valid 7days, key generated in the spool dir"
-        );
-        assert_eq!(
-            summary(&[
-                ("POSTERN_PUBLIC_URL", "https://mail.example"),
-                ("POSTERN_ATTACHMENT_URL_TTL", "1h"),
-                ("POSTERN_ATTACHMENT_URL_SECRET", "a secret of enough bytes"),
-            ]),
-            "attachments    links to https://mail.example/, valid 1h, key POSTERN_ATTACHMENT_URL_SECRET"
-        );
-    }
-
-    #[test]
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("https://user:pw@app.example/hook?token=abc&x=1#f"),
@@ -913,6 +889,30 @@ mod tests {
         assert!(
             text.contains("[FAIL] config: POSTERN_WEBHOOK_SECRET"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_where_attachment_links_point() {
+        let summary = |vars: &[(&str, &str)]| {
+            let c = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap();
+            summarize(&c, None)
+                .into_iter()
+                .find(|l| l.starts_with("attachments "))
+                .unwrap()
+        };
+        assert_eq!(
+            summary(&[]),
+            "attachments    links to the HTTP listener (development mode), valid 7days, key generated in the spool dir"
+        );
+        assert_eq!(
+            summary(&[
+                ("POSTERN_PUBLIC_URL", "https://mail.example"),
+                ("POSTERN_ATTACHMENT_URL_TTL", "1h"),
+                ("POSTERN_ATTACHMENT_URL_SECRET", "a secret of enough bytes"),
+            ]),
+            "attachments    links to https://mail.example/, valid 1h, key POSTERN_ATTACHMENT_URL_SECRET"
         );
     }
 }
