@@ -9,7 +9,8 @@
 //! included, in memory) at every request. The payload builder has the
 //! decoded bytes in hand already, and only the parts sent as links are
 //! kept, never the rest of the message. The cost is that the bytes are
-//! written once more, at the first attempt of a delivery that links them.
+//! written once more, at the first attempt that links them (later ones
+//! only extend the expiry).
 //!
 //! What is kept outlives the message in the spool (its deliveries
 //! finishing removes only the message) and is removed by the sweep once

@@ -21,9 +21,10 @@
 //!                         done for the status retention
 //! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
 //! kept/<id>.<k>           attachment k of a message's payload, sent as a
-//!                         signed `url`: line 1 its meta as JSON
-//!                         (content_type, filename, sha256, size, expires
-//!                         in unix s), then its decoded bytes; outlives
+//!                         signed `url`: line 1 its expiry (unix s, 20
+//!                         digits, extended in place), line 2 its meta as
+//!                         JSON (content_type, filename, sha256, size),
+//!                         then its decoded bytes; outlives
 //!                         `msg/<id>.msg` until the sweep after `expires`
 //!                         ([`kept`], `spool::kept`)
 //! attachment-url.key      the generated key of attachment links when
