@@ -352,3 +352,46 @@ async fn malformed_links_get_the_same_403() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
     app.stop().await;
 }
+
+/// A retried delivery links again with a later expiry; the bytes are kept
+/// once, and the links of both attempts work.
+#[tokio::test]
+async fn a_retry_links_again_and_both_links_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    rx.script(&[(500, None)]);
+    let routes = routes(&rx, r#", "max_attachment_inline": 100"#);
+    let extra = [
+        ("POSTERN_PUBLIC_URL", PUBLIC),
+        // Over a second later, exactly: the link's expiry (in seconds)
+        // differs.
+        ("POSTERN_RETRY_SCHEDULE", "1100ms"),
+        ("POSTERN_RETRY_JITTER", "0"),
+    ];
+    let app = start(dir.path(), &routes, &extra).await;
+    let big = noise(4000);
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_raw_mail("alice@example.org", &["bob@example.com"], &message(&big))
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    let hits = rx.wait_for(2, 15).await;
+    let links: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            h.json()["attachments"][1]["url"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_ne!(links[0], links[1], "the retry's link expires later");
+    assert_eq!(count(dir.path(), "kept"), 1);
+    for link in &links {
+        let r = get(&local(&app, link), &[]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{link}");
+        assert_eq!(r.bytes().await.unwrap(), big);
+    }
+    app.stop().await;
+}
