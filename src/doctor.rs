@@ -403,6 +403,24 @@ fn summarize(c: &Config, relay: Option<&RelayConfig>) -> Vec<String> {
         "api keys",
         format!("{} configured", c.outbound.api_key_hashes.len()),
     ));
+    let a = &c.attachment_urls;
+    let links = match &a.public_url {
+        Some(u) => format!("links to {}", redact_url(u)),
+        None if c.dev_mode => "links to the HTTP listener (development mode)".into(),
+        None => "no links (no POSTERN_PUBLIC_URL)".into(),
+    };
+    let key = if a.secret.is_some() {
+        "POSTERN_ATTACHMENT_URL_SECRET"
+    } else {
+        "generated in the spool dir"
+    };
+    s.push(row(
+        "attachments",
+        format!(
+            "{links}, valid {}, key {key}",
+            humantime::format_duration(a.ttl)
+        ),
+    ));
     s
 }
 
@@ -751,6 +769,30 @@ mod tests {
         assert!(
             text.contains("[FAIL] config: POSTERN_WEBHOOK_SECRET"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_where_attachment_links_point() {
+        let summary = |vars: &[(&str, &str)]| {
+            let c = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap();
+            summarize(&c, None)
+                .into_iter()
+                .find(|l| l.starts_with("attachments "))
+                .unwrap()
+        };
+        assert_eq!(
+            summary(&[]),
+            "attachments    links to the HTTP listener (development mode), valid 7days, key generated in the spool dir"
+        );
+        assert_eq!(
+            summary(&[
+                ("POSTERN_PUBLIC_URL", "https://mail.example"),
+                ("POSTERN_ATTACHMENT_URL_TTL", "1h"),
+                ("POSTERN_ATTACHMENT_URL_SECRET", "a secret of enough bytes"),
+            ]),
+            "attachments    links to https://mail.example/, valid 1h, key POSTERN_ATTACHMENT_URL_SECRET"
         );
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::model::attachment_url::AttachmentMode;
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::{Secret, SecretError};
 use crate::model::subaddress::{self, Delimiter};
@@ -43,9 +44,13 @@ pub struct RouteSpec {
     /// Include the raw message (base64) in the payload.
     #[serde(default)]
     pub raw: bool,
-    /// Attachments larger than this (bytes) are sent without `content`.
+    /// Attachments larger than this (bytes) are sent without `content`
+    /// (as a signed `url` when `POSTERN_PUBLIC_URL` is known).
     #[serde(default)]
     pub max_attachment_inline: Option<usize>,
+    /// `"inline"` (default) or `"url"`: every attachment as a signed link.
+    #[serde(default)]
+    pub attachments: AttachmentMode,
     /// `"required"`: only authenticated senders reach this route.
     #[serde(default)]
     pub auth: Option<RouteAuth>,
@@ -92,6 +97,7 @@ impl RouteSpec {
             cont: false,
             raw: false,
             max_attachment_inline: None,
+            attachments: AttachmentMode::Inline,
             auth: None,
             authorize_url: None,
             authorize_timeout: None,
@@ -221,6 +227,7 @@ pub struct Route {
     pub cont: bool,
     pub raw: bool,
     pub max_attachment_inline: Option<usize>,
+    pub attachments: AttachmentMode,
     /// Skipped for senders that have not authenticated.
     pub auth_required: bool,
     /// Asked at RCPT time before a recipient of this route is accepted.
@@ -282,6 +289,7 @@ impl Route {
             cont: spec.cont,
             raw: spec.raw,
             max_attachment_inline: spec.max_attachment_inline,
+            attachments: spec.attachments,
             auth_required: spec.auth == Some(RouteAuth::Required),
             authorize,
             sync_timeout,

@@ -50,10 +50,12 @@ fuzz_target!(
     let plain = PayloadOptions {
         include_raw: false,
         max_attachment_inline: None,
+        ..PayloadOptions::default()
     };
     let with_raw = PayloadOptions {
         include_raw: true,
         max_attachment_inline: Some(INLINE_MAX),
+        ..PayloadOptions::default()
     };
     let a = parse_message(data, &plain);
     let b = parse_message(data, &with_raw);

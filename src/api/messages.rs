@@ -208,6 +208,7 @@ async fn spool_message(
             rcpt_to: composed.rcpt_to.clone(),
             raw: false,
             max_attachment_inline: None,
+            attachment_urls: false,
         }],
         outbound: Some(Outbound {
             tags,

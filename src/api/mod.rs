@@ -2,7 +2,9 @@
 //! message with [`crate::compose`], spools it for the relay and answers
 //! `202` only once it is durable; `GET /v1/messages/{id}` reports its
 //! status, [`messages`]) and operator access to deliveries
-//! ([`deliveries`]). Every `/v1/` request carries an API key ([`auth`]).
+//! ([`deliveries`]). Every `/v1/` request carries an API key ([`auth`]),
+//! except `GET /v1/attachments/…`, whose signed link is its credential
+//! ([`attachments`]).
 //!
 //! Errors are JSON `{"error": {"code", "message", "field"}}` ([`error`]):
 //! 400 for malformed JSON, 401 for a missing or wrong API key, 413 for a
@@ -12,6 +14,7 @@
 //! when the spool cannot take it or the requests in flight fill the memory
 //! budget ([`budget`]); the client retries a 503.
 
+pub mod attachments;
 pub mod auth;
 pub mod body;
 pub mod budget;
@@ -28,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compose;
 use crate::delivery::outbox::InFlight;
+use crate::model::attachment_url::LinkKey;
 use crate::spool::{Intake, Store};
 use error::ApiError;
 
@@ -44,6 +48,8 @@ pub struct Settings {
     pub limits: compose::Limits,
     /// Keys that sign messages by their `From` domain.
     pub dkim: compose::dkim::DkimKeys,
+    /// What checks the signed links of `GET /v1/attachments/…`.
+    pub link_key: LinkKey,
 }
 
 /// What the handlers share.
@@ -91,6 +97,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::status))
         .merge(deliveries::routes())
+        .merge(attachments::routes())
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }

@@ -48,6 +48,7 @@ pub async fn run(
     let smtp_addr = listeners.smtp.local_addr().map_err(Error::Listener)?;
 
     let dev_inbox = setup::dev_inbox(&mut config, http_addr);
+    let (link_key, linker) = setup::attachment_links(&config, http_addr)?;
 
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
@@ -94,7 +95,7 @@ pub async fn run(
     let relay = setup::relay(&config, smtp_addr)?;
     let sending = Arc::new(delivery::outbox::InFlight::default());
     let api_state = api::ApiState::new(
-        settings::api(&config),
+        settings::api(&config, link_key),
         store.clone(),
         sending.clone(),
         relay.is_some(),
@@ -118,7 +119,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let worker = Worker::new(
-        settings::delivery(&config),
+        settings::delivery(&config, linker),
         store.clone(),
         relay,
         metrics.clone(),

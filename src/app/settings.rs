@@ -3,10 +3,11 @@
 //! `Config`.
 
 use crate::config::Config;
+use crate::model::attachment_url::{LinkKey, Linker};
 use crate::{api, compose, delivery};
 
 /// What the delivery worker needs from the configuration.
-pub(super) fn delivery(config: &Config) -> delivery::Settings {
+pub(super) fn delivery(config: &Config, links: Option<Linker>) -> delivery::Settings {
     let d = &config.delivery;
     delivery::Settings {
         schedule: delivery::policy::Schedule {
@@ -30,11 +31,12 @@ pub(super) fn delivery(config: &Config) -> delivery::Settings {
         default_secrets: config.default_secrets.clone(),
         events_url: config.outbound.events_url.clone(),
         events_secrets: config.outbound.events_secrets.clone(),
+        links,
     }
 }
 
 /// What the HTTP API needs from the configuration.
-pub(super) fn api(config: &Config) -> api::Settings {
+pub(super) fn api(config: &Config, link_key: LinkKey) -> api::Settings {
     api::Settings {
         keys: api::auth::Keys::new(config.outbound.api_key_hashes.clone(), config.dev_mode),
         max_body: config.outbound.api_max_bytes,
@@ -44,5 +46,6 @@ pub(super) fn api(config: &Config) -> api::Settings {
             max_message_size: config.limits.max_message_size,
         },
         dkim: config.outbound.dkim.clone(),
+        link_key,
     }
 }

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::Error;
 use crate::config::Config;
+use crate::model::attachment_url::{LinkKey, Linker};
 use crate::model::authority::authority;
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::Secret;
@@ -129,6 +130,85 @@ pub(super) fn dev_inbox(config: &mut Config, http_addr: SocketAddr) -> Option<Ar
     Some(http::DevInbox::new(secret))
 }
 
+/// The file under the spool directory that keeps the generated key of
+/// attachment links.
+const LINK_KEY_FILE: &str = "attachment-url.key";
+
+/// What signs attachment links, and what writes them into payloads.
+/// The key is `POSTERN_ATTACHMENT_URL_SECRET`, or else one generated once
+/// and kept in the spool directory (mode 0600), so links survive a
+/// restart; replicas that share no spool must all be given the same
+/// secret. The links point at `POSTERN_PUBLIC_URL`, in development mode
+/// at our HTTP listener; otherwise none are made.
+pub(super) fn attachment_links(
+    config: &Config,
+    http_addr: SocketAddr,
+) -> Result<(LinkKey, Option<Linker>), Error> {
+    let c = &config.attachment_urls;
+    let key = match &c.secret {
+        Some(k) => k.clone(),
+        None => spool_link_key(&config.spool_dir.join(LINK_KEY_FILE))?,
+    };
+    let base = match &c.public_url {
+        Some(u) => Some(u.clone()),
+        None if config.dev_mode => {
+            let base = format!(
+                "http://{}",
+                authority(&local_host(http_addr), http_addr.port())
+            );
+            info!(base = %base, "DEVELOPMENT MODE: attachment links point at the HTTP listener (set POSTERN_PUBLIC_URL to change)");
+            Some(base)
+        }
+        None => {
+            if config
+                .routes
+                .iter()
+                .any(|r| r.max_attachment_inline.is_some())
+            {
+                warn!(
+                    "no POSTERN_PUBLIC_URL: attachments over a route's max_attachment_inline are sent without content or url"
+                );
+            }
+            None
+        }
+    };
+    let linker = base.map(|b| Linker::new(&b, key.clone(), c.ttl));
+    Ok((key, linker))
+}
+
+/// The generated link key at `path`, made on first use.
+fn spool_link_key(path: &std::path::Path) -> Result<LinkKey, Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let fail = |e: std::io::Error| Error::Config(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return LinkKey::from_file_text(&text).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: not an attachment link key (remove it to make a new one; links made with it stop working)",
+                    path.display()
+                ))
+            });
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
+    }
+    let key = LinkKey::generate();
+    let tmp = path.with_extension("key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    f.write_all(key.to_file_text().as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)?;
+    info!(key_file = %path.display(), "generated the key of attachment links (set POSTERN_ATTACHMENT_URL_SECRET on every replica to share one)");
+    Ok(key)
+}
+
 /// The host in a URL that reaches one of our listeners from this machine:
 /// a wildcard listener is reached on 127.0.0.1.
 fn local_host(addr: SocketAddr) -> String {
@@ -142,6 +222,19 @@ fn local_host(addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generated_link_key_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LINK_KEY_FILE);
+        let key = spool_link_key(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(spool_link_key(&path).unwrap(), key);
+        std::fs::write(&path, "junk").unwrap();
+        assert!(spool_link_key(&path).is_err());
+    }
 
     #[test]
     fn wildcard_listeners_are_reached_on_loopback() {

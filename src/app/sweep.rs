@@ -1,5 +1,6 @@
-//! The hourly clean-up of the spool's expired records and old dead
-//! deliveries, run by the wiring for as long as the server runs.
+//! The hourly clean-up of the spool's expired records, kept attachments
+//! whose links have expired, and old dead deliveries, run by the wiring
+//! for as long as the server runs.
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use tracing::{info, warn};
 use crate::spool::{self, Store};
 use crate::{api, telemetry};
 
-/// Removes expired status and idempotency records and dead deliveries
-/// older than `POSTERN_DEAD_RETENTION`, at start and hourly.
+/// Removes expired status and idempotency records, kept attachments
+/// whose links have expired, and dead deliveries older than
+/// `POSTERN_DEAD_RETENTION`, at start and hourly.
 pub(super) async fn run(
     store: Store,
     retention: std::time::Duration,
@@ -42,10 +44,18 @@ pub(super) async fn run(
             .sweep(spool::RECORDS_IDEM, api::idempotency::TTL)
             .await
             .unwrap_or(0);
-        if a + b > 0 {
+        let c = store
+            .sweep_kept(spool::now_ms() / 1000)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "could not sweep kept attachments");
+                0
+            });
+        if a + b + c > 0 {
             info!(
                 status_records = a,
                 idempotency_records = b,
+                kept_attachments = c,
                 "expired records removed"
             );
         }

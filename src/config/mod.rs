@@ -7,7 +7,8 @@
 //! limits, [`SmtpLimits`](crate::smtp::SmtpLimits)), `security.rs` (TLS and AUTH,
 //! [`SecurityConfig`]), `routes.rs` (routes and their default secrets),
 //! `delivery.rs` (retries, timeouts, concurrency, [`DeliveryConfig`]) and
-//! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]);
+//! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]),
+//! `attachments.rs` (attachment links, [`AttachmentUrlConfig`]);
 //! `parse.rs` holds the value parsers they share and `names.rs` which
 //! `POSTERN_*` names are ours. What is left here is what spans the stages:
 //! the listeners, development mode, and collecting every problem. Nothing
@@ -20,6 +21,7 @@
 //! every listener is on loopback. Every problem is reported at once, so an
 //! operator fixes a configuration in one round, not one error per restart.
 
+mod attachments;
 mod database;
 mod delivery;
 mod dkim;
@@ -36,6 +38,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use attachments::AttachmentUrlConfig;
 pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
 pub use names::known_names;
@@ -205,6 +208,10 @@ struct RawConfig {
     database_url: Option<String>,
     database_ca: Option<String>,
     database_pool: Option<String>,
+    // issue 13 item 5: attachments by signed URL
+    public_url: Option<String>,
+    attachment_url_ttl: Option<String>,
+    attachment_url_secret: Option<String>,
 }
 
 /// Log output format.
@@ -244,6 +251,8 @@ pub struct Config {
     pub smtp_proxy: crate::smtp::proxy::ProxyConfig,
     /// The PostgreSQL store, when `POSTERN_DATABASE_URL` is set (issue #12).
     pub database: Option<DatabaseSettings>,
+    /// Attachments by signed URL (issue 13 item 5).
+    pub attachment_urls: AttachmentUrlConfig,
 }
 
 impl Config {
@@ -367,6 +376,12 @@ impl Config {
         let delivery = delivery::parse(&mut raw, p);
         let smtp_proxy = smtp::parse_proxy(&mut raw, p);
         let database = database::parse(&mut raw, p);
+        let attachment_urls = attachments::parse(&mut raw, p);
+        if let Some(e) =
+            attachments::missing_public_url(&routes, attachment_urls.public_url.is_some(), dev_mode)
+        {
+            p.push(e);
+        }
 
         let fsync = p.bool("POSTERN_FSYNC", raw.fsync.take(), true);
         let log_format = match raw.log_format.as_deref() {
@@ -404,6 +419,7 @@ impl Config {
             outbound,
             smtp_proxy,
             database,
+            attachment_urls,
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn emit(intake: &Intake, events_url: Option<&str>, body: &Value) -> sp
             rcpt_to: Vec::new(),
             raw: false,
             max_attachment_inline: None,
+            attachment_urls: false,
         }],
         outbound: None,
     };

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use crate::model::attachment_url::Linker;
 use crate::model::secret::Secret;
 use crate::model::subaddress::Delimiter;
 use crate::route::Route;
@@ -61,4 +62,7 @@ pub struct Settings {
     /// `POSTERN_EVENTS_URL`: where events go (those spooled earlier too).
     pub events_url: Option<String>,
     pub events_secrets: Vec<Secret>,
+    /// Makes the signed links of attachments that are not inlined; `None`
+    /// when no public URL is known (they are then sent without content).
+    pub links: Option<Linker>,
 }

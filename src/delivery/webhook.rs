@@ -11,10 +11,11 @@ use serde::Serialize;
 use tracing::debug;
 
 use crate::mail::{self, MessageJson, PayloadOptions};
+use crate::model::attachment_url::{AttachmentMode, Linker};
 use crate::model::secret::Secret;
 use crate::model::sign;
 use crate::model::subaddress::{self, Delimiter, Parts};
-use crate::spool::{Envelope, JobKey, TlsInfo};
+use crate::spool::{Envelope, JobKey, KeptMeta, KeptPart, TlsInfo};
 
 /// `envelope` in the payload: what the SMTP session saw, with `rcpt_to`
 /// narrowed to the recipients routed to this endpoint.
@@ -44,13 +45,65 @@ pub struct Payload<'a> {
 }
 
 /// Builds the exact bytes POSTed for delivery `index` of a message;
-/// `delimiter` splits the recipients' subaddresses.
+/// `delimiter` splits the recipients' subaddresses. Without links:
+/// attachments over the route's limit go without `content` or `url`.
 pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimiter) -> Vec<u8> {
+    build(envelope, index, raw, delimiter, None).body
+}
+
+/// A webhook body, and the attachments its links need kept (all linked
+/// until `expires`, unix s) before it is sent.
+#[derive(Debug)]
+pub struct Built {
+    pub body: Vec<u8>,
+    pub kept: Vec<KeptPart>,
+    pub expires: u64,
+}
+
+/// [`payload`], with the attachments that are not inlined sent as signed
+/// links made by `links` at its time (unix s): their bytes come back in
+/// [`Built::kept`] for the caller to keep before sending.
+pub fn build(
+    envelope: &Envelope,
+    index: usize,
+    raw: &[u8],
+    delimiter: &Delimiter,
+    links: Option<(&Linker, u64)>,
+) -> Built {
     let delivery = &envelope.deliveries[index];
     let opts = PayloadOptions {
         include_raw: delivery.raw,
         max_attachment_inline: delivery.max_attachment_inline,
+        attachments: if delivery.attachment_urls {
+            AttachmentMode::Url
+        } else {
+            AttachmentMode::Inline
+        },
+        linkable: links.is_some(),
     };
+    let mut message = mail::parse_message(raw, &opts);
+    let mut kept = Vec::new();
+    let mut expires = 0;
+    if let Some((linker, now)) = links {
+        for part in std::mem::take(&mut message.linked) {
+            let link = linker.link(&envelope.id, part.index, now);
+            let a = &mut message.attachments[part.index];
+            a.url = Some(link.url);
+            a.url_expires_at = Some(rfc3339(link.expires));
+            expires = link.expires;
+            kept.push(KeptPart {
+                index: part.index,
+                meta: KeptMeta {
+                    content_type: a.content_type.clone(),
+                    filename: a.filename.clone(),
+                    sha256: a.sha256.clone(),
+                    size: part.bytes.len() as u64,
+                    expires: link.expires,
+                },
+                bytes: part.bytes,
+            });
+        }
+    }
     let p = Payload {
         kind: "message.received",
         id: &envelope.id,
@@ -69,9 +122,25 @@ pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimi
             authenticated_user: envelope.authenticated_user.as_deref(),
             size: raw.len(),
         },
-        message: mail::parse_message(raw, &opts),
+        message,
     };
-    serde_json::to_vec(&p).expect("payload serialises")
+    let body = serde_json::to_vec(&p).expect("payload serialises");
+    Built {
+        body,
+        kept,
+        expires,
+    }
+}
+
+/// Unix seconds as RFC 3339.
+fn rfc3339(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix.min(i64::MAX as u64) as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// `webhook-id`: stable for one (message, delivery) across retries.
@@ -147,4 +216,87 @@ pub fn describe(e: reqwest::Error) -> String {
     }
     debug!(%msg, "transport error");
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::attachment_url::{self, LinkKey};
+    use crate::spool::{Delivery, Target};
+
+    const MIME: &[u8] = b"From: a@b.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+        --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=small.txt\r\n\r\nsmall\r\n\
+        --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=big.pdf\r\n\r\n%PDF a much longer body\r\n\
+        --b--\r\n";
+
+    fn envelope(max: Option<usize>, urls: bool) -> Envelope {
+        Envelope {
+            id: "0192f0c5c5a87b5e9d1d6d6f1c1e2a3b".into(),
+            received_at: "2026-01-01T00:00:00Z".into(),
+            mail_from: "a@b.test".into(),
+            rcpt_to: vec!["c@d.test".into()],
+            helo: "h".into(),
+            remote_ip: "127.0.0.1".into(),
+            tls: None,
+            authenticated_user: None,
+            deliveries: vec![Delivery {
+                target: Target::Webhook {
+                    route: "*".into(),
+                    url: "http://h/".into(),
+                },
+                rcpt_to: vec!["c@d.test".into()],
+                raw: false,
+                max_attachment_inline: max,
+                attachment_urls: urls,
+            }],
+            outbound: None,
+        }
+    }
+
+    fn key() -> LinkKey {
+        LinkKey::from_text("a key for the tests of build").unwrap()
+    }
+
+    #[test]
+    fn attachments_over_the_limit_become_signed_links_and_are_kept() {
+        let linker = Linker::new("https://mail.example", key(), Duration::from_secs(100));
+        let d = Delimiter::default();
+        let env = envelope(Some(8), false);
+        let built = build(&env, 0, MIME, &d, Some((&linker, 1000)));
+        let p: serde_json::Value = serde_json::from_slice(&built.body).unwrap();
+        let (small, big) = (&p["attachments"][0], &p["attachments"][1]);
+        assert_eq!(small["content"], "c21hbGw=");
+        assert!(small["url"].is_null());
+        assert!(big["content"].is_null());
+        let url = big["url"].as_str().unwrap();
+        let prefix = "https://mail.example/v1/attachments/0192f0c5c5a87b5e9d1d6d6f1c1e2a3b/1?expires=1100&sig=";
+        assert!(url.starts_with(prefix), "{url}");
+        let sig = &url[prefix.len()..];
+        assert_eq!(
+            attachment_url::verify(&key(), &env.id, "1", Some("1100"), Some(sig), 1000),
+            Ok(1)
+        );
+        assert_eq!(big["url_expires_at"], "1970-01-01T00:18:20Z");
+        assert_eq!(built.expires, 1100);
+        assert_eq!(built.kept.len(), 1);
+        let kept = &built.kept[0];
+        assert_eq!(kept.index, 1);
+        assert_eq!(kept.bytes, b"%PDF a much longer body");
+        assert_eq!(kept.meta.size, 23);
+        assert_eq!(kept.meta.content_type, "application/pdf");
+        assert_eq!(kept.meta.filename.as_deref(), Some("big.pdf"));
+        assert_eq!(kept.meta.sha256, big["sha256"].as_str().unwrap());
+
+        // "url" mode links every one; without a linker nothing is linked.
+        let all = build(&envelope(None, true), 0, MIME, &d, Some((&linker, 1000)));
+        assert_eq!(all.kept.len(), 2);
+        let none = build(&env, 0, MIME, &d, None);
+        let p: serde_json::Value = serde_json::from_slice(&none.body).unwrap();
+        assert!(none.kept.is_empty());
+        assert!(p["attachments"][1]["content"].is_null());
+        assert!(p["attachments"][1]["url"].is_null());
+        assert_eq!(none.body, payload(&env, 0, MIME, &d));
+    }
 }

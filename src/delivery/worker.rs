@@ -33,7 +33,7 @@ use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
 use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, classify};
-use super::webhook::{self, PostError, payload, webhook_id};
+use super::webhook::{self, PostError, webhook_id};
 use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
@@ -155,16 +155,28 @@ impl Worker {
         // thread that reads the file; other kinds need the content as is.
         let index = key.index;
         let delimiter = self.settings.recipient_delimiter.clone();
+        let links = self.settings.links.clone();
         let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
             let is_webhook =
                 env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
             if is_webhook && state.state == State::Pending {
-                payload(env, index, &raw, &delimiter)
+                let now = spool::now_ms() / 1000;
+                webhook::build(
+                    env,
+                    index,
+                    &raw,
+                    &delimiter,
+                    links.as_ref().map(|l| (l, now)),
+                )
             } else {
-                raw
+                webhook::Built {
+                    body: raw,
+                    kept: Vec::new(),
+                    expires: 0,
+                }
             }
         };
-        let (envelope, state, content) = match self.store.load_with(&key, prepare).await {
+        let (envelope, state, built) = match self.store.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
@@ -178,6 +190,16 @@ impl Worker {
             return;
         };
         if state.state != State::Pending {
+            return;
+        }
+        // The links in the payload work from the moment it is sent: what
+        // they serve is kept first, or nothing is sent.
+        let content = built.body;
+        if !built.kept.is_empty()
+            && let Err(e) = self.store.keep(&key.id, built.kept, built.expires).await
+        {
+            error!(error = %e, "cannot keep the attachments the payload links; retrying in 60s");
+            self.store.schedule(key, spool::now_ms() + 60_000);
             return;
         }
         let Some((url, secrets)) = self.post_endpoint(&delivery) else {

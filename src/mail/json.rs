@@ -25,11 +25,13 @@ use mail_parser::{
 use sha2::{Digest, Sha256};
 
 use super::body::{self, Structure, TextKind};
+use super::carry::{Carry, LinkedPart, carry};
 use super::charset::{self, HeaderHint};
 use super::lossy::{LossyKind, LossyReason, Reasons};
 use super::repair;
 use super::reply::{self, Reply};
 use super::transfer::{self, Transfer};
+use crate::model::attachment_url::AttachmentMode;
 use crate::model::brackets::strip_brackets;
 
 /// Options that come from the route.
@@ -39,6 +41,12 @@ pub struct PayloadOptions {
     pub include_raw: bool,
     /// attachments larger than this many bytes get `content: null` (metadata still present). None = no limit.
     pub max_attachment_inline: Option<usize>,
+    /// The route's `"attachments"` mode (see [`super::carry`]).
+    pub attachments: AttachmentMode,
+    /// Whether the caller can link attachments: then the ones that are
+    /// not inlined come back in [`MessageJson::linked`] for it to keep
+    /// and link.
+    pub linkable: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -70,8 +78,13 @@ pub struct Attachment {
     /// Without the angle brackets.
     pub content_id: Option<String>,
     /// Standard padded base64 of the decoded bytes; `None` when larger than
-    /// [`PayloadOptions::max_attachment_inline`].
+    /// [`PayloadOptions::max_attachment_inline`] or sent as a `url`.
     pub content: Option<String>,
+    /// The signed link that serves the decoded bytes instead of `content`
+    /// (filled by the caller, see [`MessageJson::linked`]).
+    pub url: Option<String>,
+    /// When `url` stops working (RFC 3339).
+    pub url_expires_at: Option<String>,
 }
 
 /// One body text part, as the sender wrote it.
@@ -135,6 +148,10 @@ pub struct MessageJson {
     pub lossy: bool,
     /// What was guessed or replaced, at most [`super::lossy::MAX_REASONS`].
     pub lossy_reasons: Vec<LossyReason>,
+    /// The decoded bytes of the attachments to send as links, for the
+    /// caller to keep and link ([`PayloadOptions::linkable`]); not sent.
+    #[serde(skip)]
+    pub linked: Vec<LinkedPart>,
 }
 
 impl MessageJson {
@@ -159,6 +176,7 @@ impl MessageJson {
             parse_error: true,
             lossy: true,
             lossy_reasons: Vec::new(),
+            linked: Vec::new(),
         }
     }
 }
@@ -262,16 +280,22 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         })
         .collect();
 
+    let mut linked = Vec::new();
     let attachments = structure
         .attachments()
-        .map(|id| {
+        .enumerate()
+        .map(|(index, id)| {
             let located = Located {
                 part: &message.parts[id],
                 section: sections[id].clone(),
                 hint,
                 is_root: id == 0,
             };
-            attachment(raw, &located, opts, &mut reasons)
+            let (attachment, bytes) = attachment(raw, &located, opts, &mut reasons);
+            if let Some(bytes) = bytes {
+                linked.push(LinkedPart { index, bytes });
+            }
+            attachment
         })
         .collect();
 
@@ -317,6 +341,7 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         parse_error: false,
         lossy,
         lossy_reasons,
+        linked,
     })
 }
 
@@ -687,7 +712,7 @@ fn attachment(
     located: &Located<'_, '_>,
     opts: &PayloadOptions,
     reasons: &mut Reasons,
-) -> Attachment {
+) -> (Attachment, Option<Vec<u8>>) {
     let part = located.part;
     let section = located.section.as_deref();
     // Filenames are where raw 8-bit bytes show up in part headers (old
@@ -742,11 +767,14 @@ fn attachment(
         None if content_id.is_some() => "inline",
         None => "attachment",
     };
-    let content = match opts.max_attachment_inline {
-        Some(max) if bytes.len() > max => None,
-        _ => Some(BASE64.encode(&bytes)),
-    };
-    Attachment {
+    let how = carry(
+        opts.attachments,
+        opts.max_attachment_inline,
+        bytes.len(),
+        opts.linkable,
+    );
+    let content = (how == Carry::Content).then(|| BASE64.encode(&bytes));
+    let attachment = Attachment {
         section: located.section.clone(),
         filename,
         content_type: content_type(part),
@@ -755,7 +783,11 @@ fn attachment(
         disposition: disposition.to_owned(),
         content_id,
         content,
-    }
+        url: None,
+        url_expires_at: None,
+    };
+    let linked = (how == Carry::Link).then(|| bytes.into_owned());
+    (attachment, linked)
 }
 
 /// Which header a part's filename came from (`attachment_name` prefers
@@ -838,6 +870,7 @@ mod tests {
         let opts = PayloadOptions {
             include_raw: false,
             max_attachment_inline: Some(16),
+            ..PayloadOptions::default()
         };
         if let Some(m) = convert(raw, &opts) {
             serde_json::to_string(&m).unwrap();
@@ -1358,6 +1391,7 @@ mod tests {
         let opts = PayloadOptions {
             include_raw: true,
             max_attachment_inline: None,
+            ..PayloadOptions::default()
         };
         let m = parse_message(raw, &opts);
         assert!(!m.parse_error);
@@ -1449,6 +1483,7 @@ mod tests {
         let opts = PayloadOptions {
             include_raw: true,
             max_attachment_inline: None,
+            ..PayloadOptions::default()
         };
         for (name, raw) in all_fixtures() {
             let m = parse_message(raw, &opts);
@@ -1471,6 +1506,7 @@ mod tests {
         let opts = PayloadOptions {
             include_raw: false,
             max_attachment_inline: Some(56),
+            ..PayloadOptions::default()
         };
         let limited = parse_message(fixture!("attachments.eml"), &opts);
         let pdf = &limited.attachments[0];
@@ -1536,6 +1572,8 @@ mod tests {
                 "disposition",
                 "content_id",
                 "content",
+                "url",
+                "url_expires_at",
             ])
         );
         assert_eq!(keys(&json["from"][0]), sorted(&["name", "address"]));
@@ -1553,6 +1591,7 @@ mod tests {
             &PayloadOptions {
                 include_raw: true,
                 max_attachment_inline: None,
+                ..PayloadOptions::default()
             },
         ))
         .unwrap();

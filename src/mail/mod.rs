@@ -4,9 +4,11 @@
 //! their blank line; `body` decides which parts are body text and what the
 //! `text`/`html` views hold; `transfer` and `charset` turn a part's bytes
 //! into text; `lossy` records every guess on the way; `reply` finds the new
-//! text of a reply (`reply_text`).
+//! text of a reply (`reply_text`); `carry` decides whether an attachment
+//! goes as `content` or as a signed `url`.
 
 mod body;
+mod carry;
 mod charset;
 mod json;
 mod lossy;
@@ -14,5 +16,6 @@ mod repair;
 mod reply;
 mod transfer;
 
+pub use carry::{Carry, LinkedPart, carry};
 pub use json::*;
 pub use lossy::{LossyKind, LossyReason, MAX_REASONS};

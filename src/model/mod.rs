@@ -1,6 +1,7 @@
 //! Leaf types every stage shares; nothing here imports another module of
 //! the crate.
 
+pub mod attachment_url;
 pub mod authority;
 pub mod brackets;
 pub mod clock;

@@ -14,6 +14,7 @@ use super::dot::DataReceiver;
 use super::reply;
 use super::session::{End, Next, Session, Transaction};
 use super::sync::SyncTarget;
+use crate::model::attachment_url::AttachmentMode;
 use crate::model::clock::rfc3339_now;
 use crate::route;
 use crate::spool::{self, Delivery, Envelope, Incoming};
@@ -179,6 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 rcpt_to,
                 raw: r.raw,
                 max_attachment_inline: r.max_attachment_inline,
+                attachment_urls: r.attachments == AttachmentMode::Url,
             };
             match r.sync_timeout {
                 Some(_) => sync.push(SyncTarget {

@@ -3,7 +3,8 @@
 //!
 //! On disk a delivery is still the flat record every earlier version wrote
 //! in the envelope line (`kind`, `route`, `url`, `rcpt_to`, `raw`,
-//! `max_attachment_inline`; no `kind` means a webhook), so spools written
+//! `max_attachment_inline`, and `attachment_urls` only when set; no `kind`
+//! means a webhook), so spools written
 //! before [`Target`] existed are read, and spools written now are read by
 //! them. [`DeliveryRecord`] is that record; nothing else knows its shape.
 
@@ -17,8 +18,12 @@ pub struct Delivery {
     pub rcpt_to: Vec<String>,
     /// Webhooks: include the raw message in the payload.
     pub raw: bool,
-    /// Webhooks: attachments larger than this are sent without content.
+    /// Webhooks: attachments larger than this are sent without content
+    /// (as a signed `url` when links can be made).
     pub max_attachment_inline: Option<usize>,
+    /// Webhooks: every attachment is sent as a signed `url` (the route's
+    /// `"attachments": "url"`).
+    pub attachment_urls: bool,
 }
 
 /// Where a delivery goes, and so what delivering it means.
@@ -110,6 +115,10 @@ struct DeliveryRecord {
     raw: bool,
     #[serde(default)]
     max_attachment_inline: Option<usize>,
+    /// Written only when set, so records without it stay as earlier
+    /// versions wrote (and read) them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    attachment_urls: bool,
 }
 
 impl From<DeliveryRecord> for Delivery {
@@ -127,6 +136,7 @@ impl From<DeliveryRecord> for Delivery {
             rcpt_to: r.rcpt_to,
             raw: r.raw,
             max_attachment_inline: r.max_attachment_inline,
+            attachment_urls: r.attachment_urls,
         }
     }
 }
@@ -143,6 +153,7 @@ impl From<Delivery> for DeliveryRecord {
             rcpt_to: d.rcpt_to,
             raw: d.raw,
             max_attachment_inline: d.max_attachment_inline,
+            attachment_urls: d.attachment_urls,
         }
     }
 }
@@ -157,6 +168,7 @@ mod tests {
             rcpt_to: rcpt_to.iter().map(|s| s.to_string()).collect(),
             raw,
             max_attachment_inline: None,
+            attachment_urls: false,
         }
     }
 
@@ -210,7 +222,21 @@ mod tests {
                 },
             ),
         ];
-        for (line, want) in table {
+        let urls = (
+            r#"{"kind":"webhook","route":"*","url":"http://h/","rcpt_to":["a@b"],"raw":false,"max_attachment_inline":null,"attachment_urls":true}"#,
+            Delivery {
+                attachment_urls: true,
+                ..delivery(
+                    Target::Webhook {
+                        route: "*".into(),
+                        url: "http://h/".into(),
+                    },
+                    &["a@b"],
+                    false,
+                )
+            },
+        );
+        for (line, want) in table.into_iter().chain([urls]) {
             let got: Delivery = serde_json::from_str(line).unwrap();
             assert_eq!(got, want, "{line}");
             assert_eq!(serde_json::to_string(&got).unwrap(), line);

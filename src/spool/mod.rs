@@ -5,11 +5,13 @@
 //! `store.rs`), never through a backend. The shared types (envelope,
 //! delivery state, ids, errors) are here; `file/` is the file backend,
 //! the embedded default (its on-disk layout is documented there);
-//! attempts hold a [`Lease`] (`lease.rs`).
+//! attempts hold a [`Lease`] (`lease.rs`); the attachments behind signed
+//! links are kept apart from their message ([`kept`]).
 
 mod delivery;
 mod file;
 mod intake;
+pub mod kept;
 mod lease;
 pub mod pg;
 mod store;
@@ -18,6 +20,7 @@ pub use delivery::{Delivery, Kind, Target};
 pub use file::ScanReport;
 use file::{MessageWriter, Queue, Spool};
 pub use intake::{Committed, Incoming, Intake};
+pub use kept::{Kept, KeptMeta, KeptPart};
 pub use lease::Lease;
 pub use store::Store;
 
@@ -279,6 +282,7 @@ mod tests {
                     rcpt_to: vec!["c@d".into()],
                     raw: false,
                     max_attachment_inline: None,
+                    attachment_urls: false,
                 })
                 .collect(),
             outbound: None,

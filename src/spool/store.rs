@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Lease, MessageWriter, Queue,
-    Result, ScanReport, Spool, State,
+    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Kept, KeptPart, Lease,
+    MessageWriter, Queue, Result, ScanReport, Spool, State,
 };
 
 /// The durable store, whichever backend holds it. Cheap to clone.
@@ -226,6 +226,33 @@ impl Store {
             Backend::File { spool, .. } => {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep(dir, max_age)).await
+            }
+        }
+    }
+
+    /// Keeps `parts` of message `id` (the attachments its payload links)
+    /// until at least `expires` (unix s), whatever becomes of the
+    /// message; see [`super::kept`].
+    pub async fn keep(&self, id: &str, parts: Vec<KeptPart>, expires: u64) -> Result<()> {
+        match &self.backend {
+            Backend::File { spool, .. } => spool.keep(id, parts, expires).await,
+        }
+    }
+
+    /// Kept attachment `index` of message `id`, or `None`.
+    pub async fn open_kept(&self, id: &str, index: usize) -> Result<Option<Kept>> {
+        match &self.backend {
+            Backend::File { spool, .. } => spool.open_kept(id, index).await,
+        }
+    }
+
+    /// Removes kept attachments whose expiry is at or before `now` (unix
+    /// s); returns how many.
+    pub async fn sweep_kept(&self, now: u64) -> Result<usize> {
+        match &self.backend {
+            Backend::File { spool, .. } => {
+                let spool = spool.clone();
+                super::blocking(move || spool.sweep_kept(now)).await
             }
         }
     }

@@ -87,7 +87,7 @@ pub(crate) async fn pair(extra: &[(&str, &str)]) -> Pair {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

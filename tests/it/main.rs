@@ -9,6 +9,7 @@ mod pki;
 
 mod api;
 mod api_limits;
+mod attachments;
 mod auth;
 mod auth_checks;
 mod authorize;

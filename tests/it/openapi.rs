@@ -19,7 +19,8 @@ use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
 use postern::delivery::events::{dead_event, relay_event};
-use postern::delivery::webhook::payload;
+use postern::delivery::webhook::{build, payload};
+use postern::model::attachment_url::{LinkKey, Linker};
 use postern::spool::{
     Delivery, DeliveryState, Envelope, Outbound, RcptState, RcptStatus, State, Target, TlsInfo,
 };
@@ -393,7 +394,8 @@ async fn spec_matches_the_live_server_and_the_webhooks() {
 /// Bodies the server builds, made with the library functions it uses, for
 /// what development mode does not produce live: deferred, failed and dead
 /// events, and payloads with TLS, AUTH, `raw`, attachments over
-/// `max_attachment_inline` and an unparseable message.
+/// `max_attachment_inline` (with and without links) and an unparseable
+/// message.
 fn library_bodies() -> Vec<Value> {
     let envelope = |raw: bool, limit: Option<usize>| Envelope {
         id: "0192f0c5c5a87b5e9d1d6d6f1c1e2a3b".into(),
@@ -415,6 +417,7 @@ fn library_bodies() -> Vec<Value> {
             rcpt_to: vec!["bob@example.com".into()],
             raw,
             max_attachment_inline: limit,
+            attachment_urls: false,
         }],
         outbound: Some(Outbound {
             tags: vec!["t".into()],
@@ -446,6 +449,11 @@ fn library_bodies() -> Vec<Value> {
         dead_event(&envelope(false, None), 0, "https://app.example/h", &state)
     };
     let plus = postern::model::subaddress::Delimiter::default();
+    let linker = Linker::new(
+        "https://postern.example",
+        LinkKey::generate(),
+        Duration::from_secs(3600),
+    );
     let mut null_sender = envelope(false, None);
     null_sender.mail_from = String::new();
     null_sender.tls = None;
@@ -453,6 +461,17 @@ fn library_bodies() -> Vec<Value> {
     vec![
         parse(payload(&envelope(true, Some(8)), 0, mime.as_bytes(), &plus)),
         parse(payload(&null_sender, 0, mime.as_bytes(), &plus)),
+        // Over the inline limit with links: `url` and `url_expires_at`.
+        parse(
+            build(
+                &envelope(false, Some(8)),
+                0,
+                mime.as_bytes(),
+                &plus,
+                Some((&linker, 1_796_119_200)),
+            )
+            .body,
+        ),
         parse(payload(
             &envelope(false, None),
             0,

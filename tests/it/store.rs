@@ -53,6 +53,7 @@ fn envelope(n: usize) -> Envelope {
                 rcpt_to: vec!["b@example.com".into()],
                 raw: false,
                 max_attachment_inline: None,
+                attachment_urls: false,
             })
             .collect(),
         outbound: None,

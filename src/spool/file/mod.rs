@@ -20,6 +20,16 @@
 //!                         `GET /v1/messages/{id}` shows), kept after it is
 //!                         done for the status retention
 //! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
+//! kept/<id>.<k>           attachment k of a message's payload, sent as a
+//!                         signed `url`: line 1 its expiry (unix s, 20
+//!                         digits, extended in place), line 2 its meta as
+//!                         JSON (content_type, filename, sha256, size),
+//!                         then its decoded bytes; outlives
+//!                         `msg/<id>.msg` until the sweep after `expires`
+//!                         ([`kept`], `spool::kept`)
+//! attachment-url.key      the generated key of attachment links when
+//!                         `POSTERN_ATTACHMENT_URL_SECRET` is unset (0600;
+//!                         written by the wiring, `app::setup`)
 //! ```
 //!
 //! A message is committed by writing it to `tmp/`, `fsync`ing the file,
@@ -42,6 +52,7 @@
 //! while the attempt's lease holds; an operator change revokes the
 //! lease under the same lock ([`Spool::write_state`]).
 
+mod kept;
 mod queue;
 
 pub(crate) use queue::Queue;
@@ -87,6 +98,7 @@ impl Spool {
             "msg",
             "state",
             "corrupt",
+            kept::KEPT,
             RECORDS_OUTBOX,
             RECORDS_IDEM,
         ] {
