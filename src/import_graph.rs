@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "api",
+            "auth_checks",
             "compose",
             "config",
             "delivery",
@@ -36,11 +37,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // config builds each stage's settings, so it names their settings types.
     (
         "config",
-        &["compose", "model", "relay", "route", "smtp", "spool"],
+        &[
+            "auth_checks",
+            "compose",
+            "model",
+            "relay",
+            "route",
+            "smtp",
+            "spool",
+        ],
     ),
+    // The worker turns a message's stored verdicts into the payload's
+    // `auth` and our Authentication-Results header.
     (
         "delivery",
-        &["mail", "model", "relay", "route", "spool", "telemetry"],
+        &[
+            "auth_checks",
+            "mail",
+            "model",
+            "relay",
+            "route",
+            "spool",
+            "telemetry",
+        ],
     ),
     (
         "doctor",
@@ -53,7 +72,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
     ("relay", &["model", "tls"]),
     ("route", &["model"]),
-    ("smtp", &["model", "route", "spool", "telemetry", "tls"]),
+    // DATA runs the authentication checks on a committed message.
+    (
+        "smtp",
+        &["auth_checks", "model", "route", "spool", "telemetry", "tls"],
+    ),
     ("spool", &[]),
     // The one exception: metrics label replies by `smtp::reply::class`, the
     // single definition of a reply class (not worth a module of its own).

@@ -56,6 +56,10 @@ pub struct RouteSpec {
     /// How long the answer may take (`"5s"`, `"500ms"`); default 5 s.
     #[serde(default)]
     pub authorize_timeout: Option<String>,
+    /// Refuse at DATA (`550 5.7.1`) a message that fails DMARC when its
+    /// `From` domain's policy is `reject` (needs the `dmarc` check on).
+    #[serde(default)]
+    pub dmarc_reject: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -78,6 +82,7 @@ impl RouteSpec {
             auth: None,
             authorize_url: None,
             authorize_timeout: None,
+            dmarc_reject: false,
         }
     }
 }
@@ -178,6 +183,8 @@ pub struct Route {
     pub auth_required: bool,
     /// Asked at RCPT time before a recipient of this route is accepted.
     pub authorize: Option<Authorize>,
+    /// Refuse mail failing DMARC under a `reject` policy.
+    pub dmarc_reject: bool,
 }
 
 impl Route {
@@ -233,6 +240,7 @@ impl Route {
             max_attachment_inline: spec.max_attachment_inline,
             auth_required: spec.auth == Some(RouteAuth::Required),
             authorize,
+            dmarc_reject: spec.dmarc_reject,
         })
     }
 

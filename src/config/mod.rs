@@ -7,7 +7,8 @@
 //! limits, [`SmtpLimits`](crate::smtp::SmtpLimits)), `security.rs` (TLS and AUTH,
 //! [`SecurityConfig`]), `routes.rs` (routes and their default secrets),
 //! `delivery.rs` (retries, timeouts, concurrency, [`DeliveryConfig`]) and
-//! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]);
+//! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]),
+//! `auth_checks.rs` (SPF/DKIM/DMARC/ARC and their DNS servers);
 //! `parse.rs` holds the value parsers they share and `names.rs` which
 //! `POSTERN_*` names are ours. What is left here is what spans the stages:
 //! the listeners, development mode, and collecting every problem. Nothing
@@ -20,6 +21,7 @@
 //! every listener is on loopback. Every problem is reported at once, so an
 //! operator fixes a configuration in one round, not one error per restart.
 
+mod auth_checks;
 mod database;
 mod delivery;
 mod dkim;
@@ -201,6 +203,10 @@ struct RawConfig {
     smtp_proxy_timeout: Option<String>,
     // issue 13 item 7: DKIM signing of API mail
     dkim_keys: Option<String>,
+    // issue 13 item 2: SPF, DKIM, DMARC and ARC of inbound mail
+    auth_checks: Option<String>,
+    dns_servers: Option<String>,
+    dns_timeout: Option<String>,
     // issue #12: the PostgreSQL store
     database_url: Option<String>,
     database_ca: Option<String>,
@@ -244,6 +250,9 @@ pub struct Config {
     pub smtp_proxy: crate::smtp::proxy::ProxyConfig,
     /// The PostgreSQL store, when `POSTERN_DATABASE_URL` is set (issue #12).
     pub database: Option<DatabaseSettings>,
+    /// SPF/DKIM/DMARC/ARC of inbound mail; `None` while every check is
+    /// off (the default: no DNS at all).
+    pub auth_checks: Option<crate::auth_checks::settings::Settings>,
 }
 
 impl Config {
@@ -364,6 +373,10 @@ impl Config {
         let delivery = delivery::parse(&mut raw, p);
         let smtp_proxy = smtp::parse_proxy(&mut raw, p);
         let database = database::parse(&mut raw, p);
+        let auth_checks = auth_checks::parse(&mut raw, p);
+        if let Some(e) = auth_checks::dmarc_reject_without_dmarc(&routes, auth_checks.as_ref()) {
+            p.push(e);
+        }
 
         let fsync = p.bool("POSTERN_FSYNC", raw.fsync.take(), true);
         let log_format = match raw.log_format.as_deref() {
@@ -401,6 +414,7 @@ impl Config {
             outbound,
             smtp_proxy,
             database,
+            auth_checks,
         }
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::debug;
 
+use crate::auth_checks::AuthResults;
+use crate::auth_checks::record::Record;
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::secret::Secret;
 use crate::model::sign;
@@ -39,6 +41,9 @@ pub struct Payload<'a> {
     pub id: &'a str,
     pub received_at: &'a str,
     pub envelope: PayloadEnvelope<'a>,
+    /// SPF, DKIM, DMARC and ARC verdicts; absent when the checks are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'a AuthResults>,
     #[serde(flatten)]
     pub message: MessageJson,
 }
@@ -46,6 +51,22 @@ pub struct Payload<'a> {
 /// Builds the exact bytes POSTed for delivery `index` of a message;
 /// `delimiter` splits the recipients' subaddresses.
 pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimiter) -> Vec<u8> {
+    payload_with_auth(envelope, index, raw, delimiter, None)
+}
+
+/// [`payload`] of a message with its stored verdicts: `auth` carries
+/// them, and the message the payload shows (`headers`, `raw`) starts with
+/// our `Authentication-Results:`, incoming ones claiming our authserv-id
+/// removed ([`Record::apply`]). `envelope.size` stays the size received.
+pub fn payload_with_auth(
+    envelope: &Envelope,
+    index: usize,
+    raw: &[u8],
+    delimiter: &Delimiter,
+    auth: Option<&Record>,
+) -> Vec<u8> {
+    let shown = auth.map(|a| a.apply(raw));
+    let message = shown.as_deref().unwrap_or(raw);
     let delivery = &envelope.deliveries[index];
     let opts = PayloadOptions {
         include_raw: delivery.raw,
@@ -69,7 +90,8 @@ pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimi
             authenticated_user: envelope.authenticated_user.as_deref(),
             size: raw.len(),
         },
-        message: mail::parse_message(raw, &opts),
+        auth: auth.map(|a| &a.results),
+        message: mail::parse_message(message, &opts),
     };
     serde_json::to_vec(&p).expect("payload serialises")
 }

@@ -33,7 +33,8 @@ use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
 use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, classify};
-use super::webhook::{self, PostError, payload, webhook_id};
+use super::webhook::{self, PostError, payload_with_auth, webhook_id};
+use crate::auth_checks::record::Record;
 use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
@@ -155,15 +156,17 @@ impl Worker {
         // thread that reads the file; other kinds need the content as is.
         let index = key.index;
         let delimiter = self.settings.recipient_delimiter.clone();
-        let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
-            let is_webhook =
-                env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
-            if is_webhook && state.state == State::Pending {
-                payload(env, index, &raw, &delimiter)
-            } else {
-                raw
-            }
-        };
+        let prepare =
+            move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>, auth: Option<Vec<u8>>| {
+                let is_webhook =
+                    env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
+                if is_webhook && state.state == State::Pending {
+                    let auth = auth.and_then(|b| Record::from_bytes(&b));
+                    payload_with_auth(env, index, &raw, &delimiter, auth.as_ref())
+                } else {
+                    raw
+                }
+            };
         let (envelope, state, content) = match self.store.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,

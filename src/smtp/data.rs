@@ -129,6 +129,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let writer: Incoming = writer.expect("writer present when nothing failed");
             match writer.commit().await {
                 Ok(committed) => {
+                    // Authentication checks (checks.rs): verdicts stored
+                    // with the message, or the message refused.
+                    let Some(committed) = self.authenticate(committed, &tx).await else {
+                        return Ok(());
+                    };
                     let envelope = committed.schedule();
                     self.inbound.metrics.messages_accepted.inc();
                     self.inbound.metrics.received_bytes.inc_by(size);

@@ -10,12 +10,15 @@
 //!   `auth` (with `sasl` decoding and the [`throttle`]), `starttls`
 //!   (also the TLS handshake of the implicit-TLS listener).
 //! - [`authorize`]: a route's `authorize_url`, asked at RCPT.
+//! - [`checks`]: SPF/DKIM/DMARC/ARC of a committed message, after DATA
+//!   (stored with it, or `dmarc_reject`).
 //! - [`reply`]: every reply text we send and the reply class; `printable`
 //!   keeps echoed client text safe; [`address`] canonicalises addresses.
 
 pub mod address;
 mod auth;
 pub mod authorize;
+pub mod checks;
 mod data;
 mod dot;
 mod ehlo;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::authorize::Authorizer;
+use super::checks::AuthChecker;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
 use super::{Settings, reply};
@@ -39,6 +40,8 @@ pub struct Inbound {
     /// Asks routes' `authorize_url` at RCPT; its cache is shared.
     pub authorizer: Arc<Authorizer>,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// SPF/DKIM/DMARC/ARC after DATA's commit; `None` while they are off.
+    pub auth_checker: Option<Arc<AuthChecker>>,
 }
 
 impl Inbound {
@@ -62,6 +65,16 @@ impl Inbound {
             auth_throttle,
             authorizer: Arc::new(Authorizer::default()),
             metrics,
+            auth_checker: None,
+        }
+    }
+
+    /// With the authentication checks run after each DATA (issue 13
+    /// item 2); without this call there are none.
+    pub fn with_auth_checks(self, checker: AuthChecker) -> Inbound {
+        Inbound {
+            auth_checker: Some(Arc::new(checker)),
+            ..self
         }
     }
 }

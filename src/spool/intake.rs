@@ -79,6 +79,25 @@ impl Committed {
         &self.envelope
     }
 
+    /// The committed content, read back from the store (the caller does
+    /// not keep a copy while receiving).
+    pub async fn content(&self) -> Result<Vec<u8>> {
+        self.store.read_message(&self.envelope.id).await
+    }
+
+    /// Writes a record of this message (`dir`/`<id>.json`), durably,
+    /// before it is scheduled; removed with the message.
+    pub async fn attach(&self, dir: &'static str, bytes: Vec<u8>) -> Result<()> {
+        let name = format!("{}.json", self.envelope.id);
+        self.store.write_record(dir, &name, bytes).await
+    }
+
+    /// Refused after its commit: the message and its records are removed
+    /// and nothing is scheduled.
+    pub async fn discard(self) -> Result<()> {
+        self.store.remove_unscheduled(&self.envelope.id).await
+    }
+
     /// Every delivery of the message is due now; returns its envelope.
     pub fn schedule(self) -> Envelope {
         let now = now_ms();
@@ -134,7 +153,7 @@ mod tests {
             .collect();
         assert_eq!(due, [0, 1]);
         let key = JobKey { id, index: 0 };
-        let (_, _, raw) = store.load_with(&key, |_, _, raw| raw).await.unwrap();
+        let (_, _, raw) = store.load_with(&key, |_, _, raw, _| raw).await.unwrap();
         assert_eq!(raw, b"Subject: a\r\n\r\nbody\r\n");
     }
 

@@ -20,6 +20,10 @@
 //!                         `GET /v1/messages/{id}` shows), kept after it is
 //!                         done for the status retention
 //! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
+//! auth/<id>.json          the SPF/DKIM/DMARC/ARC verdicts of an inbound
+//!                         message (when checks are on), written after its
+//!                         commit and before it is scheduled, removed with
+//!                         it (orphans from a crash are cleared at start)
 //! ```
 //!
 //! A message is committed by writing it to `tmp/`, `fsync`ing the file,
@@ -51,8 +55,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_IDEM,
-    RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id, parse_delivery_id,
+    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_AUTH,
+    RECORDS_IDEM, RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id,
+    parse_delivery_id,
 };
 
 /// The spool directory: the file backend of [`Store`].
@@ -89,6 +94,7 @@ impl Spool {
             "corrupt",
             RECORDS_OUTBOX,
             RECORDS_IDEM,
+            RECORDS_AUTH,
         ] {
             std::fs::create_dir_all(root.join(d))?;
         }
@@ -111,6 +117,11 @@ impl Spool {
 
     fn msg_path(&self, id: &str) -> PathBuf {
         self.root.join("msg").join(format!("{id}.msg"))
+    }
+
+    /// The verdicts record of message `id` (see [`RECORDS_AUTH`]).
+    fn auth_path(&self, id: &str) -> PathBuf {
+        self.root.join(RECORDS_AUTH).join(format!("{id}.json"))
     }
 
     fn state_path(&self, key: &JobKey) -> PathBuf {
@@ -155,14 +166,15 @@ impl Spool {
         }
     }
 
-    /// Reads a committed message (envelope and content) and the state of
-    /// one of its deliveries, then runs `prepare` on the content, all in one
-    /// trip to the blocking pool (the delivery worker builds its JSON body
-    /// there, so a message costs one hand-off instead of two).
+    /// Reads a committed message (envelope and content), the state of
+    /// one of its deliveries and its verdicts record (`auth/`, if any),
+    /// then runs `prepare` on them, all in one trip to the blocking pool
+    /// (the delivery worker builds its JSON body there, so a message costs
+    /// one hand-off instead of two).
     pub async fn load_with<T: Send + 'static>(
         &self,
         key: &JobKey,
-        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>) -> T + Send + 'static,
+        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>, Option<Vec<u8>>) -> T + Send + 'static,
     ) -> Result<(Envelope, DeliveryState, T)> {
         let this = self.clone();
         let key = key.clone();
@@ -177,7 +189,9 @@ impl Spool {
                 let _ = std::fs::remove_file(this.state_path(&key));
                 DeliveryState::fresh()
             });
-            let prepared = prepare(&envelope, &state, raw);
+            // Absent on the default path (checks off): one failed open.
+            let auth = std::fs::read(this.auth_path(&key.id)).ok();
+            let prepared = prepare(&envelope, &state, raw, auth);
             Ok((envelope, state, prepared))
         })
         .await
@@ -270,6 +284,7 @@ impl Spool {
     /// Removes a message and its states, commit record first.
     fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
         ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
+        ignore_missing(std::fs::remove_file(self.auth_path(id)))?;
         if states {
             for index in 0..deliveries {
                 let key = JobKey {
@@ -345,6 +360,13 @@ impl Spool {
                 let _ = std::fs::remove_file(&path);
             }
         }
+        for entry in std::fs::read_dir(self.root.join(RECORDS_AUTH))? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !ids.contains(name.trim_end_matches(".json")) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         report
             .pending
             .sort_by_key(|(k, due)| (*due, k.id.clone(), k.index));
@@ -378,6 +400,30 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
 }
 
 impl Spool {
+    /// The content of committed message `id` (without its envelope line).
+    pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
+        let this = self.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let bytes = std::fs::read(this.msg_path(&id))?;
+            Ok(split_record(&id, bytes)?.1)
+        })
+        .await
+    }
+
+    /// Removes committed message `id` that was never scheduled (refused
+    /// after its commit), with its records, under the operator lock.
+    pub async fn remove_unscheduled(&self, id: &str) -> Result<()> {
+        let this = self.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let _ops = this.lock_ops();
+            this.remove_sync(&id, 0, false)?;
+            sync_dir(&this.root.join("msg"), this.fsync)
+        })
+        .await
+    }
+
     /// Durably writes a small record (`outbox/`, `idem/`), atomically.
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
         let this = self.clone();
@@ -796,7 +842,7 @@ mod tests {
             id: id.clone(),
             index: 0,
         };
-        let (env, state, raw) = spool.load_with(&k0, |_, _, raw| raw).await.unwrap();
+        let (env, state, raw) = spool.load_with(&k0, |_, _, raw, _| raw).await.unwrap();
         assert_eq!(state, DeliveryState::fresh());
         assert_eq!(env, envelope(&id, 2));
         assert_eq!(raw, b"Subject: hi\r\n\r\nbody\r\n");
@@ -826,7 +872,7 @@ mod tests {
             .finish(&spool.leases.grant(k1.clone()), 2, false)
             .await
             .unwrap();
-        assert!(spool.load_with(&k1, |_, _, _| ()).await.is_err());
+        assert!(spool.load_with(&k1, |_, _, _, _| ()).await.is_err());
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
             0
