@@ -17,7 +17,7 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use crate::dns::Dns;
 use crate::helpers::python_json;
 
-const MESSAGE: &str = "From: Alice <alice@signer.example>\r\n\
+pub const MESSAGE: &str = "From: Alice <alice@signer.example>\r\n\
 To: bob@postern.test\r\n\
 Subject: Quarterly report\r\n\
 Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
@@ -37,7 +37,12 @@ async fn dkimpy_signed(domain: &str, selector: &str, algorithm: &str) -> Vec<u8>
     sign_with_dkimpy(MESSAGE, domain, selector, algorithm).await
 }
 
-async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm: &str) -> Vec<u8> {
+pub async fn sign_with_dkimpy(
+    message: &str,
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("m.eml");
     std::fs::write(&msg, message).unwrap();
@@ -74,7 +79,7 @@ async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm
 
 /// The DNS server with the fixture keys published as `rsa1` and `ed1`
 /// of signer.example (the records as `postern doctor` prints them).
-fn publish() -> Dns {
+pub fn publish() -> Dns {
     let mut dns = Dns::start();
     for (selector, file) in [("rsa1", "rsa2048.pem"), ("ed1", "ed25519.pem")] {
         let pem = std::fs::read(fixture(file)).unwrap();

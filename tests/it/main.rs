@@ -11,6 +11,7 @@ mod api;
 mod api_limits;
 mod auth;
 mod auth_checks;
+mod auth_results;
 mod authorize;
 mod clients;
 mod config;
