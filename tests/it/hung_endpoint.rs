@@ -91,15 +91,6 @@ async fn send_each(app: &App, to: &[&str]) -> Vec<String> {
     ids
 }
 
-async fn metrics(app: &App) -> String {
-    reqwest::get(format!("http://{}/metrics", app.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the series `name{endpoint="origin"}` (None: not exported).
 fn series(text: &str, name: &str, origin: &str) -> Option<f64> {
     let prefix = format!("{name}{{endpoint=\"{origin}\"}} ");
