@@ -43,6 +43,21 @@ pub async fn sign_with_dkimpy(
     selector: &str,
     algorithm: &str,
 ) -> Vec<u8> {
+    dkimpy(message, domain, selector, algorithm, false).await
+}
+
+/// `message` ARC-sealed by dkimpy as forwarder `domain` (RSA key).
+pub async fn arc_seal_with_dkimpy(message: &str, domain: &str, selector: &str) -> Vec<u8> {
+    dkimpy(message, domain, selector, "rsa-sha256", true).await
+}
+
+async fn dkimpy(
+    message: &str,
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+    arc: bool,
+) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("m.eml");
     std::fs::write(&msg, message).unwrap();
@@ -64,13 +79,16 @@ pub async fn sign_with_dkimpy(
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dkim_sign.py");
     let script = std::fs::read_to_string(script).unwrap();
-    let args = [
+    let mut args = vec![
         msg.to_str().unwrap(),
         domain,
         selector,
         key.to_str().unwrap(),
         algorithm,
     ];
+    if arc {
+        args.push("arc");
+    }
     let out = python_json(&script, &args, 30).await;
     base64::engine::general_purpose::STANDARD
         .decode(out["signed"].as_str().unwrap())
@@ -286,4 +304,34 @@ async fn dmarc_passes_only_with_an_aligned_spf_or_dkim_pass() {
     );
     assert_eq!(serde_json::to_value(&got.spf).unwrap()["result"], "fail");
     assert_eq!(serde_json::to_value(&got.arc).unwrap()["result"], "none");
+}
+
+#[tokio::test]
+async fn an_arc_seal_by_dkimpy_passes_and_a_changed_message_fails() {
+    use postern::auth_checks::Received;
+    use postern::auth_checks::arc::{ArcOutcome, ArcVerdict};
+    let dns = publish();
+    let v = verifier(&dns);
+    let sealed = arc_seal_with_dkimpy(MESSAGE, "signer.example", "rsa1").await;
+    let text = String::from_utf8(sealed).unwrap();
+    let changed = text.replace("The numbers  are in.", "The numbers are out.");
+    for (message, want) in [
+        (text.as_bytes(), ArcOutcome::Pass),
+        (changed.as_bytes(), ArcOutcome::Fail),
+        (MESSAGE.as_bytes(), ArcOutcome::None),
+    ] {
+        let r = Received {
+            message,
+            ip: std::net::IpAddr::from([127, 0, 0, 9]),
+            helo: "fwd.signer.example",
+            mail_from: "b@signer.example",
+            hostname: "postern.test",
+        };
+        assert_eq!(
+            v.check(&r).await.arc,
+            Some(ArcVerdict { result: want }),
+            "{}",
+            String::from_utf8_lossy(message)
+        );
+    }
 }
