@@ -879,6 +879,67 @@ mod tests {
         );
     }
 
+    /// A message's verdicts record is read with it, leaves with it
+    /// (delivered or refused after its commit), and an orphan (a crash
+    /// between the two unlinks) is cleared at start.
+    #[tokio::test]
+    async fn the_auth_record_lives_and_goes_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let committed = |id: String| {
+            let spool = spool.clone();
+            async move {
+                let mut w = spool.create(&envelope(&id, 1)).await.unwrap();
+                w.write(b"Subject: hi\r\n\r\nbody\r\n").await.unwrap();
+                w.commit().await.unwrap();
+                let name = format!("{id}.json");
+                spool
+                    .write_record(RECORDS_AUTH, &name, b"{}".to_vec())
+                    .await
+                    .unwrap();
+                id
+            }
+        };
+        let auth = || {
+            std::fs::read_dir(dir.path().join(RECORDS_AUTH))
+                .unwrap()
+                .count()
+        };
+        let delivered = committed(new_id()).await;
+        let key = JobKey {
+            id: delivered.clone(),
+            index: 0,
+        };
+        let (_, _, (raw, record)) = spool
+            .load_with(&key, |_, _, raw, auth| (raw, auth))
+            .await
+            .unwrap();
+        assert_eq!(spool.read_message(&delivered).await.unwrap(), raw);
+        assert_eq!(record.as_deref(), Some(&b"{}"[..]));
+        spool
+            .finish(&spool.leases.grant(key), 1, false)
+            .await
+            .unwrap();
+        assert_eq!(auth(), 0);
+        let refused = committed(new_id()).await;
+        spool.remove_unscheduled(&refused).await.unwrap();
+        assert_eq!((auth(), spool.scan().unwrap().messages), (0, 0));
+        let orphan = dir
+            .path()
+            .join(RECORDS_AUTH)
+            .join(format!("{}.json", new_id()));
+        std::fs::write(&orphan, b"{}").unwrap();
+        let kept = committed(new_id()).await;
+        spool.scan().unwrap();
+        assert!(!orphan.exists());
+        assert!(
+            dir.path()
+                .join(RECORDS_AUTH)
+                .join(format!("{kept}.json"))
+                .exists()
+        );
+    }
+
     #[tokio::test]
     async fn uncommitted_writes_never_appear() {
         let dir = tempfile::tempdir().unwrap();
