@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::auth_checks::{MESSAGE, publish, sign_with_dkimpy};
+use crate::auth_checks::{MESSAGE, arc_seal_with_dkimpy, publish, sign_with_dkimpy};
 use crate::dns::Dns;
 use crate::helpers::*;
 
@@ -96,6 +96,10 @@ async fn verdicts_reach_the_payload_and_our_header_replaces_forged_ones() {
     let header_changed = signed.replace("Subject: Quarterly report", "Subject: Quarterly rep0rt");
     let body_changed = signed.replace("The numbers  are in.", "The numbers are out.");
     let spoofed = MESSAGE.replace("alice@signer.example", "alice@victim.example");
+    // Sealed by a forwarder (ARC), not DKIM-signed, relayed from a client
+    // SPF refuses: only the chain passes.
+    let sealed =
+        String::from_utf8(arc_seal_with_dkimpy(MESSAGE, "signer.example", "rsa1").await).unwrap();
     let forged = format!(
         "Authentication-Results: {}; dkim=pass header.d=signer.example\r\n\
          Authentication-Results: mx.other.example; spf=pass\r\n{MESSAGE}",
@@ -168,14 +172,23 @@ async fn verdicts_reach_the_payload_and_our_header_replaces_forged_ones() {
             vec![],
             json!({"result": "pass", "policy": "reject", "aligned": true}),
         ),
+        (
+            9,
+            "b@signer.example",
+            &sealed,
+            "fail",
+            vec![],
+            json!({"result": "fail", "policy": "reject", "aligned": false}),
+        ),
     ];
+    const SEALED: usize = 8;
     let mut ids = Vec::new();
     for (last, from, message, ..) in &cases {
         let reply = send_from(&app, *last, from, &["bob@postern.test"], message.as_bytes()).await;
         ids.push(queue_id(&reply));
     }
     let hits = rx.wait_for(cases.len(), 30).await;
-    for ((last, from, _, spf, dkim, dmarc), id) in cases.iter().zip(&ids) {
+    for (i, ((last, from, _, spf, dkim, dmarc), id)) in cases.iter().zip(&ids).enumerate() {
         let p = payload_of(&hits, id);
         let what = format!("127.0.0.{last} {from}: {}", p["auth"]);
         let auth = &p["auth"];
@@ -199,7 +212,8 @@ async fn verdicts_reach_the_payload_and_our_header_replaces_forged_ones() {
         for k in ["result", "policy", "aligned"] {
             assert_eq!(auth["dmarc"][k], dmarc[k], "{k}: {what}");
         }
-        assert_eq!(auth["arc"], json!({"result": "none"}), "{what}");
+        let arc = if i == SEALED { "pass" } else { "none" };
+        assert_eq!(auth["arc"], json!({ "result": arc }), "{what}");
         // Our header comes first, in the headers and in raw, and says the same.
         let first = &p["headers"][0];
         assert_eq!(first["name"], "Authentication-Results", "{what}");
@@ -237,7 +251,7 @@ async fn verdicts_reach_the_payload_and_our_header_replaces_forged_ones() {
     assert_eq!(n, Some(2.0), "{metrics}");
     assert_eq!(
         sample(&metrics, "postern_auth_check_duration_seconds_count"),
-        Some(8.0)
+        Some(cases.len() as f64)
     );
     app.stop().await;
 }
