@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "api",
+            "auth_checks",
             "compose",
             "config",
             "delivery",
@@ -36,11 +37,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // config builds each stage's settings, so it names their settings types.
     (
         "config",
-        &["compose", "model", "relay", "route", "smtp", "spool"],
+        &[
+            "auth_checks",
+            "compose",
+            "model",
+            "relay",
+            "route",
+            "smtp",
+            "spool",
+        ],
     ),
+    // The worker turns a message's stored verdicts into the payload's
+    // `auth` and our Authentication-Results header.
     (
         "delivery",
-        &["mail", "model", "relay", "route", "spool", "telemetry"],
+        &[
+            "auth_checks",
+            "mail",
+            "model",
+            "relay",
+            "route",
+            "spool",
+            "telemetry",
+        ],
     ),
     (
         "doctor",
@@ -55,9 +74,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("route", &["model"]),
     // delivery: a sync route is POSTed during DATA with the worker's
     // payload and signed POST (smtp/sync.rs), not a second copy of them.
+    // auth_checks: DATA runs the authentication checks on a committed
+    // message.
     (
         "smtp",
-        &["delivery", "model", "route", "spool", "telemetry", "tls"],
+        &[
+            "auth_checks",
+            "delivery",
+            "model",
+            "route",
+            "spool",
+            "telemetry",
+            "tls",
+        ],
     ),
     ("spool", &[]),
     // The one exception: metrics label replies by `smtp::reply::class`, the

@@ -26,8 +26,11 @@
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
 //! - [`compose`]: JSON request → MIME message, for the sending API, and
 //!   its DKIM signature ([`compose::dkim`]).
-//! - [`auth_checks`]: SPF, DKIM and DMARC verification of received mail
-//!   (ARC to follow); a library not yet called by the SMTP session.
+//! - [`auth_checks`]: SPF, DKIM, DMARC and ARC verification of received
+//!   mail (opt-in, `POSTERN_AUTH_CHECKS`), run by the SMTP session after
+//!   DATA's commit ([`smtp::checks`]); the verdicts are stored beside the
+//!   message and become the payload's `auth` and its
+//!   `Authentication-Results:` header.
 //! - [`smtp`]: accept loop, the session and one file per SMTP phase
 //!   (RCPT asks a route's `authorize_url` there; DATA POSTs sync routes
 //!   with delivery's payload and signed POST), every reply text; it

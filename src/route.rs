@@ -69,6 +69,10 @@ pub struct RouteSpec {
     /// How long a sync route's answer may take (`"20s"`); default 20 s.
     #[serde(default)]
     pub sync_timeout: Option<String>,
+    /// Refuse at DATA (`550 5.7.1`) a message that fails DMARC when its
+    /// `From` domain's policy is `reject` (needs the `dmarc` check on).
+    #[serde(default)]
+    pub dmarc_reject: bool,
 }
 
 /// When a route's webhook is called.
@@ -103,6 +107,7 @@ impl RouteSpec {
             authorize_timeout: None,
             mode: RouteMode::Async,
             sync_timeout: None,
+            dmarc_reject: false,
         }
     }
 }
@@ -235,6 +240,8 @@ pub struct Route {
     /// `"mode": "sync"`: POSTed during DATA, within this long; the answer
     /// is the SMTP reply and nothing is spooled for this route.
     pub sync_timeout: Option<Duration>,
+    /// Refuse mail failing DMARC under a `reject` policy.
+    pub dmarc_reject: bool,
 }
 
 impl Route {
@@ -293,6 +300,7 @@ impl Route {
             auth_required: spec.auth == Some(RouteAuth::Required),
             authorize,
             sync_timeout,
+            dmarc_reject: spec.dmarc_reject,
         })
     }
 

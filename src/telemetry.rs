@@ -38,6 +38,14 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthResultLabels {
+    /// `spf`, `dkim`, `dmarc` or `arc`.
+    pub check: String,
+    /// The RFC 8601 word: `pass`, `fail`, `temperror`, …
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabel {
     /// `scheme://host:port`, see [`crate::delivery::endpoint::Endpoint`].
     pub endpoint: String,
@@ -82,6 +90,11 @@ pub struct Metrics {
     /// Deliveries waiting for their endpoint (limit reached or breaker
     /// open), outside the schedule.
     pub endpoint_parked: Gauge,
+    /// Time the authentication checks of one message took (DNS included).
+    pub auth_check_duration: Histogram,
+    /// Verdicts of the authentication checks, one per check (per
+    /// signature for DKIM).
+    pub auth_results: Family<AuthResultLabels, Counter>,
     endpoint_labels: Mutex<HashSet<String>>,
 }
 
@@ -114,6 +127,9 @@ impl Metrics {
             endpoint_breaker_state: Family::default(),
             endpoint_breaker_opens: Family::default(),
             endpoint_parked: Gauge::default(),
+            // 1 ms … ~16 s: a warm local resolver to the checks' budget.
+            auth_check_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            auth_results: Family::default(),
             endpoint_labels: Mutex::default(),
             registry: Registry::default(),
         };
@@ -218,6 +234,17 @@ impl Metrics {
             "endpoint_parked_deliveries",
             "deliveries waiting for their endpoint (limit reached or breaker open)",
             m.endpoint_parked.clone(),
+        );
+        registry.register_with_unit(
+            "auth_check_duration",
+            "time the SPF/DKIM/DMARC/ARC checks of one message took",
+            prometheus_client::registry::Unit::Seconds,
+            m.auth_check_duration.clone(),
+        );
+        registry.register(
+            "auth_results",
+            "authentication check verdicts, by check and result",
+            m.auth_results.clone(),
         );
         let reply_classes = REPLY_CLASSES.map(|class| {
             m.smtp_replies

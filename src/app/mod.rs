@@ -66,7 +66,14 @@ pub async fn run(
     }
     let metrics = Arc::new(telemetry::Metrics::new());
     metrics.spool_corrupt.inc_by(corrupt as u64);
-    let inbound = Inbound::new(config.smtp_settings(), store.clone(), tls, metrics.clone());
+    let mut inbound = Inbound::new(config.smtp_settings(), store.clone(), tls, metrics.clone())
+        .with_attachment_links(linker.clone());
+    if let Some(auth) = &config.auth_checks {
+        // Only here, with a check on, is the system resolver read.
+        let checker = smtp::checks::AuthChecker::new(auth)
+            .map_err(|e| Error::Config(format!("POSTERN_AUTH_CHECKS: {e}")))?;
+        inbound = inbound.with_auth_checks(checker);
+    }
     let limiter = smtp::server::Limiter::new(
         config.limits.max_sessions,
         config.limits.max_sessions_per_ip,

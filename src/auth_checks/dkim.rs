@@ -3,12 +3,12 @@
 //! it (`[{result, domain, selector}]`).
 
 use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, Error};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Verifier;
 
 /// The result of one signature, in RFC 8601 words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
@@ -21,7 +21,7 @@ pub enum Outcome {
 }
 
 /// One signature's verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DkimVerdict {
     pub result: Outcome,
     /// The signature's `d=`; empty when it could not be read.

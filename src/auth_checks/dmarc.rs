@@ -11,10 +11,10 @@
 
 use mail_auth::DmarcResult;
 use mail_auth::dmarc::Policy;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// RFC 8601 words for a DMARC result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcOutcome {
     Pass,
@@ -27,7 +27,7 @@ pub enum DmarcOutcome {
 }
 
 /// What the `From` domain asks receivers to do with mail that fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcPolicy {
     None,
@@ -35,7 +35,7 @@ pub enum DmarcPolicy {
     Reject,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmarcVerdict {
     pub result: DmarcOutcome,
     /// `None` when there is no record.

@@ -18,32 +18,46 @@ pub fn authentication_results(authserv_id: &str, r: &AuthResults) -> String {
             String::new()
         }
     };
-    parts.push(format!(
-        "spf={}{}",
-        word(&r.spf.result),
-        prop("smtp.mailfrom", &r.spf.domain)
-    ));
-    if r.dkim.is_empty() {
-        parts.push("dkim=none".into());
-    }
-    for d in &r.dkim {
+    if let Some(spf) = &r.spf {
         parts.push(format!(
-            "dkim={}{}{}",
-            word(&d.result),
-            prop("header.d", &d.domain),
-            prop("header.s", &d.selector)
+            "spf={}{}",
+            word(&spf.result),
+            prop("smtp.mailfrom", &spf.domain)
         ));
     }
-    parts.push(format!(
-        "dmarc={}{}",
-        word(&r.dmarc.result),
-        prop("header.from", &r.dmarc.domain)
-    ));
+    match r.dkim.as_deref() {
+        None => {}
+        Some([]) => parts.push("dkim=none".into()),
+        Some(sigs) => {
+            for d in sigs {
+                parts.push(format!(
+                    "dkim={}{}{}",
+                    word(&d.result),
+                    prop("header.d", &d.domain),
+                    prop("header.s", &d.selector)
+                ));
+            }
+        }
+    }
+    if let Some(dmarc) = &r.dmarc {
+        parts.push(format!(
+            "dmarc={}{}",
+            word(&dmarc.result),
+            prop("header.from", &dmarc.domain)
+        ));
+    }
+    if let Some(arc) = &r.arc {
+        parts.push(format!("arc={}", word(&arc.result)));
+    }
+    if parts.len() == 1 {
+        // RFC 8601 §2.2: no result at all is said as "none".
+        parts.push("none".into());
+    }
     format!("Authentication-Results: {}\r\n", parts.join(";\r\n\t"))
 }
 
 /// The serde name of a verdict (`pass`, `softfail`, …).
-fn word(v: &impl serde::Serialize) -> String {
+pub fn word(v: &impl serde::Serialize) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -136,6 +150,7 @@ fn claims(field: &[u8], authserv_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth_checks::arc::{ArcOutcome, ArcVerdict};
     use crate::auth_checks::dkim::{DkimVerdict, Outcome};
     use crate::auth_checks::dmarc::{DmarcOutcome, DmarcPolicy, DmarcVerdict};
     use crate::auth_checks::spf::{SpfOutcome, SpfVerdict};
@@ -143,11 +158,11 @@ mod tests {
     #[test]
     fn the_header_names_each_verdict() {
         let r = AuthResults {
-            spf: SpfVerdict {
+            spf: Some(SpfVerdict {
                 result: SpfOutcome::Softfail,
                 domain: "bounce.example".into(),
-            },
-            dkim: vec![
+            }),
+            dkim: Some(vec![
                 DkimVerdict {
                     result: Outcome::Pass,
                     domain: "example.com".into(),
@@ -158,13 +173,16 @@ mod tests {
                     domain: "evil; dmarc=pass".into(),
                     selector: "x".into(),
                 },
-            ],
-            dmarc: DmarcVerdict {
+            ]),
+            dmarc: Some(DmarcVerdict {
                 result: DmarcOutcome::Pass,
                 policy: Some(DmarcPolicy::Reject),
                 aligned: true,
                 domain: "example.com".into(),
-            },
+            }),
+            arc: Some(ArcVerdict {
+                result: ArcOutcome::None,
+            }),
         };
         assert_eq!(
             authentication_results("mx.postern.test", &r),
@@ -172,7 +190,27 @@ mod tests {
              \tspf=softfail smtp.mailfrom=bounce.example;\r\n\
              \tdkim=pass header.d=example.com header.s=s1;\r\n\
              \tdkim=fail header.s=x;\r\n\
-             \tdmarc=pass header.from=example.com\r\n"
+             \tdmarc=pass header.from=example.com;\r\n\
+             \tarc=none\r\n"
+        );
+        // Checks that are off are left out; none at all is "none".
+        let only_dkim = AuthResults {
+            spf: None,
+            dkim: Some(Vec::new()),
+            dmarc: None,
+            arc: None,
+        };
+        assert_eq!(
+            authentication_results("mx", &only_dkim),
+            "Authentication-Results: mx;\r\n\tdkim=none\r\n"
+        );
+        let nothing = AuthResults {
+            dkim: None,
+            ..only_dkim
+        };
+        assert_eq!(
+            authentication_results("mx", &nothing),
+            "Authentication-Results: mx;\r\n\tnone\r\n"
         );
     }
 

@@ -10,12 +10,12 @@ use std::net::IpAddr;
 
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{SpfOutput, SpfResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Verifier;
 
 /// RFC 8601 words for an SPF result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpfOutcome {
     Pass,
@@ -28,7 +28,7 @@ pub enum SpfOutcome {
 }
 
 /// The SPF verdict for one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpfVerdict {
     pub result: SpfOutcome,
     /// The domain whose policy was checked.

@@ -9,6 +9,7 @@
 //! `delivery.rs` (retries, timeouts, concurrency, [`DeliveryConfig`]) and
 //! `outbound.rs` (relay, events, sending API, [`OutboundConfig`]),
 //! `attachments.rs` (attachment links, [`AttachmentUrlConfig`]);
+//! `auth_checks.rs` (SPF/DKIM/DMARC/ARC and their DNS servers);
 //! `parse.rs` holds the value parsers they share and `names.rs` which
 //! `POSTERN_*` names are ours. What is left here is what spans the stages:
 //! the listeners, development mode, and collecting every problem. Nothing
@@ -22,6 +23,7 @@
 //! operator fixes a configuration in one round, not one error per restart.
 
 mod attachments;
+mod auth_checks;
 mod database;
 mod delivery;
 mod dkim;
@@ -204,6 +206,10 @@ struct RawConfig {
     smtp_proxy_timeout: Option<String>,
     // issue 13 item 7: DKIM signing of API mail
     dkim_keys: Option<String>,
+    // issue 13 item 2: SPF, DKIM, DMARC and ARC of inbound mail
+    auth_checks: Option<String>,
+    dns_servers: Option<String>,
+    dns_timeout: Option<String>,
     // issue #12: the PostgreSQL store
     database_url: Option<String>,
     database_ca: Option<String>,
@@ -253,6 +259,9 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     /// Attachments by signed URL (issue 13 item 5).
     pub attachment_urls: AttachmentUrlConfig,
+    /// SPF/DKIM/DMARC/ARC of inbound mail; `None` while every check is
+    /// off (the default: no DNS at all).
+    pub auth_checks: Option<crate::auth_checks::settings::Settings>,
 }
 
 impl Config {
@@ -382,6 +391,10 @@ impl Config {
         {
             p.push(e);
         }
+        let auth_checks = auth_checks::parse(&mut raw, p);
+        if let Some(e) = auth_checks::dmarc_reject_without_dmarc(&routes, auth_checks.as_ref()) {
+            p.push(e);
+        }
 
         let fsync = p.bool("POSTERN_FSYNC", raw.fsync.take(), true);
         let log_format = match raw.log_format.as_deref() {
@@ -420,6 +433,7 @@ impl Config {
             smtp_proxy,
             database,
             attachment_urls,
+            auth_checks,
         }
     }
 }

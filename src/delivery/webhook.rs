@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::debug;
 
+use crate::auth_checks::AuthResults;
+use crate::auth_checks::record::Record;
 use crate::mail::{self, MessageJson, PayloadOptions};
 use crate::model::attachment_url::{AttachmentMode, Linker};
 use crate::model::secret::Secret;
@@ -40,6 +42,9 @@ pub struct Payload<'a> {
     pub id: &'a str,
     pub received_at: &'a str,
     pub envelope: PayloadEnvelope<'a>,
+    /// SPF, DKIM, DMARC and ARC verdicts; absent when the checks are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<&'a AuthResults>,
     #[serde(flatten)]
     pub message: MessageJson,
 }
@@ -48,7 +53,7 @@ pub struct Payload<'a> {
 /// `delimiter` splits the recipients' subaddresses. Without links:
 /// attachments over the route's limit go without `content` or `url`.
 pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimiter) -> Vec<u8> {
-    build(envelope, index, raw, delimiter, None).body
+    build(envelope, index, raw, delimiter, None, None).body
 }
 
 /// A webhook body, and the attachments its links need kept (all linked
@@ -62,14 +67,21 @@ pub struct Built {
 
 /// [`payload`], with the attachments that are not inlined sent as signed
 /// links made by `links` at its time (unix s): their bytes come back in
-/// [`Built::kept`] for the caller to keep before sending.
+/// [`Built::kept`] for the caller to keep before sending. With the
+/// message's stored verdicts (`auth`), the payload carries them, and the
+/// message it shows (`headers`, `raw`) starts with our
+/// `Authentication-Results:`, incoming ones claiming our authserv-id
+/// removed ([`Record::apply`]); `envelope.size` stays the size received.
 pub fn build(
     envelope: &Envelope,
     index: usize,
     raw: &[u8],
     delimiter: &Delimiter,
     links: Option<(&Linker, u64)>,
+    auth: Option<&Record>,
 ) -> Built {
+    let shown = auth.map(|a| a.apply(raw));
+    let shown = shown.as_deref().unwrap_or(raw);
     let delivery = &envelope.deliveries[index];
     let opts = PayloadOptions {
         include_raw: delivery.raw,
@@ -81,7 +93,7 @@ pub fn build(
         },
         linkable: links.is_some(),
     };
-    let mut message = mail::parse_message(raw, &opts);
+    let mut message = mail::parse_message(shown, &opts);
     let mut kept = Vec::new();
     let mut expires = 0;
     if let Some((linker, now)) = links {
@@ -122,6 +134,7 @@ pub fn build(
             authenticated_user: envelope.authenticated_user.as_deref(),
             size: raw.len(),
         },
+        auth: auth.map(|a| &a.results),
         message,
     };
     let body = serde_json::to_vec(&p).expect("payload serialises");
@@ -264,7 +277,7 @@ mod tests {
         let linker = Linker::new("https://mail.example", key(), Duration::from_secs(100));
         let d = Delimiter::default();
         let env = envelope(Some(8), false);
-        let built = build(&env, 0, MIME, &d, Some((&linker, 1000)));
+        let built = build(&env, 0, MIME, &d, Some((&linker, 1000)), None);
         let p: serde_json::Value = serde_json::from_slice(&built.body).unwrap();
         let (small, big) = (&p["attachments"][0], &p["attachments"][1]);
         assert_eq!(small["content"], "c21hbGw=");
@@ -290,9 +303,16 @@ mod tests {
         assert_eq!(kept.meta.sha256, big["sha256"].as_str().unwrap());
 
         // "url" mode links every one; without a linker nothing is linked.
-        let all = build(&envelope(None, true), 0, MIME, &d, Some((&linker, 1000)));
+        let all = build(
+            &envelope(None, true),
+            0,
+            MIME,
+            &d,
+            Some((&linker, 1000)),
+            None,
+        );
         assert_eq!(all.kept.len(), 2);
-        let none = build(&env, 0, MIME, &d, None);
+        let none = build(&env, 0, MIME, &d, None, None);
         let p: serde_json::Value = serde_json::from_slice(&none.body).unwrap();
         assert!(none.kept.is_empty());
         assert!(p["attachments"][1]["content"].is_null());

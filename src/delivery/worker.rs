@@ -34,6 +34,7 @@ use super::events;
 use super::outbox::InFlight;
 use super::policy::{self, Action, Outcome, classify};
 use super::webhook::{self, PostError, webhook_id};
+use crate::auth_checks::record::Record;
 use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
@@ -156,26 +157,29 @@ impl Worker {
         let index = key.index;
         let delimiter = self.settings.recipient_delimiter.clone();
         let links = self.settings.links.clone();
-        let prepare = move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>| {
-            let is_webhook =
-                env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
-            if is_webhook && state.state == State::Pending {
-                let now = spool::now_ms() / 1000;
-                webhook::build(
-                    env,
-                    index,
-                    &raw,
-                    &delimiter,
-                    links.as_ref().map(|l| (l, now)),
-                )
-            } else {
-                webhook::Built {
-                    body: raw,
-                    kept: Vec::new(),
-                    expires: 0,
+        let prepare =
+            move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>, auth: Option<Vec<u8>>| {
+                let is_webhook =
+                    env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
+                if is_webhook && state.state == State::Pending {
+                    let now = spool::now_ms() / 1000;
+                    let auth = auth.and_then(|b| Record::from_bytes(&b));
+                    webhook::build(
+                        env,
+                        index,
+                        &raw,
+                        &delimiter,
+                        links.as_ref().map(|l| (l, now)),
+                        auth.as_ref(),
+                    )
+                } else {
+                    webhook::Built {
+                        body: raw,
+                        kept: Vec::new(),
+                        expires: 0,
+                    }
                 }
-            }
-        };
+            };
         let (envelope, state, built) = match self.store.load_with(&key, prepare).await {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,

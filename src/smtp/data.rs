@@ -132,6 +132,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let writer: Incoming = writer.expect("writer present when nothing failed");
             match writer.commit().await {
                 Ok(committed) => {
+                    // Authentication checks (checks.rs): verdicts stored
+                    // with the message, or the message refused.
+                    let Some(committed) = self.authenticate(committed, &tx).await else {
+                        return Ok(());
+                    };
                     // Sync routes (smtp/sync.rs): their apps' answers may
                     // refuse the message, withdrawn then, nothing scheduled.
                     let committed = match self.call_sync_routes(committed, sync).await {

@@ -14,12 +14,15 @@
 //! - `sync`: routes with `"mode": "sync"`, POSTed during DATA after the
 //!   commit; their answers decide the reply (the one place this stage
 //!   calls delivery code: the payload and the signed POST).
+//! - [`checks`]: SPF/DKIM/DMARC/ARC of a committed message, after DATA
+//!   (stored with it, or `dmarc_reject`).
 //! - [`reply`]: every reply text we send and the reply class; `printable`
 //!   keeps echoed client text safe; [`address`] canonicalises addresses.
 
 pub mod address;
 mod auth;
 pub mod authorize;
+pub mod checks;
 mod data;
 mod dot;
 mod ehlo;

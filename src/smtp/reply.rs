@@ -57,6 +57,9 @@ pub const AUTHORIZE_UNAVAILABLE: &str =
     "451 4.3.0 Recipient cannot be verified now, try again later";
 /// The app refused without a `text/plain` reason.
 pub const AUTHORIZE_REFUSED: &str = "550 5.7.1 Recipient refused";
+/// A route's `dmarc_reject`: the message fails DMARC and its `From`
+/// domain's policy is `reject` (RFC 7489 §10.3's suggested reply).
+pub const DMARC_REJECT: &str = "550 5.7.1 Email rejected per DMARC policy of the From domain";
 
 /// The app's `4xx` answer to `authorize_url`: its text (already one safe
 /// line) or ours.

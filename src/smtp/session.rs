@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::authorize::Authorizer;
+use super::checks::AuthChecker;
 use super::starttls::unknown_tls;
 use super::throttle::AuthThrottle;
 use super::{Settings, reply};
+use crate::model::attachment_url::Linker;
 use crate::route::Target;
 use crate::spool::{Intake, Store, TlsInfo};
 
@@ -41,6 +43,11 @@ pub struct Inbound {
     /// POSTs to sync routes during DATA (`super::sync`).
     pub sync_client: reqwest::Client,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// SPF/DKIM/DMARC/ARC after DATA's commit; `None` while they are off.
+    pub auth_checker: Option<Arc<AuthChecker>>,
+    /// Signs attachment links in sync routes' payloads, as the worker's
+    /// do (`None`: no `POSTERN_PUBLIC_URL` outside development mode).
+    pub links: Option<Linker>,
 }
 
 impl Inbound {
@@ -65,6 +72,23 @@ impl Inbound {
             authorizer: Arc::new(Authorizer::default()),
             sync_client: super::sync::client(),
             metrics,
+            auth_checker: None,
+            links: None,
+        }
+    }
+
+    /// Sync routes' payloads link attachments with `links`, like the
+    /// worker's.
+    pub fn with_attachment_links(self, links: Option<Linker>) -> Inbound {
+        Inbound { links, ..self }
+    }
+
+    /// With the authentication checks run after each DATA (issue 13
+    /// item 2); without this call there are none.
+    pub fn with_auth_checks(self, checker: AuthChecker) -> Inbound {
+        Inbound {
+            auth_checker: Some(Arc::new(checker)),
+            ..self
         }
     }
 }

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 use super::authorize::{Verdict, verdict_of};
 use super::reply;
 use super::session::Session;
+use crate::auth_checks::record::Record;
 use crate::delivery::webhook::{self, PostError};
 use crate::model::secret::Secret;
 use crate::spool::{self, Committed, Delivery, Envelope, JobKey};
@@ -140,19 +141,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let settings = &self.inbound.settings;
         let deliveries: Vec<Delivery> = targets.iter().map(|t| t.delivery.clone()).collect();
         let delimiter = settings.recipient_delimiter.clone();
-        let bodies = committed
-            .with_content(move |env, raw| {
+        let links = self.inbound.links.clone();
+        let built = committed
+            .with_content(move |env, raw, auth| {
                 // The payload builder reads a delivery by its index in an
                 // envelope: this one lists the sync deliveries.
                 let env = Envelope {
                     deliveries,
                     ..env.clone()
                 };
+                // The same payload as the worker's: verdicts and links too.
+                let auth = auth.and_then(|b| Record::from_bytes(&b));
+                let now = spool::now_ms() / 1000;
                 (0..env.deliveries.len())
-                    .map(|i| webhook::payload(&env, i, &raw, &delimiter))
+                    .map(|i| {
+                        let links = links.as_ref().map(|l| (l, now));
+                        webhook::build(&env, i, &raw, &delimiter, links, auth.as_ref())
+                    })
                     .collect::<Vec<_>>()
             })
             .await?;
+        // What the links serve is kept before they are sent, as the worker
+        // does; a failure to keep is trouble of ours (451).
+        let mut bodies = Vec::with_capacity(built.len());
+        for b in built {
+            if !b.kept.is_empty() {
+                committed.keep(b.kept, b.expires).await?;
+            }
+            bodies.push(b.body);
+        }
         // Numbered after the spooled deliveries, so every webhook-id of a
         // message is distinct.
         let first = committed.envelope().deliveries.len();

@@ -79,11 +79,12 @@ impl Committed {
         &self.envelope
     }
 
-    /// Runs `prepare` on the content as committed, on the blocking pool
-    /// (a sync route's payload is built from it before the reply).
+    /// Runs `prepare` on the content as committed and its stored
+    /// verdicts (`auth/`), on the blocking pool (a sync route's payload is
+    /// built from them before the reply).
     pub async fn with_content<T: Send + 'static>(
         &self,
-        prepare: impl FnOnce(&Envelope, Vec<u8>) -> T + Send + 'static,
+        prepare: impl FnOnce(&Envelope, Vec<u8>, Option<Vec<u8>>) -> T + Send + 'static,
     ) -> Result<T> {
         // Delivery 0 may not exist (a message for sync routes only): its
         // state then reads as fresh, and only the content matters here.
@@ -93,18 +94,37 @@ impl Committed {
         };
         let (_, _, prepared) = self
             .store
-            .load_with(&key, move |env, _, raw| prepare(env, raw))
+            .load_with(&key, move |env, _, raw, auth| prepare(env, raw, auth))
             .await?;
         Ok(prepared)
     }
 
-    /// Takes the acceptance back: the message leaves the store, and
-    /// nothing of it is scheduled (a sync route refused it, or it has no
-    /// delivery to make). Scheduling it afterwards does nothing useful.
+    /// Takes the acceptance back: the message and its records leave the
+    /// store, and nothing of it is scheduled (a sync route or DMARC
+    /// refused it, or it has no delivery to make). Scheduling it afterwards does nothing useful.
     pub async fn withdraw(&self) -> Result<()> {
         self.store
             .withdraw(&self.envelope.id, self.envelope.deliveries.len())
             .await
+    }
+
+    /// Keeps the attachments a sync route's payload links, until `expires`
+    /// (unix s), before that payload is sent (see [`Store::keep`]).
+    pub async fn keep(&self, parts: Vec<super::KeptPart>, expires: u64) -> Result<()> {
+        self.store.keep(&self.envelope.id, parts, expires).await
+    }
+
+    /// The committed content, read back from the store (the caller does
+    /// not keep a copy while receiving).
+    pub async fn content(&self) -> Result<Vec<u8>> {
+        self.store.read_message(&self.envelope.id).await
+    }
+
+    /// Writes a record of this message (`dir`/`<id>.json`), durably,
+    /// before it is scheduled; removed with the message.
+    pub async fn attach(&self, dir: &'static str, bytes: Vec<u8>) -> Result<()> {
+        let name = format!("{}.json", self.envelope.id);
+        self.store.write_record(dir, &name, bytes).await
     }
 
     /// Every delivery of the message is due now; returns its envelope.
@@ -162,7 +182,7 @@ mod tests {
             .collect();
         assert_eq!(due, [0, 1]);
         let key = JobKey { id, index: 0 };
-        let (_, _, raw) = store.load_with(&key, |_, _, raw| raw).await.unwrap();
+        let (_, _, raw) = store.load_with(&key, |_, _, raw, _| raw).await.unwrap();
         assert_eq!(raw, b"Subject: a\r\n\r\nbody\r\n");
     }
 
@@ -184,7 +204,7 @@ mod tests {
         let mut incoming = intake.accept(envelope(2)).await.unwrap();
         incoming.write(b"Subject: w\r\n\r\nx\r\n").await.unwrap();
         let committed = incoming.commit().await.unwrap();
-        let len = committed.with_content(|_, raw| raw.len()).await.unwrap();
+        let len = committed.with_content(|_, raw, _| raw.len()).await.unwrap();
         assert_eq!(len, 17);
         committed.withdraw().await.unwrap();
         assert_eq!(

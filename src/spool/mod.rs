@@ -193,6 +193,10 @@ pub fn now_ms() -> u64 {
 pub const RECORDS_OUTBOX: &str = "outbox";
 /// Directory of idempotency records.
 pub const RECORDS_IDEM: &str = "idem";
+/// Directory of inbound messages' authentication verdicts, one
+/// `<id>.json` each (written by the SMTP stage, read with the message by
+/// [`Store::load_with`], removed with the message).
+pub const RECORDS_AUTH: &str = "auth";
 
 /// Runs file I/O on the blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

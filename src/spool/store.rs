@@ -99,11 +99,12 @@ impl Store {
     }
 
     /// A message, the state of one of its deliveries, and `prepare` run
-    /// on its content (see [`Spool::load_with`]).
+    /// on its content and its verdicts record ([`super::RECORDS_AUTH`],
+    /// when there is one; see [`Spool::load_with`]).
     pub async fn load_with<T: Send + 'static>(
         &self,
         key: &JobKey,
-        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>) -> T + Send + 'static,
+        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>, Option<Vec<u8>>) -> T + Send + 'static,
     ) -> Result<(Envelope, DeliveryState, T)> {
         match &self.backend {
             Backend::File { spool, .. } => spool.load_with(key, prepare).await,
@@ -115,6 +116,14 @@ impl Store {
     pub(super) async fn withdraw(&self, id: &str, deliveries: usize) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.withdraw(id, deliveries).await,
+        }
+    }
+
+    /// The content of committed message `id`, read back (the SMTP stage
+    /// checks a message's authenticity after its commit).
+    pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
+        match &self.backend {
+            Backend::File { spool, .. } => spool.read_message(id).await,
         }
     }
 

@@ -5,7 +5,8 @@ again on every query, so a test may change the file while it runs.
 A TXT text longer than 255 characters goes out as several strings of one
 record (RFC 1035 section 3.3.14), as a real zone would publish it. Names
 not in the file get NXDOMAIN. Listens on UDP and TCP 127.0.0.1 on a free
-port (or --port) and prints "PORT <n>" once it does.
+port (or --port) and prints "PORT <n>" once it does. With --log, each
+query's name and type is appended to that file (a test counts them).
 """
 
 import argparse
@@ -19,11 +20,15 @@ from dnslib.server import BaseResolver, DNSServer
 
 
 class ZoneResolver(BaseResolver):
-    def __init__(self, path):
+    def __init__(self, path, log=None):
         self.path = path
+        self.log = log
 
     def resolve(self, request, handler):
         reply = request.reply()
+        if self.log:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(f"{request.q.qname} {QTYPE[request.q.qtype]}\n")
         with open(self.path, encoding="utf-8") as f:
             zone = {k.lower().rstrip(".") + ".": v for k, v in json.load(f).items()}
         qname = str(request.q.qname).lower()
@@ -61,9 +66,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zone", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log")
     args = ap.parse_args()
     port = args.port or free_port()
-    resolver = ZoneResolver(args.zone)
+    resolver = ZoneResolver(args.zone, args.log)
     servers = [
         DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=Quiet())
         for tcp in (False, True)

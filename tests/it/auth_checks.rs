@@ -1,7 +1,8 @@
-//! DKIM verification of received mail (`postern::auth_checks`, issue 13
-//! item 2, library half): messages signed by an independent signer
-//! (dkimpy, `tests/dkim_sign.py`), keys served by the DNS server on
-//! loopback (`tests/dns_server/server.py`).
+//! SPF, DKIM, DMARC and ARC verification of received mail
+//! (`postern::auth_checks`, issue 13 item 2), the library on its own:
+//! messages signed and sealed by an independent signer (dkimpy,
+//! `tests/dkim_sign.py`), records served by the DNS server on loopback
+//! (`tests/dns_server/server.py`). Through the server: `auth_results.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,7 +18,7 @@ use rsa::pkcs8::DecodePrivateKey as _;
 use crate::dns::Dns;
 use crate::helpers::python_json;
 
-const MESSAGE: &str = "From: Alice <alice@signer.example>\r\n\
+pub const MESSAGE: &str = "From: Alice <alice@signer.example>\r\n\
 To: bob@postern.test\r\n\
 Subject: Quarterly report\r\n\
 Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n\
@@ -37,7 +38,27 @@ async fn dkimpy_signed(domain: &str, selector: &str, algorithm: &str) -> Vec<u8>
     sign_with_dkimpy(MESSAGE, domain, selector, algorithm).await
 }
 
-async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm: &str) -> Vec<u8> {
+pub async fn sign_with_dkimpy(
+    message: &str,
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+) -> Vec<u8> {
+    dkimpy(message, domain, selector, algorithm, false).await
+}
+
+/// `message` ARC-sealed by dkimpy as forwarder `domain` (RSA key).
+pub async fn arc_seal_with_dkimpy(message: &str, domain: &str, selector: &str) -> Vec<u8> {
+    dkimpy(message, domain, selector, "rsa-sha256", true).await
+}
+
+async fn dkimpy(
+    message: &str,
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+    arc: bool,
+) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("m.eml");
     std::fs::write(&msg, message).unwrap();
@@ -59,13 +80,16 @@ async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dkim_sign.py");
     let script = std::fs::read_to_string(script).unwrap();
-    let args = [
+    let mut args = vec![
         msg.to_str().unwrap(),
         domain,
         selector,
         key.to_str().unwrap(),
         algorithm,
     ];
+    if arc {
+        args.push("arc");
+    }
     let out = python_json(&script, &args, 30).await;
     base64::engine::general_purpose::STANDARD
         .decode(out["signed"].as_str().unwrap())
@@ -74,7 +98,7 @@ async fn sign_with_dkimpy(message: &str, domain: &str, selector: &str, algorithm
 
 /// The DNS server with the fixture keys published as `rsa1` and `ed1`
 /// of signer.example (the records as `postern doctor` prints them).
-fn publish() -> Dns {
+pub fn publish() -> Dns {
     let mut dns = Dns::start();
     for (selector, file) in [("rsa1", "rsa2048.pem"), ("ed1", "ed25519.pem")] {
         let pem = std::fs::read(fixture(file)).unwrap();
@@ -262,21 +286,53 @@ async fn dmarc_passes_only_with_an_aligned_spf_or_dkim_pass() {
     ];
     for (i, (r, result, aligned, policy)) in cases.iter().enumerate() {
         let got = v.check(r).await;
+        let dmarc = got.dmarc.clone().unwrap();
         assert_eq!(
-            (got.dmarc.result, got.dmarc.aligned, got.dmarc.policy),
+            (dmarc.result, dmarc.aligned, dmarc.policy),
             (*result, *aligned, *policy),
             "case {i}: {got:?}"
         );
     }
     // The other verdicts come along.
     let got = v.check(&received(&signed, 9, "b@signer.example")).await;
-    assert_eq!(got.dkim, [verdict(Outcome::Pass, "rsa1")]);
-    assert_eq!(got.spf.domain, "signer.example");
-    assert_eq!(got.dmarc.domain, "signer.example");
+    assert_eq!(got.dkim, Some(vec![verdict(Outcome::Pass, "rsa1")]));
+    assert_eq!(got.spf.as_ref().unwrap().domain, "signer.example");
+    assert_eq!(got.dmarc.as_ref().unwrap().domain, "signer.example");
     let header = postern::auth_checks::header::authentication_results("postern.test", &got);
     assert!(
         header.contains("dkim=pass header.d=signer.example header.s=rsa1;"),
         "{header}"
     );
     assert_eq!(serde_json::to_value(&got.spf).unwrap()["result"], "fail");
+    assert_eq!(serde_json::to_value(&got.arc).unwrap()["result"], "none");
+}
+
+#[tokio::test]
+async fn an_arc_seal_by_dkimpy_passes_and_a_changed_message_fails() {
+    use postern::auth_checks::Received;
+    use postern::auth_checks::arc::{ArcOutcome, ArcVerdict};
+    let dns = publish();
+    let v = verifier(&dns);
+    let sealed = arc_seal_with_dkimpy(MESSAGE, "signer.example", "rsa1").await;
+    let text = String::from_utf8(sealed).unwrap();
+    let changed = text.replace("The numbers  are in.", "The numbers are out.");
+    for (message, want) in [
+        (text.as_bytes(), ArcOutcome::Pass),
+        (changed.as_bytes(), ArcOutcome::Fail),
+        (MESSAGE.as_bytes(), ArcOutcome::None),
+    ] {
+        let r = Received {
+            message,
+            ip: std::net::IpAddr::from([127, 0, 0, 9]),
+            helo: "fwd.signer.example",
+            mail_from: "b@signer.example",
+            hostname: "postern.test",
+        };
+        assert_eq!(
+            v.check(&r).await.arc,
+            Some(ArcVerdict { result: want }),
+            "{}",
+            String::from_utf8_lossy(message)
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `tests/dns_server/server.py` (dnslib) as a child process: a DNS server
 //! on 127.0.0.1 (UDP and TCP) answering TXT queries from a zone the test
-//! writes, so that DKIM (and later SPF/DMARC) lookups never leave loopback.
+//! writes, so that DKIM, SPF and DMARC lookups never leave loopback; it
+//! logs every query, so a test can count them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ pub struct Dns {
     child: Child,
     pub port: u16,
     zone: PathBuf,
+    log: PathBuf,
     records: BTreeMap<String, Vec<String>>,
     _dir: tempfile::TempDir,
 }
@@ -23,12 +25,15 @@ impl Dns {
         let dir = tempfile::tempdir().unwrap();
         let zone = dir.path().join("zone.json");
         std::fs::write(&zone, "{}").unwrap();
+        let log = dir.path().join("queries.log");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server/server.py");
         let stderr = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
         let mut child = Command::new(python())
             .arg(script)
             .arg("--zone")
             .arg(&zone)
+            .arg("--log")
+            .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -44,9 +49,24 @@ impl Dns {
             child,
             port,
             zone,
+            log,
             records: BTreeMap::new(),
             _dir: dir,
         }
+    }
+
+    /// The queries answered so far, as `name. TYPE` lines.
+    pub fn queries(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `127.0.0.1:<port>`, as `POSTERN_DNS_SERVERS` takes it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Adds a TXT record of `name` (served from the next query on).

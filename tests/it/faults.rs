@@ -22,18 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::binary::{Conn, Io, Launch, log_tail, wait_delivered};
 use crate::helpers::*;
 
-/// Names of the files in `spool/<sub>`.
-fn listing(spool: &Path, sub: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(spool.join(sub))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// State files that say `dead`.
 fn dead_states(spool: &Path) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(spool.join("state")) else {

@@ -571,6 +571,28 @@ pub fn count(spool: &Path, sub: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Names of the files in `spool/<sub>`.
+pub fn listing(spool: &Path, sub: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(spool.join(sub))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The `/metrics` text of `app`.
+pub async fn metrics(app: &App) -> String {
+    reqwest::get(format!("http://{}/metrics", app.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until `cond` holds, polling; panics with `what` after `secs`.
 pub async fn wait_until(secs: u64, what: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -600,16 +622,6 @@ pub fn announced_port(child: &mut std::process::Child) -> Result<u16, String> {
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
         .ok_or(line)
-}
-
-/// The text of the app's `/metrics`.
-pub async fn metrics(app: &App) -> String {
-    reqwest::get(format!("http://{}/metrics", app.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// The value of the sample line starting with `name` (labels included).

@@ -12,6 +12,7 @@ mod api_limits;
 mod attachments;
 mod auth;
 mod auth_checks;
+mod auth_results;
 mod authorize;
 mod clients;
 mod config;

@@ -469,6 +469,7 @@ fn library_bodies() -> Vec<Value> {
                 mime.as_bytes(),
                 &plus,
                 Some((&linker, 1_796_119_200)),
+                None,
             )
             .body,
         ),

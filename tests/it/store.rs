@@ -87,7 +87,7 @@ async fn a_committed_message_is_claimed_loaded_and_finished() {
             "{}: claimed twice",
             b.name()
         );
-        let (loaded, state, raw) = store.load_with(&keys[0], |_, _, raw| raw).await.unwrap();
+        let (loaded, state, raw) = store.load_with(&keys[0], |_, _, raw, _| raw).await.unwrap();
         assert_eq!((loaded, state), (env.clone(), DeliveryState::fresh()));
         assert_eq!(raw, CONTENT, "{}", b.name());
         for lease in &leases {
@@ -129,7 +129,7 @@ async fn a_restart_recovers_pending_work_and_nothing_uncommitted() {
         let leases = claim_all(&store);
         let keys: Vec<JobKey> = leases.iter().map(|l| l.key().clone()).collect();
         assert_eq!(keys, [key(&env.id, 0)], "{}", b.name());
-        let (_, state, _) = store.load_with(&keys[0], |_, _, _| ()).await.unwrap();
+        let (_, state, _) = store.load_with(&keys[0], |_, _, _, _| ()).await.unwrap();
         assert_eq!(state, retry, "{}", b.name());
     }
 }

@@ -30,6 +30,10 @@
 //! attachment-url.key      the generated key of attachment links when
 //!                         `POSTERN_ATTACHMENT_URL_SECRET` is unset (0600;
 //!                         written by the wiring, `app::setup`)
+//! auth/<id>.json          the SPF/DKIM/DMARC/ARC verdicts of an inbound
+//!                         message (when checks are on), written after its
+//!                         commit and before it is scheduled, removed with
+//!                         it (orphans from a crash are cleared at start)
 //! ```
 //!
 //! A message is committed by writing it to `tmp/`, `fsync`ing the file,
@@ -62,8 +66,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_IDEM,
-    RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id, parse_delivery_id,
+    Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_AUTH,
+    RECORDS_IDEM, RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id,
+    parse_delivery_id,
 };
 
 /// The spool directory: the file backend of [`Store`].
@@ -101,6 +106,7 @@ impl Spool {
             kept::KEPT,
             RECORDS_OUTBOX,
             RECORDS_IDEM,
+            RECORDS_AUTH,
         ] {
             std::fs::create_dir_all(root.join(d))?;
         }
@@ -123,6 +129,11 @@ impl Spool {
 
     fn msg_path(&self, id: &str) -> PathBuf {
         self.root.join("msg").join(format!("{id}.msg"))
+    }
+
+    /// The verdicts record of message `id` (see [`RECORDS_AUTH`]).
+    fn auth_path(&self, id: &str) -> PathBuf {
+        self.root.join(RECORDS_AUTH).join(format!("{id}.json"))
     }
 
     fn state_path(&self, key: &JobKey) -> PathBuf {
@@ -167,14 +178,15 @@ impl Spool {
         }
     }
 
-    /// Reads a committed message (envelope and content) and the state of
-    /// one of its deliveries, then runs `prepare` on the content, all in one
-    /// trip to the blocking pool (the delivery worker builds its JSON body
-    /// there, so a message costs one hand-off instead of two).
+    /// Reads a committed message (envelope and content), the state of
+    /// one of its deliveries and its verdicts record (`auth/`, if any),
+    /// then runs `prepare` on them, all in one trip to the blocking pool
+    /// (the delivery worker builds its JSON body there, so a message costs
+    /// one hand-off instead of two).
     pub async fn load_with<T: Send + 'static>(
         &self,
         key: &JobKey,
-        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>) -> T + Send + 'static,
+        prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>, Option<Vec<u8>>) -> T + Send + 'static,
     ) -> Result<(Envelope, DeliveryState, T)> {
         let this = self.clone();
         let key = key.clone();
@@ -189,7 +201,9 @@ impl Spool {
                 let _ = std::fs::remove_file(this.state_path(&key));
                 DeliveryState::fresh()
             });
-            let prepared = prepare(&envelope, &state, raw);
+            // Absent on the default path (checks off): one failed open.
+            let auth = std::fs::read(this.auth_path(&key.id)).ok();
+            let prepared = prepare(&envelope, &state, raw, auth);
             Ok((envelope, state, prepared))
         })
         .await
@@ -287,7 +301,10 @@ impl Spool {
         let id = id.to_string();
         blocking(move || {
             let _ops = this.lock_ops();
-            this.remove_sync(&id, deliveries, false)
+            this.remove_sync(&id, deliveries, false)?;
+            // Durably gone: a crash must not bring back a message the
+            // client was told is refused.
+            sync_dir(&this.root.join("msg"), this.fsync)
         })
         .await
     }
@@ -295,6 +312,7 @@ impl Spool {
     /// Removes a message and its states, commit record first.
     fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
         ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
+        ignore_missing(std::fs::remove_file(self.auth_path(id)))?;
         if states {
             for index in 0..deliveries {
                 let key = JobKey {
@@ -378,6 +396,13 @@ impl Spool {
                 let _ = std::fs::remove_file(&path);
             }
         }
+        for entry in std::fs::read_dir(self.root.join(RECORDS_AUTH))? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !ids.contains(name.trim_end_matches(".json")) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         report
             .pending
             .sort_by_key(|(k, due)| (*due, k.id.clone(), k.index));
@@ -411,6 +436,17 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
 }
 
 impl Spool {
+    /// The content of committed message `id` (without its envelope line).
+    pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
+        let this = self.clone();
+        let id = id.to_string();
+        blocking(move || {
+            let bytes = std::fs::read(this.msg_path(&id))?;
+            Ok(split_record(&id, bytes)?.1)
+        })
+        .await
+    }
+
     /// Durably writes a small record (`outbox/`, `idem/`), atomically.
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
         let this = self.clone();
@@ -829,7 +865,7 @@ mod tests {
             id: id.clone(),
             index: 0,
         };
-        let (env, state, raw) = spool.load_with(&k0, |_, _, raw| raw).await.unwrap();
+        let (env, state, raw) = spool.load_with(&k0, |_, _, raw, _| raw).await.unwrap();
         assert_eq!(state, DeliveryState::fresh());
         assert_eq!(env, envelope(&id, 2));
         assert_eq!(raw, b"Subject: hi\r\n\r\nbody\r\n");
@@ -859,10 +895,71 @@ mod tests {
             .finish(&spool.leases.grant(k1.clone()), 2, false)
             .await
             .unwrap();
-        assert!(spool.load_with(&k1, |_, _, _| ()).await.is_err());
+        assert!(spool.load_with(&k1, |_, _, _, _| ()).await.is_err());
         assert_eq!(
             std::fs::read_dir(dir.path().join("state")).unwrap().count(),
             0
+        );
+    }
+
+    /// A message's verdicts record is read with it, leaves with it
+    /// (delivered or refused after its commit), and an orphan (a crash
+    /// between the two unlinks) is cleared at start.
+    #[tokio::test]
+    async fn the_auth_record_lives_and_goes_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), false).unwrap();
+        let committed = |id: String| {
+            let spool = spool.clone();
+            async move {
+                let mut w = spool.create(&envelope(&id, 1)).await.unwrap();
+                w.write(b"Subject: hi\r\n\r\nbody\r\n").await.unwrap();
+                w.commit().await.unwrap();
+                let name = format!("{id}.json");
+                spool
+                    .write_record(RECORDS_AUTH, &name, b"{}".to_vec())
+                    .await
+                    .unwrap();
+                id
+            }
+        };
+        let auth = || {
+            std::fs::read_dir(dir.path().join(RECORDS_AUTH))
+                .unwrap()
+                .count()
+        };
+        let delivered = committed(new_id()).await;
+        let key = JobKey {
+            id: delivered.clone(),
+            index: 0,
+        };
+        let (_, _, (raw, record)) = spool
+            .load_with(&key, |_, _, raw, auth| (raw, auth))
+            .await
+            .unwrap();
+        assert_eq!(spool.read_message(&delivered).await.unwrap(), raw);
+        assert_eq!(record.as_deref(), Some(&b"{}"[..]));
+        spool
+            .finish(&spool.leases.grant(key), 1, false)
+            .await
+            .unwrap();
+        assert_eq!(auth(), 0);
+        let refused = committed(new_id()).await;
+        spool.withdraw(&refused, 1).await.unwrap();
+        assert_eq!((auth(), spool.scan().unwrap().messages), (0, 0));
+        let orphan = dir
+            .path()
+            .join(RECORDS_AUTH)
+            .join(format!("{}.json", new_id()));
+        std::fs::write(&orphan, b"{}").unwrap();
+        let kept = committed(new_id()).await;
+        spool.scan().unwrap();
+        assert!(!orphan.exists());
+        assert!(
+            dir.path()
+                .join(RECORDS_AUTH)
+                .join(format!("{kept}.json"))
+                .exists()
         );
     }
 
