@@ -12,6 +12,8 @@ the indentation it has under "template:" (include it without nindent).
 {{- $secret := include "postern.secretName" . }}
 {{- $keys := $v.existingSecretKeys }}
 {{- $existing := not (empty $v.existingSecret) }}
+{{- $database := include "postern.database" . }}
+{{- $db := $v.database }}
     metadata:
       labels:
         {{- include "postern.labels" . | nindent 8 }}
@@ -108,11 +110,39 @@ the indentation it has under "template:" (include it without nindent).
             - name: POSTERN_EVENTS_URL
               value: {{ . | quote }}
             {{- end }}
+            {{- if $database }}
+            # The URL holds the database password: from a Secret, never a plain value.
+            - name: POSTERN_DATABASE_URL
+              valueFrom:
+                secretKeyRef:
+                  {{- if $db.existingSecret }}
+                  name: {{ $db.existingSecret }}
+                  key: {{ $db.existingSecretKey }}
+                  {{- else }}
+                  name: {{ $secret }}
+                  key: database-url
+                  {{- end }}
+            {{- end }}
+            {{- if $db.ca.secretName }}
+            - name: POSTERN_DATABASE_CA
+              value: /etc/postern/database-ca/ca.pem
+            {{- end }}
+            {{- /* "" is a setting of its own here (no subaddresses), so only null is left out. */}}
+            {{- if not (kindIs "invalid" $v.recipientDelimiter) }}
+            - name: POSTERN_RECIPIENT_DELIMITER
+              value: {{ $v.recipientDelimiter | quote }}
+            {{- end }}
+            {{- if $v.dkim.keys }}
+            - name: POSTERN_DKIM_KEYS
+              value: |-
+                {{- include "postern.dkimKeys" . | nindent 16 }}
+            {{- end }}
             {{- range list
                 (list "POSTERN_WEBHOOK_SECRET" $keys.webhookSecret $v.webhook.secret)
                 (list "POSTERN_API_KEYS" $keys.apiKeys $v.api.keys)
                 (list "POSTERN_RELAY_URL" $keys.relayUrl $v.relay.url)
-                (list "POSTERN_EVENTS_SECRET" $keys.eventsSecret $v.events.secret) }}
+                (list "POSTERN_EVENTS_SECRET" $keys.eventsSecret $v.events.secret)
+                (list "POSTERN_ATTACHMENT_URL_SECRET" $keys.attachmentUrlSecret $v.attachments.urlSecret) }}
             {{- if or $existing (index . 2) }}
             - name: {{ index . 0 }}
               valueFrom:
@@ -159,7 +189,12 @@ the indentation it has under "template:" (include it without nindent).
                 (list "POSTERN_SMTP_PROXY_TRUSTED" (join "," $v.smtp.proxyProtocol.trusted))
                 (list "POSTERN_SMTP_PROXY_TIMEOUT" $v.smtp.proxyProtocol.timeout)
                 (list "POSTERN_TLS_RELOAD_INTERVAL" $v.tls.reloadInterval)
-                (list "POSTERN_API_MAX_BYTES" $v.api.maxBytes) }}
+                (list "POSTERN_API_MAX_BYTES" $v.api.maxBytes)
+                (list "POSTERN_DATABASE_POOL" $db.pool)
+                (list "POSTERN_PUBLIC_URL" $v.publicUrl)
+                (list "POSTERN_ATTACHMENT_URL_TTL" $v.attachments.urlTtl)
+                (list "POSTERN_AUTH_CHECKS" (join "," $v.mailAuth.checks))
+                (list "POSTERN_DNS_SERVERS" (join "," $v.mailAuth.dnsServers)) }}
             {{- $val := index . 1 }}
             {{- if and (not (kindIs "invalid" $val)) (ne (toString $val) "") }}
             - name: {{ index . 0 }}
@@ -236,6 +271,16 @@ the indentation it has under "template:" (include it without nindent).
               mountPath: /etc/postern/smtp-users
               readOnly: true
             {{- end }}
+            {{- if $v.dkim.keys }}
+            - name: dkim
+              mountPath: /etc/postern/dkim
+              readOnly: true
+            {{- end }}
+            {{- if $db.ca.secretName }}
+            - name: database-ca
+              mountPath: /etc/postern/database-ca
+              readOnly: true
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -243,7 +288,13 @@ the indentation it has under "template:" (include it without nindent).
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-        {{- if not $v.persistence.enabled }}
+        {{- if $database }}
+        # Database mode: the store is PostgreSQL; the spool directory only holds
+        # small local files (see the chart README, Database mode).
+        - name: spool
+          emptyDir:
+            sizeLimit: {{ $db.spoolDirSizeLimit }}
+        {{- else if not $v.persistence.enabled }}
         - name: spool
           emptyDir:
             sizeLimit: {{ $v.persistence.size }}
@@ -279,6 +330,29 @@ the indentation it has under "template:" (include it without nindent).
             items:
               - key: {{ $keys.smtpUsers }}
                 path: users
+        {{- end }}
+        {{- if $v.dkim.keys }}
+        - name: dkim
+          secret:
+            secretName: {{ $v.dkim.existingSecret }}
+            defaultMode: 0440
+            items:
+              {{- $files := list }}
+              {{- range $v.dkim.keys }}{{ $files = append $files .key }}{{ end }}
+              {{- /* one key may serve several domains; a path may appear only once */}}
+              {{- range $files | uniq | sortAlpha }}
+              - key: {{ . }}
+                path: {{ . }}
+              {{- end }}
+        {{- end }}
+        {{- if $db.ca.secretName }}
+        - name: database-ca
+          secret:
+            secretName: {{ $db.ca.secretName }}
+            defaultMode: 0440
+            items:
+              - key: {{ $db.ca.key }}
+                path: ca.pem
         {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
