@@ -190,6 +190,17 @@ under /etc/postern/dkim.
 {{- if and $database $v.publicUrl (not $v.attachments.urlSecret) (not $v.existingSecret) }}
 {{- fail "\n\npublicUrl in database mode needs attachments.urlSecret (or existingSecret with key attachment-url-secret):\nevery pod must sign attachment links with the same key, and a pod's own generated key is lost with the pod.\nGenerate one with e.g. `openssl rand -base64 32`." }}
 {{- end }}
+{{- if and (or $v.mailAuth.dnsServers $v.mailAuth.dnsTimeout) (not $v.mailAuth.checks) }}
+{{- fail "\n\nmailAuth.dnsServers and mailAuth.dnsTimeout are only used by the checks: set mailAuth.checks (e.g. [spf, dkim, dmarc, arc]) or leave them empty." }}
+{{- end }}
+{{- range $v.routes }}
+{{- if and .dmarc_reject (not (has "dmarc" $v.mailAuth.checks)) }}
+{{- fail (printf "\n\nroute %q has dmarc_reject: true, which needs \"dmarc\" in mailAuth.checks (otherwise it never refuses anything)." (toString .match)) }}
+{{- end }}
+{{- if and (eq (toString .attachments) "url") (not $v.publicUrl) (not $v.devMode) }}
+{{- fail (printf "\n\nroute %q sends attachments as links (attachments: url): set publicUrl, the base URL your apps reach Postern's HTTP API at." (toString .match)) }}
+{{- end }}
+{{- end }}
 {{- if and $v.dkim.keys (not $v.dkim.existingSecret) }}
 {{- fail "\n\ndkim.keys needs dkim.existingSecret: the Secret holding the private keys (kubectl create secret generic dkim --from-file=example.com.pem)." }}
 {{- end }}

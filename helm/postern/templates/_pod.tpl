@@ -194,7 +194,8 @@ the indentation it has under "template:" (include it without nindent).
                 (list "POSTERN_PUBLIC_URL" $v.publicUrl)
                 (list "POSTERN_ATTACHMENT_URL_TTL" $v.attachments.urlTtl)
                 (list "POSTERN_AUTH_CHECKS" (join "," $v.mailAuth.checks))
-                (list "POSTERN_DNS_SERVERS" (join "," $v.mailAuth.dnsServers)) }}
+                (list "POSTERN_DNS_SERVERS" (join "," $v.mailAuth.dnsServers))
+                (list "POSTERN_DNS_TIMEOUT" $v.mailAuth.dnsTimeout) }}
             {{- $val := index . 1 }}
             {{- if and (not (kindIs "invalid" $val)) (ne (toString $val) "") }}
             - name: {{ index . 0 }}
