@@ -75,6 +75,51 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or .Values.smtp.auth.users (and .Values.existingSecret (has .Values.smtp.auth.mode (list "optional" "required"))) }}true{{ end }}
 {{- end }}
 
+{{/* "true" in database mode (PostgreSQL store): a Deployment instead of the StatefulSet. */}}
+{{- define "postern.database" -}}
+{{- if or .Values.database.url .Values.database.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The StatefulSet's or Deployment's annotations (include without nindent, under "annotations:"). */}}
+{{- define "postern.workloadAnnotations" }}
+    {{- if include "postern.database" . }}
+    # Postern reads its webhook secret, API keys, relay URL, events secret and
+    # database URL from environment variables only (no *_FILE form); they come
+    # from a Secret by reference.
+    {{- else }}
+    # Postern reads its webhook secret, API keys, relay URL and events secret from
+    # environment variables only (no *_FILE form); they come from a Secret by reference.
+    {{- end }}
+    checkov.io/skip1: CKV_K8S_35=Postern takes these secrets only as environment variables
+    {{- if not .Values.image.digest }}
+    # The image is pinned by tag (the chart's appVersion); set image.digest to pin it by digest.
+    checkov.io/skip2: CKV_K8S_43=image pinned by release tag unless image.digest is set
+    {{- end }}
+{{- end }}
+
+{{/* The workload's kind, for the HPA, NOTES and kubectl hints. */}}
+{{- define "postern.kind" -}}
+{{- if include "postern.database" . }}Deployment{{ else }}StatefulSet{{ end }}
+{{- end }}
+
+{{/*
+POSTERN_DKIM_KEYS: domain → {selector, key_file}, or a list of them when a
+domain has several selectors; the files are the dkim Secret's keys mounted
+under /etc/postern/dkim.
+*/}}
+{{- define "postern.dkimKeys" -}}
+{{- $byDomain := dict }}
+{{- range .Values.dkim.keys }}
+{{- $entry := dict "selector" .selector "key_file" (printf "/etc/postern/dkim/%s" .key) }}
+{{- $_ := set $byDomain .domain (append (get $byDomain .domain | default list) $entry) }}
+{{- end }}
+{{- $out := dict }}
+{{- range $domain, $entries := $byDomain }}
+{{- $_ := set $out $domain (ternary (first $entries) $entries (eq (len $entries) 1)) }}
+{{- end }}
+{{- toPrettyJson $out }}
+{{- end }}
+
 {{- define "postern.hostname" -}}
 {{- if .Values.hostname }}
 {{- .Values.hostname }}
@@ -131,8 +176,53 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "\n\nwebhook.secret is required: a route has no \"secret\" of its own.\nGenerate one with `postern gen-secret` (or use existingSecret with key webhook-secret)." }}
 {{- end }}
 {{- end }}
-{{- if and $v.existingSecret (or $v.webhook.secret $v.api.keys $v.relay.url $v.events.secret $v.smtp.auth.users) }}
-{{- fail "\n\nexistingSecret is set: leave webhook.secret, api.keys, relay.url, events.secret and smtp.auth.users empty (put them in the existing Secret)." }}
+{{- if and $v.existingSecret (or $v.webhook.secret $v.api.keys $v.relay.url $v.events.secret $v.smtp.auth.users $v.attachments.urlSecret) }}
+{{- fail "\n\nexistingSecret is set: leave webhook.secret, api.keys, relay.url, events.secret, smtp.auth.users and attachments.urlSecret empty (put them in the existing Secret)." }}
+{{- end }}
+{{- $database := include "postern.database" . }}
+{{- if and $v.database.url $v.database.existingSecret }}
+{{- fail "\n\nSet database.url or database.existingSecret (with database.existingSecretKey), not both." }}
+{{- end }}
+{{- if and $v.database.url $v.existingSecret }}
+{{- fail "\n\nexistingSecret is set, so the chart renders no Secret for database.url: put the URL in a Secret and set database.existingSecret and database.existingSecretKey instead." }}
+{{- end }}
+{{- if and $v.database.existingSecret (not $v.database.existingSecretKey) }}
+{{- fail "\n\ndatabase.existingSecret needs database.existingSecretKey: the key that holds the postgres:// URL (CloudNativePG's <cluster>-app: uri)." }}
+{{- end }}
+{{- if and (not $database) (or (not (kindIs "invalid" $v.database.pool)) $v.database.ca.secretName) }}
+{{- fail "\n\ndatabase.pool and database.ca need database mode: set database.url or database.existingSecret." }}
+{{- end }}
+{{- if and $v.database.ca.secretName (not $v.database.ca.key) }}
+{{- fail "\n\ndatabase.ca.secretName needs database.ca.key: the key of the PEM CA in that Secret (CloudNativePG's <cluster>-ca: ca.crt)." }}
+{{- end }}
+{{- if and (not $database) (gt (int $v.replicaCount) 1) }}
+{{- fail (printf "\n\nreplicaCount=%d needs database mode (database.url or database.existingSecret).\nWith the file spool every pod owns its own mail: the API (GET /v1/messages, Idempotency-Key, /v1/deliveries)\nwould only see one pod's part, and a lost node strands what it accepted. Run 1 replica, or use PostgreSQL." (int $v.replicaCount)) }}
+{{- end }}
+{{- if and (not $database) $v.autoscaling.enabled }}
+{{- fail "\n\nautoscaling.enabled needs database mode (database.url or database.existingSecret): file-spool pods cannot be added or removed freely." }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail (printf "\n\nautoscaling.minReplicas (%d) is above autoscaling.maxReplicas (%d)." (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if and $database $v.publicUrl (not $v.attachments.urlSecret) (not $v.existingSecret) }}
+{{- fail "\n\npublicUrl in database mode needs attachments.urlSecret (or existingSecret with key attachment-url-secret):\nevery pod must sign attachment links with the same key, and a pod's own generated key is lost with the pod.\nGenerate one with e.g. `openssl rand -base64 32`." }}
+{{- end }}
+{{- if and (or $v.mailAuth.dnsServers $v.mailAuth.dnsTimeout) (not $v.mailAuth.checks) }}
+{{- fail "\n\nmailAuth.dnsServers and mailAuth.dnsTimeout are only used by the checks: set mailAuth.checks (e.g. [spf, dkim, dmarc, arc]) or leave them empty." }}
+{{- end }}
+{{- range $v.routes }}
+{{- if and .dmarc_reject (not (has "dmarc" $v.mailAuth.checks)) }}
+{{- fail (printf "\n\nroute %q has dmarc_reject: true, which needs \"dmarc\" in mailAuth.checks (otherwise it never refuses anything)." (toString .match)) }}
+{{- end }}
+{{- if and (eq (toString .attachments) "url") (not $v.publicUrl) (not $v.devMode) }}
+{{- fail (printf "\n\nroute %q sends attachments as links (attachments: url): set publicUrl, the base URL your apps reach Postern's HTTP API at." (toString .match)) }}
+{{- end }}
+{{- end }}
+{{- if and $v.dkim.keys (not $v.dkim.existingSecret) }}
+{{- fail "\n\ndkim.keys needs dkim.existingSecret: the Secret holding the private keys (kubectl create secret generic dkim --from-file=example.com.pem)." }}
+{{- end }}
+{{- if and $v.dkim.existingSecret (not $v.dkim.keys) }}
+{{- fail "\n\ndkim.existingSecret is set but dkim.keys is empty: list the domain, selector and key (name in the Secret) of each key." }}
 {{- end }}
 {{- if and $v.events.url (not $v.events.secret) (not $v.webhook.secret) (not $v.existingSecret) (not $v.devMode) }}
 {{- fail "\n\nevents.url needs events.secret or webhook.secret to sign the events." }}
