@@ -130,7 +130,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     let parked = ops.metrics.endpoint_parked.get();
     ops.metrics
         .spool_pending
-        .set(ops.store.scheduled() as i64 + parked);
+        .set(ops.store.scheduled().await as i64 + parked);
     let age = ops.store.oldest_age().await;
     ops.metrics
         .spool_oldest_pending_age

@@ -205,6 +205,7 @@ struct RawConfig {
     database_url: Option<String>,
     database_ca: Option<String>,
     database_pool: Option<String>,
+    database_lease: Option<String>,
 }
 
 /// Log output format.

@@ -102,7 +102,7 @@ impl Worker {
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.store.claim(now) {
+                match self.store.claim(now).await {
                     Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
@@ -146,7 +146,7 @@ impl Worker {
             None => None,
         };
         // Reserve memory before loading: see `Settings::memory_budget`.
-        let size = self.store.message_size(&key.id).unwrap_or(0);
+        let size = self.store.message_size(&key.id).await.unwrap_or(0);
         let _memory = self
             .memory
             .acquire_many(memory_units(size, self.settings.memory_budget))

@@ -17,7 +17,7 @@ mod store;
 pub use delivery::{Delivery, Kind, Target};
 pub use file::ScanReport;
 use file::{MessageWriter, Queue, Spool};
-pub use intake::{Committed, Incoming, Intake};
+pub use intake::{CommitError, Committed, Incoming, Intake, KeyRecord};
 pub use lease::Lease;
 pub use store::Store;
 
@@ -47,6 +47,10 @@ pub enum Error {
     /// retried meanwhile): its outcome is not written.
     #[error("lease on delivery {0}.{1} no longer holds; outcome not written")]
     LeaseLost(String, usize),
+    /// The shared store's database is unreachable or failed the statement
+    /// (the PostgreSQL backend): temporary, like an I/O error.
+    #[error("database error: {0}")]
+    Database(String),
 }
 
 impl From<std::io::Error> for Error {

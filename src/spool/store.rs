@@ -7,18 +7,21 @@
 //! intake (accept → commit → schedule), claiming due deliveries with a
 //! [`Lease`] and writing an attempt's outcome with it, the operator's view
 //! and changes (list, retry, delete), small records (API status,
-//! idempotency), readiness, and the sweeps. Today's backend is the file
-//! spool ([`Spool`] and its in-memory schedule [`Queue`]: a lease is
-//! in-process); a shared database backend adds a variant to [`Backend`]
-//! and an arm to each method, and its callers do not change.
+//! idempotency), readiness, and the sweeps. Two backends: the file spool
+//! ([`Spool`] and its in-memory schedule [`Queue`]: a lease is in-process),
+//! the embedded default; and the shared PostgreSQL store ([`PgStore`],
+//! #12: the schedule is the `jobs` table, a lease is a row's, several
+//! replicas serve one queue). Each method has an arm per backend; callers
+//! do not know which one they talk to.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pg::PgStore;
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Lease, MessageWriter, Queue,
-    Result, ScanReport, Spool, State,
+    Change, CommitError, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, KeyRecord, Lease,
+    MessageWriter, Queue, RECORDS_IDEM, Result, ScanReport, Spool, State,
 };
 
 /// The durable store, whichever backend holds it. Cheap to clone.
@@ -32,6 +35,8 @@ enum Backend {
     /// The spool directory (the embedded default): one process owns it,
     /// due work is scheduled in memory and rebuilt from disk at start.
     File { spool: Spool, queue: Arc<Queue> },
+    /// The shared PostgreSQL store: every replica claims from its `jobs`.
+    Pg(PgStore),
 }
 
 impl Store {
@@ -50,23 +55,42 @@ impl Store {
         Ok((store, report))
     }
 
+    /// The shared store on `pool`, already migrated ([`super::pg::migrate`]);
+    /// a claim reserves a delivery for `lease`.
+    pub fn open_pg(pool: deadpool_postgres::Pool, lease: Duration) -> Store {
+        Store {
+            backend: Backend::Pg(PgStore::new(pool, lease)),
+        }
+    }
+
+    /// The database pool, when this is the shared store (health checks).
+    pub fn database(&self) -> Option<&deadpool_postgres::Pool> {
+        match &self.backend {
+            Backend::File { .. } => None,
+            Backend::Pg(pg) => Some(pg.pool()),
+        }
+    }
+
     /// The producers' way in: accept → write → commit → schedule.
     pub fn intake(&self) -> Intake {
         Intake::new(self.clone())
     }
 
     /// Starts writing a message (for [`Intake`]): its envelope first.
-    pub(super) async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
+    pub(super) async fn create(&self, envelope: &Envelope) -> Result<Writer> {
         match &self.backend {
-            Backend::File { spool, .. } => spool.create(envelope).await,
+            Backend::File { spool, .. } => Ok(Writer::File(spool.create(envelope).await?)),
+            Backend::Pg(pg) => Ok(Writer::Pg(Box::new(pg.create(envelope)))),
         }
     }
 
-    /// The earliest due delivery with a lease on it, or when the next one
-    /// is due (`None`: nothing scheduled).
-    pub fn claim(&self, now: u64) -> std::result::Result<Lease, Option<u64>> {
+    /// The earliest due delivery with a lease on it, or when to look
+    /// again (`None`: nothing scheduled). A database that cannot be
+    /// reached has nothing to claim for now.
+    pub async fn claim(&self, now: u64) -> std::result::Result<Lease, Option<u64>> {
         match &self.backend {
             Backend::File { spool, queue } => spool.claim(queue, now),
+            Backend::Pg(pg) => pg.claim(now).await,
         }
     }
 
@@ -74,6 +98,7 @@ impl Store {
     pub async fn changed(&self) {
         match &self.backend {
             Backend::File { queue, .. } => queue.changed().await,
+            Backend::Pg(pg) => pg.changed().await,
         }
     }
 
@@ -81,20 +106,24 @@ impl Store {
     pub fn schedule(&self, key: JobKey, due: u64) {
         match &self.backend {
             Backend::File { queue, .. } => queue.push(key, due),
+            Backend::Pg(pg) => pg.schedule(key, due),
         }
     }
 
-    /// Deliveries scheduled and not claimed.
-    pub fn scheduled(&self) -> usize {
+    /// Deliveries scheduled and not claimed (0 when the database cannot
+    /// tell).
+    pub async fn scheduled(&self) -> usize {
         match &self.backend {
             Backend::File { queue, .. } => queue.len(),
+            Backend::Pg(pg) => pg.scheduled().await.unwrap_or(0),
         }
     }
 
     /// The size of a committed message (0 when it is gone).
-    pub fn message_size(&self, id: &str) -> Result<u64> {
+    pub async fn message_size(&self, id: &str) -> Result<u64> {
         match &self.backend {
             Backend::File { spool, .. } => spool.message_size(id),
+            Backend::Pg(pg) => pg.message_size(id).await,
         }
     }
 
@@ -107,6 +136,7 @@ impl Store {
     ) -> Result<(Envelope, DeliveryState, T)> {
         match &self.backend {
             Backend::File { spool, .. } => spool.load_with(key, prepare).await,
+            Backend::Pg(pg) => pg.load_with(key, prepare).await,
         }
     }
 
@@ -115,6 +145,7 @@ impl Store {
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.write_state(lease, state).await,
+            Backend::Pg(pg) => pg.write_state(lease, state).await,
         }
     }
 
@@ -123,6 +154,7 @@ impl Store {
     pub async fn finish(&self, lease: &Lease, deliveries: usize, had_state: bool) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.finish(lease, deliveries, had_state).await,
+            Backend::Pg(pg) => pg.finish(lease, deliveries).await,
         }
     }
 
@@ -136,6 +168,7 @@ impl Store {
     ) -> Result<(Vec<DeliveryInfo>, bool)> {
         match &self.backend {
             Backend::File { spool, .. } => spool.list_deliveries(states, after, limit).await,
+            Backend::Pg(pg) => pg.list_deliveries(states, after, limit).await,
         }
     }
 
@@ -143,6 +176,7 @@ impl Store {
     pub async fn delivery_info(&self, key: &JobKey) -> Result<Option<DeliveryInfo>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.delivery_info(key).await,
+            Backend::Pg(pg) => pg.delivery_info(key).await,
         }
     }
 
@@ -152,6 +186,7 @@ impl Store {
     pub async fn retry_dead(&self, key: &JobKey) -> Result<Change> {
         match &self.backend {
             Backend::File { spool, .. } => spool.retry_dead(key).await,
+            Backend::Pg(pg) => pg.retry_dead(key).await,
         }
     }
 
@@ -159,6 +194,7 @@ impl Store {
     pub async fn discard(&self, key: &JobKey, allowed: &'static [State]) -> Result<Change> {
         match &self.backend {
             Backend::File { spool, .. } => spool.discard(key, allowed).await,
+            Backend::Pg(pg) => pg.discard(key, allowed).await,
         }
     }
 
@@ -167,6 +203,7 @@ impl Store {
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.write_record(dir, name, bytes).await,
+            Backend::Pg(pg) => pg.write_record(dir, name, bytes).await,
         }
     }
 
@@ -174,6 +211,7 @@ impl Store {
     pub async fn read_record(&self, dir: &'static str, name: &str) -> Result<Option<Vec<u8>>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.read_record(dir, name).await,
+            Backend::Pg(pg) => pg.read_record(dir, name).await,
         }
     }
 
@@ -181,6 +219,7 @@ impl Store {
     pub async fn is_committed(&self, id: &str) -> Result<bool> {
         match &self.backend {
             Backend::File { spool, .. } => spool.is_committed(id).await,
+            Backend::Pg(pg) => pg.is_committed(id).await,
         }
     }
 
@@ -196,6 +235,7 @@ impl Store {
                 })
                 .await
             }
+            Backend::Pg(pg) => pg.probe().await.map(|()| None),
         }
     }
 
@@ -209,6 +249,7 @@ impl Store {
                     .ok()
                     .flatten()
             }
+            Backend::Pg(pg) => pg.oldest_age().await.ok().flatten(),
         }
     }
 
@@ -219,6 +260,7 @@ impl Store {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep(dir, max_age)).await
             }
+            Backend::Pg(pg) => pg.sweep_records(dir, max_age).await,
         }
     }
 
@@ -229,6 +271,45 @@ impl Store {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep_dead(max_age)).await
             }
+            Backend::Pg(pg) => pg.sweep_dead(max_age).await,
+        }
+    }
+}
+
+/// A message being received, in whichever backend.
+pub(super) enum Writer {
+    File(MessageWriter),
+    Pg(Box<super::pg::Writer>),
+}
+
+impl Writer {
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Writer::File(w) => w.write(bytes).await,
+            Writer::Pg(w) => w.write(bytes).await,
+        }
+    }
+
+    /// Makes the message durable, with its idempotency record when given.
+    /// The file spool writes the record first and trusts it only while
+    /// its message is committed ([`Store::is_committed`]): one file cannot
+    /// hold both, so a crash between the two leaves an untrusted record.
+    /// The database inserts both in one transaction.
+    pub(super) async fn commit(
+        self,
+        store: &Store,
+        key: Option<KeyRecord>,
+    ) -> std::result::Result<(), CommitError> {
+        match self {
+            Writer::File(w) => {
+                if let Some(key) = key {
+                    store
+                        .write_record(RECORDS_IDEM, &key.name, key.record)
+                        .await?;
+                }
+                Ok(w.commit().await?)
+            }
+            Writer::Pg(w) => w.commit(key).await,
         }
     }
 }

@@ -54,7 +54,7 @@ async fn a_closed_port_is_reported_unreachable() {
 
 /// A fresh database on the test server, so runs never see each other's
 /// schema.
-async fn fresh_database(url: &str) -> DatabaseSettings {
+pub async fn fresh_database(url: &str) -> DatabaseSettings {
     let admin = connect::pool(&DatabaseSettings::from_url(url).unwrap()).unwrap();
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
     let client = admin.get().await.unwrap();

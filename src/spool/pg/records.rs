@@ -1,0 +1,87 @@
+//! Small records in the shared store: API status (`outbox`, what
+//! `GET /v1/messages/{id}` shows on every replica) and `Idempotency-Key`
+//! records (`idempotency_keys`; inserted with their message by the commit,
+//! see `messages`). Same names and bytes as the file spool's files.
+
+use std::time::Duration;
+
+use super::{PgStore, db};
+use crate::spool::{Error, RECORDS_IDEM, RECORDS_OUTBOX, Result};
+
+/// Pure: the table holding records of `dir`.
+fn table(dir: &str) -> Result<&'static str> {
+    match dir {
+        RECORDS_OUTBOX => Ok("outbox"),
+        RECORDS_IDEM => Ok("idempotency_keys"),
+        other => Err(Error::Corrupt(other.into(), "no such record kind".into())),
+    }
+}
+
+/// Pure: the column of `table` a record's age is measured from.
+fn stamp(table: &str) -> &'static str {
+    if table == "outbox" {
+        "updated_at"
+    } else {
+        "created_at"
+    }
+}
+
+impl PgStore {
+    /// Durably writes (or replaces) a record.
+    pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let t = table(dir)?;
+        let col = stamp(t);
+        let sql = format!(
+            "INSERT INTO {t} (name, record) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, {col} = now()"
+        );
+        self.conn()
+            .await?
+            .execute(&sql, &[&name, &bytes])
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// A record, or `None`.
+    pub async fn read_record(&self, dir: &'static str, name: &str) -> Result<Option<Vec<u8>>> {
+        let t = table(dir)?;
+        let row = self
+            .conn()
+            .await?
+            .query_opt(&format!("SELECT record FROM {t} WHERE name = $1"), &[&name])
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Removes records of `dir` older than `max_age`; returns how many.
+    pub async fn sweep_records(&self, dir: &'static str, max_age: Duration) -> Result<usize> {
+        let t = table(dir)?;
+        let col = stamp(t);
+        let n = self
+            .conn()
+            .await?
+            .execute(
+                &format!("DELETE FROM {t} WHERE {col} < now() - $1::float8 * interval '1 second'"),
+                &[&max_age.as_secs_f64()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_kinds_have_their_tables() {
+        assert_eq!(table(RECORDS_OUTBOX).unwrap(), "outbox");
+        assert_eq!(table(RECORDS_IDEM).unwrap(), "idempotency_keys");
+        assert!(table("../etc").is_err());
+        assert_eq!(stamp("outbox"), "updated_at");
+        assert_eq!(stamp("idempotency_keys"), "created_at");
+    }
+}
