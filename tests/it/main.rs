@@ -36,6 +36,7 @@ mod relay;
 mod reply_text;
 mod routing;
 mod session;
+mod shared_store;
 mod spool;
 mod store;
 mod subaddress;
