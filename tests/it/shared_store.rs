@@ -1,10 +1,19 @@
 //! Postern on the shared PostgreSQL store (#12), in-process: mail flows
 //! through the database, and an outage of the database is a temporary
-//! failure (`451 4.3.0`, `/readyz` 503), never a `250`, until it returns.
+//! failure (`451 4.3.0`, `/readyz` 503), never a `250`, until it returns;
+//! and what only a shared store has (the store suite, tests/it/store.rs,
+//! covers the rest on both backends): replicas racing on one
+//! idempotency key, and leases that expire.
 
 use std::time::Duration;
 
-use crate::database::{Cluster, fresh_database_url};
+use postern::spool::pg::{connect, migrate};
+use postern::spool::{
+    CommitError, Delivery, DeliveryState, Envelope, Error, KeyRecord, RECORDS_IDEM, Store, Target,
+    new_id, now_ms,
+};
+
+use crate::database::{Cluster, fresh_database, fresh_database_url, test_database_url};
 use crate::helpers::{Smtp, app_with_receiver};
 
 async fn readyz(http: std::net::SocketAddr) -> u16 {
@@ -69,4 +78,107 @@ async fn mail_flows_through_the_database_and_an_outage_is_a_451() {
     );
     assert_eq!(readyz(app.http).await, 200);
     app.stop().await;
+}
+
+/// Two stores on one fresh database of the test server, as two replicas
+/// see it; claims reserve a delivery for `lease`.
+async fn two_replicas(lease: Duration) -> Option<(Store, Store)> {
+    let url = test_database_url()?;
+    let mut settings = fresh_database(&url).await;
+    settings.lease = lease;
+    let open = || async {
+        let pool = connect::pool(&settings).unwrap();
+        migrate::migrate(&pool).await.unwrap();
+        Store::open_pg(pool, settings.lease)
+    };
+    Some((open().await, open().await))
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        id: new_id(),
+        received_at: "2026-01-01T00:00:00Z".into(),
+        mail_from: "a@example.org".into(),
+        rcpt_to: vec!["b@example.com".into()],
+        helo: "client.test".into(),
+        remote_ip: "127.0.0.1".into(),
+        tls: None,
+        authenticated_user: None,
+        deliveries: vec![Delivery {
+            target: Target::Relay,
+            rcpt_to: vec!["b@example.com".into()],
+            raw: false,
+            max_attachment_inline: None,
+        }],
+        outbound: None,
+    }
+}
+
+/// Of concurrent commits with one idempotency key, on two replicas, one
+/// commits; the others commit nothing and find the winner's record.
+#[tokio::test]
+async fn one_idempotency_key_commits_one_message_across_replicas() {
+    let Some((a, b)) = two_replicas(Duration::from_secs(300)).await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut incoming = store.intake().accept(envelope()).await.unwrap();
+            incoming.write(b"Subject: x\r\n\r\nx\r\n").await.unwrap();
+            let key = KeyRecord {
+                name: "k.json".into(),
+                record: format!("winner {i}").into_bytes(),
+                ttl: Duration::from_secs(3600),
+            };
+            match incoming.commit_keyed(Some(key)).await {
+                Ok(c) => Some((i, c.schedule().id)),
+                Err(CommitError::KeyTaken) => None,
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let record = a.read_record(RECORDS_IDEM, "k.json").await.unwrap();
+    assert_eq!(record, Some(format!("winner {}", won[0].0).into_bytes()));
+    let mut claimed = Vec::new();
+    while let Ok(lease) = b.claim(now_ms()).await {
+        claimed.push(lease.key().id.clone());
+    }
+    assert_eq!(claimed, [won[0].1.clone()], "one message in the store");
+}
+
+/// A replica's lease keeps the others off its delivery until it expires;
+/// then another replica claims it, and the first one's late outcome is
+/// refused.
+#[tokio::test]
+async fn an_expired_lease_passes_the_delivery_to_another_replica() {
+    let Some((a, b)) = two_replicas(Duration::from_secs(1)).await else {
+        return;
+    };
+    let env = a
+        .intake()
+        .submit(envelope(), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap();
+    let first = a.claim(now_ms()).await.unwrap();
+    assert!(b.claim(now_ms()).await.is_err(), "claimed while leased");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let second = b.claim(now_ms()).await.expect("claimable after expiry");
+    assert_eq!(second.key(), first.key());
+    assert_eq!(second.key().id, env.id);
+    let late = DeliveryState {
+        attempts: 1,
+        next_at: now_ms() + 60_000,
+        ..DeliveryState::fresh()
+    };
+    let refused = a.write_state(&first, &late).await;
+    assert!(matches!(refused, Err(Error::LeaseLost(..))), "{refused:?}");
+    b.finish(&second, 1, false).await.unwrap();
+    assert!(!a.is_committed(&env.id).await.unwrap());
 }
