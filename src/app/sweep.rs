@@ -1,5 +1,7 @@
 //! The hourly clean-up of the spool's expired records and old dead
-//! deliveries, run by the wiring for as long as the server runs.
+//! deliveries, run by the wiring for as long as the server runs. With the
+//! shared store every replica runs it; each sweep takes an advisory lock
+//! in the database, so replicas never sweep at once.
 
 use std::sync::Arc;
 
@@ -8,6 +10,10 @@ use tracing::{info, warn};
 
 use crate::spool::{self, Store};
 use crate::{api, telemetry};
+
+/// An uncommitted message this old is an orphan: no receive takes that
+/// long (`POSTERN_SMTP_SESSION_TIMEOUT` is 30 minutes by default).
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Removes expired status and idempotency records and dead deliveries
 /// older than `POSTERN_DEAD_RETENTION`, at start and hourly.
@@ -42,6 +48,14 @@ pub(super) async fn run(
             .sweep(spool::RECORDS_IDEM, api::idempotency::TTL)
             .await
             .unwrap_or(0);
+        match store.sweep_orphans(ORPHAN_AGE).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "uncommitted messages of interrupted receives removed"
+            ),
+            Err(e) => warn!(error = %e, "could not sweep uncommitted messages"),
+        }
         if a + b > 0 {
             info!(
                 status_records = a,

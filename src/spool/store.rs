@@ -264,6 +264,16 @@ impl Store {
         }
     }
 
+    /// Removes what interrupted receives left (older than `max_age`);
+    /// returns how many messages. The file spool clears its `tmp/` at
+    /// start instead.
+    pub async fn sweep_orphans(&self, max_age: Duration) -> Result<usize> {
+        match &self.backend {
+            Backend::File { .. } => Ok(0),
+            Backend::Pg(pg) => pg.sweep_orphans(max_age).await,
+        }
+    }
+
     /// Discards dead deliveries older than `max_age`; returns them.
     pub async fn sweep_dead(&self, max_age: Duration) -> Result<Vec<(JobKey, DeliveryState)>> {
         match &self.backend {

@@ -117,31 +117,21 @@ impl PgStore {
     pub async fn discard(&self, key: &JobKey, allowed: &[State]) -> Result<Change> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(db)?;
-        let Some(state) = lock_job(&tx, key).await? else {
-            return Ok(Change::NotFound);
-        };
-        if !allowed.contains(&state) {
-            return Ok(Change::WrongState(state));
-        }
-        tx.execute(
-            "UPDATE jobs SET state = 'delivered', lease_owner = NULL, lease_until = NULL,
-                 lease_token = lease_token + 1, updated_at = now()
-             WHERE message_id = $1 AND idx = $2",
-            &[&key.id, &idx(key.index)],
-        )
-        .await
-        .map_err(db)?;
-        let message_removed = jobs::remove_if_done(&tx, &key.id).await?;
+        let change = discard_in(&tx, key, allowed).await?;
         tx.commit().await.map_err(db)?;
-        Ok(Change::Done { message_removed })
+        Ok(change)
     }
 
     /// Discards dead deliveries last changed more than `max_age` ago;
-    /// returns them with the state they had.
+    /// returns them with the state they had. Once across the cluster: a
+    /// replica that finds another one sweeping skips (see [`sweeping`]).
     pub async fn sweep_dead(&self, max_age: Duration) -> Result<Vec<(JobKey, DeliveryState)>> {
-        let rows = self
-            .conn()
-            .await?
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        if !sweeping(&tx, Sweep::Dead).await? {
+            return Ok(Vec::new());
+        }
+        let rows = tx
             .query(
                 &format!(
                     "{SELECT_INFO} WHERE j.state = 'dead'
@@ -155,11 +145,33 @@ impl PgStore {
         let mut removed = Vec::new();
         for row in &rows {
             let found = info(row)?;
-            if let Change::Done { .. } = self.discard(&found.key, &[State::Dead]).await? {
+            if let Change::Done { .. } = discard_in(&tx, &found.key, &[State::Dead]).await? {
                 removed.push((found.key, found.state));
             }
         }
+        tx.commit().await.map_err(db)?;
         Ok(removed)
+    }
+
+    /// Removes messages never committed (an interrupted receive whose
+    /// writer could not clean up) older than `max_age`, with their chunks;
+    /// returns how many. Once across the cluster.
+    pub async fn sweep_orphans(&self, max_age: Duration) -> Result<usize> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        if !sweeping(&tx, Sweep::Orphans).await? {
+            return Ok(0);
+        }
+        let n = tx
+            .execute(
+                "DELETE FROM messages WHERE NOT committed
+                   AND created_at < now() - $1::float8 * interval '1 second'",
+                &[&max_age.as_secs_f64()],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n as usize)
     }
 
     /// Can the store take a message now? The database answers in time.
@@ -188,6 +200,60 @@ impl PgStore {
     }
 }
 
+/// The sweeps, each under an advisory lock of its own.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Sweep {
+    Dead,
+    Orphans,
+    Records,
+}
+
+/// Pure: the advisory lock key of a sweep ("postern" in ASCII, as the
+/// migration lock, plus the sweep's number).
+fn sweep_lock(sweep: Sweep) -> i64 {
+    const BASE: i64 = 0x0070_6f73_7465_726e;
+    BASE + 1 + sweep as i64
+}
+
+/// Takes `sweep`'s transaction-scoped advisory lock if no other replica
+/// holds it: `false` means another replica is running this sweep now, so
+/// this one skips it (replicas never sweep the same rows at once, and a
+/// sweep runs once across the cluster, whoever gets there).
+pub(super) async fn sweeping(tx: &tokio_postgres::Transaction<'_>, sweep: Sweep) -> Result<bool> {
+    let row = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&sweep_lock(sweep)],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.get(0))
+}
+
+/// [`PgStore::discard`] in the caller's transaction.
+async fn discard_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &JobKey,
+    allowed: &[State],
+) -> Result<Change> {
+    let Some(state) = lock_job(tx, key).await? else {
+        return Ok(Change::NotFound);
+    };
+    if !allowed.contains(&state) {
+        return Ok(Change::WrongState(state));
+    }
+    tx.execute(
+        "UPDATE jobs SET state = 'delivered', lease_owner = NULL, lease_until = NULL,
+             lease_token = lease_token + 1, updated_at = now()
+         WHERE message_id = $1 AND idx = $2",
+        &[&key.id, &idx(key.index)],
+    )
+    .await
+    .map_err(db)?;
+    let message_removed = jobs::remove_if_done(tx, &key.id).await?;
+    Ok(Change::Done { message_removed })
+}
+
 /// Locks the row of `key` (its message committed) and tells its state;
 /// `None` when there is no such delivery.
 async fn lock_job(tx: &tokio_postgres::Transaction<'_>, key: &JobKey) -> Result<Option<State>> {
@@ -211,4 +277,19 @@ async fn lock_job(tx: &tokio_postgres::Transaction<'_>, key: &JobKey) -> Result<
         .await
         .map_err(db)?;
     row.map(|r| super::parse_state(r.get(0))).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sweep_has_its_own_lock_apart_from_the_migrations() {
+        let keys = [Sweep::Dead, Sweep::Orphans, Sweep::Records].map(sweep_lock);
+        let migrate = 0x0070_6f73_7465_726e;
+        for (i, k) in keys.iter().enumerate() {
+            assert_ne!(*k, migrate);
+            assert!(!keys[..i].contains(k), "{keys:?}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::admin::{Sweep, sweeping};
 use super::{PgStore, db};
 use crate::spool::{Error, RECORDS_IDEM, RECORDS_OUTBOX, Result};
 
@@ -56,18 +57,23 @@ impl PgStore {
     }
 
     /// Removes records of `dir` older than `max_age`; returns how many.
+    /// Once across the cluster (see [`super::admin::sweeping`]).
     pub async fn sweep_records(&self, dir: &'static str, max_age: Duration) -> Result<usize> {
         let t = table(dir)?;
         let col = stamp(t);
-        let n = self
-            .conn()
-            .await?
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        if !sweeping(&tx, Sweep::Records).await? {
+            return Ok(0);
+        }
+        let n = tx
             .execute(
                 &format!("DELETE FROM {t} WHERE {col} < now() - $1::float8 * interval '1 second'"),
                 &[&max_age.as_secs_f64()],
             )
             .await
             .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(n as usize)
     }
 }
