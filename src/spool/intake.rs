@@ -121,7 +121,7 @@ impl Committed {
     pub fn schedule(self) -> Envelope {
         let now = now_ms();
         for index in 0..self.envelope.deliveries.len() {
-            self.store.schedule(
+            self.store.schedule_fresh(
                 JobKey {
                     id: self.envelope.id.clone(),
                     index,

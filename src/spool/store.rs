@@ -102,7 +102,19 @@ impl Store {
         }
     }
 
-    /// Delivery `key` is due at `due` (unix ms).
+    /// A delivery no attempt has held yet (just committed, or reset by an
+    /// operator's retry) is due at `due` (unix ms). The shared store has
+    /// it in its `jobs` already and only wakes its worker: it must not
+    /// touch a lease, since a worker may have claimed it by now.
+    pub fn schedule_fresh(&self, key: JobKey, due: u64) {
+        match &self.backend {
+            Backend::File { queue, .. } => queue.push(key, due),
+            Backend::Pg(pg) => pg.wake(),
+        }
+    }
+
+    /// Delivery `key`, whose attempt ended (its lease dropped, with or
+    /// without an outcome), is due at `due` (unix ms).
     pub fn schedule(&self, key: JobKey, due: u64) {
         match &self.backend {
             Backend::File { queue, .. } => queue.push(key, due),

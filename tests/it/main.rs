@@ -33,6 +33,7 @@ mod proptest_session;
 mod proxy_protocol;
 mod readme;
 mod relay;
+mod replicas;
 mod reply_text;
 mod routing;
 mod session;

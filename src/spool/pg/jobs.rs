@@ -81,7 +81,9 @@ impl PgStore {
                 id: r.get(0),
                 index: r.get::<_, i32>(1).max(0) as usize,
             };
-            Lease::row(key, r.get(2))
+            let token = r.get(2);
+            self.granted().insert(key.clone(), token);
+            Lease::row(key, token)
         }))
     }
 
@@ -99,12 +101,16 @@ impl PgStore {
         Ok(row.get::<_, i64>(0).max(0) as usize)
     }
 
-    /// Delivery `key` is due at `due`: a job this replica leased and left
-    /// without an outcome (parked behind its endpoint, or its load failed)
-    /// is released at that time. A no-op for a job whose outcome was
-    /// written (the outcome set its due time and ended the lease) or that
-    /// another replica holds.
+    /// Delivery `key`, whose attempt here ended, is due at `due`: a job
+    /// this replica leased and left without an outcome (parked behind its
+    /// endpoint, or its load failed) is released at that time. Only the
+    /// lease this replica was granted last is released (by its token): a
+    /// no-op once an outcome was written (it set the due time and ended
+    /// the lease), or after any later claim, here or on another replica.
     pub fn schedule(&self, key: JobKey, due: u64) {
+        let Some(token) = self.granted().remove(&key) else {
+            return self.wake();
+        };
         let this = self.clone();
         tokio::spawn(async move {
             let due = i64::try_from(due).unwrap_or(i64::MAX);
@@ -112,10 +118,11 @@ impl PgStore {
                 this.conn()
                     .await?
                     .execute(
-                        "UPDATE jobs SET next_at = $3, lease_owner = NULL, lease_until = NULL
+                        "UPDATE jobs SET next_at = $3, lease_owner = NULL, lease_until = NULL,
+                             lease_token = lease_token + 1
                          WHERE message_id = $1 AND idx = $2 AND state = 'pending'
-                           AND lease_owner = $4",
-                        &[&key.id, &idx(key.index), &due, &this.inner.owner],
+                           AND lease_token = $4",
+                        &[&key.id, &idx(key.index), &due, &token],
                     )
                     .await
                     .map_err(db)
@@ -131,7 +138,7 @@ impl PgStore {
     /// An attempt's outcome, written only while `lease` holds; ends it.
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {
         let key = lease.key();
-        let token = token(lease)?;
+        let token = self.forget(lease)?;
         let recipients = serde_json::to_string(&state.recipients).expect("recipients serialise");
         let history = serde_json::to_string(&state.history).expect("history serialises");
         let attempts = i32::try_from(state.attempts).unwrap_or(i32::MAX);
@@ -167,7 +174,7 @@ impl PgStore {
     /// gone.
     pub async fn finish(&self, lease: &Lease, deliveries: usize) -> Result<()> {
         let key = lease.key();
-        let token = token(lease)?;
+        let token = self.forget(lease)?;
         let mut c = self.conn().await?;
         if deliveries <= 1 {
             // One delivery: done means gone, in one statement.
@@ -221,10 +228,19 @@ pub(super) async fn remove_if_done(tx: &tokio_postgres::Transaction<'_>, id: &st
     Ok(n > 0)
 }
 
-fn token(lease: &Lease) -> Result<i64> {
-    lease
-        .row_token()
-        .ok_or_else(|| Error::LeaseLost(lease.key().id.clone(), lease.key().index))
+impl PgStore {
+    /// The token of `lease`, for the outcome write that ends it: this
+    /// replica no longer has it to release.
+    fn forget(&self, lease: &Lease) -> Result<i64> {
+        let token = lease
+            .row_token()
+            .ok_or_else(|| Error::LeaseLost(lease.key().id.clone(), lease.key().index))?;
+        let mut granted = self.granted();
+        if granted.get(lease.key()) == Some(&token) {
+            granted.remove(lease.key());
+        }
+        Ok(token)
+    }
 }
 
 /// Pure: an outcome write that changed no row found its lease gone.

@@ -23,7 +23,8 @@ pub mod migrate;
 mod records;
 pub mod settings;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
@@ -31,7 +32,7 @@ use tokio::sync::Notify;
 
 pub(crate) use messages::Writer;
 
-use super::Error;
+use super::{Error, JobKey};
 
 /// How often an idle worker looks for work that other replicas committed
 /// (or whose lease expired): the claim query is cheap (an index range
@@ -53,6 +54,9 @@ struct Inner {
     lease: Duration,
     /// Wakes this replica's worker (a local commit or schedule).
     notify: Notify,
+    /// The lease token of each claim this replica made whose outcome is
+    /// not written yet (see `jobs`' `schedule`).
+    granted: Mutex<HashMap<JobKey, i64>>,
 }
 
 impl PgStore {
@@ -66,6 +70,7 @@ impl PgStore {
                 owner,
                 lease,
                 notify: Notify::new(),
+                granted: Mutex::default(),
             }),
         }
     }
@@ -84,8 +89,13 @@ impl PgStore {
     }
 
     /// Wakes this replica's worker.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.inner.notify.notify_one();
+    }
+
+    fn granted(&self) -> MutexGuard<'_, HashMap<JobKey, i64>> {
+        // A plain map, consistent between statements.
+        self.inner.granted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves when this replica committed or scheduled something.
