@@ -102,7 +102,12 @@ impl Worker {
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.store.claim(now).await {
+                let started = std::time::Instant::now();
+                let claimed = self.store.claim(now).await;
+                self.metrics
+                    .claim_latency
+                    .observe(started.elapsed().as_secs_f64());
+                match claimed {
                     Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();

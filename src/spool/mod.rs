@@ -19,7 +19,7 @@ pub use file::ScanReport;
 use file::{MessageWriter, Queue, Spool};
 pub use intake::{CommitError, Committed, Incoming, Intake, KeyRecord};
 pub use lease::Lease;
-pub use store::Store;
+pub use store::{DatabaseStats, Store};
 
 use std::io::ErrorKind;
 use std::time::{SystemTime, UNIX_EPOCH};

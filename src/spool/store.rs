@@ -71,6 +71,21 @@ impl Store {
         }
     }
 
+    /// The shared store's pool and queue, for the metrics (`None`: the
+    /// file spool).
+    pub async fn database_stats(&self) -> Option<DatabaseStats> {
+        match &self.backend {
+            Backend::File { .. } => None,
+            Backend::Pg(pg) => {
+                let status = pg.pool().status();
+                Some(DatabaseStats {
+                    in_use: status.size.saturating_sub(status.available),
+                    jobs_due: pg.due(super::now_ms()).await.unwrap_or(0),
+                })
+            }
+        }
+    }
+
     /// The producers' way in: accept → write → commit → schedule.
     pub fn intake(&self) -> Intake {
         Intake::new(self.clone())
@@ -296,6 +311,15 @@ impl Store {
             Backend::Pg(pg) => pg.sweep_dead(max_age).await,
         }
     }
+}
+
+/// What the metrics show of the shared store.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseStats {
+    /// Connections of this process's pool in use.
+    pub in_use: usize,
+    /// Deliveries due and not leased, across the cluster.
+    pub jobs_due: usize,
 }
 
 /// A message being received, in whichever backend.

@@ -14,7 +14,7 @@ use postern::spool::{
 };
 
 use crate::database::{Cluster, fresh_database, fresh_database_url, test_database_url};
-use crate::helpers::{Smtp, app_with_receiver};
+use crate::helpers::{Smtp, app_with_receiver, sample};
 
 async fn readyz(http: std::net::SocketAddr) -> u16 {
     reqwest::get(format!("http://{http}/readyz"))
@@ -47,6 +47,20 @@ async fn mail_flows_through_the_database_and_an_outage_is_a_451() {
     assert!(reply.starts_with("250 "), "{reply}");
     rx.wait_for(1, 10).await;
     assert_eq!(readyz(app.http).await, 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", app.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["postern_database_pool_in_use", "postern_database_jobs_due"] {
+        assert!(
+            sample(&metrics, name).is_some(),
+            "{name} missing:\n{metrics}"
+        );
+    }
+    let claims = sample(&metrics, "postern_store_claim_seconds_count").unwrap_or(0.0);
+    assert!(claims >= 1.0, "{metrics}");
 
     cluster.down();
     let reply = send(app.smtp, "two").await;

@@ -87,6 +87,22 @@ impl PgStore {
         }))
     }
 
+    /// Deliveries due at `now` and not leased.
+    pub async fn due(&self, now: u64) -> Result<usize> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let row = self
+            .conn()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE state = 'pending' AND next_at <= $1
+                   AND (lease_until IS NULL OR lease_until < now())",
+                &[&now],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.get::<_, i64>(0).max(0) as usize)
+    }
+
     /// Deliveries pending and not leased.
     pub async fn scheduled(&self) -> Result<usize> {
         let c = self.conn().await?;
