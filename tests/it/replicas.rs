@@ -69,6 +69,25 @@ async fn get(p: &Postern, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// Whether, within 2 s, `p`'s pending deliveries come to include
+/// (`want`) or exclude a delivery of message `id`.
+async fn listed_within(p: &Postern, id: &str, want: bool) -> bool {
+    for _ in 0..100 {
+        let (status, page) = get(p, "/v1/deliveries?state=pending").await;
+        assert_eq!(status, 200, "{page}");
+        let listed = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["message_id"] == id);
+        if listed == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// The queue ids of `250` replies.
 fn queue_id(reply: &str) -> String {
     assert!(reply.starts_with("250 "), "{reply}");
@@ -93,25 +112,8 @@ async fn mail_accepted_by_one_replica_is_seen_and_delivered_by_the_other() {
     let b = pair.start(1, &env).await;
     let id = queue_id(&send(a.smtp, "via-a").await);
     // B lists the delivery A accepted while it is pending.
-    let listed = || async {
-        let (status, page) = get(&b, "/v1/deliveries?state=pending").await;
-        assert_eq!(status, 200, "{page}");
-        page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["message_id"] == id.as_str())
-    };
-    let mut seen = false;
-    for _ in 0..100 {
-        if listed().await {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        seen,
+        listed_within(&b, &id, true).await,
         "B does not list A's delivery\n{}",
         log_tail(pair.log())
     );
@@ -119,15 +121,10 @@ async fn mail_accepted_by_one_replica_is_seen_and_delivered_by_the_other() {
     assert_eq!(status, 200, "{one}");
     let want = HashSet::from(["via-a@test".to_string()]);
     wait_delivered(20, || rx.hits(), &want, pair.log()).await;
-    let mut gone = false;
-    for _ in 0..100 {
-        if !listed().await {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "still pending on B after delivery");
+    assert!(
+        listed_within(&b, &id, false).await,
+        "still pending on B after delivery"
+    );
     a.terminate().await;
     b.terminate().await;
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use postern::spool::pg::{connect, migrate};
 use postern::spool::{
-    CommitError, Delivery, DeliveryState, Envelope, Error, KeyRecord, RECORDS_IDEM, Store, Target,
-    new_id, now_ms,
+    CommitError, DeliveryState, Envelope, Error, KeyRecord, RECORDS_IDEM, Store, now_ms,
 };
 
 use crate::database::{Cluster, fresh_database, fresh_database_url, test_database_url};
@@ -122,23 +121,7 @@ async fn two_replicas(lease: Duration) -> Option<(Store, Store)> {
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        id: new_id(),
-        received_at: "2026-01-01T00:00:00Z".into(),
-        mail_from: "a@example.org".into(),
-        rcpt_to: vec!["b@example.com".into()],
-        helo: "client.test".into(),
-        remote_ip: "127.0.0.1".into(),
-        tls: None,
-        authenticated_user: None,
-        deliveries: vec![Delivery {
-            target: Target::Relay,
-            rcpt_to: vec!["b@example.com".into()],
-            raw: false,
-            max_attachment_inline: None,
-        }],
-        outbound: None,
-    }
+    crate::store::envelope(1)
 }
 
 /// Of concurrent commits with one idempotency key, on two replicas, one

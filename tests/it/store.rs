@@ -51,7 +51,7 @@ async fn backends() -> Vec<Backend> {
 }
 
 /// A message with `n` webhook deliveries.
-fn envelope(n: usize) -> Envelope {
+pub fn envelope(n: usize) -> Envelope {
     Envelope {
         id: new_id(),
         received_at: "2026-01-01T00:00:00Z".into(),
