@@ -2,7 +2,8 @@
 //! accepted, the other sees, delivers and answers for; one
 //! `Idempotency-Key` sent to both at once is one message; and the jobs a
 //! replica held when it was killed are delivered by the other after their
-//! leases expire. Skipped (saying why) without a test database.
+//! leases expire; a database outage is a `451` on both, and both recover.
+//! Skipped (saying why) without a test database.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use crate::aiosmtpd::Smtpd;
 use crate::api::{KEY, post_to, simple};
 use crate::binary::{Launch, Postern, log_tail, wait_delivered};
-use crate::database::{fresh_database_url, test_database_url};
+use crate::database::{Cluster, fresh_database_url, test_database_url};
 use crate::helpers::{Hit, Receiver, schedule, wait_until};
 use crate::shared_store::send;
 
@@ -26,17 +27,21 @@ struct Pair {
 }
 
 async fn pair() -> Option<Pair> {
-    let url = fresh_database_url(&test_database_url()?).await;
-    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
-    Some(Pair {
-        spools: [dirs[0].path().to_path_buf(), dirs[1].path().to_path_buf()],
-        log: dirs[2].path().join("postern.log"),
-        url,
-        _dirs: dirs,
-    })
+    Some(Pair::on(&test_database_url()?).await)
 }
 
 impl Pair {
+    /// Two replicas' state on a fresh database of the server at `url`.
+    async fn on(url: &str) -> Pair {
+        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        Pair {
+            spools: [dirs[0].path().to_path_buf(), dirs[1].path().to_path_buf()],
+            log: dirs[2].path().join("postern.log"),
+            url: fresh_database_url(url).await,
+            _dirs: dirs,
+        }
+    }
+
     /// Replica `n` (0 or 1) with `env` on top of the database and API key.
     async fn start(&self, n: usize, env: &[(&str, &str)]) -> Postern {
         let mut all = vec![
@@ -220,4 +225,60 @@ async fn a_killed_replicas_leased_jobs_are_delivered_by_the_other() {
     let ids: HashSet<String> = hits.iter().map(|h| h.header("webhook-id")).collect();
     assert_eq!(ids.len(), 5, "webhook-id is stable across replicas");
     b.terminate().await;
+}
+
+/// The database stopped under two replicas: both answer `451 4.3.0` and
+/// `/readyz` 503; when it returns, mail flows through both again on its
+/// own.
+#[tokio::test]
+async fn both_replicas_refuse_mail_while_the_database_is_down_and_recover() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let pair = Pair::on(&cluster.url()).await;
+    let rx = Receiver::start().await;
+    let url = rx.url("/hook");
+    let env = [("POSTERN_WEBHOOK_URL", url.as_str())];
+    let replicas = [pair.start(0, &env).await, pair.start(1, &env).await];
+    let readyz = |p: &Postern| {
+        let url = format!("http://{}/readyz", p.http);
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    cluster.down();
+    for (n, p) in replicas.iter().enumerate() {
+        let reply = send(p.smtp, &format!("down-{n}")).await;
+        assert!(reply.starts_with("451 4.3.0"), "{reply}");
+        assert_eq!(readyz(p).await, 503);
+    }
+    cluster.up();
+    let mut want = HashSet::new();
+    for (n, p) in replicas.iter().enumerate() {
+        let mut accepted = false;
+        for i in 0..50 {
+            let subject = format!("up-{n}-{i}");
+            let reply = send(p.smtp, &subject).await;
+            if reply.starts_with("250 ") {
+                want.insert(format!("{subject}@test"));
+                accepted = true;
+                break;
+            }
+            assert!(reply.starts_with("451 4.3.0"), "{reply}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            accepted,
+            "replica {n} did not recover\n{}",
+            log_tail(pair.log())
+        );
+        assert_eq!(readyz(p).await, 200);
+    }
+    wait_delivered(20, || rx.hits(), &want, pair.log()).await;
+    let delivered: HashSet<String> = rx.hits().iter().map(crate::helpers::message_id).collect();
+    assert!(
+        !delivered.iter().any(|m| m.starts_with("down-")),
+        "a 451'd message was delivered: {delivered:?}"
+    );
+    for p in replicas {
+        p.terminate().await;
+    }
 }
