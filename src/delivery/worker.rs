@@ -320,7 +320,7 @@ impl Worker {
             Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
         };
         warn!(url = %url, attempts, %reason, "{why}");
-        if !lease.holds() {
+        if !self.store.holds(&lease).await {
             info!("the delivery was changed by an operator during its attempt; not marked dead");
             return;
         }

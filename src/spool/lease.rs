@@ -100,9 +100,9 @@ impl Lease {
     }
 
     /// Whether no operator change has revoked it (nor a newer claim taken
-    /// it over). A database lease cannot be checked without a round trip;
-    /// it reads as held, and the outcome write it is used for is refused
-    /// when it is not.
+    /// it over). A database lease cannot be checked without a round trip
+    /// (`Store::holds` makes it); here it reads as held, and the outcome
+    /// write it is used for is refused when it is not.
     pub fn holds(&self) -> bool {
         match &self.holder {
             Holder::Local { token, table } => table.holds(&self.key, *token),

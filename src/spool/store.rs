@@ -167,6 +167,17 @@ impl Store {
         }
     }
 
+    /// Whether `lease` still holds (no operator change, no later claim):
+    /// asked before an outcome that has effects beyond the delivery (the
+    /// `message.dead` event). A database that cannot answer says yes; the
+    /// outcome write itself is refused if it did not.
+    pub async fn holds(&self, lease: &Lease) -> bool {
+        match &self.backend {
+            Backend::File { .. } => lease.holds(),
+            Backend::Pg(pg) => pg.holds(lease).await.unwrap_or(true),
+        }
+    }
+
     /// An attempt's outcome: the new state of the delivery `lease` holds;
     /// refused ([`super::Error::LeaseLost`]) once the lease is gone.
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {

@@ -162,6 +162,7 @@ async fn an_outcome_is_refused_after_an_operator_change() {
         let store = b.open().await;
         let env = store.intake().submit(envelope(2), CONTENT).await.unwrap();
         let leases = claim_all(&store).await;
+        assert!(store.holds(&leases[0]).await, "{}", b.name());
         let change = store
             .discard(leases[0].key(), &[State::Pending, State::Dead])
             .await
@@ -174,6 +175,8 @@ async fn an_outcome_is_refused_after_an_operator_change() {
             "{}",
             b.name()
         );
+        assert!(!store.holds(&leases[0]).await, "{}: still held", b.name());
+        assert!(store.holds(&leases[1]).await, "{}", b.name());
         let retry = DeliveryState {
             attempts: 1,
             next_at: now_ms() + 60_000,

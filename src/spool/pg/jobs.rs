@@ -151,6 +151,24 @@ impl PgStore {
         });
     }
 
+    /// Whether the row still carries `lease`'s token.
+    pub async fn holds(&self, lease: &Lease) -> Result<bool> {
+        let Some(token) = lease.row_token() else {
+            return Ok(false);
+        };
+        let key = lease.key();
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM jobs WHERE message_id = $1 AND idx = $2 AND lease_token = $3",
+                &[&key.id, &idx(key.index), &token],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.is_some())
+    }
+
     /// An attempt's outcome, written only while `lease` holds; ends it.
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {
         let key = lease.key();
