@@ -10,6 +10,10 @@
 //! 2. `spool`: the spool directory (and its `tmp/`, `msg/`, `state/`) takes
 //!    a file: a probe is created, synced and removed. Nothing else is
 //!    touched, so it is safe next to a running Postern.
+//!    `database`: with `POSTERN_DATABASE_URL`, a `SELECT 1` (its latency,
+//!    whether TLS is on) and the schema: migrations applied versus known
+//!    (behind is fine, `serve` applies them at start; a database migrated
+//!    by a newer release fails). Nothing is changed.
 //! 3. `tls`: the certificate and key load and match; the certificate's
 //!    subject and expiry are shown; an expired certificate fails.
 //! 4. `relay`: with `POSTERN_RELAY_URL`, EHLO (+STARTTLS, +AUTH) and QUIT on
@@ -180,6 +184,20 @@ pub async fn run(vars: Vec<(String, String)>, out: &mut dyn Write) -> bool {
             &format!("{}: {e}", config.spool_dir.display()),
             &[],
         ),
+    }
+
+    // 2b. database
+    match &config.database {
+        None => t.check(
+            "database",
+            Verdict::Skip,
+            "POSTERN_DATABASE_URL not set (the spool directory is the store)",
+            &[],
+        ),
+        Some(db) => match check_database(db).await {
+            Ok((summary, details)) => t.check("database", Verdict::Pass, &summary, &details),
+            Err(e) => t.check("database", Verdict::Fail, &e, &[]),
+        },
     }
 
     // 3. TLS
@@ -517,6 +535,46 @@ fn probe(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Loads the pair as the server would, then describes the certificate.
+/// Reachable, how fast, with TLS or not, and the schema's version.
+async fn check_database(
+    db: &crate::config::DatabaseSettings,
+) -> Result<(String, Vec<String>), String> {
+    use crate::spool::pg::{connect, migrate};
+    let pool = connect::pool(db).map_err(|e| e.to_string())?;
+    let health = connect::check(&pool, CHECK_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = tokio::time::timeout(CHECK_TIMEOUT, migrate::status(&pool, migrate::MIGRATIONS))
+        .await
+        .map_err(|_| format!("no answer within {} s", CHECK_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+    let schema = schema_verdict(status.applied, status.known)?;
+    let summary = format!(
+        "reachable in {:.1} ms, {}",
+        health.latency.as_secs_f64() * 1000.0,
+        if health.tls { "TLS" } else { "no TLS" }
+    );
+    Ok((summary, vec![schema]))
+}
+
+/// Pure: what the schema's version means for `serve`.
+fn schema_verdict(applied: Option<i64>, known: Option<i64>) -> Result<String, String> {
+    let show = |v: Option<i64>| v.map_or("none".to_string(), |v| v.to_string());
+    match (applied, known) {
+        (a, k) if a == k => Ok(format!("schema current (version {})", show(a))),
+        (a, k) if a < k => Ok(format!(
+            "schema at version {}, this binary knows {}: applied at start",
+            show(a),
+            show(k)
+        )),
+        (a, k) => Err(format!(
+            "the database is at schema version {}, newer than this binary knows ({}); run a newer Postern",
+            show(a),
+            show(k)
+        )),
+    }
+}
+
 fn check_tls(cert: &Path, key: &Path) -> Result<(String, Vec<String>), String> {
     let certified = crate::tls::load_certified_key(cert, key).map_err(|e| e.to_string())?;
     let mut details = vec![format!(
@@ -718,6 +776,25 @@ async fn post_test_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_behind_passes_and_a_newer_one_fails() {
+        assert_eq!(
+            schema_verdict(Some(1), Some(1)).unwrap(),
+            "schema current (version 1)"
+        );
+        assert!(
+            schema_verdict(None, Some(1))
+                .unwrap()
+                .contains("applied at start")
+        );
+        assert!(schema_verdict(Some(1), Some(2)).is_ok());
+        assert!(
+            schema_verdict(Some(3), Some(2))
+                .unwrap_err()
+                .contains("newer")
+        );
+    }
 
     #[test]
     fn urls_are_redacted() {

@@ -130,7 +130,11 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     let parked = ops.metrics.endpoint_parked.get();
     ops.metrics
         .spool_pending
-        .set(ops.store.scheduled() as i64 + parked);
+        .set(ops.store.scheduled().await as i64 + parked);
+    if let Some(stats) = ops.store.database_stats().await {
+        ops.metrics.database_pool_in_use.set(stats.in_use as i64);
+        ops.metrics.database_jobs_due.set(stats.jobs_due as i64);
+    }
     let age = ops.store.oldest_age().await;
     ops.metrics
         .spool_oldest_pending_age

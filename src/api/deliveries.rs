@@ -234,7 +234,7 @@ async fn retry(
                 .await
                 .map_err(ApiError::unavailable)?
                 .map(Item::from);
-            st.store.schedule(key.clone(), spool::now_ms());
+            st.store.schedule_fresh(key.clone(), spool::now_ms());
             info!(message_id = %key.id, delivery = key.index, "dead delivery retried by API");
             Ok(Json(item.map_or_else(|| json!({"id": id}), |i| json!(i))).into_response())
         }

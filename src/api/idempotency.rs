@@ -2,15 +2,20 @@
 //! same key (and the same body) gets the first answer again, marked
 //! `idempotent-replayed: true`, instead of sending the message twice. Keys
 //! are scoped to the API key that sent them, remembered for 24 hours in the
-//! spool's records (swept hourly), and one request per key is handled at a
-//! time ([`Lock`]).
+//! store's records (swept hourly), and one request per key is handled at a
+//! time in a process ([`Lock`]); across replicas of the shared store, the
+//! key's row is inserted by the transaction that commits the message (its
+//! primary key lets one of two concurrent requests commit; the other
+//! commits nothing and answers from the winner's record).
 //!
 //! # The record commits with its message (#12)
 //!
-//! The record is written (durably) *before* its message is committed, and
-//! a record is only trusted when its message was committed: the message is
-//! in the spool, or its status record is ([`Store::is_committed`]). So a
-//! `kill -9` at any point leaves one of:
+//! The record is handed to the commit ([`spool::Incoming::commit_keyed`]).
+//! With the shared store both are one transaction. The file spool writes
+//! the record (durably) *before* its message is committed, and a record is
+//! only trusted when its message was committed: the message is in the
+//! spool, or its status record is ([`Store::is_committed`]). So a `kill -9`
+//! at any point leaves one of:
 //! - no record: the message was not committed either (the record comes
 //!   first), and the retry sends it, once;
 //! - a record whose message never committed (killed between the two): not
@@ -34,10 +39,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracing::warn;
 
 use super::ApiError;
-use crate::spool::{self, RECORDS_IDEM, Store};
+use crate::spool::{self, KeyRecord, RECORDS_IDEM, Store};
 
 /// Idempotency keys are remembered this long.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -123,32 +127,20 @@ impl Keyed {
         Ok(Some(resp))
     }
 
-    /// Durably remembers the `202` answer for `message_id`, before that
-    /// message is committed (see the module docs). A failure fails the
-    /// request: nothing was sent yet.
-    pub(super) async fn remember(
-        &self,
-        spool: &Store,
-        message_id: &str,
-        response: &Value,
-    ) -> Result<(), ApiError> {
+    /// The record of the `202` answer, committed with its message
+    /// ([`spool::Incoming::commit_keyed`]; see the module docs).
+    pub(super) fn record(&self, response: &Value) -> KeyRecord {
         let rec = IdemRecord {
             body_sha256: self.body_sha256.clone(),
             created_ms: spool::now_ms(),
             status: 202,
             response: response.clone(),
         };
-        spool
-            .write_record(
-                RECORDS_IDEM,
-                &self.name,
-                serde_json::to_vec(&rec).expect("record serialises"),
-            )
-            .await
-            .map_err(|e| {
-                warn!(message_id = %message_id, error = %e, "could not record the Idempotency-Key; not sent");
-                ApiError::unavailable(e)
-            })
+        KeyRecord {
+            name: self.name.clone(),
+            record: serde_json::to_vec(&rec).expect("record serialises"),
+            ttl: TTL,
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use super::idempotency::Keyed;
 use super::{ApiError, ApiState, body};
 use crate::compose;
 use crate::delivery::outbox::{self, OutboxRecord};
-use crate::spool::{self, Delivery, Envelope, Outbound, RECORDS_OUTBOX, Target};
+use crate::spool::{self, CommitError, Delivery, Envelope, Outbound, RECORDS_OUTBOX, Target};
 
 pub(super) async fn send(
     State(st): State<ApiState>,
@@ -46,8 +46,7 @@ pub(super) async fn send(
         return Ok(replay);
     }
     let message = compose_request(&st, body)?;
-    let response = spool_message(&st, peer, message, keyed).await?;
-    Ok((StatusCode::ACCEPTED, Json(response)).into_response())
+    spool_message(&st, peer, message, keyed).await
 }
 
 /// The request body, within `POSTERN_API_MAX_BYTES` (`413`) and the
@@ -179,14 +178,16 @@ fn compose_request(st: &ApiState, body: Bytes) -> Result<Message, ApiError> {
     })
 }
 
-/// Spools the message for the relay, writes its status record (and the
-/// idempotency record), schedules it, and returns the `202` body.
+/// Spools the message for the relay (with its idempotency record), writes
+/// its status record, schedules it, and returns the `202`; or, when a
+/// concurrent request with the same key (on another replica) committed
+/// first, that request's answer.
 async fn spool_message(
     st: &ApiState,
     peer: SocketAddr,
     message: Message,
     keyed: Option<Keyed>,
-) -> Result<Value, ApiError> {
+) -> Result<Response, ApiError> {
     let Message {
         composed,
         signature,
@@ -241,12 +242,19 @@ async fn spool_message(
         .await
         .map_err(ApiError::unavailable)?;
     let response = json!({"id": id, "status": outbox::Status::Queued});
-    // Before the commit: see `idempotency` (the record commits with its
-    // message).
-    if let Some(keyed) = &keyed {
-        keyed.remember(&st.store, &id, &response).await?;
-    }
-    let committed = incoming.commit().await.map_err(ApiError::unavailable)?;
+    // The record commits with its message (see `idempotency`).
+    let record = keyed.as_ref().map(|k| k.record(&response));
+    let committed = match incoming.commit_keyed(record).await {
+        Ok(c) => c,
+        Err(CommitError::KeyTaken) => {
+            let keyed = keyed.expect("only a keyed commit loses its key");
+            info!(message_id = %id, "a concurrent request with this Idempotency-Key was first; answering with its result");
+            return keyed.replay(&st.store).await?.ok_or_else(|| {
+                ApiError::unavailable("the Idempotency-Key's first request left no answer")
+            });
+        }
+        Err(CommitError::Store(e)) => return Err(ApiError::unavailable(e)),
+    };
     // Before the message is scheduled: its first attempt rewrites this.
     outbox::store(&st.store, &OutboxRecord::queued(committed.envelope()))
         .await
@@ -257,7 +265,7 @@ async fn spool_message(
         });
     let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
-    Ok(response)
+    Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }
 
 /// `GET /v1/messages/{id}`: the status record, shown as `sending` while

@@ -27,6 +27,10 @@ use crate::{api, delivery, http, smtp, spool, telemetry, tls};
 pub enum Error {
     #[error("spool at {path}: {source}")]
     Spool { path: String, source: spool::Error },
+    /// The shared store's database: unreachable at start, or its schema
+    /// could not be brought up to date.
+    #[error("database: {0}")]
+    Database(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
     #[error("TLS: {0}")]
@@ -43,7 +47,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let (store, corrupt) = setup::store(&config)?;
+    let (store, corrupt) = setup::store(&config).await?;
     let http_addr = listeners.http.local_addr().map_err(Error::Listener)?;
     let smtp_addr = listeners.smtp.local_addr().map_err(Error::Listener)?;
 

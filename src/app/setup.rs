@@ -16,12 +16,30 @@ use crate::model::authority::authority;
 use crate::model::one_or_many::OneOrMany;
 use crate::model::secret::Secret;
 use crate::route::{Route, RouteSpec};
-use crate::spool::Store;
+use crate::spool::{Store, pg};
 use crate::{http, relay, tls};
 
-/// The store, every pending delivery in it scheduled (due at its recorded
-/// time); also how many entries the start-up scan found corrupt.
-pub(super) fn store(config: &Config) -> Result<(Store, usize), Error> {
+/// The store, and how many entries the start-up scan found corrupt: the
+/// shared PostgreSQL store when `POSTERN_DATABASE_URL` is set (connected
+/// and migrated, once across replicas starting together: the migration
+/// runner's advisory lock), else the file spool with every pending
+/// delivery in it scheduled (due at its recorded time).
+pub(super) async fn store(config: &Config) -> Result<(Store, usize), Error> {
+    if let Some(db) = &config.database {
+        let pool = pg::connect::pool(db).map_err(|e| Error::Database(e.to_string()))?;
+        let applied = pg::migrate::migrate(&pool)
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        info!(
+            migrations_applied = ?applied,
+            hosts = ?db.pg.get_hosts(),
+            tls = db.tls.name(),
+            pool = db.pool_size,
+            lease_s = db.lease.as_secs(),
+            "shared PostgreSQL store ready"
+        );
+        return Ok((Store::open_pg(pool, db.lease), 0));
+    }
     let spool_error = |source| Error::Spool {
         path: config.spool_dir.display().to_string(),
         source,

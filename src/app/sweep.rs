@@ -1,6 +1,8 @@
 //! The hourly clean-up of the spool's expired records, kept attachments
 //! whose links have expired, and old dead deliveries, run by the wiring
-//! for as long as the server runs.
+//! for as long as the server runs. With the shared store every replica
+//! runs it; each sweep takes an advisory lock in the database, so
+//! replicas never sweep at once.
 
 use std::sync::Arc;
 
@@ -9,6 +11,10 @@ use tracing::{info, warn};
 
 use crate::spool::{self, Store};
 use crate::{api, telemetry};
+
+/// An uncommitted message this old is an orphan: no receive takes that
+/// long (`POSTERN_SMTP_SESSION_TIMEOUT` is 30 minutes by default).
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Removes expired status and idempotency records, kept attachments
 /// whose links have expired, and dead deliveries older than
@@ -51,6 +57,14 @@ pub(super) async fn run(
                 warn!(error = %e, "could not sweep kept attachments");
                 0
             });
+        match store.sweep_orphans(ORPHAN_AGE).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "uncommitted messages of interrupted receives removed"
+            ),
+            Err(e) => warn!(error = %e, "could not sweep uncommitted messages"),
+        }
         if a + b + c > 0 {
             info!(
                 status_records = a,

@@ -29,6 +29,14 @@ pub use crate::spool::pg::settings::{DatabaseSettings, TlsMode};
 /// few replicas stay far below PostgreSQL's default `max_connections` (100).
 pub const DEFAULT_POOL_SIZE: usize = 10;
 
+/// How long a claim reserves a delivery when `POSTERN_DATABASE_LEASE` is
+/// unset: well above the longest attempt (webhook timeout, a relay
+/// transaction), short enough that a dead replica's mail waits minutes.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// Shortest accepted `POSTERN_DATABASE_LEASE`.
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
 /// Largest accepted `POSTERN_DATABASE_POOL`.
 const MAX_POOL_SIZE: usize = 1000;
 
@@ -45,6 +53,7 @@ impl DatabaseSettings {
             tls,
             ca_file: None,
             pool_size: DEFAULT_POOL_SIZE,
+            lease: DEFAULT_LEASE,
         })
     }
 }
@@ -102,6 +111,14 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsMode), String>
     Ok((pg, tls))
 }
 
+/// Pure: `POSTERN_DATABASE_LEASE` → the lease's length.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d >= MIN_LEASE => Ok(d),
+        _ => Err("must be a duration of at least 1s (e.g. 300s, 5m)".into()),
+    }
+}
+
 /// Pure: `POSTERN_DATABASE_POOL` → connections.
 fn parse_pool(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -114,6 +131,13 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> Option<DatabaseSet
     let url = raw.database_url.take();
     let ca = raw.database_ca.take();
     let pool = raw.database_pool.take();
+    let lease = match raw.database_lease.take() {
+        Some(s) => p.or(
+            parse_lease(&s).map_err(|m| invalid("POSTERN_DATABASE_LEASE", m)),
+            DEFAULT_LEASE,
+        ),
+        None => DEFAULT_LEASE,
+    };
     let pool_size = match pool {
         Some(s) => p.or(
             parse_pool(&s).map_err(|m| invalid("POSTERN_DATABASE_POOL", m)),
@@ -125,6 +149,7 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> Option<DatabaseSet
         for (var, set) in [
             ("POSTERN_DATABASE_CA", ca.is_some()),
             ("POSTERN_DATABASE_POOL", pool_size != DEFAULT_POOL_SIZE),
+            ("POSTERN_DATABASE_LEASE", lease != DEFAULT_LEASE),
         ] {
             if set {
                 p.push(invalid(var, "needs POSTERN_DATABASE_URL"));
@@ -159,12 +184,23 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> Option<DatabaseSet
         tls,
         ca_file,
         pool_size,
+        lease,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_are_durations_of_a_second_or_more() {
+        for (s, want) in [("300s", 300), ("5m", 300), (" 1s ", 1)] {
+            assert_eq!(parse_lease(s), Ok(Duration::from_secs(want)), "{s}");
+        }
+        for bad in ["", "0s", "500ms", "five", "-1s"] {
+            assert!(parse_lease(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sslmode_is_taken_out_and_mapped() {

@@ -218,6 +218,7 @@ struct RawConfig {
     public_url: Option<String>,
     attachment_url_ttl: Option<String>,
     attachment_url_secret: Option<String>,
+    database_lease: Option<String>,
 }
 
 /// Log output format.

@@ -103,7 +103,12 @@ impl Worker {
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
-                match self.store.claim(now) {
+                let started = std::time::Instant::now();
+                let claimed = self.store.claim(now).await;
+                self.metrics
+                    .claim_latency
+                    .observe(started.elapsed().as_secs_f64());
+                match claimed {
                     Ok(lease) => break lease,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
@@ -147,7 +152,7 @@ impl Worker {
             None => None,
         };
         // Reserve memory before loading: see `Settings::memory_budget`.
-        let size = self.store.message_size(&key.id).unwrap_or(0);
+        let size = self.store.message_size(&key.id).await.unwrap_or(0);
         let _memory = self
             .memory
             .acquire_many(memory_units(size, self.settings.memory_budget))
@@ -341,7 +346,7 @@ impl Worker {
             Action::GiveUp { reason } => (reason, "delivery failed; no retries left, dead"),
         };
         warn!(url = %url, attempts, %reason, "{why}");
-        if !lease.holds() {
+        if !self.store.holds(&lease).await {
             info!("the delivery was changed by an operator during its attempt; not marked dead");
             return;
         }

@@ -12,7 +12,30 @@
 //! will overwrite (the API's `queued` status record) can be written in
 //! between, never after that attempt.
 
-use super::{Envelope, JobKey, MessageWriter, Result, Store, now_ms};
+use super::store::Writer;
+use super::{Envelope, Error, JobKey, Result, Store, now_ms};
+
+/// An `Idempotency-Key` record to commit with its message.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    /// The record's name (unique per key and API key).
+    pub name: String,
+    pub record: Vec<u8>,
+    /// How long a key is remembered: an older record with this name no
+    /// longer counts and is replaced.
+    pub ttl: std::time::Duration,
+}
+
+/// Why a keyed commit did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another request with this key committed its message first (on any
+    /// replica): nothing was committed; answer from its record.
+    #[error("the Idempotency-Key was taken by another request")]
+    KeyTaken,
+    #[error(transparent)]
+    Store(#[from] Error),
+}
 
 /// The store, as the producers of messages see it.
 #[derive(Debug, Clone)]
@@ -47,7 +70,7 @@ impl Intake {
 
 /// A message being received.
 pub struct Incoming {
-    writer: MessageWriter,
+    writer: Writer,
     envelope: Envelope,
     store: Store,
 }
@@ -57,9 +80,24 @@ impl Incoming {
         self.writer.write(bytes).await
     }
 
-    /// Makes the message durable (see [`MessageWriter::commit`]).
+    /// Makes the message durable: when this returns `Ok` it survives a
+    /// crash (the file renamed into `msg/` and synced, or the database
+    /// transaction committed).
     pub async fn commit(self) -> Result<Committed> {
-        self.writer.commit().await?;
+        match self.commit_keyed(None).await {
+            Ok(c) => Ok(c),
+            Err(CommitError::Store(e)) => Err(e),
+            Err(CommitError::KeyTaken) => unreachable!("no key to take"),
+        }
+    }
+
+    /// [`Incoming::commit`] together with its idempotency record, which
+    /// counts only once the message committed (see `Writer::commit`).
+    pub async fn commit_keyed(
+        self,
+        key: Option<KeyRecord>,
+    ) -> std::result::Result<Committed, CommitError> {
+        self.writer.commit(&self.store, key).await?;
         Ok(Committed {
             envelope: self.envelope,
             store: self.store,
@@ -131,7 +169,7 @@ impl Committed {
     pub fn schedule(self) -> Envelope {
         let now = now_ms();
         for index in 0..self.envelope.deliveries.len() {
-            self.store.schedule(
+            self.store.schedule_fresh(
                 JobKey {
                     id: self.envelope.id.clone(),
                     index,
@@ -172,14 +210,13 @@ mod tests {
             std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
             1
         );
-        assert_eq!(store.scheduled(), 0);
+        assert_eq!(store.scheduled().await, 0);
         assert_eq!(committed.schedule().id, id);
-        let due: Vec<usize> = std::iter::from_fn(|| store.claim(now_ms()).ok())
-            .map(|lease| {
-                assert_eq!(lease.key().id, id);
-                lease.key().index
-            })
-            .collect();
+        let mut due = Vec::new();
+        while let Ok(lease) = store.claim(now_ms()).await {
+            assert_eq!(lease.key().id, id);
+            due.push(lease.key().index);
+        }
         assert_eq!(due, [0, 1]);
         let key = JobKey { id, index: 0 };
         let (_, _, raw) = store.load_with(&key, |_, _, raw, _| raw).await.unwrap();
@@ -195,7 +232,7 @@ mod tests {
         for sub in ["msg", "tmp"] {
             assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
         }
-        assert_eq!(store.scheduled(), 0);
+        assert_eq!(store.scheduled().await, 0);
     }
 
     #[tokio::test]
@@ -211,7 +248,7 @@ mod tests {
             std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
             0
         );
-        assert_eq!(store.scheduled(), 0);
+        assert_eq!(store.scheduled().await, 0);
     }
 
     #[tokio::test]
@@ -236,7 +273,7 @@ mod tests {
     async fn submit_is_the_whole_path() {
         let (_dir, intake, store) = intake();
         let env = intake.submit(envelope(1), b"{}").await.unwrap();
-        let lease = store.claim(now_ms()).unwrap();
+        let lease = store.claim(now_ms()).await.unwrap();
         assert_eq!(
             lease.key(),
             &JobKey {

@@ -50,6 +50,12 @@ pub struct Kept {
 pub(super) enum Body {
     /// A file of the file backend; the bytes start at `offset`.
     File { file: tokio::fs::File, offset: u64 },
+    /// A row of the shared store, read by range when asked.
+    Pg {
+        store: super::pg::PgStore,
+        id: String,
+        index: usize,
+    },
 }
 
 impl Kept {
@@ -59,7 +65,13 @@ impl Kept {
         match self.body {
             Body::File { mut file, offset } => {
                 file.seek(std::io::SeekFrom::Start(offset + start)).await?;
-                Ok(file.take(len))
+                Ok(tokio_util::either::Either::Left(file.take(len)))
+            }
+            Body::Pg { store, id, index } => {
+                let bytes = store.kept_range(&id, index, start, len).await?;
+                Ok(tokio_util::either::Either::Right(std::io::Cursor::new(
+                    bytes,
+                )))
             }
         }
     }

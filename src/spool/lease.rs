@@ -13,6 +13,12 @@
 //! With the file spool one process owns the spool, so a lease lives in
 //! memory and lasts as long as the attempt holds it (no expiry is needed:
 //! a crash ends every lease with the process).
+//!
+//! With the PostgreSQL store a lease is a row's `lease_owner`,
+//! `lease_until` and `lease_token` (see `pg::jobs`): the claim takes a new
+//! token, the outcome is written only while the token is unchanged, an
+//! operator change bumps it. It expires on the database's clock, so the
+//! jobs of a replica that died are claimed by another one after expiry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,8 +53,10 @@ impl Table {
         t.held.insert(key.clone(), token);
         Lease {
             key,
-            token,
-            table: self.clone(),
+            holder: Holder::Local {
+                token,
+                table: self.clone(),
+            },
         }
     }
 
@@ -62,39 +70,74 @@ impl Table {
     }
 }
 
-/// One attempt's claim on one delivery. Dropping it ends it.
+/// One attempt's claim on one delivery. Dropping a file spool's lease
+/// ends it; a database lease ends with its outcome or at its expiry.
 #[derive(Debug)]
 pub struct Lease {
     key: JobKey,
-    token: u64,
-    table: Table,
+    holder: Holder,
+}
+
+#[derive(Debug)]
+enum Holder {
+    /// In this process's [`Table`].
+    Local { token: u64, table: Table },
+    /// In the job's row: the `lease_token` the claim set.
+    Row { token: i64 },
 }
 
 impl Lease {
+    /// A lease held in the database row of `key` with `token`.
+    pub(super) fn row(key: JobKey, token: i64) -> Lease {
+        Lease {
+            key,
+            holder: Holder::Row { token },
+        }
+    }
+
     pub fn key(&self) -> &JobKey {
         &self.key
     }
 
     /// Whether no operator change has revoked it (nor a newer claim taken
-    /// it over).
+    /// it over). A database lease cannot be checked without a round trip
+    /// (`Store::holds` makes it); here it reads as held, and the outcome
+    /// write it is used for is refused when it is not.
     pub fn holds(&self) -> bool {
-        self.table.holds(&self.key, self.token)
+        match &self.holder {
+            Holder::Local { token, table } => table.holds(&self.key, *token),
+            Holder::Row { .. } => true,
+        }
+    }
+
+    /// The row's `lease_token` this lease was granted with (database
+    /// leases only).
+    pub(super) fn row_token(&self) -> Option<i64> {
+        match self.holder {
+            Holder::Row { token } => Some(token),
+            Holder::Local { .. } => None,
+        }
     }
 
     /// What an outcome write checks, on the blocking pool.
     pub(super) fn check(&self) -> Check {
         Check {
             key: self.key.clone(),
-            token: self.token,
-            table: self.table.clone(),
+            local: match &self.holder {
+                Holder::Local { token, table } => Some((*token, table.clone())),
+                Holder::Row { .. } => None,
+            },
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut t = self.table.lock();
-        if t.held.get(&self.key) == Some(&self.token) {
+        let Holder::Local { token, table } = &self.holder else {
+            return;
+        };
+        let mut t = table.lock();
+        if t.held.get(&self.key) == Some(token) {
             t.held.remove(&self.key);
         }
     }
@@ -103,13 +146,15 @@ impl Drop for Lease {
 /// A lease's identity, movable into a blocking task.
 pub(super) struct Check {
     pub(super) key: JobKey,
-    token: u64,
-    table: Table,
+    /// `None`: not a lease of this process's table (never held by it).
+    local: Option<(u64, Table)>,
 }
 
 impl Check {
     pub(super) fn holds(&self) -> bool {
-        self.table.holds(&self.key, self.token)
+        self.local
+            .as_ref()
+            .is_some_and(|(token, table)| table.holds(&self.key, *token))
     }
 }
 

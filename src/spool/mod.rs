@@ -19,10 +19,10 @@ mod store;
 pub use delivery::{Delivery, Kind, Target};
 pub use file::ScanReport;
 use file::{MessageWriter, Queue, Spool};
-pub use intake::{Committed, Incoming, Intake};
+pub use intake::{CommitError, Committed, Incoming, Intake, KeyRecord};
 pub use kept::{Kept, KeptMeta, KeptPart};
 pub use lease::Lease;
-pub use store::Store;
+pub use store::{DatabaseStats, Store};
 
 use std::io::ErrorKind;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,6 +50,10 @@ pub enum Error {
     /// retried meanwhile): its outcome is not written.
     #[error("lease on delivery {0}.{1} no longer holds; outcome not written")]
     LeaseLost(String, usize),
+    /// The shared store's database is unreachable or failed the statement
+    /// (the PostgreSQL backend): temporary, like an I/O error.
+    #[error("database error: {0}")]
+    Database(String),
 }
 
 impl From<std::io::Error> for Error {

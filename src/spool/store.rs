@@ -7,18 +7,21 @@
 //! intake (accept → commit → schedule), claiming due deliveries with a
 //! [`Lease`] and writing an attempt's outcome with it, the operator's view
 //! and changes (list, retry, delete), small records (API status,
-//! idempotency), readiness, and the sweeps. Today's backend is the file
-//! spool ([`Spool`] and its in-memory schedule [`Queue`]: a lease is
-//! in-process); a shared database backend adds a variant to [`Backend`]
-//! and an arm to each method, and its callers do not change.
+//! idempotency), readiness, and the sweeps. Two backends: the file spool
+//! ([`Spool`] and its in-memory schedule [`Queue`]: a lease is in-process),
+//! the embedded default; and the shared PostgreSQL store ([`PgStore`],
+//! #12: the schedule is the `jobs` table, a lease is a row's, several
+//! replicas serve one queue). Each method has an arm per backend; callers
+//! do not know which one they talk to.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pg::PgStore;
 use super::{
-    Change, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Kept, KeptPart, Lease,
-    MessageWriter, Queue, Result, ScanReport, Spool, State,
+    Change, CommitError, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Kept, KeptPart,
+    KeyRecord, Lease, MessageWriter, Queue, RECORDS_IDEM, Result, ScanReport, Spool, State,
 };
 
 /// The durable store, whichever backend holds it. Cheap to clone.
@@ -32,6 +35,8 @@ enum Backend {
     /// The spool directory (the embedded default): one process owns it,
     /// due work is scheduled in memory and rebuilt from disk at start.
     File { spool: Spool, queue: Arc<Queue> },
+    /// The shared PostgreSQL store: every replica claims from its `jobs`.
+    Pg(PgStore),
 }
 
 impl Store {
@@ -50,23 +55,57 @@ impl Store {
         Ok((store, report))
     }
 
+    /// The shared store on `pool`, already migrated ([`super::pg::migrate`]);
+    /// a claim reserves a delivery for `lease`.
+    pub fn open_pg(pool: deadpool_postgres::Pool, lease: Duration) -> Store {
+        Store {
+            backend: Backend::Pg(PgStore::new(pool, lease)),
+        }
+    }
+
+    /// The database pool, when this is the shared store (health checks).
+    pub fn database(&self) -> Option<&deadpool_postgres::Pool> {
+        match &self.backend {
+            Backend::File { .. } => None,
+            Backend::Pg(pg) => Some(pg.pool()),
+        }
+    }
+
+    /// The shared store's pool and queue, for the metrics (`None`: the
+    /// file spool).
+    pub async fn database_stats(&self) -> Option<DatabaseStats> {
+        match &self.backend {
+            Backend::File { .. } => None,
+            Backend::Pg(pg) => {
+                let status = pg.pool().status();
+                Some(DatabaseStats {
+                    in_use: status.size.saturating_sub(status.available),
+                    jobs_due: pg.due(super::now_ms()).await.unwrap_or(0),
+                })
+            }
+        }
+    }
+
     /// The producers' way in: accept → write → commit → schedule.
     pub fn intake(&self) -> Intake {
         Intake::new(self.clone())
     }
 
     /// Starts writing a message (for [`Intake`]): its envelope first.
-    pub(super) async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
+    pub(super) async fn create(&self, envelope: &Envelope) -> Result<Writer> {
         match &self.backend {
-            Backend::File { spool, .. } => spool.create(envelope).await,
+            Backend::File { spool, .. } => Ok(Writer::File(spool.create(envelope).await?)),
+            Backend::Pg(pg) => Ok(Writer::Pg(Box::new(pg.create(envelope)))),
         }
     }
 
-    /// The earliest due delivery with a lease on it, or when the next one
-    /// is due (`None`: nothing scheduled).
-    pub fn claim(&self, now: u64) -> std::result::Result<Lease, Option<u64>> {
+    /// The earliest due delivery with a lease on it, or when to look
+    /// again (`None`: nothing scheduled). A database that cannot be
+    /// reached has nothing to claim for now.
+    pub async fn claim(&self, now: u64) -> std::result::Result<Lease, Option<u64>> {
         match &self.backend {
             Backend::File { spool, queue } => spool.claim(queue, now),
+            Backend::Pg(pg) => pg.claim(now).await,
         }
     }
 
@@ -74,27 +113,44 @@ impl Store {
     pub async fn changed(&self) {
         match &self.backend {
             Backend::File { queue, .. } => queue.changed().await,
+            Backend::Pg(pg) => pg.changed().await,
         }
     }
 
-    /// Delivery `key` is due at `due` (unix ms).
+    /// A delivery no attempt has held yet (just committed, or reset by an
+    /// operator's retry) is due at `due` (unix ms). The shared store has
+    /// it in its `jobs` already and only wakes its worker: it must not
+    /// touch a lease, since a worker may have claimed it by now.
+    pub fn schedule_fresh(&self, key: JobKey, due: u64) {
+        match &self.backend {
+            Backend::File { queue, .. } => queue.push(key, due),
+            Backend::Pg(pg) => pg.wake(),
+        }
+    }
+
+    /// Delivery `key`, whose attempt ended (its lease dropped, with or
+    /// without an outcome), is due at `due` (unix ms).
     pub fn schedule(&self, key: JobKey, due: u64) {
         match &self.backend {
             Backend::File { queue, .. } => queue.push(key, due),
+            Backend::Pg(pg) => pg.schedule(key, due),
         }
     }
 
-    /// Deliveries scheduled and not claimed.
-    pub fn scheduled(&self) -> usize {
+    /// Deliveries scheduled and not claimed (0 when the database cannot
+    /// tell).
+    pub async fn scheduled(&self) -> usize {
         match &self.backend {
             Backend::File { queue, .. } => queue.len(),
+            Backend::Pg(pg) => pg.scheduled().await.unwrap_or(0),
         }
     }
 
     /// The size of a committed message (0 when it is gone).
-    pub fn message_size(&self, id: &str) -> Result<u64> {
+    pub async fn message_size(&self, id: &str) -> Result<u64> {
         match &self.backend {
             Backend::File { spool, .. } => spool.message_size(id),
+            Backend::Pg(pg) => pg.message_size(id).await,
         }
     }
 
@@ -108,6 +164,18 @@ impl Store {
     ) -> Result<(Envelope, DeliveryState, T)> {
         match &self.backend {
             Backend::File { spool, .. } => spool.load_with(key, prepare).await,
+            Backend::Pg(pg) => pg.load_with(key, prepare).await,
+        }
+    }
+
+    /// Whether `lease` still holds (no operator change, no later claim):
+    /// asked before an outcome that has effects beyond the delivery (the
+    /// `message.dead` event). A database that cannot answer says yes; the
+    /// outcome write itself is refused if it did not.
+    pub async fn holds(&self, lease: &Lease) -> bool {
+        match &self.backend {
+            Backend::File { .. } => lease.holds(),
+            Backend::Pg(pg) => pg.holds(lease).await.unwrap_or(true),
         }
     }
 
@@ -116,6 +184,7 @@ impl Store {
     pub(super) async fn withdraw(&self, id: &str, deliveries: usize) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.withdraw(id, deliveries).await,
+            Backend::Pg(pg) => pg.withdraw(id).await,
         }
     }
 
@@ -124,6 +193,7 @@ impl Store {
     pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.read_message(id).await,
+            Backend::Pg(pg) => pg.read_message(id).await,
         }
     }
 
@@ -132,6 +202,7 @@ impl Store {
     pub async fn write_state(&self, lease: &Lease, state: &DeliveryState) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.write_state(lease, state).await,
+            Backend::Pg(pg) => pg.write_state(lease, state).await,
         }
     }
 
@@ -140,6 +211,7 @@ impl Store {
     pub async fn finish(&self, lease: &Lease, deliveries: usize, had_state: bool) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.finish(lease, deliveries, had_state).await,
+            Backend::Pg(pg) => pg.finish(lease, deliveries).await,
         }
     }
 
@@ -153,6 +225,7 @@ impl Store {
     ) -> Result<(Vec<DeliveryInfo>, bool)> {
         match &self.backend {
             Backend::File { spool, .. } => spool.list_deliveries(states, after, limit).await,
+            Backend::Pg(pg) => pg.list_deliveries(states, after, limit).await,
         }
     }
 
@@ -160,6 +233,7 @@ impl Store {
     pub async fn delivery_info(&self, key: &JobKey) -> Result<Option<DeliveryInfo>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.delivery_info(key).await,
+            Backend::Pg(pg) => pg.delivery_info(key).await,
         }
     }
 
@@ -169,6 +243,7 @@ impl Store {
     pub async fn retry_dead(&self, key: &JobKey) -> Result<Change> {
         match &self.backend {
             Backend::File { spool, .. } => spool.retry_dead(key).await,
+            Backend::Pg(pg) => pg.retry_dead(key).await,
         }
     }
 
@@ -176,6 +251,7 @@ impl Store {
     pub async fn discard(&self, key: &JobKey, allowed: &'static [State]) -> Result<Change> {
         match &self.backend {
             Backend::File { spool, .. } => spool.discard(key, allowed).await,
+            Backend::Pg(pg) => pg.discard(key, allowed).await,
         }
     }
 
@@ -184,6 +260,7 @@ impl Store {
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.write_record(dir, name, bytes).await,
+            Backend::Pg(pg) => pg.write_record(dir, name, bytes).await,
         }
     }
 
@@ -191,6 +268,7 @@ impl Store {
     pub async fn read_record(&self, dir: &'static str, name: &str) -> Result<Option<Vec<u8>>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.read_record(dir, name).await,
+            Backend::Pg(pg) => pg.read_record(dir, name).await,
         }
     }
 
@@ -198,6 +276,7 @@ impl Store {
     pub async fn is_committed(&self, id: &str) -> Result<bool> {
         match &self.backend {
             Backend::File { spool, .. } => spool.is_committed(id).await,
+            Backend::Pg(pg) => pg.is_committed(id).await,
         }
     }
 
@@ -213,6 +292,7 @@ impl Store {
                 })
                 .await
             }
+            Backend::Pg(pg) => pg.probe().await.map(|()| None),
         }
     }
 
@@ -226,6 +306,7 @@ impl Store {
                     .ok()
                     .flatten()
             }
+            Backend::Pg(pg) => pg.oldest_age().await.ok().flatten(),
         }
     }
 
@@ -236,6 +317,17 @@ impl Store {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep(dir, max_age)).await
             }
+            Backend::Pg(pg) => pg.sweep_records(dir, max_age).await,
+        }
+    }
+
+    /// Removes what interrupted receives left (older than `max_age`);
+    /// returns how many messages. The file spool clears its `tmp/` at
+    /// start instead.
+    pub async fn sweep_orphans(&self, max_age: Duration) -> Result<usize> {
+        match &self.backend {
+            Backend::File { .. } => Ok(0),
+            Backend::Pg(pg) => pg.sweep_orphans(max_age).await,
         }
     }
 
@@ -245,6 +337,7 @@ impl Store {
     pub async fn keep(&self, id: &str, parts: Vec<KeptPart>, expires: u64) -> Result<()> {
         match &self.backend {
             Backend::File { spool, .. } => spool.keep(id, parts, expires).await,
+            Backend::Pg(pg) => pg.keep(id, parts, expires).await,
         }
     }
 
@@ -252,6 +345,7 @@ impl Store {
     pub async fn open_kept(&self, id: &str, index: usize) -> Result<Option<Kept>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.open_kept(id, index).await,
+            Backend::Pg(pg) => pg.open_kept(id, index).await,
         }
     }
 
@@ -263,6 +357,7 @@ impl Store {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep_kept(now)).await
             }
+            Backend::Pg(pg) => pg.sweep_kept(now).await,
         }
     }
 
@@ -273,6 +368,54 @@ impl Store {
                 let spool = spool.clone();
                 super::blocking(move || spool.sweep_dead(max_age)).await
             }
+            Backend::Pg(pg) => pg.sweep_dead(max_age).await,
+        }
+    }
+}
+
+/// What the metrics show of the shared store.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseStats {
+    /// Connections of this process's pool in use.
+    pub in_use: usize,
+    /// Deliveries due and not leased, across the cluster.
+    pub jobs_due: usize,
+}
+
+/// A message being received, in whichever backend.
+pub(super) enum Writer {
+    File(MessageWriter),
+    Pg(Box<super::pg::Writer>),
+}
+
+impl Writer {
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Writer::File(w) => w.write(bytes).await,
+            Writer::Pg(w) => w.write(bytes).await,
+        }
+    }
+
+    /// Makes the message durable, with its idempotency record when given.
+    /// The file spool writes the record first and trusts it only while
+    /// its message is committed ([`Store::is_committed`]): one file cannot
+    /// hold both, so a crash between the two leaves an untrusted record.
+    /// The database inserts both in one transaction.
+    pub(super) async fn commit(
+        self,
+        store: &Store,
+        key: Option<KeyRecord>,
+    ) -> std::result::Result<(), CommitError> {
+        match self {
+            Writer::File(w) => {
+                if let Some(key) = key {
+                    store
+                        .write_record(RECORDS_IDEM, &key.name, key.record)
+                        .await?;
+                }
+                Ok(w.commit().await?)
+            }
+            Writer::Pg(w) => w.commit(key).await,
         }
     }
 }

@@ -109,7 +109,7 @@ pub(crate) async fn post_raw(
 }
 
 /// [`post_raw`] to the HTTP listener `http` (e.g. of the real binary).
-async fn post_to(
+pub(crate) async fn post_to(
     http: std::net::SocketAddr,
     key: Option<&str>,
     idem: Option<&str>,

@@ -54,7 +54,7 @@ async fn a_closed_port_is_reported_unreachable() {
 
 /// A fresh database on the test server, so runs never see each other's
 /// schema.
-async fn fresh_database(url: &str) -> DatabaseSettings {
+pub async fn fresh_database(url: &str) -> DatabaseSettings {
     let admin = connect::pool(&DatabaseSettings::from_url(url).unwrap()).unwrap();
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
     let client = admin.get().await.unwrap();
@@ -148,4 +148,142 @@ async fn a_failing_migration_leaves_nothing_applied() {
     );
     let status = migrate::status(&pool, &broken).await.unwrap();
     assert_eq!(status.applied, None);
+}
+
+/// A fresh database on the test server (see [`fresh_database`]), as a
+/// URL for `POSTERN_DATABASE_URL`.
+pub async fn fresh_database_url(url: &str) -> String {
+    let settings = fresh_database(url).await;
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(settings.pg.get_dbname().unwrap());
+    u.to_string()
+}
+
+/// A PostgreSQL server of the test's own (`initdb` + `pg_ctl` from
+/// `POSTERN_TEST_PG_BINDIR`, run as `POSTERN_TEST_PG_USER` when set), for
+/// tests that stop and start the database. Stopped on drop.
+pub struct Cluster {
+    bindir: std::path::PathBuf,
+    user: Option<String>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// `None` (test skipped, saying why) without `POSTERN_TEST_PG_BINDIR`,
+    /// which `tests/run.sh` sets when it found initdb.
+    pub fn start() -> Option<Cluster> {
+        let Some(bindir) = std::env::var_os("POSTERN_TEST_PG_BINDIR") else {
+            eprintln!("skipped: POSTERN_TEST_PG_BINDIR is not set (bash tests/run.sh sets it)");
+            return None;
+        };
+        let user = std::env::var("POSTERN_TEST_PG_USER").ok();
+        std::fs::create_dir_all("target/pg-test").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cluster.")
+            .tempdir_in("target/pg-test")
+            .unwrap();
+        let c = Cluster {
+            bindir: bindir.into(),
+            user,
+            dir,
+            port: crate::helpers::free_port(),
+        };
+        if let Some(u) = &c.user {
+            let ok = std::process::Command::new("chown")
+                .args([u.as_str(), &c.dir.path().display().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown {u}");
+        }
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                &c.data(),
+                "-U",
+                "postern",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+        );
+        c.up();
+        Some(c)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `tool` of the server's bindir, run as its user.
+    fn command(&self, tool: &str) -> std::process::Command {
+        let exe = self.bindir.join(tool);
+        match &self.user {
+            Some(u) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.command(tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server (again, on the same port) and waits for it.
+    pub fn up(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={}",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &opts,
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server, dropping every connection.
+    pub fn down(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postern@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.dir.path().join("data/postmaster.pid").exists() {
+            let _ = self
+                .command("pg_ctl")
+                .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+                .output();
+        }
+    }
 }

@@ -126,6 +126,47 @@ async fn doctor_passes_against_a_live_setup() {
     relay.stop().await;
 }
 
+/// With `POSTERN_DATABASE_URL`: reachable, its latency and schema (behind
+/// on a fresh database: `serve` migrates); a closed port fails, without
+/// the password.
+#[tokio::test]
+async fn doctor_checks_the_database() {
+    let Some(url) = crate::database::test_database_url() else {
+        return;
+    };
+    let db = crate::database::fresh_database_url(&url).await;
+    let spool = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let env = |db: String| {
+        [
+            ("POSTERN_WEBHOOK_URL", rx.url("/hook")),
+            ("POSTERN_WEBHOOK_SECRET", SECRET.to_string()),
+            ("POSTERN_SPOOL_DIR", spool.path().display().to_string()),
+            ("POSTERN_DATABASE_URL", db),
+        ]
+    };
+    let (code, out) = run_cmd(&["doctor"], &env(db)).await;
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "[PASS] database: reachable in ",
+        "schema at version none, this binary knows 1: applied at start",
+    ] {
+        assert!(
+            out.contains(want),
+            "missing {want:?} in
+{out}"
+        );
+    }
+    let closed = format!("postgres://u:hunter2@127.0.0.1:{}/d", free_port());
+    let (code, out) = run_cmd(&["doctor"], &env(closed)).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("[FAIL] database: database unreachable"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+}
+
 /// An endpoint nothing listens on: exit 1, and the failing check is named
 /// both where it fails and in the verdict; the other checks still pass.
 #[tokio::test]

@@ -17,7 +17,18 @@ pub struct Migration {
 }
 
 /// The migrations this binary knows, ascending (`migrations/NNNN_*.sql`).
-pub static MIGRATIONS: &[Migration] = &[];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "store",
+        sql: include_str!("../../../migrations/0001_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "auth_kept",
+        sql: include_str!("../../../migrations/0002_auth_kept.sql"),
+    },
+];
 
 /// Advisory lock key shared by every Postern ("postern" in ASCII).
 const LOCK_KEY: i64 = 0x0070_6f73_7465_726e;

@@ -3,6 +3,7 @@
 //! Kept here so the spool imports nothing above it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What `sslmode` asks for; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,10 @@ pub struct DatabaseSettings {
     pub ca_file: Option<PathBuf>,
     /// Most connections this process opens.
     pub pool_size: usize,
+    /// `POSTERN_DATABASE_LEASE`: how long a claimed delivery is reserved
+    /// for the replica that claimed it; after that (the replica died)
+    /// another one takes it.
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -66,6 +71,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("pool_size", &self.pool_size)
+            .field("lease", &self.lease)
             .finish()
     }
 }
