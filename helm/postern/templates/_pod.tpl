@@ -191,6 +191,7 @@ the indentation it has under "template:" (include it without nindent).
                 (list "POSTERN_TLS_RELOAD_INTERVAL" $v.tls.reloadInterval)
                 (list "POSTERN_API_MAX_BYTES" $v.api.maxBytes)
                 (list "POSTERN_DATABASE_POOL" $db.pool)
+                (list "POSTERN_DATABASE_LEASE" $db.lease)
                 (list "POSTERN_PUBLIC_URL" $v.publicUrl)
                 (list "POSTERN_ATTACHMENT_URL_TTL" $v.attachments.urlTtl)
                 (list "POSTERN_AUTH_CHECKS" (join "," $v.mailAuth.checks))
