@@ -395,3 +395,30 @@ async fn a_retry_links_again_and_both_links_work() {
     }
     app.stop().await;
 }
+
+/// A sync route's payload (POSTed during DATA, `smtp::sync`) links
+/// attachments as the worker's does, and the bytes are kept before the
+/// app is asked, so the link works while it decides.
+#[tokio::test]
+async fn a_sync_routes_payload_links_attachments_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let routes = routes(&rx, r#", "mode": "sync", "attachments": "url""#);
+    let app = start(dir.path(), &routes, &[("POSTERN_PUBLIC_URL", PUBLIC)]).await;
+    let big = noise(100_000);
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_raw_mail("alice@example.org", &["bob@example.com"], &message(&big))
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    // Asked before the 250: the one POST is there already.
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].verify());
+    let p = hits[0].json();
+    let url = p["attachments"][1]["url"].as_str().expect("a link");
+    assert!(p["attachments"][1]["content"].is_null(), "{p}");
+    assert_serves(&local(&app, url), &big).await;
+    app.stop().await;
+}
