@@ -343,3 +343,42 @@ async fn checks_off_ask_no_dns_and_add_nothing() {
     assert_eq!(count(&app.spool, "auth"), 0);
     app.stop().await;
 }
+
+/// A sync route's payload (POSTed during DATA, before the reply) carries
+/// the verdicts and our `Authentication-Results:` like the worker's: the
+/// checks run first.
+#[tokio::test]
+async fn a_sync_routes_payload_carries_the_verdicts() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let rx = Receiver::start().await;
+    let routes = json!([
+        {"match": "*", "url": rx.url("/sync"), "secret": SECRET, "mode": "sync"},
+    ])
+    .to_string();
+    let app = spawn_app(&[
+        ("POSTERN_ROUTES", routes.as_str()),
+        ("POSTERN_HOSTNAME", HOST),
+        ("POSTERN_AUTH_CHECKS", "spf,dkim,dmarc"),
+        ("POSTERN_DNS_SERVERS", addr.as_str()),
+        ("POSTERN_DNS_TIMEOUT", "200ms"),
+    ])
+    .await;
+    let reply = send_from(
+        &app,
+        9,
+        "b@signer.example",
+        &["bob@x.test"],
+        MESSAGE.as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    // Asked before the 250: the POST is there already.
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1);
+    let p = hits[0].json();
+    assert_eq!(p["auth"]["spf"]["result"], "temperror", "{p}");
+    let ours = results_headers(&p);
+    assert!(ours[0].starts_with(HOST), "{ours:?}");
+    app.stop().await;
+}
