@@ -234,3 +234,37 @@ pub(crate) async fn relay_time(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until `deadline` for every client task to end and then for
+/// `arrived` (everything accepted has come out the other side); at the
+/// deadline the clients still running are aborted. Returns the clients'
+/// errors and whether the deadline was reached.
+pub(crate) async fn join_clients(
+    clients: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    deadline: std::time::Instant,
+    arrived: impl Fn() -> bool,
+) -> (Vec<String>, bool) {
+    let aborts: Vec<_> = clients.iter().map(|h| h.abort_handle()).collect();
+    let finished = tokio::time::timeout_at(deadline.into(), async {
+        let mut errors = Vec::new();
+        for h in clients {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(format!("client task: {e}")),
+            }
+        }
+        while !arrived() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        errors
+    })
+    .await;
+    match finished {
+        Ok(errors) => (errors, false),
+        Err(_) => {
+            aborts.iter().for_each(|a| a.abort());
+            (Vec::new(), true)
+        }
+    }
+}

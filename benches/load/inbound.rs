@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::clients::{SmtpConn, client};
+use crate::clients::{SmtpConn, client, join_clients};
 use crate::corpus::{DOMAIN, make_message};
 use crate::options::{Opts, Size};
 use crate::receiver::{Run, start_receiver};
@@ -91,37 +91,19 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
     let clients: Vec<_> = (0..concurrency)
         .map(|_| tokio::spawn(client(run.clone(), server.smtp, body.clone())))
         .collect();
-    let aborts: Vec<_> = clients.iter().map(|h| h.abort_handle()).collect();
-
-    let finished = tokio::time::timeout_at(deadline.into(), async {
-        let mut errors = Vec::new();
-        for h in clients {
-            match h.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(format!("client task: {e}")),
-            }
-        }
-        // Every accepted message must come back as a webhook (one that
-        // fails verification is counted, and not retried: we answer 200).
-        while run.verified.load(Relaxed) + run.sig_failures.load(Relaxed)
-            < run.accepted.load(Relaxed)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        errors
+    // Every accepted message must come back as a webhook (one that
+    // fails verification is counted, and not retried: we answer 200).
+    let (errors, timed_out) = join_clients(clients, deadline, || {
+        run.verified.load(Relaxed) + run.sig_failures.load(Relaxed) >= run.accepted.load(Relaxed)
     })
     .await;
-    match finished {
-        Ok(errors) => report.client_errors = errors,
-        Err(_) => {
-            report.timed_out = true;
-            aborts.iter().for_each(|a| a.abort());
-            eprintln!(
-                "--max-seconds {} reached: reporting what arrived so far",
-                opts.max_seconds
-            );
-        }
+    report.client_errors = errors;
+    report.timed_out = timed_out;
+    if timed_out {
+        eprintln!(
+            "--max-seconds {} reached: reporting what arrived so far",
+            opts.max_seconds
+        );
     }
     let server1 = server.stats();
     let client1 = ProcStats::read("self");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
-use crate::clients::{api_client, relay_time};
+use crate::clients::{api_client, join_clients, relay_time};
 use crate::corpus::api_request;
 use crate::options::{Opts, Size};
 use crate::receiver::Run;
@@ -103,33 +103,18 @@ pub(crate) async fn outbound(
             ))
         })
         .collect();
-    let aborts: Vec<_> = clients.iter().map(|h| h.abort_handle()).collect();
-    let finished = tokio::time::timeout_at(deadline.into(), async {
-        let mut errors = Vec::new();
-        for h in clients {
-            match h.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(format!("client task: {e}")),
-            }
-        }
-        // The relay must receive every accepted message.
-        while sink.count() - sink0 < run.accepted.load(Relaxed) as u64 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        errors
+    // The relay must receive every accepted message.
+    let (errors, timed_out) = join_clients(clients, deadline, || {
+        sink.count() - sink0 >= run.accepted.load(Relaxed) as u64
     })
     .await;
-    match finished {
-        Ok(errors) => report.client_errors = errors,
-        Err(_) => {
-            report.timed_out = true;
-            aborts.iter().for_each(|a| a.abort());
-            eprintln!(
-                "--max-seconds {} reached: reporting what arrived so far",
-                opts.max_seconds
-            );
-        }
+    report.client_errors = errors;
+    report.timed_out = timed_out;
+    if timed_out {
+        eprintln!(
+            "--max-seconds {} reached: reporting what arrived so far",
+            opts.max_seconds
+        );
     }
     let server1 = server.stats();
     let client1 = ProcStats::read("self");
