@@ -167,12 +167,56 @@ pub struct Cluster {
     user: Option<String>,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// `-c` settings added to every start (e.g. `ssl=on`).
+    extra: Vec<String>,
 }
 
 impl Cluster {
     /// `None` (test skipped, saying why) without `POSTERN_TEST_PG_BINDIR`,
     /// which `tests/run.sh` sets when it found initdb.
     pub fn start() -> Option<Cluster> {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A cluster serving TLS with `leaf` (`ssl=on`; key and certificate
+    /// owned by the server's user, as PostgreSQL demands).
+    pub fn start_tls(leaf: &crate::pki::Leaf) -> Option<Cluster> {
+        Self::start_with(|c| {
+            let cert = c.own_file("server.crt", &leaf.chain_pem);
+            let key = c.own_file("server.key", &leaf.key_pem);
+            vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={cert}"),
+                format!("ssl_key_file={key}"),
+            ]
+        })
+    }
+
+    /// `contents` as a file in the cluster's directory, readable by its
+    /// user only; the path.
+    fn own_file(&self, name: &str, contents: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.chown(&path);
+        // The server resolves relative paths against its data directory.
+        std::fs::canonicalize(&path).unwrap().display().to_string()
+    }
+
+    fn chown(&self, path: &std::path::Path) {
+        if let Some(u) = &self.user {
+            let ok = std::process::Command::new("chown")
+                .args([u.as_str(), &path.display().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown {u}");
+        }
+    }
+
+    /// Made, with the settings `extra` gives for it, and started.
+    fn start_with(extra: impl FnOnce(&Cluster) -> Vec<String>) -> Option<Cluster> {
         let Some(bindir) = std::env::var_os("POSTERN_TEST_PG_BINDIR") else {
             eprintln!("skipped: POSTERN_TEST_PG_BINDIR is not set (bash tests/run.sh sets it)");
             return None;
@@ -183,20 +227,15 @@ impl Cluster {
             .prefix("cluster.")
             .tempdir_in("target/pg-test")
             .unwrap();
-        let c = Cluster {
+        let mut c = Cluster {
             bindir: bindir.into(),
             user,
             dir,
             port: crate::helpers::free_port(),
+            extra: Vec::new(),
         };
-        if let Some(u) = &c.user {
-            let ok = std::process::Command::new("chown")
-                .args([u.as_str(), &c.dir.path().display().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown {u}");
-        }
+        c.chown(c.dir.path());
+        c.extra = extra(&c);
         c.run(
             "initdb",
             &[
@@ -244,11 +283,15 @@ impl Cluster {
 
     /// Starts the server (again, on the same port) and waits for it.
     pub fn up(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={}",
             self.port,
             self.dir.path().display()
         );
+        for e in &self.extra {
+            opts.push_str(" -c ");
+            opts.push_str(e);
+        }
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",

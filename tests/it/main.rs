@@ -18,6 +18,7 @@ mod clients;
 mod config;
 mod contracts;
 mod database;
+mod database_tls;
 mod deliveries;
 mod delivery;
 mod dkim;
