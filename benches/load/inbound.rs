@@ -51,15 +51,20 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
     };
     let run = Arc::new(Run::paced(n, rate));
     let receiver = start_receiver(run.clone()).await;
-    let mut server = match Server::start(opts, Some(receiver), &session_caps(concurrency)).await {
-        Ok(s) => s,
-        Err(e) => {
-            report.error = Some(e);
-            return report;
+    // Replicas start one after the other: the first applies the schema.
+    let mut replicas = Vec::with_capacity(opts.replicas);
+    for _ in 0..opts.replicas {
+        match Server::start(opts, Some(receiver), &session_caps(concurrency)).await {
+            Ok(s) => replicas.push(s),
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
         }
-    };
+    }
+    let server = &replicas[0];
 
-    let server0 = server.stats();
+    let server0 = replicas_stats(&replicas);
     report.server_rss_start_kb = server0.rss_kb;
     let client0 = ProcStats::read("self");
     let machine0 = cpu_times();
@@ -88,8 +93,13 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
         });
     }
     run.origin.store(run.now(), Relaxed);
+    // Connection i goes to replica i mod K: an even spread, like a
+    // round-robin balancer.
     let clients: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(client(run.clone(), server.smtp, body.clone())))
+        .map(|i| {
+            let smtp = replicas[i % replicas.len()].smtp;
+            tokio::spawn(client(run.clone(), smtp, body.clone()))
+        })
         .collect();
     // Every accepted message must come back as a webhook (one that
     // fails verification is counted, and not retried: we answer 200).
@@ -105,7 +115,7 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
             opts.max_seconds
         );
     }
-    let server1 = server.stats();
+    let server1 = replicas_stats(&replicas);
     let client1 = ProcStats::read("self");
     report.machine_busy = busy_share(machine0, cpu_times());
     done.store(true, Relaxed);
@@ -162,12 +172,27 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
     report.max_backlog = backlog;
     report.webhook_connections = run.webhook_peers.lock().expect("peers").len();
 
-    let (took, killed) = server.stop().await;
-    report.shutdown_ms = took.as_millis();
-    report.killed = killed;
-    report.spool_left = server.spool_files();
-    report.server_warnings = server.warnings();
+    for server in &mut replicas {
+        let (took, killed) = server.stop().await;
+        report.shutdown_ms = report.shutdown_ms.max(took.as_millis());
+        report.killed |= killed;
+        report.spool_left += server.spool_files();
+        report.server_warnings += server.warnings();
+    }
     report
+}
+
+/// The replicas' CPU added up, their peak RSS the largest of them.
+fn replicas_stats(replicas: &[Server]) -> ProcStats {
+    let mut sum = ProcStats::default();
+    for s in replicas.iter().map(Server::stats) {
+        sum.cpu_ticks += s.cpu_ticks;
+        sum.sys_ticks += s.sys_ticks;
+        sum.rss_kb = sum.rss_kb.max(s.rss_kb);
+        sum.hwm_kb = sum.hwm_kb.max(s.hwm_kb);
+        sum.threads = sum.threads.max(s.threads);
+    }
+    sum
 }
 
 pub(crate) async fn matrix(opts: &Opts) -> bool {

@@ -82,6 +82,11 @@ fn main() {
             full_matrix(&opts, true).await
         } else if opts.matrix == Some(Matrix::Outbound) {
             full_matrix(&opts, false).await
+        } else if opts.sink {
+            let s = source_to_sink(&opts, opts.size, opts.concurrency, opts.messages).await;
+            s.print();
+            println!("{}", s.json());
+            s.ok()
         } else if opts.outbound {
             let r = outbound(
                 &opts,

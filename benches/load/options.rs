@@ -22,7 +22,11 @@ pub(crate) const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --idle K            open K idle SMTP connections, report server RSS
   --spool-parent DIR  where the temporary spool goes (default target/load-bench)
   --no-fsync          POSTERN_FSYNC=false (voids durability; comparison only)
-  --client-threads T  tokio worker threads for the client+receiver (default 2)";
+  --client-threads T  tokio worker threads for the client+receiver (default 2)
+  --database-url URL  the server keeps its store in PostgreSQL (POSTERN_DATABASE_URL)
+  --replicas K        K postern processes on that database, the clients spread
+                      over their SMTP ports (default 1; K > 1 needs --database-url)
+  --sink              one smtp-source -> smtp-sink run with --size, -c, -n";
 
 // ---------------------------------------------------------------- options
 
@@ -78,6 +82,9 @@ pub(crate) struct Opts {
     pub(crate) cell_seconds: u64,
     pub(crate) postfix_bin: PathBuf,
     pub(crate) server_wrap: Vec<String>,
+    pub(crate) database_url: Option<String>,
+    pub(crate) replicas: usize,
+    pub(crate) sink: bool,
 }
 
 pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -96,6 +103,9 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
         cell_seconds: 3,
         postfix_bin: PathBuf::from("/usr/sbin"),
         server_wrap: Vec::new(),
+        database_url: None,
+        replicas: 1,
+        sink: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -142,9 +152,16 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--spool-parent" => o.spool_parent = PathBuf::from(val()?),
             "--no-fsync" => o.fsync = false,
             "--client-threads" => o.client_threads = num(val()?)?,
+            "--database-url" => o.database_url = Some(val()?),
+            "--replicas" => o.replicas = num(val()?)?,
+            "--sink" => o.sink = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
+    }
+    if o.replicas > 1 && o.database_url.is_none() {
+        // Two processes on one spool directory would not share it safely.
+        return Err("--replicas above 1 needs --database-url".into());
     }
     Ok(o)
 }

@@ -13,6 +13,9 @@ const MAX_MESSAGE_SIZE: &str = "64M";
 /// The API key the outbound runs use (Postern wants at least 16 characters).
 pub(crate) const API_KEY: &str = "load-bench-api-key-0123456789";
 
+/// The attachment-link key every replica on one database is given.
+const LINK_SECRET: &str = "load-bench-link-secret-0123456789";
+
 pub(crate) struct Server {
     pub(crate) child: Option<Child>,
     pub(crate) pid: u32,
@@ -83,6 +86,12 @@ impl Server {
             .stderr(log);
         if !opts.fsync {
             cmd.env("POSTERN_FSYNC", "false");
+        }
+        if let Some(url) = &opts.database_url {
+            // Replicas must share the attachment-link key (README); a given
+            // one also means no spool directory is needed for the key file.
+            cmd.env("POSTERN_DATABASE_URL", url)
+                .env("POSTERN_ATTACHMENT_URL_SECRET", LINK_SECRET);
         }
         for (k, v) in env {
             cmd.env(k, v);
