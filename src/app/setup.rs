@@ -212,6 +212,10 @@ fn spool_link_key(path: &std::path::Path) -> Result<LinkKey, Error> {
         Err(_) => {}
     }
     let key = LinkKey::generate();
+    // With the shared store nothing else creates the spool directory.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
     let tmp = path.with_extension("key.tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -252,6 +256,15 @@ mod tests {
         assert_eq!(spool_link_key(&path).unwrap(), key);
         std::fs::write(&path, "junk").unwrap();
         assert!(spool_link_key(&path).is_err());
+    }
+
+    #[test]
+    fn the_link_key_is_made_where_no_spool_directory_exists_yet() {
+        // The shared store: nothing has created the spool directory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool").join(LINK_KEY_FILE);
+        let key = spool_link_key(&path).unwrap();
+        assert_eq!(spool_link_key(&path).unwrap(), key);
     }
 
     #[test]
