@@ -13,19 +13,22 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 
 # Dependencies first, against stub sources, so this layer is reused until
-# Cargo.toml or Cargo.lock change. Cargo.toml names a bench and an
+# Cargo.toml or Cargo.lock change. Cargo.toml names benches and an
 # integration test, so stubs for those exist too (they are never built).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches tests/it \
+RUN mkdir -p src benches/load tests/it \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && echo 'fn main() {}' > benches/load.rs \
+ && echo 'fn main() {}' > benches/load/main.rs \
+ && echo 'fn main() {}' > benches/auth_checks.rs \
  && echo 'fn main() {}' > tests/it/main.rs \
  && cargo build --release --locked --bin postern \
  && rm -rf src
 
-# The real sources; touching them makes cargo rebuild the crate itself
-# whatever mtimes the build context carried.
+# The real sources (and the database schema, compiled in); touching them
+# makes cargo rebuild the crate itself whatever mtimes the build context
+# carried.
+COPY migrations ./migrations
 COPY src ./src
 RUN find src -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin postern \
