@@ -3,6 +3,8 @@
 //! checkout shows the whole SMTP → signed JSON loop with nothing else
 //! running.
 
+pub mod serve;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 

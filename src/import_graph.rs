@@ -40,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "auth_checks",
             "compose",
+            "http",
             "model",
             "relay",
             "route",

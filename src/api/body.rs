@@ -4,6 +4,8 @@
 //! `field` naming where, e.g. `attachments[0].foo`). What the fields mean is
 //! [`crate::compose`]'s business.
 
+use std::time::Duration;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
@@ -52,6 +54,25 @@ pub fn check_media_type(value: Option<&str>) -> Result<(), MediaTypeError> {
         }
     }
     Ok(())
+}
+
+/// Why a request body stopped: its time ran out (`POSTERN_HTTP_BODY_TIMEOUT`; the HTTP listener's
+/// `DeadlineBody` puts it into the body it serves).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not complete within {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
+/// Whether reading a body failed because the body's time ran out
+/// (anywhere in the error's chain: axum and `Limited` wrap it).
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<BodyTimedOut>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// `415 unsupported_media_type` unless the request's `Content-Type` is JSON.

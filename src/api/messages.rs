@@ -82,7 +82,17 @@ async fn read_body(st: &ApiState, req: Request) -> Result<(Bytes, Reservation), 
     };
     let body = axum::body::to_bytes(req.into_body(), limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| {
+            if body::is_body_timeout(&e) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time (POSTERN_HTTP_BODY_TIMEOUT)",
+                )
+            } else {
+                too_large()
+            }
+        })?;
     reservation.shrink_to(body.len());
     Ok((body, reservation))
 }

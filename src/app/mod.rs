@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 pub use listeners::{BindError, Listeners};
 
@@ -147,15 +147,10 @@ pub async fn run(
     // and the API can answer 503; it stops once the drain is over.
     let http_stop = CancellationToken::new();
     let http_shutdown = http_stop.clone();
+    let http_limits = config.http_limits;
     let http_task = tokio::spawn(async move {
-        let app = http::router(dev_inbox, api_state, ops)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listeners.http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-        {
-            error!(error = %e, "HTTP server failed");
-        }
+        let app = http::router(dev_inbox, api_state, ops);
+        http::serve::serve(listeners.http, app, http_limits, http_shutdown).await;
     });
 
     shutdown.cancelled().await;

@@ -27,6 +27,7 @@ mod auth_checks;
 mod database;
 mod delivery;
 mod dkim;
+mod http;
 mod names;
 mod outbound;
 mod parse;
@@ -43,6 +44,7 @@ use serde::Deserialize;
 pub use attachments::AttachmentUrlConfig;
 pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
+pub use http::HttpLimits;
 pub use names::known_names;
 pub use outbound::{OutboundConfig, api_keys};
 pub use security::SecurityConfig;
@@ -219,6 +221,10 @@ struct RawConfig {
     attachment_url_ttl: Option<String>,
     attachment_url_secret: Option<String>,
     database_lease: Option<String>,
+    // the HTTP listener's limits
+    http_header_timeout: Option<String>,
+    http_body_timeout: Option<String>,
+    http_max_connections: Option<String>,
 }
 
 /// Log output format.
@@ -235,6 +241,8 @@ pub struct Config {
     /// Implicit-TLS listener (RFC 8314), if any.
     pub smtps_listen: Option<SocketAddr>,
     pub http_listen: SocketAddr,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http_limits: HttpLimits,
     pub security: SecurityConfig,
     /// Our name in the greeting, EHLO reply and `Received:` header.
     pub hostname: String,
@@ -333,6 +341,7 @@ impl Config {
             raw.http_listen.take(),
             DEFAULT_HTTP_LISTEN,
         );
+        let http_limits = http::parse(&mut raw, p);
         let smtps_listen = match raw.smtps_listen.take() {
             None => None,
             Some(v) => p.or(parse_addr("POSTERN_SMTPS_LISTEN", &v).map(Some), None),
@@ -419,6 +428,7 @@ impl Config {
             smtps_listen,
             security,
             http_listen,
+            http_limits,
             hostname,
             spool_dir,
             routes,

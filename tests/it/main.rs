@@ -26,6 +26,7 @@ mod durability;
 mod faults;
 mod fidelity;
 mod hostile;
+mod http_limits;
 mod hung_endpoint;
 mod old_spool;
 mod openapi;
