@@ -161,9 +161,9 @@ async fn http_limits_are_validated() {
     let (code, out) = run(
         &[],
         &[
-            ("POSTERN_HTTP_MAX_CONNECTIONS".into(), "0".into()),
-            ("POSTERN_HTTP_HEADER_TIMEOUT".into(), "0s".into()),
-            ("POSTERN_HTTP_BODY_TIMEOUT".into(), "soon".into()),
+            ("POSTERN_HTTP_MAX_CONNECTIONS", "0".into()),
+            ("POSTERN_HTTP_HEADER_TIMEOUT", "0s".into()),
+            ("POSTERN_HTTP_BODY_TIMEOUT", "soon".into()),
         ],
     )
     .await;
