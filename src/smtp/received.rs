@@ -52,7 +52,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 /// The header, CRLF-terminated. `for` only with a single recipient, so one
 /// recipient's copy does not reveal the others.
 pub(super) fn header(t: &Trace) -> String {
-    let helo = sanitize(t.helo.unwrap_or("unknown"));
+    let from = from_domain(t.helo, t.ip);
     let with = with_protocol(t.esmtp, t.smtputf8, t.tls.is_some(), t.authenticated);
     let tls = match t.tls {
         Some(t) => format!("\r\n\t(using {} with cipher {})", t.version, t.cipher),
@@ -66,12 +66,67 @@ pub(super) fn header(t: &Trace) -> String {
         _ => String::new(),
     };
     format!(
-        "Received: from {helo} ({ip}){tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
-        ip = address_literal(t.ip),
+        "Received: from {from}{tls}\r\n\tby {host} (Postern) with {with} id {id}{for_clause};\r\n\t{date}\r\n",
         host = t.host,
         id = t.id,
         date = t.date,
     )
+}
+
+/// The `from` part (RFC 5321 4.4 `From-domain`): the HELO name, when it is
+/// a domain or an address literal, with the client's address as TCP-info
+/// (`from mail.example ([192.0.2.7])`); any other HELO text is not a
+/// domain, so the address stands in for it and the text goes into a
+/// comment (`from [192.0.2.7] (helo=…)`, as Exim writes it), with every
+/// character that could end the comment, escape out of it or split the
+/// header at its `;` (what parsers take the date after) made `?`.
+fn from_domain(helo: Option<&str>, ip: IpAddr) -> String {
+    let ip = address_literal(ip);
+    match helo {
+        Some(h) if is_domain(h) || is_address_literal(h) => format!("{h} ({ip})"),
+        Some(h) => {
+            let inert: String = sanitize(h)
+                .chars()
+                .map(|c| {
+                    if matches!(c, ';' | '"' | '\\') {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            format!("{ip} (helo={inert})")
+        }
+        None => format!("{ip} (no helo)"),
+    }
+}
+
+/// A host name as clients send it in HELO: dot-separated labels of ASCII
+/// letters, digits, `-` (not at a label's ends) and `_` (not in the
+/// RFC 5321 grammar, but common in HELO names of Windows machines and
+/// harmless in the header), each 1 to 63 long, 253 at most.
+fn is_domain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `[...]` holding printable ASCII other than brackets and backslash
+/// (RFC 5321 4.1.3, general-address-literal's dcontent).
+fn is_address_literal(s: &str) -> bool {
+    s.len() > 2
+        && s.starts_with('[')
+        && s.ends_with(']')
+        && s[1..s.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b'\\'))
 }
 
 /// The client's address as the TCP-info of RFC 5321 4.4: an address
@@ -153,10 +208,36 @@ mod tests {
     fn header_names_one_recipient_only() {
         assert_eq!(
             header(&trace(&["a@example.com"], None)),
-            "Received: from client??evil? ([192.0.2.7])\r\n\tby mx.example (Postern) with ESMTP id ID1\r\n\tfor <a@example.com>;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n"
+            "Received: from [192.0.2.7] (helo=client??evil?)\r\n\tby mx.example (Postern) with ESMTP id ID1\r\n\tfor <a@example.com>;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n"
         );
         let two = header(&trace(&["a@example.com", "b@example.com"], None));
         assert!(!two.contains("for <"), "{two}");
+    }
+
+    #[test]
+    fn helo_names_that_are_not_domains_go_into_a_comment() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for (helo, from) in [
+            (Some("mail.example.org"), "mail.example.org ([192.0.2.7])"),
+            (Some("DESKTOP-7_X"), "DESKTOP-7_X ([192.0.2.7])"),
+            (Some("[192.0.2.7]"), "[192.0.2.7] ([192.0.2.7])"),
+            (
+                Some("[IPv6:2001:db8::1]"),
+                "[IPv6:2001:db8::1] ([192.0.2.7])",
+            ),
+            (None, "[192.0.2.7] (no helo)"),
+            // A `;` would end the tokens before the date for a parser
+            // that splits there; quotes and backslashes quote and escape.
+            (Some("x;by evil"), "[192.0.2.7] (helo=x?by?evil)"),
+            (Some(r#"a"b\c"#), "[192.0.2.7] (helo=a?b?c)"),
+            (Some("a)(b"), "[192.0.2.7] (helo=a??b)"),
+            (Some("-bad.example"), "[192.0.2.7] (helo=-bad.example)"),
+            (Some("a..b"), "[192.0.2.7] (helo=a..b)"),
+            (Some("[1.2.3.4\\]"), "[192.0.2.7] (helo=[1.2.3.4?])"),
+            (Some("héllo"), "[192.0.2.7] (helo=h?llo)"),
+        ] {
+            assert_eq!(from_domain(helo, ip), from, "{helo:?}");
+        }
     }
 
     #[test]
@@ -167,7 +248,7 @@ mod tests {
         };
         let h = header(&trace(&[], Some(&tls)));
         assert!(
-            h.starts_with("Received: from client??evil? ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\tby mx.example (Postern) with ESMTPS id ID1;"),
+            h.starts_with("Received: from [192.0.2.7] (helo=client??evil?)\r\n\t(using TLSv1.3 with cipher TLS13_AES_128_GCM_SHA256)\r\n\tby mx.example (Postern) with ESMTPS id ID1;"),
             "{h}"
         );
     }
