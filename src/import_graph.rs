@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth_checks",
             "compose",
             "config",
+            "console",
             "delivery",
             "http",
             "model",
@@ -34,6 +35,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The binary's edge: it reaches the library as `postern::`, not `crate::`.
     ("cli", &[]),
     ("compose", &["model"]),
+    // The web console logs in with the API's keys and shows the store.
+    ("console", &["api", "mail", "model", "spool"]),
     // config builds each stage's settings, so it names their settings types.
     (
         "config",

@@ -20,7 +20,7 @@ pub use listeners::{BindError, Listeners};
 use crate::config::Config;
 use crate::delivery::Worker;
 use crate::smtp::session::Inbound;
-use crate::{api, delivery, http, smtp, spool, telemetry, tls};
+use crate::{api, console, delivery, http, smtp, spool, telemetry, tls};
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -142,14 +142,25 @@ pub async fn run(
         shutdown: shutdown.clone(),
         max_message_size: config.limits.max_message_size,
     };
+    let console_settings = settings::console(&config);
+    if let Some(why) = console_settings.off_reason() {
+        info!("web console off (/ui/ answers 404): {why}");
+    } else {
+        info!(url = %format!("http://{http_addr}/ui/"), "web console on");
+    }
+    let console = console::router(console_settings, store.clone());
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     // HTTP stays up through the drain so /readyz can say "shutting down"
     // and the API can answer 503; it stops once the drain is over.
     let http_stop = CancellationToken::new();
     let http_shutdown = http_stop.clone();
     let http_task = tokio::spawn(async move {
-        let app = http::router(dev_inbox, api_state, ops)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app = http::router(dev_inbox, api_state, ops);
+        let app = match console {
+            Some(ui) => app.merge(ui),
+            None => app,
+        };
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(e) = axum::serve(listeners.http, app)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await

@@ -24,6 +24,7 @@
 
 mod attachments;
 mod auth_checks;
+mod console;
 mod database;
 mod delivery;
 mod dkim;
@@ -41,6 +42,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use attachments::AttachmentUrlConfig;
+pub use console::ConsoleConfig;
 pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
 pub use names::known_names;
@@ -219,6 +221,8 @@ struct RawConfig {
     attachment_url_ttl: Option<String>,
     attachment_url_secret: Option<String>,
     database_lease: Option<String>,
+    // issue 14: the web console
+    ui_users: Option<String>,
 }
 
 /// Log output format.
@@ -263,6 +267,8 @@ pub struct Config {
     /// SPF/DKIM/DMARC/ARC of inbound mail; `None` while every check is
     /// off (the default: no DNS at all).
     pub auth_checks: Option<crate::auth_checks::settings::Settings>,
+    /// The web console's logins besides API keys (issue 14).
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -408,6 +414,7 @@ impl Config {
         };
 
         let outbound = outbound::parse(&mut raw, &default_secrets, dev_mode, p);
+        let console = console::parse(&mut raw, p);
         let shutdown_grace = p.duration(
             "POSTERN_SHUTDOWN_GRACE",
             raw.shutdown_grace.take(),
@@ -435,6 +442,7 @@ impl Config {
             database,
             attachment_urls,
             auth_checks,
+            console,
         }
     }
 }
