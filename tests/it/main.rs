@@ -16,6 +16,7 @@ mod auth_results;
 mod authorize;
 mod clients;
 mod config;
+mod console_security;
 mod contracts;
 mod database;
 mod database_tls;
