@@ -231,7 +231,11 @@ async fn posts_need_the_session_token_and_our_origin_and_logout_ends_the_session
         }
         rq.send()
     };
-    let forged: [(Vec<(&str, String)>, Vec<(&str, &str)>); 4] = [
+    type Forged = (
+        Vec<(&'static str, String)>,
+        Vec<(&'static str, &'static str)>,
+    );
+    let forged: [Forged; 4] = [
         (vec![], vec![]),
         (vec![("csrf", "0".repeat(64))], vec![]),
         (
