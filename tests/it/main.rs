@@ -16,6 +16,7 @@ mod auth_results;
 mod authorize;
 mod clients;
 mod config;
+mod console;
 mod console_security;
 mod contracts;
 mod database;
