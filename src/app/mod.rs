@@ -129,6 +129,13 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    if !config.delivery.history_retention.is_zero() {
+        tracker.spawn(sweep::history(
+            store.clone(),
+            config.delivery.history_retention,
+            shutdown.clone(),
+        ));
+    }
     let worker = Worker::new(
         settings::delivery(&config, linker),
         store.clone(),

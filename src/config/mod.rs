@@ -198,6 +198,7 @@ struct RawConfig {
     api_max_bytes: Option<String>,
     status_retention: Option<String>,
     dead_retention: Option<String>,
+    history_retention: Option<String>,
     // task C: per-endpoint concurrency and circuit breaker
     endpoint_concurrency: Option<String>,
     endpoint_breaker_failures: Option<String>,

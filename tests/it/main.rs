@@ -27,6 +27,7 @@ mod dkim;
 mod durability;
 mod faults;
 mod fidelity;
+mod history;
 mod hostile;
 mod hung_endpoint;
 mod old_spool;
