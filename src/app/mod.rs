@@ -155,7 +155,7 @@ pub async fn run(
     } else {
         info!(url = %format!("http://{http_addr}/ui/"), "web console on");
     }
-    let console = console::router(console_settings, store.clone());
+    let console = console::router(console_settings, store.clone(), shutdown.clone());
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     // HTTP stays up through the drain so /readyz can say "shutting down"
     // and the API can answer 503; it stops once the drain is over.

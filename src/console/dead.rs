@@ -34,7 +34,23 @@ pub(super) fn routes() -> Router<Console> {
 
 /// `GET /ui/`: where the console opens.
 pub async fn home(_: LoggedIn) -> Redirect {
-    Redirect::to("/ui/dead")
+    Redirect::to("/ui/messages")
+}
+
+/// A delivery state as the API names it.
+pub fn state_word(s: spool::State) -> &'static str {
+    crate::api::deliveries::state_name(s)
+}
+
+/// RFC 3339 of Unix milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -56,7 +72,7 @@ pub fn display_url(u: &str) -> String {
     }
 }
 
-fn unavailable(e: spool::Error) -> Response {
+pub(super) fn unavailable(e: spool::Error) -> Response {
     tracing::error!(error = %e, "console: store unavailable");
     (
         StatusCode::SERVICE_UNAVAILABLE,

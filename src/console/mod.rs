@@ -9,6 +9,10 @@
 //!   same-origin check of state-changing requests.
 //! - [`login`]: log in with an API key or a `POSTERN_UI_USERS` password,
 //!   throttled per IP; log out.
+//! - [`messages`]: the messages list (filters, paging, live rows over
+//!   Server-Sent Events) and one message with its deliveries' timelines.
+//! - [`parts`]: a message's raw source, attachments, `cid:` images and its
+//!   sandboxed HTML preview (mail HTML is hostile: see there).
 //! - [`dead`]: the dead letters page, Retry, Delete with a confirmation page.
 //! - [`layout`]: the page frame and the small formatting helpers (relative
 //!   times).
@@ -24,6 +28,8 @@ mod dead;
 mod guard;
 mod layout;
 mod login;
+mod messages;
+mod parts;
 mod session;
 
 use std::sync::Arc;
@@ -32,6 +38,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::Keys;
 use crate::model::throttle::AuthThrottle;
@@ -80,10 +87,12 @@ pub(crate) struct Console {
     store: Store,
     sessions: Arc<session::Sessions>,
     throttle: Arc<AuthThrottle>,
+    /// Ends the live streams, so a drain does not wait for them.
+    shutdown: CancellationToken,
 }
 
 /// The `/ui/` routes, or `None` when the console is off.
-pub fn router(settings: Settings, store: Store) -> Option<Router> {
+pub fn router(settings: Settings, store: Store, shutdown: CancellationToken) -> Option<Router> {
     if settings.off_reason().is_some() {
         return None;
     }
@@ -96,6 +105,7 @@ pub fn router(settings: Settings, store: Store) -> Option<Router> {
         sessions: Arc::new(session::Sessions::new(settings.session_ttl)),
         settings: Arc::new(settings),
         store,
+        shutdown,
     };
     let pages = Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
@@ -103,6 +113,7 @@ pub fn router(settings: Settings, store: Store) -> Option<Router> {
         .route("/ui/login", get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
         .merge(dead::routes())
+        .merge(messages::routes())
         .route("/ui/static/{file}", get(assets::serve))
         .with_state(console);
     Some(pages.layer(axum::middleware::map_response(guard::headers)))

@@ -32,7 +32,10 @@ fn browser_missing() -> Option<String> {
     }
     let module = target_dir().join("browser/node_modules/playwright-core/package.json");
     if !module.exists() {
-        return Some(format!("{} is missing (tests/run.sh installs it)", module.display()));
+        return Some(format!(
+            "{} is missing (tests/run.sh installs it)",
+            module.display()
+        ));
     }
     None
 }
@@ -120,7 +123,7 @@ async fn the_console_in_a_real_browser() {
     let _ = std::fs::remove_dir_all(&profile);
     let mut node = tokio::process::Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs"))
-        .env("NODE_PATH", target_dir().join("browser/node_modules"))
+        .env("NODE_MODULES", target_dir().join("browser/node_modules"))
         .env("POSTERN_UI", format!("http://{}", postern.http))
         .env("POSTERN_UI_KEY", KEY)
         .env("REMOTE", &remote_origin)
@@ -191,7 +194,14 @@ async fn the_console_in_a_real_browser() {
         "the remote host got {paths:?}"
     );
     assert_eq!(hook.hits().len(), 1, "the retried delivery arrived once");
-    for shot in ["login", "messages", "message", "hostile", "dead", "delivered"] {
+    for shot in [
+        "login",
+        "messages",
+        "message",
+        "hostile",
+        "dead",
+        "delivered",
+    ] {
         assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
     postern.terminate().await;
