@@ -44,13 +44,7 @@ pub fn state_word(s: spool::State) -> &'static str {
 
 /// RFC 3339 of Unix milliseconds.
 pub fn rfc3339(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    crate::api::deliveries::rfc3339_ms(ms)
 }
 
 #[derive(Deserialize)]
@@ -85,16 +79,20 @@ pub(super) fn unavailable(e: spool::Error) -> Response {
         .into_response()
 }
 
-fn not_found(session: &Session) -> Response {
+/// `404` with what was not found.
+pub(super) fn missing(session: &Session, what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        page(
-            "Not found",
-            Some(session),
-            notice_body("No dead delivery with this id (it may have been retried or deleted)."),
-        ),
+        page("Not found", Some(session), notice_body(what)),
     )
         .into_response()
+}
+
+fn not_found(session: &Session) -> Response {
+    missing(
+        session,
+        "No dead delivery with this id (it may have been retried or deleted).",
+    )
 }
 
 fn row(d: &DeliveryInfo, csrf: &str, now: u64) -> Markup {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +20,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::dead::unavailable;
-use super::layout::{notice_body, page, time_tag};
+use super::layout::{page, time_tag};
 use super::session::{LoggedIn, Session};
 use crate::mail::{MessageJson, PayloadOptions, parse_message};
 use crate::spool::{
@@ -284,15 +283,7 @@ async fn events(State(st): State<Console>, _: LoggedIn, Query(f): Query<Filters>
 }
 
 fn not_found(session: &Session) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        page(
-            "Not found",
-            Some(session),
-            notice_body("No message with this id."),
-        ),
-    )
-        .into_response()
+    super::dead::missing(session, "No message with this id.")
 }
 
 /// The message's parsed form, without attachment contents.
