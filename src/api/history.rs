@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::auth::Authorized;
+use super::deliveries::bad_request;
 use super::{ApiError, ApiState, attachments};
 use crate::delivery::outbox::OutboxRecord;
 use crate::mail::{self, PayloadOptions};
@@ -35,10 +36,6 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/messages/{id}/raw", get(raw))
         .route("/v1/messages/{id}/attachments/{n}", get(attachment))
         .route("/v1/messages/{id}/cid/{cid}", get(inline_part))
-}
-
-fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
 }
 
 fn not_found() -> ApiError {
