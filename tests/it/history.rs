@@ -277,13 +277,8 @@ async fn http_backends() -> Vec<Option<String>> {
     all
 }
 
-/// An app on `db` (or a spool) delivering to `rx` at `path`, with `vars`.
-async fn http_app(
-    db: &Option<String>,
-    rx: &crate::helpers::Receiver,
-    url: &str,
-    vars: &[(&str, &str)],
-) -> crate::helpers::App {
+/// An app on `db` (or a spool) delivering to the webhook `url`, with `vars`.
+async fn http_app(db: &Option<String>, url: &str, vars: &[(&str, &str)]) -> crate::helpers::App {
     let mut all = vec![
         ("POSTERN_WEBHOOK_URL", url),
         ("POSTERN_WEBHOOK_SECRET", crate::helpers::SECRET),
@@ -295,7 +290,6 @@ async fn http_app(
         all.push(("POSTERN_DATABASE_URL", db.as_str()));
     }
     all.extend_from_slice(vars);
-    let _ = rx;
     crate::helpers::spawn_app(&all).await
 }
 
@@ -367,7 +361,6 @@ async fn a_delivered_message_is_kept_with_its_attempts_then_swept() {
         rx.script(&[(503, None)]);
         let app = http_app(
             &db,
-            &rx,
             &rx.url("/hook"),
             &[("POSTERN_HISTORY_RETENTION", "2s")],
         )
@@ -452,13 +445,7 @@ async fn a_delivered_message_is_kept_with_its_attempts_then_swept() {
 async fn with_retention_zero_a_delivered_message_is_gone_as_before() {
     for db in http_backends().await {
         let rx = crate::helpers::Receiver::start().await;
-        let app = http_app(
-            &db,
-            &rx,
-            &rx.url("/hook"),
-            &[("POSTERN_HISTORY_RETENTION", "0")],
-        )
-        .await;
+        let app = http_app(&db, &rx.url("/hook"), &[("POSTERN_HISTORY_RETENTION", "0")]).await;
         let id = send(&app, "Subject: short-lived\r\n\r\nhi\r\n").await;
         rx.wait_for(1, 20).await;
         wait_message(&app, &id, |s, _| s == 404).await;
@@ -491,7 +478,7 @@ async fn attempts_never_show_secrets() {
             "http://hookuser:pa55w0rd-secret@{}/in?sig=signed-key-secret&token=t0ken-secret",
             rx.addr
         );
-        let app = http_app(&db, &rx, &url, &[]).await;
+        let app = http_app(&db, &url, &[]).await;
         let id = send(&app, "Subject: s\r\n\r\nhi\r\n").await;
         rx.wait_for(2, 20).await;
         let body = wait_message(&app, &id, |s, b| s == 200 && b["status"] == "delivered").await;
@@ -524,7 +511,7 @@ async fn the_history_survives_a_restart_and_pages_over_http() {
         let spool = tempfile::tempdir().unwrap();
         let dir = spool.path().display().to_string();
         let vars = [("POSTERN_SPOOL_DIR", dir.as_str())];
-        let app = http_app(&db, &rx, &rx.url("/hook"), &vars).await;
+        let app = http_app(&db, &rx.url("/hook"), &vars).await;
         let mut ids = Vec::new();
         for i in 0..5 {
             ids.push(send(&app, &format!("Subject: page {i}\r\n\r\nhi\r\n")).await);
@@ -534,7 +521,7 @@ async fn the_history_survives_a_restart_and_pages_over_http() {
             wait_message(&app, id, |s, b| s == 200 && b["status"] == "delivered").await;
         }
         app.stop().await;
-        let app = http_app(&db, &rx, &rx.url("/hook"), &vars).await;
+        let app = http_app(&db, &rx.url("/hook"), &vars).await;
         let mut seen = Vec::new();
         let mut path = "/v1/messages?limit=2".to_string();
         for _ in 0..10 {
@@ -557,7 +544,7 @@ async fn the_history_survives_a_restart_and_pages_over_http() {
 #[tokio::test]
 async fn bad_parameters_are_400_with_the_json_error_shape() {
     let rx = crate::helpers::Receiver::start().await;
-    let app = http_app(&None, &rx, &rx.url("/hook"), &[]).await;
+    let app = http_app(&None, &rx.url("/hook"), &[]).await;
     for (query, field) in [
         ("direction=sideways", "direction"),
         ("status=lost", "status"),
