@@ -9,7 +9,8 @@ use std::path::Path;
 /// folder or a file of `src/`). Lower stages never name higher ones:
 /// `model` names nothing; `delivery` never names `smtp` or `api`.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("api", &["compose", "delivery", "model", "spool"]),
+    // The history's attachment downloads find parts as the payload does.
+    ("api", &["compose", "delivery", "mail", "model", "spool"]),
     // DKIM, SPF and DMARC read the message through mail-parser helpers.
     ("auth_checks", &["mail"]),
     // The wiring: it builds every stage.

@@ -98,7 +98,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+/// A `400` naming the query parameter `field` (also the history's).
+pub(super) fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
 }
 

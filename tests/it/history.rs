@@ -263,3 +263,317 @@ async fn the_list_filters_and_pages_without_gaps_or_duplicates() {
         assert_eq!(count(q(|q| q.since_ms = Some(1))).await, 7, "{name}");
     }
 }
+
+// ---- over HTTP: the real server, every backend ----
+
+const KEY: &str = "history-key-0123456789abcdef";
+
+/// The file spool (`None`) and, with a test server, a fresh database.
+async fn http_backends() -> Vec<Option<String>> {
+    let mut all = vec![None];
+    if let Some(url) = crate::database::test_database_url() {
+        all.push(Some(crate::database::fresh_database_url(&url).await));
+    }
+    all
+}
+
+/// An app on `db` (or a spool) delivering to the webhook `url`, with `vars`.
+async fn http_app(db: &Option<String>, url: &str, vars: &[(&str, &str)]) -> crate::helpers::App {
+    let mut all = vec![
+        ("POSTERN_WEBHOOK_URL", url),
+        ("POSTERN_WEBHOOK_SECRET", crate::helpers::SECRET),
+        ("POSTERN_API_KEYS", KEY),
+        ("POSTERN_RETRY_JITTER", "0"),
+        ("POSTERN_RETRY_SCHEDULE", "100ms,100ms"),
+    ];
+    if let Some(db) = db {
+        all.push(("POSTERN_DATABASE_URL", db.as_str()));
+    }
+    all.extend_from_slice(vars);
+    crate::helpers::spawn_app(&all).await
+}
+
+async fn get(app: &crate::helpers::App, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("http://{}{}", app.http, path))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_json(app: &crate::helpers::App, path: &str) -> (u16, serde_json::Value) {
+    let r = get(app, path).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A multipart message: text, an inline PNG (Content-ID `logo@x`) and a
+/// PDF attachment with a name that needs escaping.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\nnot really a png\x00\xff";
+const PDF: &[u8] = b"%PDF-1.4 a long enough body";
+
+fn multipart(subject: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+         --b\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Disposition: inline\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{png}\r\n\
+         --b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"r\u{e9}sum\u{e9} \\\"1\\\".pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n--b--\r\n",
+        png = b64.encode(PNG),
+        pdf = b64.encode(PDF),
+    )
+}
+
+async fn send(app: &crate::helpers::App, message: &str) -> String {
+    let (mut c, _) = crate::helpers::Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    let r = c
+        .send_mail("alice@example.org", &["bob@example.com"], message)
+        .await;
+    crate::helpers::queue_id(&r)
+}
+
+/// Polls `GET /v1/messages/{id}` until `done` holds for its body.
+async fn wait_message(
+    app: &crate::helpers::App,
+    id: &str,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..500 {
+        let (status, body) = get_json(app, &format!("/v1/messages/{id}")).await;
+        if done(status, &body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("message {id} never got there");
+}
+
+#[tokio::test]
+async fn a_delivered_message_is_kept_with_its_attempts_then_swept() {
+    for db in http_backends().await {
+        let rx = crate::helpers::Receiver::start().await;
+        rx.script(&[(503, None)]);
+        let app = http_app(
+            &db,
+            &rx.url("/hook"),
+            &[("POSTERN_HISTORY_RETENTION", "2s")],
+        )
+        .await;
+        let name = if db.is_some() { "postgres" } else { "file" };
+        let message = multipart("Quarterly report");
+        let id = send(&app, &message).await;
+        rx.wait_for(2, 20).await;
+        let body = wait_message(&app, &id, |s, b| s == 200 && b["status"] == "delivered").await;
+        assert_eq!(body["direction"], "inbound", "{name}");
+        assert_eq!(body["subject"], "Quarterly report", "{name}");
+        assert_eq!(body["mail_from"], "alice@example.org");
+        let d = &body["deliveries"][0];
+        assert_eq!(d["state"], "delivered", "{name}: {body}");
+        assert_eq!(d["target"], rx.url("/hook"));
+        assert_eq!(d["attempt_count"], 2);
+        let attempts = d["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 2, "{name}: {body}");
+        assert_eq!(attempts[0]["status"], 503);
+        assert_eq!(attempts[0]["outcome"], "retry");
+        assert!(attempts[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(attempts[1]["status"], 200);
+        assert_eq!(attempts[1]["outcome"], "delivered");
+        for a in attempts {
+            assert!(a["duration_ms"].as_u64().is_some(), "{a}");
+            assert_eq!(a["target"], rx.url("/hook"));
+        }
+
+        let (status, list) = get_json(&app, "/v1/messages?direction=inbound&q=quarterly").await;
+        assert_eq!(status, 200);
+        assert_eq!(list["messages"][0]["id"], id.as_str(), "{name}: {list}");
+        assert_eq!(list["messages"][0]["status"], "delivered");
+
+        // The source byte for byte: our Received: line, then what was sent.
+        let r = get(&app, &format!("/v1/messages/{id}/raw")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "message/rfc822");
+        let raw = r.bytes().await.unwrap();
+        assert!(raw.starts_with(b"Received: "), "{name}");
+        assert!(raw.ends_with(message.as_bytes()), "{name}");
+
+        let r = get(&app, &format!("/v1/messages/{id}/attachments/1")).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.headers()["content-type"], "application/pdf");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        let cd = r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(cd.starts_with("attachment; filename=\""), "{cd}");
+        assert!(
+            cd.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.pdf"),
+            "{cd}"
+        );
+        assert_eq!(&r.bytes().await.unwrap()[..], PDF, "{name}");
+        let r = get(&app, &format!("/v1/messages/{id}/cid/logo@x")).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert!(
+            r.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("inline")
+        );
+        assert_eq!(&r.bytes().await.unwrap()[..], PNG, "{name}");
+        let r = get(&app, &format!("/v1/messages/{id}/attachments/2")).await;
+        assert_eq!(r.status(), 404);
+        let r = get(&app, &format!("/v1/messages/{id}/cid/nope")).await;
+        assert_eq!(r.status(), 404);
+
+        // Gone once the retention is over (the sweep runs every second).
+        wait_message(&app, &id, |s, _| s == 404).await;
+        assert_eq!(
+            get(&app, &format!("/v1/messages/{id}/raw")).await.status(),
+            404
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn with_retention_zero_a_delivered_message_is_gone_as_before() {
+    for db in http_backends().await {
+        let rx = crate::helpers::Receiver::start().await;
+        let app = http_app(&db, &rx.url("/hook"), &[("POSTERN_HISTORY_RETENTION", "0")]).await;
+        let id = send(&app, "Subject: short-lived\r\n\r\nhi\r\n").await;
+        rx.wait_for(1, 20).await;
+        wait_message(&app, &id, |s, _| s == 404).await;
+        let (_, list) = get_json(&app, "/v1/messages").await;
+        assert_eq!(list["messages"], serde_json::json!([]));
+        if db.is_none() {
+            crate::helpers::wait_until(
+                10,
+                || "msg/ and history/ empty".into(),
+                || {
+                    crate::helpers::count(&app.spool, "msg")
+                        + crate::helpers::count(&app.spool, "history")
+                        == 0
+                },
+            )
+            .await;
+        }
+        app.stop().await;
+    }
+}
+
+/// A route URL with a password and a signed query: neither shows in the
+/// history, nor does the Authorization header reqwest makes of it.
+#[tokio::test]
+async fn attempts_never_show_secrets() {
+    for db in http_backends().await {
+        let rx = crate::helpers::Receiver::start().await;
+        rx.script(&[(500, None)]);
+        let url = format!(
+            "http://hookuser:pa55w0rd-secret@{}/in?sig=signed-key-secret&token=t0ken-secret",
+            rx.addr
+        );
+        let app = http_app(&db, &url, &[]).await;
+        let id = send(&app, "Subject: s\r\n\r\nhi\r\n").await;
+        rx.wait_for(2, 20).await;
+        let body = wait_message(&app, &id, |s, b| s == 200 && b["status"] == "delivered").await;
+        let (_, list) = get_json(&app, "/v1/messages").await;
+        for text in [body.to_string(), list.to_string()] {
+            for secret in [
+                "pa55w0rd",
+                "signed-key",
+                "t0ken",
+                "hookuser",
+                "Basic ",
+                SECRET_PART,
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert_eq!(
+            body["deliveries"][0]["attempts"][0]["target"],
+            format!("http://{}/in", rx.addr)
+        );
+        app.stop().await;
+    }
+}
+const SECRET_PART: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[tokio::test]
+async fn the_history_survives_a_restart_and_pages_over_http() {
+    for db in http_backends().await {
+        let rx = crate::helpers::Receiver::start().await;
+        let spool = tempfile::tempdir().unwrap();
+        let dir = spool.path().display().to_string();
+        let vars = [("POSTERN_SPOOL_DIR", dir.as_str())];
+        let app = http_app(&db, &rx.url("/hook"), &vars).await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(send(&app, &format!("Subject: page {i}\r\n\r\nhi\r\n")).await);
+        }
+        rx.wait_for(5, 20).await;
+        for id in &ids {
+            wait_message(&app, id, |s, b| s == 200 && b["status"] == "delivered").await;
+        }
+        app.stop().await;
+        let app = http_app(&db, &rx.url("/hook"), &vars).await;
+        let mut seen = Vec::new();
+        let mut path = "/v1/messages?limit=2".to_string();
+        for _ in 0..10 {
+            let (status, page) = get_json(&app, &path).await;
+            assert_eq!(status, 200, "{page}");
+            let items = page["messages"].as_array().unwrap();
+            assert!(items.len() <= 2);
+            seen.extend(items.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/messages?limit=2&cursor={c}"),
+                None => break,
+            }
+        }
+        ids.reverse();
+        assert_eq!(seen, ids, "after a restart, newest first, each once");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_with_the_json_error_shape() {
+    let rx = crate::helpers::Receiver::start().await;
+    let app = http_app(&None, &rx.url("/hook"), &[]).await;
+    for (query, field) in [
+        ("direction=sideways", "direction"),
+        ("status=lost", "status"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-01T00:00:00Z", "until"),
+        ("limit=0", "limit"),
+        ("limit=1000", "limit"),
+        ("cursor=..%2F..%2Fetc", "cursor"),
+        ("address=", "address"),
+        ("page=2", "page"),
+    ] {
+        let (status, body) = get_json(&app, &format!("/v1/messages?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+        assert!(
+            body["error"]["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("invalid_"))
+        );
+        assert!(body["error"]["message"].is_string());
+    }
+    let (status, body) = get_json(&app, "/v1/messages/nope").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let r = reqwest::get(format!("http://{}/v1/messages", app.http))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}

@@ -105,11 +105,6 @@ impl Spool {
         .await
     }
 
-    /// Whether finished message `id` is in the history.
-    pub(super) fn in_history(&self, id: &str) -> bool {
-        self.history_path(id, "msg").exists()
-    }
-
     fn read_head_sync(&self, id: &str, path: &Path) -> Result<Head> {
         let file = std::fs::File::open(path)?;
         let total = file.metadata()?.len();

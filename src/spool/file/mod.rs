@@ -498,7 +498,8 @@ impl Spool {
                 return Ok(true);
             }
         }
-        Ok(self.in_history(id))
+        // Not the history: an API message's status record outlives it.
+        Ok(false)
     }
 
     /// Writes and removes a probe file: can the spool take a message now?
