@@ -9,7 +9,8 @@ use std::path::Path;
 /// folder or a file of `src/`). Lower stages never name higher ones:
 /// `model` names nothing; `delivery` never names `smtp` or `api`.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("api", &["compose", "delivery", "model", "spool"]),
+    // The history's attachment downloads find parts as the payload does.
+    ("api", &["compose", "delivery", "mail", "model", "spool"]),
     // DKIM, SPF and DMARC read the message through mail-parser helpers.
     ("auth_checks", &["mail"]),
     // The wiring: it builds every stage.
@@ -20,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth_checks",
             "compose",
             "config",
+            "console",
             "delivery",
             "http",
             "model",
@@ -34,6 +36,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The binary's edge: it reaches the library as `postern::`, not `crate::`.
     ("cli", &[]),
     ("compose", &["model"]),
+    // The web console logs in with the API's keys and shows the store.
+    ("console", &["api", "mail", "model", "spool"]),
     // config builds each stage's settings, so it names their settings types.
     (
         "config",

@@ -24,6 +24,9 @@
 //!   development inbox, and the [`api`] routes.
 //! - [`api`]: the sending API (`/v1/messages`) and operator access to
 //!   deliveries (`/v1/deliveries`): API keys, errors, idempotency.
+//! - [`console`]: the web console (`/ui/`): server-rendered pages over
+//!   the store for operators — messages, deliveries with their attempts,
+//!   dead letters with Retry and Delete — behind a log-in.
 //! - [`compose`]: JSON request → MIME message, for the sending API, and
 //!   its DKIM signature ([`compose::dkim`]).
 //! - [`auth_checks`]: SPF, DKIM, DMARC and ARC verification of received
@@ -76,6 +79,7 @@ pub mod app;
 pub mod auth_checks;
 pub mod compose;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod doctor;
 pub mod http;

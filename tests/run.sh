@@ -3,7 +3,8 @@
 # virtualenv with the Standard Webhooks reference library, used to verify
 # our signatures with unchanged third-party code, and aiosmtpd, a real SMTP
 # server playing the relay; a throwaway PostgreSQL for the database store
-# unless POSTERN_TEST_DATABASE_URL points at one), then runs `cargo test`.
+# unless POSTERN_TEST_DATABASE_URL points at one; Playwright's core library
+# for the browser test), then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${POSTERN_TEST_VENV:-$PWD/target/test-venv}"
@@ -26,6 +27,20 @@ if [ -z "${POSTERN_TEST_DATABASE_URL:-}" ] && PG_BIN="$(pg_bindir)" && [ -n "$PG
   trap stop_pg EXIT
   start_pg "$PWD/target/pg-test" || exit 1
   export POSTERN_TEST_DATABASE_URL="$PG_URL"
+fi
+
+# --- The browser test's driver ---------------------------------------------
+# tests/it/console.rs drives headless Chromium (/usr/bin/chromium, Debian's
+# package; .ci/run installs it) with Playwright's core library, installed
+# here into target/browser at the version tests/browser/package.json names
+# (no lockfile, so no registry address is written into the repository).
+PW_VERSION="$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' tests/browser/package.json)"
+PW_DIR="$PWD/target/browser"
+if command -v npm >/dev/null 2>&1 \
+  && ! grep -qs "\"version\": \"$PW_VERSION\"" "$PW_DIR/node_modules/playwright-core/package.json"; then
+  mkdir -p "$PW_DIR"
+  npm install --prefix "$PW_DIR" --no-save --no-package-lock --no-audit --no-fund \
+    "playwright-core@$PW_VERSION" >/dev/null || echo "warning: playwright-core not installed; the browser test will say so" >&2
 fi
 
 # Not `exec`: the trap above must stop the server when the tests end.

@@ -76,22 +76,11 @@ async fn serve(
     if header_text(&headers, header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &etag)) {
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
-    out.insert(
-        header::CONTENT_TYPE,
-        value(safe_content_type(&meta.content_type)),
-    );
-    out.insert(
-        header::CONTENT_DISPOSITION,
-        value(&content_disposition(meta.filename.as_deref())),
-    );
-    // Whatever the sender declared, a browser must not run it on our origin.
-    out.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    out.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
+    untrusted(
+        &mut out,
+        &meta.content_type,
+        meta.filename.as_deref(),
+        false,
     );
     // A Range for another version of the bytes (If-Range) gets them whole.
     let range_header = header_text(&headers, header::RANGE)
@@ -225,6 +214,35 @@ fn range(header: Option<&str>, size: u64) -> Span {
             }
         }
     }
+}
+
+/// The headers of a part of a message served as it is (a sender's
+/// bytes): its content type when it is well-formed, a safe
+/// `Content-Disposition` (`inline` only when asked for, for `cid:`
+/// images), and what keeps a browser from sniffing or running it on our
+/// origin.
+pub(super) fn untrusted(
+    out: &mut HeaderMap,
+    content_type: &str,
+    filename: Option<&str>,
+    inline: bool,
+) {
+    out.insert(header::CONTENT_TYPE, value(safe_content_type(content_type)));
+    let disposition = content_disposition(filename);
+    let disposition = match disposition.strip_prefix("attachment") {
+        Some(rest) if inline => format!("inline{rest}"),
+        _ => disposition,
+    };
+    out.insert(header::CONTENT_DISPOSITION, value(&disposition));
+    // Whatever the sender declared, a browser must not run it on our origin.
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
 }
 
 /// `type/subtype` as kept, when both are RFC 9110 tokens; otherwise

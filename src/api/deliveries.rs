@@ -79,7 +79,8 @@ impl From<DeliveryInfo> for Item {
     }
 }
 
-fn rfc3339_ms(ms: u64) -> String {
+/// RFC 3339 of Unix milliseconds (also the console's).
+pub fn rfc3339_ms(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -97,7 +98,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+/// A `400` naming the query parameter `field` (also the history's).
+pub(super) fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message).field(field)
 }
 

@@ -1,6 +1,6 @@
 //! `POST /v1/messages`: JSON → MIME ([`crate::compose`]) → spool, answered
-//! `202` only once the message is durable; and `GET /v1/messages/{id}`,
-//! its status. `send` reads as its steps: key (the [`Authorized`]
+//! `202` only once the message is durable (its status, with the rest of the
+//! history, is `GET /v1/messages/{id}` in [`super::history`]). `send` reads as its steps: key (the [`Authorized`]
 //! extractor), media type, body within the size and memory limits, whether
 //! we take messages at all, idempotency, compose, DKIM-sign
 //! ([`compose::dkim`]), spool.
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use super::idempotency::Keyed;
 use super::{ApiError, ApiState, body};
 use crate::compose;
 use crate::delivery::outbox::{self, OutboxRecord};
-use crate::spool::{self, CommitError, Delivery, Envelope, Outbound, RECORDS_OUTBOX, Target};
+use crate::spool::{self, CommitError, Delivery, Envelope, Outbound, Target};
 
 pub(super) async fn send(
     State(st): State<ApiState>,
@@ -276,37 +276,4 @@ async fn spool_message(
     let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
-}
-
-/// `GET /v1/messages/{id}`: the status record, shown as `sending` while
-/// a relay attempt is in flight.
-pub(super) async fn status(
-    State(st): State<ApiState>,
-    Path(id): Path<String>,
-    _: Authorized,
-) -> Result<Response, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no message with this id",
-        )
-        .field("id")
-    };
-    // Only the exact shape of an id reaches the store: anything else names
-    // no message (a 300-character id would be an I/O error there).
-    if !spool::is_message_id(&id) {
-        return Err(not_found());
-    }
-    let bytes = st
-        .store
-        .read_record(RECORDS_OUTBOX, &format!("{id}.json"))
-        .await
-        .map_err(ApiError::unavailable)?
-        .ok_or_else(not_found)?;
-    let mut record: OutboxRecord = serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
-    if st.sending.contains(&id) {
-        record.status = record.status.while_sending();
-    }
-    Ok(Json(record).into_response())
 }

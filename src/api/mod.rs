@@ -1,8 +1,9 @@
 //! The HTTP API: sending mail (`POST /v1/messages` turns JSON into a MIME
 //! message with [`crate::compose`], spools it for the relay and answers
 //! `202` only once it is durable; `GET /v1/messages/{id}` reports its
-//! status, [`messages`]) and operator access to deliveries
-//! ([`deliveries`]). Every `/v1/` request carries an API key ([`auth`]),
+//! status, [`messages`]), the message history (list, one message with its
+//! deliveries and attempts, its source and attachments, [`history`]) and
+//! operator access to deliveries ([`deliveries`]). Every `/v1/` request carries an API key ([`auth`]),
 //! except `GET /v1/attachments/…`, whose signed link is its credential
 //! ([`attachments`]).
 //!
@@ -20,13 +21,14 @@ pub mod body;
 pub mod budget;
 pub mod deliveries;
 pub mod error;
+pub mod history;
 pub mod idempotency;
 pub mod messages;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
 use tokio_util::sync::CancellationToken;
 
 use crate::compose;
@@ -94,8 +96,8 @@ impl ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/v1/messages", post(messages::send))
-        .route("/v1/messages/{id}", get(messages::status))
+        .route("/v1/messages", post(messages::send).get(history::list))
+        .merge(history::routes())
         .merge(deliveries::routes())
         .merge(attachments::routes())
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -20,7 +20,7 @@ pub use listeners::{BindError, Listeners};
 use crate::config::Config;
 use crate::delivery::Worker;
 use crate::smtp::session::Inbound;
-use crate::{api, delivery, http, smtp, spool, telemetry, tls};
+use crate::{api, console, delivery, http, smtp, spool, telemetry, tls};
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,13 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    if !config.delivery.history_retention.is_zero() {
+        tracker.spawn(sweep::history(
+            store.clone(),
+            config.delivery.history_retention,
+            shutdown.clone(),
+        ));
+    }
     let worker = Worker::new(
         settings::delivery(&config, linker),
         store.clone(),
@@ -142,6 +149,13 @@ pub async fn run(
         shutdown: shutdown.clone(),
         max_message_size: config.limits.max_message_size,
     };
+    let console_settings = settings::console(&config);
+    if let Some(why) = console_settings.off_reason() {
+        info!("web console off (/ui/ answers 404): {why}");
+    } else {
+        info!(url = %format!("http://{http_addr}/ui/"), "web console on");
+    }
+    let console = console::router(console_settings, store.clone(), shutdown.clone());
     let worker_task = tokio::spawn(worker.run(tracker.clone(), shutdown.clone()));
     // HTTP stays up through the drain so /readyz can say "shutting down"
     // and the API can answer 503; it stops once the drain is over.
@@ -150,6 +164,10 @@ pub async fn run(
     let http_limits = config.http_limits;
     let http_task = tokio::spawn(async move {
         let app = http::router(dev_inbox, api_state, ops);
+        let app = match console {
+            Some(ui) => app.merge(ui),
+            None => app,
+        };
         http::serve::serve(listeners.http, app, http_limits, http_shutdown).await;
     });
 

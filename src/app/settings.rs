@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::model::attachment_url::{LinkKey, Linker};
-use crate::{api, compose, delivery};
+use crate::{api, compose, console, delivery};
 
 /// What the delivery worker needs from the configuration.
 pub(super) fn delivery(config: &Config, links: Option<Linker>) -> delivery::Settings {
@@ -47,5 +47,24 @@ pub(super) fn api(config: &Config, link_key: LinkKey) -> api::Settings {
         },
         dkim: config.outbound.dkim.clone(),
         link_key,
+    }
+}
+
+/// What the web console needs from the configuration.
+pub(super) fn console(config: &Config) -> console::Settings {
+    let public = config.attachment_urls.public_url.as_deref();
+    let public_origin = public
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization());
+    let sec = &config.security;
+    console::Settings {
+        keys: api::auth::Keys::new(config.outbound.api_key_hashes.clone(), config.dev_mode),
+        users: config.console.users.clone(),
+        secure_cookie: public.is_some_and(|u| u.starts_with("https://")),
+        public_origin,
+        max_failures: sec.auth_max_failures,
+        failure_window: sec.auth_failure_window,
+        failure_delay: sec.auth_failure_delay,
+        session_ttl: console::SESSION_TTL,
     }
 }

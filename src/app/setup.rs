@@ -38,13 +38,15 @@ pub(super) async fn store(config: &Config) -> Result<(Store, usize), Error> {
             lease_s = db.lease.as_secs(),
             "shared PostgreSQL store ready"
         );
-        return Ok((Store::open_pg(pool, db.lease), 0));
+        let store = Store::open_pg(pool, db.lease).keep_history(config.delivery.history_retention);
+        return Ok((store, 0));
     }
     let spool_error = |source| Error::Spool {
         path: config.spool_dir.display().to_string(),
         source,
     };
     let (store, report) = Store::open_file(&config.spool_dir, config.fsync).map_err(spool_error)?;
+    let store = store.keep_history(config.delivery.history_retention);
     info!(
         messages = report.messages,
         pending = report.pending.len(),

@@ -16,6 +16,34 @@ use crate::{api, telemetry};
 /// long (`POSTERN_SMTP_SESSION_TIMEOUT` is 30 minutes by default).
 const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
+/// Removes finished messages kept longer than `POSTERN_HISTORY_RETENTION`,
+/// at start and then every quarter of it (at least every second, at most
+/// hourly: a short retention is swept close to its end).
+pub(super) async fn history(
+    store: Store,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let every = (retention / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    );
+    loop {
+        match store.sweep_history(retention).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "finished messages older than POSTERN_HISTORY_RETENTION removed"
+            ),
+            Err(e) => warn!(error = %e, "could not sweep the message history"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Removes expired status and idempotency records, kept attachments
 /// whose links have expired, and dead deliveries older than
 /// `POSTERN_DEAD_RETENTION`, at start and hourly.

@@ -29,6 +29,9 @@ pub struct DeliveryConfig {
     pub memory_budget: u64,
     /// Dead deliveries are removed this long after they died.
     pub dead_retention: Duration,
+    /// Finished messages are kept this long (the history, #14); zero:
+    /// removed as soon as every delivery is done.
+    pub history_retention: Duration,
     /// Attempts in flight to one endpoint (scheme, host and port of the
     /// target) at once, so that one hung endpoint cannot hold every slot;
     /// at most `concurrency`. See [`crate::delivery::endpoint`].
@@ -51,6 +54,7 @@ impl Default for DeliveryConfig {
             concurrency: 32,
             memory_budget: 512 * 1024 * 1024,
             dead_retention: Duration::from_secs(7 * 86400),
+            history_retention: Duration::from_secs(3 * 86400),
             endpoint_concurrency: 8,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(60),
@@ -110,6 +114,11 @@ pub(super) fn parse(raw: &mut RawConfig, p: &mut Problems) -> DeliveryConfig {
             "POSTERN_DEAD_RETENTION",
             raw.dead_retention.take(),
             dd.dead_retention,
+        ),
+        history_retention: p.duration(
+            "POSTERN_HISTORY_RETENTION",
+            raw.history_retention.take(),
+            dd.history_retention,
         ),
         ..dd
     };
@@ -270,6 +279,18 @@ mod tests {
                 "{var}={value}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn history_retention_defaults_to_three_days_and_zero_turns_it_off() {
+        let d = cfg(&[]).unwrap().delivery.history_retention;
+        assert_eq!(d, Duration::from_secs(3 * 86400));
+        let c = cfg(&[("POSTERN_HISTORY_RETENTION", "0")]).unwrap();
+        assert_eq!(c.delivery.history_retention, Duration::ZERO);
+        let c = cfg(&[("POSTERN_HISTORY_RETENTION", "2s")]).unwrap();
+        assert_eq!(c.delivery.history_retention, Duration::from_secs(2));
+        let e = cfg(&[("POSTERN_HISTORY_RETENTION", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("POSTERN_HISTORY_RETENTION"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 mod attachments;
 mod auth_checks;
+mod console;
 mod database;
 mod delivery;
 mod dkim;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use attachments::AttachmentUrlConfig;
+pub use console::ConsoleConfig;
 pub use database::{DatabaseSettings, TlsMode};
 pub use delivery::DeliveryConfig;
 pub use http::HttpLimits;
@@ -198,6 +200,7 @@ struct RawConfig {
     api_max_bytes: Option<String>,
     status_retention: Option<String>,
     dead_retention: Option<String>,
+    history_retention: Option<String>,
     // task C: per-endpoint concurrency and circuit breaker
     endpoint_concurrency: Option<String>,
     endpoint_breaker_failures: Option<String>,
@@ -225,6 +228,8 @@ struct RawConfig {
     http_header_timeout: Option<String>,
     http_body_timeout: Option<String>,
     http_max_connections: Option<String>,
+    // issue 14: the web console
+    ui_users: Option<String>,
 }
 
 /// Log output format.
@@ -271,6 +276,8 @@ pub struct Config {
     /// SPF/DKIM/DMARC/ARC of inbound mail; `None` while every check is
     /// off (the default: no DNS at all).
     pub auth_checks: Option<crate::auth_checks::settings::Settings>,
+    /// The web console's logins besides API keys (issue 14).
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -417,6 +424,7 @@ impl Config {
         };
 
         let outbound = outbound::parse(&mut raw, &default_secrets, dev_mode, p);
+        let console = console::parse(&mut raw, p);
         let shutdown_grace = p.duration(
             "POSTERN_SHUTDOWN_GRACE",
             raw.shutdown_grace.take(),
@@ -445,6 +453,7 @@ impl Config {
             database,
             attachment_urls,
             auth_checks,
+            console,
         }
     }
 }

@@ -152,6 +152,7 @@ pub fn apply_attempt(
         recipients: tried.to_vec(),
         outcomes: Vec::new(),
         replies: Vec::new(),
+        ..Default::default()
     };
     for (addr, outcome) in tried.iter().zip(outcomes) {
         let (status, word, reply) = match outcome {
@@ -169,7 +170,7 @@ pub fn apply_attempt(
         attempt.replies.push(reply.clone());
     }
     state.attempts += 1;
-    state.history.push(attempt);
+    state.record_attempt(attempt);
 }
 
 /// The schedule is used up: whoever is still pending has failed.

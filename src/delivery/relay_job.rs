@@ -16,7 +16,9 @@ use super::policy::{self, Action, Outcome};
 use super::worker::{Hold, Worker};
 use crate::model::clock::rfc3339_now;
 use crate::relay::Contact;
-use crate::spool::{self, DeliveryState, Envelope, Kind, Lease, RcptState, RcptStatus};
+use crate::spool::{
+    self, AttemptResult, DeliveryState, Envelope, Kind, Lease, RcptState, RcptStatus,
+};
 
 impl Worker {
     /// One relay attempt for an API message: the recipients still pending
@@ -43,6 +45,8 @@ impl Worker {
             return;
         };
         let tried = outbox::pending(&envelope, &state);
+        let target = format!("{host}:{port}");
+        let started = std::time::Instant::now();
         let in_flight = self.sending.mark(&key.id);
         let (outcomes, contact) = relay
             .send_reporting(&envelope.mail_from, &tried, &raw)
@@ -89,6 +93,16 @@ impl Worker {
         // Counted as the policy decided: a delivery that ran out of retries
         // is finished below like a delivered one, but it is not delivered.
         let label = action.label();
+        let result = match (&action, failed.is_empty() && remaining.is_empty()) {
+            (Action::Retry { .. }, _) => AttemptResult::Retry,
+            (_, true) => AttemptResult::Delivered,
+            (_, false) => AttemptResult::Dead,
+        };
+        if let Some(last) = state.history.last_mut() {
+            last.target = Some(target);
+            last.duration_ms = Some(started.elapsed().as_millis() as u64);
+            last.outcome = Some(result);
+        }
         match action {
             Action::Done => {}
             Action::Retry { delay, .. } => {
@@ -152,7 +166,7 @@ impl Worker {
         }
         self.update_outbox(&envelope, &state, status).await;
         if remaining.is_empty() {
-            match self.store.finish(&lease, 1, true).await {
+            match self.store.finish(&lease, 1, true, &state).await {
                 Ok(()) => {}
                 Err(e @ spool::Error::LeaseLost(..)) => {
                     info!(error = %e, "sent; the delivery was changed by an operator meanwhile")

@@ -39,7 +39,8 @@ use crate::model::secret::Secret;
 use crate::relay::Relay;
 use crate::route;
 use crate::spool::{
-    self, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, State, Store, Target,
+    self, AttemptResult, Delivery, DeliveryState, Envelope, Intake, JobKey, Kind, Lease, State,
+    Store, Target,
 };
 use crate::telemetry::Metrics;
 
@@ -265,8 +266,10 @@ impl Worker {
             return;
         };
         let started = std::time::Instant::now();
+        let at = crate::model::clock::rfc3339_now();
         let sent = webhook::post_signed(&self.client, &url, &webhook_id(key), secrets, body).await;
         hold.signal = signal_of(&sent);
+        let status = sent.as_ref().ok().map(|r| r.status().as_u16());
         // The endpoint's slot is free once it answered (or did not).
         drop(hold);
         let outcome = match sent {
@@ -289,12 +292,20 @@ impl Worker {
             },
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        self.settle(job, &url, outcome, elapsed_ms).await;
+        let attempt = spool::Attempt {
+            at,
+            target: Some(spool::history::safe_target(&url)),
+            status,
+            duration_ms: Some(elapsed_ms),
+            ..Default::default()
+        };
+        self.settle(job, &url, outcome, attempt).await;
     }
 
     /// Applies the policy's decision on `outcome` to a webhook or event
     /// delivery: done, pending again, or dead.
-    async fn settle(&self, job: Job, url: &str, outcome: Outcome, elapsed_ms: u64) {
+    async fn settle(&self, job: Job, url: &str, outcome: Outcome, attempt: spool::Attempt) {
+        let elapsed_ms = attempt.duration_ms.unwrap_or(0);
         let Job {
             key,
             lease,
@@ -316,9 +327,10 @@ impl Worker {
                     self.metrics.delivery_latency.observe(age);
                 }
                 info!(url = %url, attempts, elapsed_ms, "delivered");
+                let done = attempted(&state, attempt, AttemptResult::Delivered, None);
                 match self
                     .store
-                    .finish(&lease, deliveries, state.attempts > 0)
+                    .finish(&lease, deliveries, state.attempts > 0, &done)
                     .await
                 {
                     Ok(()) => {}
@@ -334,10 +346,8 @@ impl Worker {
             Action::Retry { delay, reason } => {
                 let next_at = spool::now_ms() + delay.as_millis() as u64;
                 warn!(url = %url, attempts, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                if self
-                    .record(&lease, State::Pending, attempts, next_at, reason)
-                    .await
-                {
+                let s = attempted(&state, attempt, AttemptResult::Retry, Some(reason));
+                if self.record(&lease, State::Pending, next_at, s).await {
                     self.store.schedule(key, next_at);
                 }
                 return;
@@ -353,7 +363,8 @@ impl Worker {
         self.metrics.dead.inc();
         self.dead_event(&envelope, &delivery, &key, url, attempts, &reason)
             .await;
-        self.record(&lease, State::Dead, attempts, 0, reason).await;
+        let s = attempted(&state, attempt, AttemptResult::Dead, Some(reason));
+        self.record(&lease, State::Dead, 0, s).await;
     }
 
     /// `message.dead` for an inbound delivery that gave up (never for
@@ -388,23 +399,15 @@ impl Worker {
         events::emit(&self.intake, url, body).await
     }
 
-    /// Writes an attempt's outcome; `false` when the store refused it
-    /// because the lease was revoked (the operator's change stands, so
-    /// nothing is to be scheduled).
-    async fn record(
-        &self,
-        lease: &Lease,
-        state: State,
-        attempts: u32,
-        next_at: u64,
-        reason: String,
-    ) -> bool {
+    /// Writes an attempt's outcome (`s`, from [`attempted`]) as `state`,
+    /// next due at `next_at`; `false` when the store refused it because
+    /// the lease was revoked (the operator's change stands, so nothing is
+    /// to be scheduled).
+    async fn record(&self, lease: &Lease, state: State, next_at: u64, s: DeliveryState) -> bool {
         let s = DeliveryState {
             state,
-            attempts,
             next_at,
-            last_error: Some(reason),
-            ..DeliveryState::fresh()
+            ..s
         };
         self.write_outcome(lease, &s).await
     }
@@ -425,6 +428,27 @@ impl Worker {
             }
         }
     }
+}
+
+/// Pure: the state after one more attempt of a webhook or event delivery:
+/// counted, `attempt` recorded with its result and `reason` (the error and
+/// `last_error`), the history bounded ([`DeliveryState::record_attempt`]).
+fn attempted(
+    before: &DeliveryState,
+    mut attempt: spool::Attempt,
+    result: AttemptResult,
+    reason: Option<String>,
+) -> DeliveryState {
+    attempt.outcome = Some(result);
+    attempt.error.clone_from(&reason);
+    let mut s = DeliveryState {
+        attempts: before.attempts + 1,
+        last_error: reason,
+        history: before.history.clone(),
+        ..DeliveryState::fresh()
+    };
+    s.record_attempt(attempt);
+    s
 }
 
 /// A pending delivery, loaded for its attempt.

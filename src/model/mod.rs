@@ -9,4 +9,5 @@ pub mod one_or_many;
 pub mod secret;
 pub mod sign;
 pub mod subaddress;
+pub mod throttle;
 pub mod users;

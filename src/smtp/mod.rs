@@ -38,6 +38,7 @@ pub mod session;
 mod settings;
 mod starttls;
 mod sync;
-pub mod throttle;
+// The throttle is a leaf (model) so the console's login shares it.
+pub use crate::model::throttle;
 
 pub use settings::{AuthMode, Security, Settings, SmtpLimits};

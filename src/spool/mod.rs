@@ -10,6 +10,7 @@
 
 mod delivery;
 mod file;
+pub mod history;
 mod intake;
 pub mod kept;
 mod lease;
@@ -19,6 +20,10 @@ mod store;
 pub use delivery::{Delivery, Kind, Target};
 pub use file::ScanReport;
 use file::{MessageWriter, Queue, Spool};
+pub use history::{
+    DeliveryDetail, Direction, MessageDetail, MessagePage, MessageQuery, MessageStatus,
+    MessageSummary,
+};
 pub use intake::{CommitError, Committed, Incoming, Intake, KeyRecord};
 pub use kept::{Kept, KeptMeta, KeptPart};
 pub use lease::Lease;
@@ -125,7 +130,8 @@ pub struct DeliveryState {
     /// Relay deliveries: where each recipient stands.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<RcptState>,
-    /// Relay deliveries: every attempt, oldest first.
+    /// Every attempt, oldest first (the last [`MAX_ATTEMPTS_KEPT`]);
+    /// webhook and event deliveries since #14.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Attempt>,
 }
@@ -147,16 +153,53 @@ pub enum RcptStatus {
     Failed,
 }
 
-/// One attempt of a relay delivery.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One attempt of a delivery, of any kind. Relay attempts have had
+/// `recipients`, `outcomes` and `replies` since the first version; the
+/// rest came with the history (#14) and is absent from older state files
+/// (hence the defaults). Never holds a secret: `target` is the URL without
+/// userinfo and query ([`history::safe_target`]), `error` is the
+/// transport's error without its URL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Attempt {
     /// RFC 3339.
     pub at: String,
+    #[serde(default)]
     pub recipients: Vec<String>,
     /// Per the recipients above.
+    #[serde(default)]
     pub outcomes: Vec<AttemptOutcome>,
+    #[serde(default)]
     pub replies: Vec<String>,
+    /// Where the attempt went: a webhook or events URL without userinfo
+    /// and query; the relay's `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The endpoint's HTTP status (webhook and event attempts that got an
+    /// answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Why the attempt did not deliver (transport error, status, reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the policy made of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptResult>,
 }
+
+/// What one attempt of a delivery came to, as a whole.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptResult {
+    Delivered,
+    Retry,
+    Dead,
+}
+
+/// Attempts kept per delivery (the newest): a delivery retried for days
+/// must not grow its state without bound.
+pub const MAX_ATTEMPTS_KEPT: usize = 50;
 
 /// What one relay attempt did for one recipient.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -168,6 +211,14 @@ pub enum AttemptOutcome {
 }
 
 impl DeliveryState {
+    /// Appends `attempt` to the history, dropping the oldest beyond
+    /// [`MAX_ATTEMPTS_KEPT`].
+    pub fn record_attempt(&mut self, attempt: Attempt) {
+        self.history.push(attempt);
+        let over = self.history.len().saturating_sub(MAX_ATTEMPTS_KEPT);
+        self.history.drain(..over);
+    }
+
     pub fn fresh() -> Self {
         DeliveryState {
             state: State::Pending,

@@ -21,7 +21,8 @@ use std::time::Duration;
 use super::pg::PgStore;
 use super::{
     Change, CommitError, DeliveryInfo, DeliveryState, Envelope, Intake, JobKey, Kept, KeptPart,
-    KeyRecord, Lease, MessageWriter, Queue, RECORDS_IDEM, Result, ScanReport, Spool, State,
+    KeyRecord, Lease, MessageDetail, MessagePage, MessageQuery, MessageWriter, Queue, RECORDS_IDEM,
+    Result, ScanReport, Spool, State,
 };
 
 /// The durable store, whichever backend holds it. Cheap to clone.
@@ -60,6 +61,50 @@ impl Store {
     pub fn open_pg(pool: deadpool_postgres::Pool, lease: Duration) -> Store {
         Store {
             backend: Backend::Pg(PgStore::new(pool, lease)),
+        }
+    }
+
+    /// Keeps finished messages for `retention` (`POSTERN_HISTORY_RETENTION`;
+    /// zero: a message leaves the store when its last delivery is done).
+    /// Called once, right after opening.
+    pub fn keep_history(mut self, retention: Duration) -> Store {
+        match &mut self.backend {
+            Backend::File { spool, .. } => spool.keep_history(retention),
+            Backend::Pg(pg) => pg.keep_history(retention),
+        }
+        self
+    }
+
+    /// A page of messages (inbound and outbound, pending and finished),
+    /// newest first (see [`super::history`]).
+    pub async fn list_messages(&self, query: &MessageQuery) -> Result<MessagePage> {
+        match &self.backend {
+            Backend::File { spool, .. } => spool.list_messages(query.clone()).await,
+            Backend::Pg(pg) => pg.list_messages(query).await,
+        }
+    }
+
+    /// Message `id` with its deliveries and their attempts, pending or
+    /// finished; `None` when there is none (or it is an event).
+    pub async fn message_detail(&self, id: &str) -> Result<Option<MessageDetail>> {
+        if !super::is_message_id(id) {
+            return Ok(None);
+        }
+        match &self.backend {
+            Backend::File { spool, .. } => spool.message_detail(id).await,
+            Backend::Pg(pg) => pg.message_detail(id).await,
+        }
+    }
+
+    /// Removes finished messages kept longer than `max_age`; returns how
+    /// many. Once across the cluster (the shared store's sweep lock).
+    pub async fn sweep_history(&self, max_age: Duration) -> Result<usize> {
+        match &self.backend {
+            Backend::File { spool, .. } => {
+                let spool = spool.clone();
+                super::blocking(move || spool.sweep_history(max_age)).await
+            }
+            Backend::Pg(pg) => pg.sweep_history(max_age).await,
         }
     }
 
@@ -189,7 +234,8 @@ impl Store {
     }
 
     /// The content of committed message `id`, read back (the SMTP stage
-    /// checks a message's authenticity after its commit).
+    /// checks a message's authenticity after its commit; the API serves
+    /// it), pending or in the history.
     pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
         match &self.backend {
             Backend::File { spool, .. } => spool.read_message(id).await,
@@ -206,12 +252,19 @@ impl Store {
         }
     }
 
-    /// An attempt's outcome: the delivery `lease` holds is done (see
-    /// [`Spool::finish`]); refused once the lease is gone.
-    pub async fn finish(&self, lease: &Lease, deliveries: usize, had_state: bool) -> Result<()> {
+    /// An attempt's outcome: the delivery `lease` holds is done, `done`
+    /// its state with its attempts (see [`Spool::finish`]); refused once
+    /// the lease is gone.
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        deliveries: usize,
+        had_state: bool,
+        done: &DeliveryState,
+    ) -> Result<()> {
         match &self.backend {
-            Backend::File { spool, .. } => spool.finish(lease, deliveries, had_state).await,
-            Backend::Pg(pg) => pg.finish(lease, deliveries).await,
+            Backend::File { spool, .. } => spool.finish(lease, deliveries, had_state, done).await,
+            Backend::Pg(pg) => pg.finish(lease, deliveries, done).await,
         }
     }
 

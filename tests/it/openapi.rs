@@ -311,6 +311,10 @@ async fn app_with_dead_deliveries() -> (crate::helpers::App, Events, String) {
                 "to": "bob@example.org",
                 "subject": format!("dead letter {i}"),
                 "text": "Its message.sent event is refused.",
+                // For the history's downloads (the spec's links ask
+                // for attachment 0 and the part with Content-ID `logo`).
+                "attachments": [{"filename": "logo.png", "content_type": "image/png",
+                                 "content": "iVBORw0KGgo=", "content_id": "logo"}],
                 "metadata": {"openapi_check": DEAD_MARK},
             }))
             .send()

@@ -189,7 +189,9 @@ async fn an_expired_lease_passes_the_delivery_to_another_replica() {
     };
     let refused = a.write_state(&first, &late).await;
     assert!(matches!(refused, Err(Error::LeaseLost(..))), "{refused:?}");
-    b.finish(&second, 1, false).await.unwrap();
+    b.finish(&second, 1, false, &DeliveryState::fresh())
+        .await
+        .unwrap();
     assert!(!a.is_committed(&env.id).await.unwrap());
 }
 

@@ -15,13 +15,13 @@ use postern::spool::{
 use crate::database::{fresh_database, test_database_url};
 
 /// A backend under test: opens its store (again) on the same state.
-enum Backend {
+pub enum Backend {
     File(tempfile::TempDir),
     Pg(Box<DatabaseSettings>),
 }
 
 impl Backend {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Backend::File(_) => "file",
             Backend::Pg(_) => "postgres",
@@ -30,7 +30,7 @@ impl Backend {
 
     /// A store on this backend's state, as a freshly started process sees
     /// it (pending deliveries scheduled; the database migrated).
-    async fn open(&self) -> Store {
+    pub async fn open(&self) -> Store {
         match self {
             Backend::File(dir) => Store::open_file(dir.path(), true).unwrap().0,
             Backend::Pg(settings) => {
@@ -43,7 +43,7 @@ impl Backend {
 }
 
 /// The file spool, and the PostgreSQL store when there is a test server.
-async fn backends() -> Vec<Backend> {
+pub async fn backends() -> Vec<Backend> {
     let mut all = vec![Backend::File(tempfile::tempdir().unwrap())];
     if let Some(url) = test_database_url() {
         all.push(Backend::Pg(Box::new(fresh_database(&url).await)));
@@ -79,7 +79,7 @@ pub fn envelope(n: usize) -> Envelope {
 }
 
 /// Every key claimable now, in claim order, with their leases.
-async fn claim_all(store: &Store) -> Vec<postern::spool::Lease> {
+pub async fn claim_all(store: &Store) -> Vec<postern::spool::Lease> {
     let mut leases = Vec::new();
     while let Ok(lease) = store.claim(now_ms()).await {
         leases.push(lease);
@@ -113,7 +113,10 @@ async fn a_committed_message_is_claimed_loaded_and_finished() {
         assert_eq!((loaded, state), (env.clone(), DeliveryState::fresh()));
         assert_eq!(raw, CONTENT, "{}", b.name());
         for lease in &leases {
-            store.finish(lease, 2, false).await.unwrap();
+            store
+                .finish(lease, 2, false, &DeliveryState::fresh())
+                .await
+                .unwrap();
         }
         assert_eq!(
             store.delivery_info(&keys[0]).await.unwrap().map(|d| d.key),
@@ -220,7 +223,9 @@ async fn an_outcome_is_refused_after_an_operator_change() {
             "{}",
             b.name()
         );
-        let refused = store.finish(&leases[1], 2, true).await;
+        let refused = store
+            .finish(&leases[1], 2, true, &DeliveryState::fresh())
+            .await;
         assert!(
             matches!(refused, Err(Error::LeaseLost(..))),
             "{}: {refused:?}",
@@ -260,7 +265,10 @@ async fn committed_means_the_message_or_its_status_record_exists() {
         );
         assert!(store.is_committed(&id).await.unwrap(), "{}", b.name());
         let lease = store.claim(now_ms()).await.unwrap();
-        store.finish(&lease, 1, false).await.unwrap();
+        store
+            .finish(&lease, 1, false, &DeliveryState::fresh())
+            .await
+            .unwrap();
         assert!(!store.is_committed(&id).await.unwrap(), "{}", b.name());
         store
             .write_record(
@@ -371,7 +379,10 @@ async fn kept_parts_outlive_their_message_serve_ranges_and_expire() {
         store.keep(&env.id, vec![part(1000)], 1000).await.unwrap();
         // The message is delivered and removed: the part stays.
         for lease in claim_all(&store).await {
-            store.finish(&lease, 1, false).await.unwrap();
+            store
+                .finish(&lease, 1, false, &DeliveryState::fresh())
+                .await
+                .unwrap();
         }
         let kept = store.open_kept(&env.id, 1).await.unwrap().expect("kept");
         assert_eq!(kept.meta, part(1000).meta, "{}", b.name());

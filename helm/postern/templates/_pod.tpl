@@ -167,6 +167,7 @@ the indentation it has under "template:" (include it without nindent).
                 (list "POSTERN_DELIVERY_MEMORY" $v.delivery.memoryBudget)
                 (list "POSTERN_STATUS_RETENTION" $v.delivery.statusRetention)
                 (list "POSTERN_DEAD_RETENTION" $v.delivery.deadRetention)
+                (list "POSTERN_HISTORY_RETENTION" $v.history.retention)
                 (list "POSTERN_FSYNC" (ternary "" "false" $v.delivery.fsync))
                 (list "POSTERN_SMTP_REQUIRE_TLS" (ternary "true" "" $v.smtp.requireTls))
                 (list "POSTERN_SMTP_GREETING_DELAY" $v.smtp.greetingDelay)

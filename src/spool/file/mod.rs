@@ -34,6 +34,10 @@
 //!                         message (when checks are on), written after its
 //!                         commit and before it is scheduled, removed with
 //!                         it (orphans from a crash are cleared at start)
+//! history/<id>.json       a finished message's sidecar (summary, every
+//!                         delivery's final state and attempts, verdicts),
+//! history/<id>.msg        and the message, renamed from msg/: kept for
+//!                         POSTERN_HISTORY_RETENTION ([`history`])
 //! ```
 //!
 //! A message is committed by writing it to `tmp/`, `fsync`ing the file,
@@ -44,9 +48,11 @@
 //! file `fsync` and one directory `fsync`.
 //!
 //! A delivery with no state file is pending and due now. When the last
-//! delivery of a message is done, `msg/<id>.msg` is removed first (that is
-//! the commit record), then its state files; orphans from a crash in between
-//! are cleared at start.
+//! delivery of a message is done, the message moves to `history/` (with
+//! `POSTERN_HISTORY_RETENTION` above 0; see [`history`]) or
+//! `msg/<id>.msg` is removed (that is the commit record); then its state
+//! files go; orphans from a crash in between are cleared at start. A
+//! delivery an operator deletes is not kept.
 //!
 //! An `Idempotency-Key` record (`idem/`) is written before its message's
 //! rename into `msg/` and trusted only while the message, or its
@@ -56,6 +62,7 @@
 //! while the attempt's lease holds; an operator change revokes the
 //! lease under the same lock ([`Spool::write_state`]).
 
+mod history;
 mod kept;
 mod queue;
 
@@ -81,6 +88,8 @@ pub(crate) struct Spool {
     ops: std::sync::Arc<std::sync::Mutex<()>>,
     /// Attempts in flight (see [`lease`]).
     leases: lease::Table,
+    /// How long finished messages are kept in `history/` (zero: not kept).
+    history: std::time::Duration,
 }
 
 /// What a start-up scan found.
@@ -107,6 +116,7 @@ impl Spool {
             RECORDS_OUTBOX,
             RECORDS_IDEM,
             RECORDS_AUTH,
+            history::HISTORY,
         ] {
             std::fs::create_dir_all(root.join(d))?;
         }
@@ -118,7 +128,13 @@ impl Spool {
             fsync,
             ops: Default::default(),
             leases: Default::default(),
+            history: std::time::Duration::ZERO,
         })
+    }
+
+    /// Keeps finished messages for `retention` (zero: removed when done).
+    pub fn keep_history(&mut self, retention: std::time::Duration) {
+        self.history = retention;
     }
 
     /// Takes the earliest due delivery from `queue` with a lease on it;
@@ -260,23 +276,27 @@ impl Spool {
         sync_dir(dest.parent().expect("spool subdirectory"), self.fsync)
     }
 
-    /// The delivery `lease` holds is done. When it was the last one, the
-    /// message leaves the spool; otherwise its state records it so a
+    /// The delivery `lease` holds is done (`done`: its state with its
+    /// attempts). When it was the last one, the message leaves the spool
+    /// (or moves to the history); otherwise its state records it so a
     /// restart does not send it twice. `had_state`: whether state files
     /// may exist (after a failed attempt); saves failing unlinks on the
     /// common first-try path. Refused when the lease no longer holds.
-    pub async fn finish(&self, lease: &Lease, deliveries: usize, had_state: bool) -> Result<()> {
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        deliveries: usize,
+        had_state: bool,
+        done: &DeliveryState,
+    ) -> Result<()> {
         let this = self.clone();
         let check = lease.check();
+        let done = history::finished(done);
         blocking(move || {
             let _ops = this.lock_ops();
             this.still_held(&check)?;
             let key = check.key;
             if deliveries > 1 {
-                let done = DeliveryState {
-                    state: State::Delivered,
-                    ..DeliveryState::fresh()
-                };
                 this.write_state_sync(&key, &done)?;
                 for index in 0..deliveries {
                     let other = JobKey {
@@ -287,6 +307,9 @@ impl Spool {
                         return Ok(());
                     }
                 }
+            }
+            if this.keeps_history() {
+                return this.archive_sync(&key.id, deliveries, (&key, &done));
             }
             this.remove_sync(&key.id, deliveries, had_state || deliveries > 1)
         })
@@ -436,17 +459,6 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
 }
 
 impl Spool {
-    /// The content of committed message `id` (without its envelope line).
-    pub async fn read_message(&self, id: &str) -> Result<Vec<u8>> {
-        let this = self.clone();
-        let id = id.to_string();
-        blocking(move || {
-            let bytes = std::fs::read(this.msg_path(&id))?;
-            Ok(split_record(&id, bytes)?.1)
-        })
-        .await
-    }
-
     /// Durably writes a small record (`outbox/`, `idem/`), atomically.
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
         let this = self.clone();
@@ -486,6 +498,7 @@ impl Spool {
                 return Ok(true);
             }
         }
+        // Not the history: an API message's status record outlives it.
         Ok(false)
     }
 
@@ -882,7 +895,7 @@ mod tests {
             index: 1,
         };
         spool
-            .finish(&spool.leases.grant(k0), 2, false)
+            .finish(&spool.leases.grant(k0), 2, false, &DeliveryState::fresh())
             .await
             .unwrap();
         // one left: message still there, delivery 0 not pending any more
@@ -892,7 +905,12 @@ mod tests {
             [1]
         );
         spool
-            .finish(&spool.leases.grant(k1.clone()), 2, false)
+            .finish(
+                &spool.leases.grant(k1.clone()),
+                2,
+                false,
+                &DeliveryState::fresh(),
+            )
             .await
             .unwrap();
         assert!(spool.load_with(&k1, |_, _, _, _| ()).await.is_err());
@@ -940,7 +958,7 @@ mod tests {
         assert_eq!(spool.read_message(&delivered).await.unwrap(), raw);
         assert_eq!(record.as_deref(), Some(&b"{}"[..]));
         spool
-            .finish(&spool.leases.grant(key), 1, false)
+            .finish(&spool.leases.grant(key), 1, false, &DeliveryState::fresh())
             .await
             .unwrap();
         assert_eq!(auth(), 0);
@@ -1060,7 +1078,7 @@ mod tests {
         };
         for refused in [
             spool.write_state(&lease, &retry).await,
-            spool.finish(&lease, 2, true).await,
+            spool.finish(&lease, 2, true, &DeliveryState::fresh()).await,
         ] {
             assert!(
                 matches!(refused, Err(Error::LeaseLost(ref i, 0)) if *i == id),

@@ -182,14 +182,14 @@ impl PgStore {
             .map_err(|e| Error::Database(e.to_string()))
     }
 
-    /// Age of the oldest committed message, if any.
+    /// Age of the oldest committed message not finished, if any.
     pub async fn oldest_age(&self) -> Result<Option<Duration>> {
         let row = self
             .conn()
             .await?
             .query_one(
                 "SELECT extract(epoch FROM now() - min(created_at))::float8
-                 FROM messages WHERE committed",
+                 FROM messages WHERE committed AND finished_at IS NULL",
                 &[],
             )
             .await
@@ -207,6 +207,7 @@ pub(super) enum Sweep {
     Orphans,
     Records,
     Kept,
+    History,
 }
 
 /// Pure: the advisory lock key of a sweep ("postern" in ASCII, as the
@@ -286,7 +287,14 @@ mod tests {
 
     #[test]
     fn each_sweep_has_its_own_lock_apart_from_the_migrations() {
-        let keys = [Sweep::Dead, Sweep::Orphans, Sweep::Records].map(sweep_lock);
+        let keys = [
+            Sweep::Dead,
+            Sweep::Orphans,
+            Sweep::Records,
+            Sweep::Kept,
+            Sweep::History,
+        ]
+        .map(sweep_lock);
         let migrate = 0x0070_6f73_7465_726e;
         for (i, k) in keys.iter().enumerate() {
             assert_ne!(*k, migrate);

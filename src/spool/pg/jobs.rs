@@ -203,10 +203,19 @@ impl PgStore {
         held(lease, n)
     }
 
-    /// The delivery `lease` holds is done; when it was the last one of its
-    /// message, the message (chunks, jobs) goes. Refused once the lease is
-    /// gone.
-    pub async fn finish(&self, lease: &Lease, deliveries: usize) -> Result<()> {
+    /// The delivery `lease` holds is done (`done`: its final state, kept
+    /// with the history); when it was the last one of its message, the
+    /// message (chunks, jobs) goes, or is kept as finished. Refused once
+    /// the lease is gone.
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        deliveries: usize,
+        done: &DeliveryState,
+    ) -> Result<()> {
+        if self.keeps_history() {
+            return self.finish_kept(lease, done).await;
+        }
         let key = lease.key();
         let token = self.forget(lease)?;
         let mut c = self.conn().await?;
@@ -253,7 +262,7 @@ impl PgStore {
 pub(super) async fn remove_if_done(tx: &tokio_postgres::Transaction<'_>, id: &str) -> Result<bool> {
     let n = tx
         .execute(
-            "DELETE FROM messages WHERE id = $1 AND NOT EXISTS (
+            "DELETE FROM messages WHERE id = $1 AND finished_at IS NULL AND NOT EXISTS (
                  SELECT 1 FROM jobs WHERE message_id = $1 AND state <> 'delivered')",
             &[&id],
         )
@@ -265,7 +274,7 @@ pub(super) async fn remove_if_done(tx: &tokio_postgres::Transaction<'_>, id: &st
 impl PgStore {
     /// The token of `lease`, for the outcome write that ends it: this
     /// replica no longer has it to release.
-    fn forget(&self, lease: &Lease) -> Result<i64> {
+    pub(super) fn forget(&self, lease: &Lease) -> Result<i64> {
         let token = lease
             .row_token()
             .ok_or_else(|| Error::LeaseLost(lease.key().id.clone(), lease.key().index))?;
@@ -278,7 +287,7 @@ impl PgStore {
 }
 
 /// Pure: an outcome write that changed no row found its lease gone.
-fn held(lease: &Lease, rows: u64) -> Result<()> {
+pub(super) fn held(lease: &Lease, rows: u64) -> Result<()> {
     if rows == 0 {
         Err(Error::LeaseLost(lease.key().id.clone(), lease.key().index))
     } else {

@@ -28,7 +28,9 @@
 use tokio_postgres::Transaction;
 
 use super::{PgStore, db, idx};
-use crate::spool::{CommitError, DeliveryState, Envelope, Error, JobKey, KeyRecord, Result, State};
+use crate::spool::{
+    CommitError, DeliveryState, Envelope, Error, JobKey, KeyRecord, Result, State, history,
+};
 
 /// Content bytes per chunk row (and what a writer buffers at most).
 pub const CHUNK: usize = 256 * 1024;
@@ -183,7 +185,7 @@ impl Writer {
             .await
             .map_err(db)?;
         if self.written == 0 {
-            insert_message(&tx, &self.envelope, false, 0).await?;
+            insert_message(&tx, &self.envelope, false, 0, &self.buf).await?;
         }
         insert_chunk(&tx, &self.envelope.id, self.written, &self.buf).await?;
         tx.commit().await.map_err(db)?;
@@ -222,7 +224,7 @@ impl Writer {
         }
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         if self.written == 0 {
-            insert_message(&tx, &self.envelope, true, size).await?;
+            insert_message(&tx, &self.envelope, true, size, &self.buf).await?;
         } else {
             tx.execute(
                 "UPDATE messages SET committed = true, size = $2 WHERE id = $1",
@@ -275,16 +277,22 @@ impl Drop for Writer {
     }
 }
 
+/// Inserts the message row; `start`: the first bytes of its content, for
+/// the subject the history lists ([`crate::spool::history`]).
 async fn insert_message(
     tx: &Transaction<'_>,
     envelope: &Envelope,
     committed: bool,
     size: i64,
+    start: &[u8],
 ) -> Result<()> {
     let json = serde_json::to_string(envelope).expect("envelope serialises");
+    let direction = history::direction_of(envelope).map(|d| d.as_str());
+    let subject = history::subject_of(start);
     tx.execute(
-        "INSERT INTO messages (id, envelope, committed, size) VALUES ($1, $2::text::jsonb, $3, $4)",
-        &[&envelope.id, &json, &committed, &size],
+        "INSERT INTO messages (id, envelope, committed, size, direction, subject)
+         VALUES ($1, $2::text::jsonb, $3, $4, $5, $6)",
+        &[&envelope.id, &json, &committed, &size, &direction, &subject],
     )
     .await
     .map_err(db)?;

@@ -28,6 +28,11 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "auth_kept",
         sql: include_str!("../../../migrations/0002_auth_kept.sql"),
     },
+    Migration {
+        version: 3,
+        name: "history",
+        sql: include_str!("../../../migrations/0003_history.sql"),
+    },
 ];
 
 /// Advisory lock key shared by every Postern ("postern" in ASCII).

@@ -1,13 +1,14 @@
 //! The PostgreSQL backend of [`super::Store`] (issue #12): the shared
 //! store that lets several replicas serve one queue. Used instead of the
 //! spool directory when `POSTERN_DATABASE_URL` is set. The schema is
-//! `migrations/0001_store.sql` (applied by [`migrate`]).
+//! `migrations/0001_store.sql` and its successors (applied by [`migrate`]).
 //!
 //! By concern: [`connect`] (the pool, TLS, the health check), [`migrate`],
 //! `messages` (accepting, streaming and loading a message), `jobs` (claims,
 //! leases and outcomes), `records` (status, idempotency and verdicts
-//! records), `kept` (attachments behind signed links) and
-//! `admin` (the operator's view and changes, sweeps).
+//! records), `kept` (attachments behind signed links),
+//! `admin` (the operator's view and changes, sweeps) and `history`
+//! (finished messages kept, the message list and detail).
 //!
 //! Every promise rests on a transaction: a message, its jobs (and its
 //! idempotency key) become visible in the one transaction that commits it,
@@ -18,6 +19,7 @@
 
 mod admin;
 pub mod connect;
+mod history;
 mod jobs;
 mod kept;
 mod messages;
@@ -59,6 +61,8 @@ struct Inner {
     /// The lease token of each claim this replica made whose outcome is
     /// not written yet (see `jobs`' `schedule`).
     granted: Mutex<HashMap<JobKey, i64>>,
+    /// How long finished messages are kept (zero: deleted when done).
+    history: Duration,
 }
 
 impl PgStore {
@@ -73,8 +77,22 @@ impl PgStore {
                 lease,
                 notify: Notify::new(),
                 granted: Mutex::default(),
+                history: Duration::ZERO,
             }),
         }
+    }
+
+    /// Keeps finished messages for `retention`; called on a store no one
+    /// shares yet (right after [`PgStore::new`]).
+    pub fn keep_history(&mut self, retention: Duration) {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.history = retention,
+            None => tracing::error!("history retention set on a store in use; ignored"),
+        }
+    }
+
+    fn keeps_history(&self) -> bool {
+        !self.inner.history.is_zero()
     }
 
     pub fn pool(&self) -> &Pool {

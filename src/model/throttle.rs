@@ -1,5 +1,5 @@
 //! The per-IP throttle for failed SMTP AUTH attempts, shared by all
-//! sessions. Pure with respect to time (callers pass `now`), so its policy
+//! sessions (and, as its own instance, for failed console logins). Pure with respect to time (callers pass `now`), so its policy
 //! is unit-tested without sleeping.
 
 use std::collections::{HashMap, VecDeque};
