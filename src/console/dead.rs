@@ -171,9 +171,19 @@ async fn list(State(st): State<Console>, login: LoggedIn, Query(q): Query<ListQu
     .into_response()
 }
 
-/// The id from the path, checked before it names anything.
-fn key_of(id: &str) -> Option<JobKey> {
-    spool::parse_delivery_id(id)
+/// What both actions check before touching a delivery: the form's CSRF
+/// token and origin, then the id from the path. The refusal is boxed: a
+/// `Response` is too large to be an `Err` by value.
+fn action_key(
+    st: &Console,
+    session: &Session,
+    headers: &HeaderMap,
+    form: &TokenForm,
+    id: &str,
+) -> Result<JobKey, Box<Response>> {
+    check_post(st, session, headers, &form.csrf)
+        .map_err(|refused| Box::new(refused.into_response()))?;
+    spool::parse_delivery_id(id).ok_or_else(|| Box::new(not_found(session)))
 }
 
 /// `POST /ui/deliveries/{id}/retry`.
@@ -184,11 +194,9 @@ async fn retry(
     headers: HeaderMap,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_post(&st, &login.session, &headers, &f.csrf) {
-        return refused.into_response();
-    }
-    let Some(key) = key_of(&id) else {
-        return not_found(&login.session);
+    let key = match action_key(&st, &login.session, &headers, &f, &id) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
     };
     match st.store.retry_dead(&key).await {
         Err(e) => unavailable(e),
@@ -207,7 +215,7 @@ async fn confirm_delete(
     login: LoggedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let info = match key_of(&id) {
+    let info = match spool::parse_delivery_id(&id) {
         Some(key) => st.store.delivery_info(&key).await,
         None => Ok(None),
     };
@@ -241,11 +249,9 @@ async fn delete(
     headers: HeaderMap,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_post(&st, &login.session, &headers, &f.csrf) {
-        return refused.into_response();
-    }
-    let Some(key) = key_of(&id) else {
-        return not_found(&login.session);
+    let key = match action_key(&st, &login.session, &headers, &f, &id) {
+        Ok(key) => key,
+        Err(refused) => return *refused,
     };
     match st.store.discard(&key, &[spool::State::Dead]).await {
         Err(e) => unavailable(e),

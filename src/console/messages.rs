@@ -44,6 +44,10 @@ pub(super) fn routes() -> Router<Console> {
             get(super::parts::attachment),
         )
         .route("/ui/messages/{id}/cid/{cid}", get(super::parts::cid))
+        .route(
+            "/ui/messages/{id}/inline/{token}/{cid}",
+            get(super::parts::inline_image),
+        )
         .route("/ui/events", get(events))
 }
 

@@ -13,6 +13,8 @@
 //!   Server-Sent Events) and one message with its deliveries' timelines.
 //! - [`parts`]: a message's raw source, attachments, `cid:` images and its
 //!   sandboxed HTML preview (mail HTML is hostile: see there).
+//! - [`inline`]: the short-lived links that let the sandboxed preview load
+//!   its `cid:` images without the session cookie.
 //! - [`dead`]: the dead letters page, Retry, Delete with a confirmation page.
 //! - [`layout`]: the page frame and the small formatting helpers (relative
 //!   times).
@@ -26,6 +28,7 @@
 mod assets;
 mod dead;
 mod guard;
+mod inline;
 mod layout;
 mod login;
 mod messages;
@@ -87,6 +90,8 @@ pub(crate) struct Console {
     store: Store,
     sessions: Arc<session::Sessions>,
     throttle: Arc<AuthThrottle>,
+    /// Signs the preview's `cid:` image links.
+    inline: Arc<inline::InlineKey>,
     /// Ends the live streams, so a drain does not wait for them.
     shutdown: CancellationToken,
 }
@@ -103,6 +108,7 @@ pub fn router(settings: Settings, store: Store, shutdown: CancellationToken) -> 
             settings.failure_delay,
         )),
         sessions: Arc::new(session::Sessions::new(settings.session_ttl)),
+        inline: Arc::new(inline::InlineKey::generate()),
         settings: Arc::new(settings),
         store,
         shutdown,

@@ -7,7 +7,9 @@
 //! preview's own CSP allows no script, no frame, no font, no connection,
 //! and images only from this message's `cid:` route — remote images only
 //! on `?remote=1`, after the reader's click. `cid:` URLs are pointed at
-//! that route; the rest of the HTML is served as the sender wrote it.
+//! that route (with a short-lived token, see [`super::inline`], because the
+//! sandboxed frame cannot send the session cookie); the rest of the HTML is
+//! served as the sender wrote it.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -136,20 +138,41 @@ pub async fn attachment(
 }
 
 /// `GET /ui/messages/{id}/cid/{content-id}`: an inline image of the
-/// message, for its preview; raster images only.
+/// message, for a logged-in reader; images only.
 pub async fn cid(
     State(st): State<Console>,
     _: LoggedIn,
     Path((id, cid)): Path<(String, String)>,
 ) -> Response {
-    let raw = match raw_of(&st, &id).await {
+    image_of(&st, &id, &cid).await
+}
+
+/// `GET /ui/messages/{id}/inline/{token}/{content-id}`: the same image
+/// for the sandboxed preview, which cannot send the session cookie; the
+/// token from [`super::inline`] is the credential.
+pub async fn inline_image(
+    State(st): State<Console>,
+    Path((id, token, cid)): Path<(String, String, String)>,
+) -> Response {
+    if !st.inline.allows(&id, &token, crate::spool::now_ms() / 1000) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this image link is not valid (any more)",
+        )
+            .into_response();
+    }
+    image_of(&st, &id, &cid).await
+}
+
+async fn image_of(st: &Console, id: &str, cid: &str) -> Response {
+    let raw = match raw_of(st, id).await {
         Ok(Some(raw)) => raw,
         Ok(None) => return gone(),
         Err(r) => return r,
     };
     let found = attachments(&raw)
         .into_iter()
-        .find(|a| a.content_id.as_deref() == Some(cid.as_str()));
+        .find(|a| a.content_id.as_deref() == Some(cid));
     match found {
         Some(a) if safe_type(&a.content_type).starts_with("image/") => (
             [(header::CONTENT_TYPE, a.content_type.clone())],
@@ -227,7 +250,8 @@ pub async fn preview(
     let Some(html) = parsed(&raw).html else {
         return gone();
     };
-    let path = format!("/ui/messages/{id}/cid/");
+    let token = st.inline.mint(&id, crate::spool::now_ms() / 1000);
+    let path = format!("/ui/messages/{id}/inline/{token}/");
     let cid_source = match host_origin(&headers, st.settings.secure_cookie) {
         Some(origin) => format!("{origin}{path}"),
         None => "'none'".to_string(),

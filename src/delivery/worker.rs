@@ -330,7 +330,7 @@ impl Worker {
                 let done = attempted(&state, attempt, AttemptResult::Delivered, None);
                 match self
                     .store
-                    .finish(&lease, deliveries, state.attempts > 0, &done)
+                    .finish(&lease, deliveries, state.has_record(), &done)
                     .await
                 {
                     Ok(()) => {}

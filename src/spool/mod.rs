@@ -229,6 +229,22 @@ impl DeliveryState {
             history: Vec::new(),
         }
     }
+
+    /// What an operator's retry makes of a dead delivery: pending again with
+    /// a fresh retry schedule, but its attempts so far stay on record, so
+    /// the timeline still shows why it died before it was retried.
+    pub fn retried(self) -> Self {
+        DeliveryState {
+            history: self.history,
+            ..DeliveryState::fresh()
+        }
+    }
+
+    /// Whether anything about this delivery is on record beyond "fresh"
+    /// (the file spool keeps it in a state file then).
+    pub fn has_record(&self) -> bool {
+        self.attempts > 0 || !self.history.is_empty()
+    }
 }
 
 /// A new, time-ordered message id (UUIDv7, 32 hex digits): sorting ids

@@ -55,7 +55,8 @@ const blocked = [];
 const consoleLines = [];
 const dialogs = [];
 context.on("request", (r) => requests.push(r.url()));
-context.on("response", (r) => answered.push(r.url()));
+const statuses = new Map();
+context.on("response", (r) => { answered.push(r.url()); statuses.set(r.url(), r.status()); });
 context.on("requestfailed", (r) => blocked.push(`${r.url()} (${r.failure() && r.failure().errorText})`));
 const page = context.pages()[0] || (await context.newPage());
 page.on("console", (m) => consoleLines.push(m.text()));
@@ -99,6 +100,24 @@ try {
   const sandbox = await page.getAttribute("iframe.preview", "sandbox");
   check(sandbox === "", `the preview frame is sandboxed with nothing allowed (${sandbox})`);
   await page.screenshot({ path: `${shots}/message.png`, fullPage: true });
+
+  // --- An inline `cid:` image shows inside the sandboxed preview: the frame
+  // has an opaque origin, so this is the case a SameSite=Strict cookie
+  // alone would break.
+  await page.goto(`${base}/ui/messages?q=Inline+picture`);
+  await Promise.all([page.waitForURL(/\/ui\/messages\/[0-9a-f]+$/),
+    page.locator("tbody tr", { hasText: "Inline picture" }).locator("a").first().click()]);
+  const framed = page.frameLocator("iframe.preview");
+  await framed.locator("text=Picture below").waitFor();
+  let cidStatus;
+  for (let i = 0; i < 40 && cidStatus === undefined; i++) {
+    cidStatus = [...statuses].find(([u]) => u.includes("/inline/"))?.[1];
+    if (cidStatus === undefined) await page.waitForTimeout(100);
+  }
+  check(cidStatus === 200, `the cid: image was served to the preview (${cidStatus})`);
+  const shown = await framed.locator("img#dot").evaluate((img) => img.complete && img.naturalWidth);
+  check(shown === 24, `the cid: image is drawn in the preview (${shown} px wide)`);
+  await page.screenshot({ path: `${shots}/inline-picture.png`, fullPage: true });
 
   // --- Hostile HTML runs nothing and loads nothing.
   await page.goto(`${base}/ui/messages?q=Hostile`);

@@ -58,6 +58,23 @@ fn multipart(subject: &str, text: &str, html: &str) -> String {
     )
 }
 
+/// A 24 x 24 blue PNG, base64.
+const PICTURE: &str = "iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAIAAABvFaqvAAAAH0lEQVR4nGPQyr9NFcQwatCoQaMGjRo0atCoQQNvEAA8WUUuZd2FcgAAAABJRU5ErkJggg==";
+
+/// HTML that shows an inline image by `cid:`, the way mail clients send
+/// logos and signatures (multipart/related).
+fn with_inline_picture() -> String {
+    format!(
+        "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: Inline picture\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/related; boundary=\"r1\"\r\n\r\n\
+         --r1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>Picture below</p><img id=\"dot\" alt=\"dot\" src=\"cid:dot@console.test\">\r\n\
+         --r1\r\nContent-Type: image/png\r\nContent-ID: <dot@console.test>\r\n\
+         Content-Disposition: inline; filename=\"dot.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {PICTURE}\r\n--r1--\r\n"
+    )
+}
+
 #[tokio::test]
 async fn the_console_in_a_real_browser() {
     if let Some(why) = browser_missing() {
@@ -110,6 +127,7 @@ async fn the_console_in_a_real_browser() {
         &multipart("Hostile", "hostile text", &hostile_html),
     )
     .await;
+    send(postern.smtp, "bob@example.com", &with_inline_picture()).await;
     send(
         postern.smtp,
         "dead@example.com",
@@ -199,6 +217,7 @@ async fn the_console_in_a_real_browser() {
         "messages",
         "message",
         "hostile",
+        "inline-picture",
         "dead",
         "delivered",
     ] {

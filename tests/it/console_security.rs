@@ -366,3 +366,83 @@ async fn dead_letters_are_retried_and_deleted_from_their_forms() {
     assert!(page.contains("No dead deliveries."), "{page}");
     assert_eq!(ep.hits().len(), 1, "the deleted one stays undelivered");
 }
+
+/// The sandboxed preview cannot send the session cookie, so its `cid:`
+/// images carry a short-lived token: it opens that message's inline images
+/// and nothing else; a changed token, or one moved to another message,
+/// gets 403, and the cookie route still wants a session.
+#[tokio::test]
+async fn preview_image_links_open_only_their_own_message() {
+    use base64::Engine as _;
+    let (app, rx) = app_with_key(&[]).await;
+    let png = b"\x89PNG\r\n\x1a\nnot really a png";
+    let message = format!(
+        "Subject: pic\r\nMIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=r\r\n\r\n\
+         --r\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:pic@x\">\r\n\
+         --r\r\nContent-Type: image/png\r\nContent-ID: <pic@x>\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--r--\r\n",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (mut c, _) = Smtp::connect(app.smtp).await;
+        c.cmd("EHLO client.test").await;
+        let r = c
+            .send_mail("alice@example.org", &["bob@example.com"], &message)
+            .await;
+        ids.push(queue_id(&r));
+    }
+    rx.wait_for(2, 20).await;
+    let cookie = session(&app).await;
+    let r = get(&app, &format!("/ui/messages/{}/preview", ids[0]), &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let html = r.text().await.unwrap();
+    let prefix = format!("/ui/messages/{}/inline/", ids[0]);
+    let at = html.find(&prefix).expect("the cid: is rewritten") + prefix.len();
+    let token = html[at..].split('/').next().unwrap().to_string();
+    assert!(
+        html[at..].starts_with(&format!("{token}/pic@x\"")),
+        "{html}"
+    );
+    assert!(
+        csp.contains(&format!("img-src http://{}{prefix}{token}/;", app.http)),
+        "{csp}"
+    );
+
+    let anonymous = |path: String| client().get(url(&app, &path)).send();
+    let r = anonymous(format!("{prefix}{token}/pic@x")).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "no cookie needed with the token"
+    );
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[..], png);
+    let other = format!("/ui/messages/{}/inline/{token}/pic@x", ids[1]);
+    let mut changed = token.clone().into_bytes();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+    let changed = String::from_utf8(changed).unwrap();
+    for path in [
+        other,
+        format!("{prefix}{changed}/pic@x"),
+        format!("{prefix}1.{}/pic@x", token.split_once('.').unwrap().1),
+        format!("{prefix}x/pic@x"),
+    ] {
+        let r = anonymous(path.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let r = anonymous(format!("/ui/messages/{}/cid/pic@x", ids[0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the cookie route wants a session"
+    );
+    let r = get(&app, &format!("/ui/messages/{}/cid/pic@x", ids[0]), &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

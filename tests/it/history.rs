@@ -441,6 +441,55 @@ async fn a_delivered_message_is_kept_with_its_attempts_then_swept() {
     }
 }
 
+/// A retry by an operator restarts the schedule but keeps the record: the
+/// delivered message's timeline still shows the attempts that killed it.
+#[tokio::test]
+async fn a_retried_dead_delivery_keeps_its_earlier_attempts() {
+    for db in http_backends().await {
+        let name = if db.is_some() { "postgres" } else { "file" };
+        let rx = crate::helpers::Receiver::start().await;
+        // Three answers of 500 use up the schedule (100ms, 100ms): dead.
+        rx.script(&[(500, None), (500, None), (500, None)]);
+        let app = http_app(&db, &rx.url("/hook"), &[]).await;
+        let id = send(&app, "Subject: dies once\r\n\r\nbody\r\n").await;
+        let dead = wait_message(&app, &id, |s, b| {
+            s == 200 && b["deliveries"][0]["state"] == "dead"
+        })
+        .await;
+        assert_eq!(
+            dead["deliveries"][0]["attempts"].as_array().unwrap().len(),
+            3,
+            "{name}: {dead}"
+        );
+
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/v1/deliveries/{id}.0/retry", app.http))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        let retried: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(retried["attempts"], 0, "{name}: the schedule starts over");
+
+        let body = wait_message(&app, &id, |s, b| s == 200 && b["status"] == "delivered").await;
+        let attempts = body["deliveries"][0]["attempts"].as_array().unwrap();
+        let outcomes: Vec<&str> = attempts
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["retry", "retry", "dead", "delivered"],
+            "{name}: {body}"
+        );
+        assert_eq!(attempts[2]["status"], 500);
+        assert_eq!(attempts[3]["status"], 200);
+        assert_eq!(rx.wait_for(4, 10).await.len(), 4);
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn with_retention_zero_a_delivered_message_is_gone_as_before() {
     for db in http_backends().await {

@@ -761,8 +761,13 @@ impl Spool {
                 return Ok(Change::WrongState(state.state));
             }
             this.leases.revoke(&key);
-            ignore_missing(std::fs::remove_file(this.state_path(&key)))?;
-            sync_dir(&this.root.join("state"), this.fsync)?;
+            let retried = state.retried();
+            if retried.has_record() {
+                this.write_state_sync(&key, &retried)?;
+            } else {
+                ignore_missing(std::fs::remove_file(this.state_path(&key)))?;
+                sync_dir(&this.root.join("state"), this.fsync)?;
+            }
             Ok(Change::Done {
                 message_removed: false,
             })

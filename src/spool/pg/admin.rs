@@ -94,10 +94,11 @@ impl PgStore {
         if state != State::Dead {
             return Ok(Change::WrongState(state));
         }
+        // `history` stays: see `DeliveryState::retried`.
         let now = now_ms() as i64;
         tx.execute(
             "UPDATE jobs SET state = 'pending', attempts = 0, next_at = $3, last_error = NULL,
-                 recipients = '[]', history = '[]', lease_owner = NULL, lease_until = NULL,
+                 recipients = '[]', lease_owner = NULL, lease_until = NULL,
                  lease_token = lease_token + 1, updated_at = now()
              WHERE message_id = $1 AND idx = $2",
             &[&key.id, &idx(key.index), &now],
