@@ -142,6 +142,7 @@ the indentation it has under "template:" (include it without nindent).
                 (list "POSTERN_API_KEYS" $keys.apiKeys $v.api.keys)
                 (list "POSTERN_RELAY_URL" $keys.relayUrl $v.relay.url)
                 (list "POSTERN_EVENTS_SECRET" $keys.eventsSecret $v.events.secret)
+                (list "POSTERN_UI_USERS" $keys.uiUsers $v.console.users)
                 (list "POSTERN_ATTACHMENT_URL_SECRET" $keys.attachmentUrlSecret $v.attachments.urlSecret) }}
             {{- if or $existing (index . 2) }}
             - name: {{ index . 0 }}
