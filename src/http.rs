@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -150,7 +150,12 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     )
 }
 
-async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {
+async fn list_inbox(State(inbox): State<Arc<DevInbox>>, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        // A browser: the console is the place to look (the JSON stays for
+        // scripts and curl, which do not ask for HTML).
+        return Redirect::to("/ui/messages").into_response();
+    }
     let items: Vec<Value> = inbox
         .items
         .lock()
@@ -159,7 +164,24 @@ async fn list_inbox(State(inbox): State<Arc<DevInbox>>) -> impl IntoResponse {
         .rev()
         .cloned()
         .collect();
-    Json(json!({ "count": items.len(), "messages": items }))
+    Json(json!({ "count": items.len(), "messages": items })).into_response()
+}
+
+/// Whether a request names `text/html` in its `Accept`, as browsers'
+/// page loads do.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("text/html")
+        })
 }
 
 /// Verifies like any Standard Webhooks receiver would, then keeps the

@@ -142,6 +142,10 @@ pub(super) fn dev_inbox(config: &mut Config, http_addr: SocketAddr) -> Option<Ar
     warn!("Every recipient is accepted and delivered to the built-in inbox");
     warn!("  {url}  (GET it to see the signed payloads)");
     warn!(
+        "  or look in the web console: http://{}/ui/",
+        authority(&local_host(http_addr), http_addr.port())
+    );
+    warn!(
         "Dev webhook secret (new at each start): {}",
         secret.to_whsec()
     );

@@ -92,6 +92,29 @@ async fn development_mode_takes_the_dev_key() {
     let page = get(&app, "/ui/dead", &cookie).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("No dead deliveries."));
+
+    // A browser opening the dev inbox is sent to the console; scripts
+    // still get the JSON.
+    let inbox = url(&app, "/dev/inbox");
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let r = client()
+        .get(&inbox)
+        .header("accept", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/ui/messages");
+    for accept in [None, Some("*/*"), Some("application/json")] {
+        let mut req = client().get(&inbox);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{accept:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["count"], 0, "{accept:?}");
+    }
 }
 
 #[tokio::test]
