@@ -314,16 +314,9 @@ async fn dead_letters_are_retried_and_deleted_from_their_forms() {
     .await;
     let mut ids = Vec::new();
     for subject in ["one", "two"] {
-        let (mut c, _) = Smtp::connect(app.smtp).await;
-        c.cmd("EHLO client.test").await;
-        let r = c
-            .send_mail(
-                "alice@example.org",
-                &["bob@example.com"],
-                &format!("Subject: {subject}\r\n\r\nhi\r\n"),
-            )
-            .await;
-        ids.push(format!("{}.0", queue_id(&r)));
+        let message = format!("Subject: {subject}\r\n\r\nhi\r\n");
+        let id = Smtp::mail_one(app.smtp, "bob@example.com", &message).await;
+        ids.push(format!("{id}.0"));
     }
     let cookie = session(&app).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -407,12 +400,7 @@ async fn preview_image_links_open_only_their_own_message() {
     );
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (mut c, _) = Smtp::connect(app.smtp).await;
-        c.cmd("EHLO client.test").await;
-        let r = c
-            .send_mail("alice@example.org", &["bob@example.com"], &message)
-            .await;
-        ids.push(queue_id(&r));
+        ids.push(Smtp::mail_one(app.smtp, "bob@example.com", &message).await);
     }
     rx.wait_for(2, 20).await;
     let cookie = session(&app).await;

@@ -348,6 +348,17 @@ impl Smtp {
         self.cmd(".").await
     }
 
+    /// Connects to `addr`, greets, sends `message` from alice@example.org to
+    /// `to`, expects the `250` and quits; the queue id from the reply.
+    pub async fn mail_one(addr: SocketAddr, to: &str, message: &str) -> String {
+        let (mut c, _) = Smtp::connect(addr).await;
+        c.cmd("EHLO client.test").await;
+        let r = c.send_mail("alice@example.org", &[to], message).await;
+        assert!(r.starts_with("250"), "{r}");
+        c.cmd("QUIT").await;
+        queue_id(&r)
+    }
+
     /// A full transaction; returns the reply to the end of DATA.
     pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> String {
         assert!(
