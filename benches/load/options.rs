@@ -26,7 +26,9 @@ pub(crate) const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --database-url URL  the server keeps its store in PostgreSQL (POSTERN_DATABASE_URL)
   --replicas K        K postern processes on that database, the clients spread
                       over their SMTP ports (default 1; K > 1 needs --database-url)
-  --sink              one smtp-source -> smtp-sink run with --size, -c, -n";
+  --sink              one smtp-source -> smtp-sink run with --size, -c, -n
+  --env K=V           one more setting for the server (repeatable), e.g.
+                      --env POSTERN_DATABASE_POOL=20";
 
 // ---------------------------------------------------------------- options
 
@@ -85,6 +87,8 @@ pub(crate) struct Opts {
     pub(crate) database_url: Option<String>,
     pub(crate) replicas: usize,
     pub(crate) sink: bool,
+    /// Extra `POSTERN_*` settings for the server (`--env`).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -106,6 +110,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
         database_url: None,
         replicas: 1,
         sink: false,
+        env: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -155,6 +160,13 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--replicas" => o.replicas = num(val()?)?,
             "--sink" => o.sink = true,
+            "--env" => {
+                let v = val()?;
+                let (k, v) = v
+                    .split_once('=')
+                    .ok_or(format!("--env: {v:?} is not KEY=VALUE"))?;
+                o.env.push((k.to_string(), v.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }

@@ -96,6 +96,9 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().map_err(|e| format!("starting postern: {e}"))?;
         eprintln!("postern pid {}", child.id());
         let mut server = Server {

@@ -44,6 +44,11 @@ use crate::spool::{
 };
 use crate::telemetry::Metrics;
 
+/// Most deliveries one claim takes: enough to fill the slots that free up
+/// while one claim round trip runs, few enough that one worker does not
+/// take a burst that another replica's idle slots could have shared.
+const CLAIM_BATCH: usize = 16;
+
 /// Runs deliveries until shutdown.
 #[derive(Clone)]
 pub struct Worker {
@@ -95,22 +100,31 @@ impl Worker {
     pub async fn run(self, tracker: TaskTracker, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         loop {
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("semaphore open"),
                 _ = shutdown.cancelled() => return,
             };
-            let lease = loop {
+            // Every slot free now is filled by one claim (one round trip
+            // to the shared store for all of them).
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let leases = loop {
                 let now = spool::now_ms();
                 // Cool-downs that ended let their probes out first.
                 let released = self.gate().tick(now);
                 self.release(released);
                 let started = std::time::Instant::now();
-                let claimed = self.store.claim(now).await;
+                let claimed = self.store.claim_batch(now, permits.len()).await;
                 self.metrics
                     .claim_latency
                     .observe(started.elapsed().as_secs_f64());
                 match claimed {
-                    Ok(lease) => break lease,
+                    Ok(leases) => break leases,
                     Err(next) => {
                         let cooldown_end = self.gate().next_cooldown_end();
                         let next = match (next, cooldown_end) {
@@ -128,16 +142,21 @@ impl Worker {
                     }
                 }
             };
-            let this = self.clone();
-            let key = lease.key();
-            let span = tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
-            tracker.spawn(
-                async move {
-                    this.attempt(lease).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            // Slots the claim found no work for are given back as the
+            // permits left over drop.
+            for (lease, permit) in leases.into_iter().zip(permits) {
+                let this = self.clone();
+                let key = lease.key();
+                let span =
+                    tracing::info_span!("delivery", message_id = %key.id, delivery = key.index);
+                tracker.spawn(
+                    async move {
+                        this.attempt(lease).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
         }
     }
 
@@ -152,8 +171,25 @@ impl Worker {
             Some(None) => return,
             None => None,
         };
+        // A claim that read the delivery lets it wait for its endpoint
+        // before its message is read and its payload built: otherwise a
+        // backlog behind a busy endpoint is read and built twice (once
+        // before it is parked, once after).
+        let hold = match (hold, lease.delivery_hint()) {
+            (None, Some(delivery)) => match self.post_endpoint(delivery) {
+                Some((url, _)) => match self.admitted(&key, None, Endpoint::of_url(&url)) {
+                    Some(hold) => Some(hold),
+                    None => return,
+                },
+                None => None,
+            },
+            (hold, _) => hold,
+        };
         // Reserve memory before loading: see `Settings::memory_budget`.
-        let size = self.store.message_size(&key.id).await.unwrap_or(0);
+        let size = match lease.size_hint() {
+            Some(size) => size,
+            None => self.store.message_size(&key.id).await.unwrap_or(0),
+        };
         let _memory = self
             .memory
             .acquire_many(memory_units(size, self.settings.memory_budget))
@@ -543,9 +579,8 @@ impl Worker {
         if keys.is_empty() {
             return;
         }
-        let now = spool::now_ms();
         for key in keys {
-            self.store.schedule(key, now);
+            self.store.release(key);
         }
         let parked = self.gate().parked();
         self.metrics.endpoint_parked.set(parked as i64);

@@ -57,6 +57,8 @@ impl Table {
                 token,
                 table: self.clone(),
             },
+            size: None,
+            delivery: None,
         }
     }
 
@@ -76,6 +78,13 @@ impl Table {
 pub struct Lease {
     key: JobKey,
     holder: Holder,
+    /// The message's size, when the claim read it (saves the worker a
+    /// round trip to the database before it reserves memory).
+    size: Option<u64>,
+    /// What the delivery delivers, when the claim read it: the worker
+    /// then knows the endpoint, and waits for room there, before it reads
+    /// the message.
+    delivery: Option<Box<super::Delivery>>,
 }
 
 #[derive(Debug)]
@@ -87,16 +96,36 @@ enum Holder {
 }
 
 impl Lease {
-    /// A lease held in the database row of `key` with `token`.
-    pub(super) fn row(key: JobKey, token: i64) -> Lease {
+    /// A lease held in the database row of `key` with `token`, on a
+    /// message of `size` bytes.
+    pub(super) fn row(key: JobKey, token: i64, size: u64) -> Lease {
         Lease {
             key,
             holder: Holder::Row { token },
+            size: Some(size),
+            delivery: None,
         }
+    }
+
+    /// The same lease, knowing what its delivery delivers.
+    pub(super) fn with_delivery(mut self, delivery: Option<super::Delivery>) -> Lease {
+        self.delivery = delivery.map(Box::new);
+        self
     }
 
     pub fn key(&self) -> &JobKey {
         &self.key
+    }
+
+    /// The message's size as the claim saw it, if it read it.
+    pub fn size_hint(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// The delivery's target and recipients as the claim saw them, if it
+    /// read them.
+    pub fn delivery_hint(&self) -> Option<&super::Delivery> {
+        self.delivery.as_deref()
     }
 
     /// Whether no operator change has revoked it (nor a newer claim taken

@@ -148,9 +148,31 @@ impl Store {
     /// again (`None`: nothing scheduled). A database that cannot be
     /// reached has nothing to claim for now.
     pub async fn claim(&self, now: u64) -> std::result::Result<Lease, Option<u64>> {
+        self.claim_batch(now, 1)
+            .await
+            .map(|mut leases| leases.swap_remove(0))
+    }
+
+    /// Up to `max` (at least one) due deliveries, earliest first, each
+    /// with a lease on it (the shared store claims them in one round
+    /// trip); when there are none, what [`Store::claim`] says.
+    pub async fn claim_batch(
+        &self,
+        now: u64,
+        max: usize,
+    ) -> std::result::Result<Vec<Lease>, Option<u64>> {
         match &self.backend {
-            Backend::File { spool, queue } => spool.claim(queue, now),
-            Backend::Pg(pg) => pg.claim(now).await,
+            Backend::File { spool, queue } => {
+                let mut leases = vec![spool.claim(queue, now)?];
+                while leases.len() < max {
+                    match spool.claim(queue, now) {
+                        Ok(lease) => leases.push(lease),
+                        Err(_) => break,
+                    }
+                }
+                Ok(leases)
+            }
+            Backend::Pg(pg) => pg.claim_batch(now, max).await,
         }
     }
 
@@ -179,6 +201,15 @@ impl Store {
         match &self.backend {
             Backend::File { queue, .. } => queue.push(key, due),
             Backend::Pg(pg) => pg.schedule(key, due),
+        }
+    }
+
+    /// Delivery `key`, parked by the endpoint gate after its claim, may be
+    /// attempted now: it goes to the front of what the next claim returns.
+    pub fn release(&self, key: JobKey) {
+        match &self.backend {
+            Backend::File { queue, .. } => queue.push(key, super::now_ms()),
+            Backend::Pg(pg) => pg.release(key),
         }
     }
 

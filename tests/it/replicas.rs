@@ -386,3 +386,39 @@ async fn a_database_restart_during_a_load_loses_nothing_and_both_replicas_recove
         p.terminate().await;
     }
 }
+
+/// The endpoint gate parks what its endpoint has no room for and lets it
+/// go when a slot frees; with two replicas, a delivery one replica let go
+/// must come back to that replica (whose gate keeps the slot for it), or
+/// the slot is lost and, one slot at a time, that replica stops delivering.
+/// One slot per endpoint, a slow endpoint and mail through both replicas
+/// make every delivery wait parked; every one arrives, exactly once.
+#[tokio::test]
+async fn deliveries_parked_behind_a_narrow_endpoint_all_arrive_from_both_replicas() {
+    let Some(pair) = pair().await else {
+        return;
+    };
+    let endpoint = crate::helpers::Endpoint::slow(Duration::from_millis(30));
+    let url = endpoint.url();
+    let env = [
+        ("POSTERN_WEBHOOK_URL", url.as_str()),
+        ("POSTERN_ENDPOINT_CONCURRENCY", "1"),
+    ];
+    let a = pair.start(0, &env).await;
+    let b = pair.start(1, &env).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let smtp = if i % 2 == 0 { a.smtp } else { b.smtp };
+        sends.spawn(async move { queue_id(&send(smtp, &format!("narrow-{i}")).await) });
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent.unwrap();
+    }
+    let want: HashSet<String> = (0..40).map(|i| format!("narrow-{i}@test")).collect();
+    wait_delivered(30, || endpoint.hits(), &want, pair.log()).await;
+    // Nothing is sent twice: no lease expired, no outcome was lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(endpoint.hits().len(), 40, "{}", log_tail(pair.log()));
+    a.terminate().await;
+    b.terminate().await;
+}

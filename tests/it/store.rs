@@ -130,6 +130,59 @@ async fn a_committed_message_is_claimed_loaded_and_finished() {
     }
 }
 
+/// A batch claim takes up to the number asked for, earliest first, each
+/// delivery once; a delivery the endpoint gate released comes back first
+/// with the same lease.
+#[tokio::test]
+async fn a_batch_claim_takes_what_is_due_once_and_released_ones_first() {
+    for b in backends().await {
+        let store = b.open().await;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(
+                store
+                    .intake()
+                    .submit(envelope(1), CONTENT)
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let first = store.claim_batch(now_ms(), 3).await.unwrap();
+        let second = store.claim_batch(now_ms(), 3).await.unwrap();
+        let keys = |ls: &[postern::spool::Lease]| -> Vec<JobKey> {
+            ls.iter().map(|l| l.key().clone()).collect()
+        };
+        assert_eq!(keys(&first).len(), 3, "{}", b.name());
+        assert_eq!(keys(&second).len(), 2, "{}: what was left", b.name());
+        let mut all = keys(&first);
+        all.extend(keys(&second));
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let want: Vec<JobKey> = ids.iter().map(|id| key(id, 0)).collect();
+        assert_eq!(all, want, "{}: each once", b.name());
+        assert!(
+            store.claim_batch(now_ms(), 3).await.is_err(),
+            "{}",
+            b.name()
+        );
+        // Released (it waited for its endpoint): claimable again at once,
+        // and its outcome is still accepted.
+        let released = first[1].key().clone();
+        store.release(released.clone());
+        let again = store.claim_batch(now_ms(), 3).await.unwrap();
+        assert_eq!(keys(&again), [released], "{}", b.name());
+        store
+            .finish(&again[0], 1, false, &DeliveryState::fresh())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name()));
+        assert!(
+            store.claim_batch(now_ms(), 3).await.is_err(),
+            "{}",
+            b.name()
+        );
+    }
+}
+
 /// After a restart: what was committed and not delivered is due again
 /// with its recorded attempts; what was never committed is not there.
 #[tokio::test]

@@ -32,18 +32,72 @@ const STATUS: &str = "CASE WHEN bool_or(j.state = 'pending') THEN 'pending'
          WHEN count(*) = 0 OR bool_and(j.state = 'delivered') THEN 'delivered'
          WHEN bool_and(j.state = 'dead') THEN 'dead' ELSE 'partial' END";
 
+/// A delivery done, with its final attempts, while its lease holds.
+const DONE_JOB: &str = "UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
+         last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
+         lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
+         updated_at = now()
+     WHERE message_id = $1 AND idx = $2 AND lease_token = $3";
+
+/// [`DONE_JOB`] for a message's only delivery, and the message finished
+/// with it (kept), or gone (an event message): one statement, committed
+/// without waiting for the log flush; how many jobs it changed (0: the
+/// lease was gone).
+const FINISH_ONLY: &str = concat!(
+    "WITH done AS (
+         UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
+             last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
+             lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
+             updated_at = now()
+         WHERE message_id = $1 AND idx = $2 AND lease_token = $3 AND ",
+    jobs::async_commit!(),
+    "
+         RETURNING message_id),
+     kept AS (
+         UPDATE messages SET finished_at = now()
+         WHERE id IN (SELECT message_id FROM done) AND direction IS NOT NULL),
+     gone AS (
+         DELETE FROM messages
+         WHERE id IN (SELECT message_id FROM done) AND direction IS NULL)
+     SELECT count(*) FROM done"
+);
+
 impl PgStore {
     /// [`PgStore::finish`] when finished messages are kept: the job keeps
     /// its final state and attempts; the last one marks its message
     /// finished (an event message is deleted instead, as without history).
-    pub(super) async fn finish_kept(&self, lease: &Lease, done: &DeliveryState) -> Result<()> {
+    /// Committed without waiting for the log flush (see `jobs`).
+    pub(super) async fn finish_kept(
+        &self,
+        lease: &Lease,
+        deliveries: usize,
+        done: &DeliveryState,
+    ) -> Result<()> {
         let key = lease.key();
         let token = self.forget(lease)?;
         let recipients = serde_json::to_string(&done.recipients).expect("recipients serialise");
         let attempts_json = serde_json::to_string(&done.history).expect("history serialises");
         let attempts = i32::try_from(done.attempts).unwrap_or(i32::MAX);
         let mut c = self.conn().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &key.id,
+            &idx(key.index),
+            &token,
+            &attempts,
+            &done.last_error,
+            &recipients,
+            &attempts_json,
+        ];
+        if deliveries <= 1 {
+            // Its only delivery: no other finish to wait for, one statement.
+            let finish = c.prepare_cached(FINISH_ONLY).await.map_err(db)?;
+            let n: i64 = c.query_one(&finish, &params).await.map_err(db)?.get(0);
+            return super::jobs::held(lease, n.max(0) as u64);
+        }
         let tx = c.transaction().await.map_err(db)?;
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await
+            .map_err(db)?;
         // The message row's lock serialises the finishes of its
         // deliveries, as in `finish`.
         tx.execute(
@@ -52,25 +106,8 @@ impl PgStore {
         )
         .await
         .map_err(db)?;
-        let n = tx
-            .execute(
-                "UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
-                     last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
-                     lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
-                     updated_at = now()
-                 WHERE message_id = $1 AND idx = $2 AND lease_token = $3",
-                &[
-                    &key.id,
-                    &idx(key.index),
-                    &token,
-                    &attempts,
-                    &done.last_error,
-                    &recipients,
-                    &attempts_json,
-                ],
-            )
-            .await
-            .map_err(db)?;
+        let done_job = tx.prepare_cached(DONE_JOB).await.map_err(db)?;
+        let n = tx.execute(&done_job, &params).await.map_err(db)?;
         super::jobs::held(lease, n)?;
         tx.execute(
             "UPDATE messages SET finished_at = now()

@@ -25,7 +25,7 @@
 //! that uncommitted row and its chunks: removed when the writer is
 //! dropped, or else by the orphan sweep.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::{PgStore, db, idx};
 use crate::spool::{
@@ -82,33 +82,46 @@ impl PgStore {
         prepare: impl FnOnce(&Envelope, &DeliveryState, Vec<u8>, Option<Vec<u8>>) -> T + Send + 'static,
     ) -> Result<(Envelope, DeliveryState, T)> {
         let c = self.conn().await?;
-        let Some(row) = c
-            .query_opt(
+        // One round trip: a row per chunk, in order, each with the
+        // envelope and the job (a few hundred bytes again per 256 KiB).
+        let load = c
+            .prepare_cached(
                 "SELECT m.envelope::text, m.size, j.state, j.attempts, j.next_at, j.last_error,
-                        j.recipients::text, j.history::text, a.record
+                        j.recipients::text, j.history::text, a.record, ch.bytes
                  FROM messages m
                  LEFT JOIN jobs j ON j.message_id = m.id AND j.idx = $2
                  LEFT JOIN auth_results a ON a.message_id = m.id
-                 WHERE m.id = $1 AND m.committed",
-                &[&key.id, &idx(key.index)],
+                 LEFT JOIN message_chunks ch ON ch.message_id = m.id
+                 WHERE m.id = $1 AND m.committed
+                 ORDER BY ch.seq",
             )
             .await
-            .map_err(db)?
-        else {
+            .map_err(db)?;
+        let rows = c
+            .query(&load, &[&key.id, &idx(key.index)])
+            .await
+            .map_err(db)?;
+        drop(c);
+        let Some(row) = rows.first() else {
             return Err(Error::Io(std::io::ErrorKind::NotFound.into()));
         };
         let envelope: Envelope = parse_json(&key.id, row.get(0))?;
         let size: i64 = row.get(1);
         let state = match row.get::<_, Option<String>>(2) {
-            Some(_) => job_state(&key.id, &row, 2)?,
+            Some(_) => job_state(&key.id, row, 2)?,
             // Only a message without deliveries (sync routes only) reads
             // as fresh; a delivery whose job is gone is gone.
             None if envelope.deliveries.is_empty() => DeliveryState::fresh(),
             None => return Err(Error::Io(std::io::ErrorKind::NotFound.into())),
         };
         let auth: Option<Vec<u8>> = row.get(8);
-        let raw = content(&c, &key.id, size).await?;
-        drop(c);
+        let mut raw = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for row in &rows {
+            if let Some(bytes) = row.get::<_, Option<&[u8]>>(9) {
+                raw.extend_from_slice(bytes);
+            }
+        }
+        drop(rows);
         super::super::blocking(move || {
             let prepared = prepare(&envelope, &state, raw, auth);
             Ok((envelope, state, prepared))
@@ -238,13 +251,16 @@ impl Writer {
         }
         let deliveries = i32::try_from(self.envelope.deliveries.len()).unwrap_or(i32::MAX);
         let now = crate::spool::now_ms() as i64;
-        tx.execute(
-            "INSERT INTO jobs (message_id, idx, next_at)
-             SELECT $1, i, $3 FROM generate_series(0, $2 - 1) AS i",
-            &[&id, &deliveries, &now],
-        )
-        .await
-        .map_err(db)?;
+        let jobs = tx
+            .prepare_cached(
+                "INSERT INTO jobs (message_id, idx, next_at)
+                 SELECT $1, i, $3 FROM generate_series(0, $2 - 1) AS i",
+            )
+            .await
+            .map_err(db)?;
+        tx.execute(&jobs, &[&id, &deliveries, &now])
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.committed = true;
         self.store.wake();
@@ -289,9 +305,15 @@ async fn insert_message(
     let json = serde_json::to_string(envelope).expect("envelope serialises");
     let direction = history::direction_of(envelope).map(|d| d.as_str());
     let subject = history::subject_of(start);
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, envelope, committed, size, direction, subject)
+             VALUES ($1, $2::text::jsonb, $3, $4, $5, $6)",
+        )
+        .await
+        .map_err(db)?;
     tx.execute(
-        "INSERT INTO messages (id, envelope, committed, size, direction, subject)
-         VALUES ($1, $2::text::jsonb, $3, $4, $5, $6)",
+        &insert,
         &[&envelope.id, &json, &committed, &size, &direction, &subject],
     )
     .await
@@ -300,12 +322,13 @@ async fn insert_message(
 }
 
 async fn insert_chunk(tx: &Transaction<'_>, id: &str, seq: i32, bytes: &[u8]) -> Result<()> {
-    tx.execute(
-        "INSERT INTO message_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)",
-        &[&id, &seq, &bytes],
-    )
-    .await
-    .map_err(db)?;
+    let insert = tx
+        .prepare_cached("INSERT INTO message_chunks (message_id, seq, bytes) VALUES ($1, $2, $3)")
+        .await
+        .map_err(db)?;
+    tx.execute(&insert, &[&id, &seq, &bytes])
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -344,12 +367,10 @@ fn reported_next_at(attempts: u32, next_at: u64) -> u64 {
 /// The chunks of message `id`, in order, as one buffer of `size` bytes.
 async fn content(c: &deadpool_postgres::Object, id: &str, size: i64) -> Result<Vec<u8>> {
     let chunks = c
-        .query(
-            "SELECT bytes FROM message_chunks WHERE message_id = $1 ORDER BY seq",
-            &[&id],
-        )
+        .prepare_cached("SELECT bytes FROM message_chunks WHERE message_id = $1 ORDER BY seq")
         .await
         .map_err(db)?;
+    let chunks = c.query(&chunks, &[&id]).await.map_err(db)?;
     let mut raw = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     for chunk in chunks {
         raw.extend_from_slice(chunk.get::<_, &[u8]>(0));

@@ -13,7 +13,9 @@
 //! Every promise rests on a transaction: a message, its jobs (and its
 //! idempotency key) become visible in the one transaction that commits it,
 //! and the caller answers `250`/`202` only after that `COMMIT` returned
-//! with `synchronous_commit` on (forced per session, see [`connect`]).
+//! with `synchronous_commit` on (`SET LOCAL` in that transaction, whatever
+//! the server's default). Claims and attempt outcomes, which promise
+//! nothing, commit without waiting for the log flush (see `jobs`).
 //! Nothing is cached in a replica: every replica sees what the others
 //! committed on its next poll.
 
@@ -58,9 +60,11 @@ struct Inner {
     lease: Duration,
     /// Wakes this replica's worker (a local commit or schedule).
     notify: Notify,
-    /// The lease token of each claim this replica made whose outcome is
-    /// not written yet (see `jobs`' `schedule`).
-    granted: Mutex<HashMap<JobKey, i64>>,
+    /// The lease token (and the message's size) of each claim this
+    /// replica made whose outcome is not written yet (see `jobs`'
+    /// `schedule`), and the deliveries among them that the endpoint gate
+    /// released, waiting to be handed out again by the next claim.
+    granted: Mutex<Granted>,
     /// How long finished messages are kept (zero: deleted when done).
     history: Duration,
 }
@@ -113,7 +117,7 @@ impl PgStore {
         self.inner.notify.notify_one();
     }
 
-    fn granted(&self) -> MutexGuard<'_, HashMap<JobKey, i64>> {
+    fn granted(&self) -> MutexGuard<'_, Granted> {
         // A plain map, consistent between statements.
         self.inner.granted.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -122,6 +126,16 @@ impl PgStore {
     pub async fn changed(&self) {
         self.inner.notify.notified().await
     }
+}
+
+/// The leases this replica holds (see [`Inner::granted`]).
+#[derive(Debug, Default)]
+struct Granted {
+    /// Delivery → (lease token, message size).
+    tokens: HashMap<JobKey, (i64, u64)>,
+    /// Released by the endpoint gate, still leased here: claimed again
+    /// from memory, before the database is asked.
+    released: std::collections::VecDeque<JobKey>,
 }
 
 /// A failed statement as an [`Error`], its cause included.
