@@ -2,7 +2,8 @@
 # The shared store's cost (#12): 20 KB messages at C = 50, end to end, on the
 # file spool, on a throwaway PostgreSQL on this machine (one replica, then
 # two on the same database), and smtp-source -> smtp-sink when Postfix's
-# tools are installed. Each round runs all four back to back, so the ratios
+# tools are installed. Each round runs all four back to back (odd rounds in
+# that order, even rounds the stores in reverse), so the ratios
 # PG / file and 2 replicas / 1 replica are taken within one round; the
 # summary gives every round and the medians. For the database runs it also
 # reports commits (pg_stat_database.xact_commit) and WAL bytes per message.
@@ -47,10 +48,19 @@ pgrun() {
   psql_q "SELECT xact_commit, pg_current_wal_lsn() - '$wal0'::pg_lsn FROM pg_stat_database WHERE datname = '$db'" >"$OUT/$name.pg"
   psql_q "DROP DATABASE $db WITH (FORCE)" >&2 || true
 }
+# The machine slows down over a run (ext4 churn from the file spool's
+# per-message files, checkpoints), so even rounds run in reverse order: no
+# store always runs first.
 for r in $(seq 1 "$ROUNDS"); do
-  run "file.$r" "$@"
-  pgrun "pg1.$r" "bench1_$r" "$@"
-  pgrun "pg2.$r" "bench2_$r" --replicas 2 "$@"
+  order=(file pg1 pg2)
+  if [ $((r % 2)) = 0 ]; then order=(pg2 pg1 file); fi
+  for what in "${order[@]}"; do
+    case "$what" in
+      file) run "file.$r" "$@" ;;
+      pg1) pgrun "pg1.$r" "bench1_$r" "$@" ;;
+      pg2) pgrun "pg2.$r" "bench2_$r" --replicas 2 "$@" ;;
+    esac
+  done
   if [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ]; then
     run "sink.$r" --sink
   fi

@@ -44,6 +44,30 @@ use crate::spool::{
 };
 use crate::telemetry::Metrics;
 
+/// Where a POST for `delivery` goes under `s`, and what signs it: the
+/// events URL as configured now, or the webhook route's endpoint
+/// ([`route::endpoint`]); `None` for the relay.
+fn post_endpoint<'s>(s: &'s Settings, delivery: &Delivery) -> Option<(String, &'s [Secret])> {
+    match &delivery.target {
+        Target::Relay => None,
+        Target::Event { url } => {
+            let url = s.events_url.clone().unwrap_or_else(|| url.clone());
+            Some((url, &s.events_secrets))
+        }
+        Target::Webhook { route, url } => {
+            let rcpt = delivery.rcpt_to.first().map(String::as_str);
+            Some(route::endpoint(
+                &s.routes,
+                route,
+                url,
+                rcpt,
+                &s.default_secrets,
+                &s.recipient_delimiter,
+            ))
+        }
+    }
+}
+
 /// Most deliveries one claim takes: enough to fill the slots that free up
 /// while one claim round trip runs, few enough that one worker does not
 /// take a burst that another replica's idle slots could have shared.
@@ -196,22 +220,40 @@ impl Worker {
             .await;
         // Webhook deliveries get their JSON body built on the blocking
         // thread that reads the file; other kinds need the content as is.
+        // One that has not been admitted at its endpoint yet is admitted
+        // there first, now that its envelope is read: one parked is not
+        // built (it is built once, when its endpoint has room).
         let index = key.index;
-        let delimiter = self.settings.recipient_delimiter.clone();
-        let links = self.settings.links.clone();
+        let settings = self.settings.clone();
+        let gate = self.gate.clone();
+        let admit = hold.is_none().then(|| key.clone());
         let prepare =
             move |env: &Envelope, state: &DeliveryState, raw: Vec<u8>, auth: Option<Vec<u8>>| {
-                let is_webhook =
-                    env.deliveries.get(index).map(|d| d.target.kind()) == Some(Kind::Webhook);
-                if is_webhook && state.state == State::Pending {
+                let delivery = env.deliveries.get(index);
+                let is_webhook = delivery.map(|d| d.target.kind()) == Some(Kind::Webhook);
+                let pending = state.state == State::Pending;
+                let admission = match (admit, delivery) {
+                    (Some(key), Some(delivery)) if pending => post_endpoint(&settings, delivery)
+                        .map(|(url, _)| {
+                            let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+                            let (admission, effects) =
+                                gate.admit(Endpoint::of_url(&url), &key, spool::now_ms());
+                            (admission, effects, gate.parked())
+                        }),
+                    _ => None,
+                };
+                if matches!(admission, Some((Admission::Parked, ..))) {
+                    return (admission, None);
+                }
+                let built = if is_webhook && pending {
                     let now = spool::now_ms() / 1000;
                     let auth = auth.and_then(|b| Record::from_bytes(&b));
                     webhook::build(
                         env,
                         index,
                         &raw,
-                        &delimiter,
-                        links.as_ref().map(|l| (l, now)),
+                        &settings.recipient_delimiter,
+                        settings.links.as_ref().map(|l| (l, now)),
                         auth.as_ref(),
                     )
                 } else {
@@ -220,9 +262,11 @@ impl Worker {
                         kept: Vec::new(),
                         expires: 0,
                     }
-                }
+                };
+                (admission, Some(built))
             };
-        let (envelope, state, built) = match self.store.load_with(&key, prepare).await {
+        let (envelope, state, (admission, built)) = match self.store.load_with(&key, prepare).await
+        {
             Ok(m) => m,
             Err(spool::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
@@ -231,6 +275,16 @@ impl Worker {
                 return;
             }
         };
+        let hold = match admission {
+            Some((admission, effects, parked)) => {
+                match self.admission(admission, effects, parked) {
+                    Some(hold) => Some(hold),
+                    None => return,
+                }
+            }
+            None => hold,
+        };
+        let Some(built) = built else { return };
         let Some(delivery) = envelope.deliveries.get(key.index).cloned() else {
             error!("delivery index out of range; ignoring");
             return;
@@ -267,25 +321,7 @@ impl Worker {
     /// as configured now, or the webhook route's endpoint
     /// ([`route::endpoint`]); `None` for the relay.
     fn post_endpoint(&self, delivery: &Delivery) -> Option<(String, &[Secret])> {
-        let s = &self.settings;
-        match &delivery.target {
-            Target::Relay => None,
-            Target::Event { url } => {
-                let url = s.events_url.clone().unwrap_or_else(|| url.clone());
-                Some((url, &s.events_secrets))
-            }
-            Target::Webhook { route, url } => {
-                let rcpt = delivery.rcpt_to.first().map(String::as_str);
-                Some(route::endpoint(
-                    &s.routes,
-                    route,
-                    url,
-                    rcpt,
-                    &s.default_secrets,
-                    &s.recipient_delimiter,
-                ))
-            }
-        }
+        post_endpoint(&self.settings, delivery)
     }
 
     /// A webhook or event attempt: the signed POST of `body`, then its
