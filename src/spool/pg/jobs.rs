@@ -6,7 +6,7 @@
 //!
 //! ```sql
 //! UPDATE jobs j SET lease_owner = $me, lease_until = now() + $lease,
-//!                   lease_token = j.lease_token + 1
+//!                   lease_token = $random
 //! FROM messages m
 //! WHERE m.id = j.message_id AND (j.message_id, j.idx) IN (
 //!     SELECT message_id, idx FROM jobs
@@ -69,7 +69,7 @@ static CLAIM_FAILING: AtomicBool = AtomicBool::new(false);
 const CLAIM: &str = concat!(
     "UPDATE jobs j SET lease_owner = $1,
          lease_until = now() + $2::float8 * interval '1 millisecond',
-         lease_token = j.lease_token + 1
+         lease_token = $5
      FROM messages m
      WHERE m.id = j.message_id AND (j.message_id, j.idx) IN (
          SELECT message_id, idx FROM jobs
@@ -124,8 +124,14 @@ impl PgStore {
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let claim = c.prepare_cached(CLAIM).await.map_err(db)?;
+        // Random, not the row's token + 1: a claim lost in a database
+        // crash (it commits without waiting for the flush) would otherwise
+        // leave the old token, and the next claim would hand out the lost
+        // one again, to a second attempt that a stale one could not be
+        // told apart from.
+        let token: i64 = rand::random();
         let rows = c
-            .query(&claim, &[&self.inner.owner, &lease_ms, &now, &max])
+            .query(&claim, &[&self.inner.owner, &lease_ms, &now, &max, &token])
             .await
             .map_err(db)?;
         let mut granted = self.granted();
