@@ -68,6 +68,12 @@ fn post_endpoint<'s>(s: &'s Settings, delivery: &Delivery) -> Option<(String, &'
     }
 }
 
+/// The endpoint a POST for `delivery` goes to under `s` (see
+/// [`post_endpoint`]); `None` for the relay.
+fn endpoint_of(s: &Settings, delivery: &Delivery) -> Option<Endpoint> {
+    post_endpoint(s, delivery).map(|(url, _)| Endpoint::of_url(&url))
+}
+
 /// Most deliveries one claim takes: enough to fill the slots that free up
 /// while one claim round trip runs, few enough that one worker does not
 /// take a burst that another replica's idle slots could have shared.
@@ -200,8 +206,8 @@ impl Worker {
         // backlog behind a busy endpoint is read and built twice (once
         // before it is parked, once after).
         let hold = match (hold, lease.delivery_hint()) {
-            (None, Some(delivery)) => match self.post_endpoint(delivery) {
-                Some((url, _)) => match self.admitted(&key, None, Endpoint::of_url(&url)) {
+            (None, Some(delivery)) => match endpoint_of(&self.settings, delivery) {
+                Some(endpoint) => match self.admitted(&key, None, endpoint) {
                     Some(hold) => Some(hold),
                     None => return,
                 },
@@ -233,13 +239,13 @@ impl Worker {
                 let is_webhook = delivery.map(|d| d.target.kind()) == Some(Kind::Webhook);
                 let pending = state.state == State::Pending;
                 let admission = match (admit, delivery) {
-                    (Some(key), Some(delivery)) if pending => post_endpoint(&settings, delivery)
-                        .map(|(url, _)| {
+                    (Some(key), Some(delivery)) if pending => {
+                        endpoint_of(&settings, delivery).map(|endpoint| {
                             let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-                            let (admission, effects) =
-                                gate.admit(Endpoint::of_url(&url), &key, spool::now_ms());
+                            let (admission, effects) = gate.admit(endpoint, &key, spool::now_ms());
                             (admission, effects, gate.parked())
-                        }),
+                        })
+                    }
                     _ => None,
                 };
                 if matches!(admission, Some((Admission::Parked, ..))) {

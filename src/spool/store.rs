@@ -205,7 +205,9 @@ impl Store {
     }
 
     /// Delivery `key`, parked by the endpoint gate after its claim, may be
-    /// attempted now: it goes to the front of what the next claim returns.
+    /// attempted now: claimable again at once (the shared store hands it
+    /// out before anything else, still under its lease; the file spool
+    /// queues it as due now).
     pub fn release(&self, key: JobKey) {
         match &self.backend {
             Backend::File { queue, .. } => queue.push(key, super::now_ms()),

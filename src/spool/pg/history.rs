@@ -32,24 +32,30 @@ const STATUS: &str = "CASE WHEN bool_or(j.state = 'pending') THEN 'pending'
          WHEN count(*) = 0 OR bool_and(j.state = 'delivered') THEN 'delivered'
          WHEN bool_and(j.state = 'dead') THEN 'dead' ELSE 'partial' END";
 
-/// A delivery done, with its final attempts, while its lease holds.
-const DONE_JOB: &str = "UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
-         last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
-         lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
-         updated_at = now()
-     WHERE message_id = $1 AND idx = $2 AND lease_token = $3";
+/// A delivery done, with its final attempts, while its lease holds ($1
+/// message, $2 index, $3 token, $4 attempts, $5 last error, $6 recipients,
+/// $7 attempts' history). A literal, for [`FINISH_ONLY`] to build on.
+macro_rules! done_job {
+    () => {
+        "UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
+             last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
+             lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
+             updated_at = now()
+         WHERE message_id = $1 AND idx = $2 AND lease_token = $3"
+    };
+}
+
+/// See [`done_job`].
+const DONE_JOB: &str = done_job!();
 
 /// [`DONE_JOB`] for a message's only delivery, and the message finished
 /// with it (kept), or gone (an event message): one statement, committed
 /// without waiting for the log flush; how many jobs it changed (0: the
 /// lease was gone).
 const FINISH_ONLY: &str = concat!(
-    "WITH done AS (
-         UPDATE jobs SET state = 'delivered', attempts = $4, next_at = 0,
-             last_error = $5, recipients = $6::text::jsonb, history = $7::text::jsonb,
-             lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
-             updated_at = now()
-         WHERE message_id = $1 AND idx = $2 AND lease_token = $3 AND ",
+    "WITH done AS (",
+    done_job!(),
+    " AND ",
     jobs::async_commit!(),
     "
          RETURNING message_id),
