@@ -499,7 +499,7 @@ fn check_spool(dir: &Path) -> Result<String, String> {
     }
     probe(dir).map_err(|e| format!("not writable: {e}"))?;
     let mut probed = vec![dir.display().to_string()];
-    for sub in ["tmp", "msg", "state"] {
+    for sub in ["tmp", "msg", "state", "log"] {
         let p = dir.join(sub);
         if !p.exists() {
             continue;
@@ -510,7 +510,7 @@ fn check_spool(dir: &Path) -> Result<String, String> {
         probe(&p).map_err(|e| format!("{} is not writable: {e}", p.display()))?;
         probed.push(format!("{sub}/"));
     }
-    let messages = std::fs::read_dir(dir.join("msg")).map_or(0, |d| d.count());
+    let messages = crate::spool::pending_on_disk(dir).map_or(0, |ids| ids.len());
     Ok(format!(
         "writable ({}); {messages} message{} spooled",
         probed.join(", "),

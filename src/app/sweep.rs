@@ -93,6 +93,14 @@ pub(super) async fn run(
             ),
             Err(e) => warn!(error = %e, "could not sweep uncommitted messages"),
         }
+        match store.move_out_stuck().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                messages = n,
+                "pending messages moved from the oldest log segment to files, so finished segments can go"
+            ),
+            Err(e) => warn!(error = %e, "could not move pending messages out of the log"),
+        }
         if a + b + c > 0 {
             info!(
                 status_records = a,

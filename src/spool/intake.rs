@@ -207,7 +207,7 @@ mod tests {
         let committed = incoming.commit().await.unwrap();
         // durable, not yet due
         assert_eq!(
-            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
             1
         );
         assert_eq!(store.scheduled().await, 0);
@@ -232,6 +232,7 @@ mod tests {
         for sub in ["msg", "tmp"] {
             assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
         }
+        assert!(crate::spool::pending_on_disk(dir.path()).unwrap().is_empty());
         assert_eq!(store.scheduled().await, 0);
     }
 
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!(len, 17);
         committed.withdraw().await.unwrap();
         assert_eq!(
-            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
             0
         );
         assert_eq!(store.scheduled().await, 0);
@@ -264,7 +265,7 @@ mod tests {
         let (_, report) = Store::open_file(dir.path(), false).unwrap();
         assert_eq!(report.messages, 0);
         assert_eq!(
-            std::fs::read_dir(dir.path().join("msg")).unwrap().count(),
+            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
             0
         );
     }

@@ -14,6 +14,7 @@ pub mod history;
 mod intake;
 pub mod kept;
 mod lease;
+mod log;
 pub mod pg;
 mod store;
 
@@ -270,6 +271,28 @@ pub const RECORDS_IDEM: &str = "idem";
 pub const RECORDS_AUTH: &str = "auth";
 
 /// Runs file I/O on the blocking pool.
+/// Ids of the messages pending in the file spool at `root` (its `msg/`
+/// files and its log), read from disk without opening the spool: what
+/// `postern doctor` counts, and what tests look at from outside the
+/// server.
+pub fn pending_on_disk(root: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut ids = log::pending_on_disk(&root.join("log"))?;
+    match std::fs::read_dir(root.join("msg")) {
+        Ok(dir) => {
+            for entry in dir {
+                if let Some(id) = entry?.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await

@@ -108,6 +108,19 @@ impl Store {
         }
     }
 
+    /// Moves pending messages that hold up the file spool's log out to
+    /// files (see `spool::log`); returns how many. Nothing to do for the
+    /// shared store.
+    pub async fn move_out_stuck(&self) -> Result<usize> {
+        match &self.backend {
+            Backend::File { spool, .. } => {
+                let spool = spool.clone();
+                super::blocking(move || spool.move_out_stuck()).await
+            }
+            Backend::Pg(_) => Ok(0),
+        }
+    }
+
     /// The database pool, when this is the shared store (health checks).
     pub fn database(&self) -> Option<&deadpool_postgres::Pool> {
         match &self.backend {

@@ -208,7 +208,7 @@ async fn big_attachments_go_by_link_that_outlives_delivery_and_restart() {
     wait_until(
         10,
         || "message removed".into(),
-        || count(&app.spool, "msg") == 0,
+        || spooled(&app.spool) == 0,
     )
     .await;
     let link = local(&app, url);

@@ -293,10 +293,10 @@ async fn dmarc_reject_refuses_a_reject_policy_failure_and_nothing_else() {
     wait_until(
         10,
         || {
-            let (msg, auth) = (listing(&app.spool, "msg"), listing(&app.spool, "auth"));
+            let (msg, auth) = (pending(&app.spool), listing(&app.spool, "auth"));
             format!("spool emptied: {msg:?} {auth:?}")
         },
-        || count(&app.spool, "msg") + count(&app.spool, "auth") == 0,
+        || spooled(&app.spool) + count(&app.spool, "auth") == 0,
     )
     .await;
     app.stop().await;

@@ -88,14 +88,14 @@ fn files(app: &App, dir: &str) -> usize {
 
 async fn wait_files_gone(app: &App) {
     for _ in 0..500 {
-        if files(app, "msg") == 0 && files(app, "state") == 0 {
+        if spooled(&app.spool) == 0 && files(app, "state") == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!(
         "spool not empty: msg {} state {}",
-        files(app, "msg"),
+        spooled(&app.spool),
         files(app, "state")
     );
 }
@@ -168,7 +168,7 @@ async fn dead_delivery_is_listed_then_retried_and_delivered() {
 async fn deleting_a_dead_delivery_removes_the_message() {
     let (app, rx) = app_410(&[]).await;
     let id = dead_one(&app, "delete me").await;
-    assert_eq!((files(&app, "msg"), files(&app, "state")), (1, 1));
+    assert_eq!((spooled(&app.spool), files(&app, "state")), (1, 1));
 
     let r = client()
         .delete(url(&app, &format!("/v1/deliveries/{id}")))
@@ -178,7 +178,7 @@ async fn deleting_a_dead_delivery_removes_the_message() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert!(r.bytes().await.unwrap().is_empty());
-    assert_eq!((files(&app, "msg"), files(&app, "state")), (0, 0));
+    assert_eq!((spooled(&app.spool), files(&app, "state")), (0, 0));
 
     let (status, body) = get(&app, &format!("/v1/deliveries/{id}")).await;
     assert_eq!(status, 404);
@@ -230,7 +230,7 @@ async fn a_message_leaves_when_its_last_delivery_is_deleted() {
     let (_, all) = get(&app, "/v1/deliveries").await;
     assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
     assert_eq!(all["items"][0]["id"], dead.as_str());
-    assert_eq!(files(&app, "msg"), 1);
+    assert_eq!(spooled(&app.spool), 1);
 
     let (status, body) = call(
         &app,
@@ -248,7 +248,7 @@ async fn a_message_leaves_when_its_last_delivery_is_deleted() {
     )
     .await;
     assert_eq!(status, 204);
-    assert_eq!((files(&app, "msg"), files(&app, "state")), (0, 0));
+    assert_eq!((spooled(&app.spool), files(&app, "state")), (0, 0));
 }
 
 #[tokio::test]
@@ -450,12 +450,12 @@ async fn cli_lists_retries_and_deletes() {
     assert!(out.contains(&first), "{out}");
     rx.wait_for(3, 10).await;
     for _ in 0..500 {
-        if files(&app, "msg") == 1 {
+        if spooled(&app.spool) == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(files(&app, "msg"), 1, "the retried message was delivered");
+    assert_eq!(spooled(&app.spool), 1, "the retried message was delivered");
 
     let (code, out, err) = cli(&app, KEY, &["delete", &second]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -540,7 +540,7 @@ async fn retention_keeps_recent_dead_deliveries() {
     let (status, body) = get(&app, &format!("/v1/deliveries/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(body["state"], "dead");
-    assert_eq!(files(&app, "msg"), 1);
+    assert_eq!(spooled(&app.spool), 1);
 }
 
 /// A delivery deleted while its attempt is in flight stays deleted: the

@@ -224,13 +224,14 @@ async fn connection_refused_is_retried_until_the_endpoint_is_up() {
     drop(app);
 }
 
-/// Waits until no message is left in `msg/` and no state file in `state/`.
+/// Waits until no message is pending (file or log) and no state file is
+/// left in `state/`.
 pub async fn wait_empty(spool: &std::path::Path) {
     for _ in 0..250 {
         // A finished message's state files go after its `msg/` file (the
         // commit record), so "empty" waits for both.
         let left = |sub: &str| std::fs::read_dir(spool.join(sub)).map_or(0, |d| d.count());
-        if left("msg") == 0 && left("state") == 0 {
+        if crate::helpers::spooled(spool) == 0 && left("state") == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -93,7 +93,7 @@ async fn endpoint_down_then_sigkill_then_restart_delivers_everything() {
     assert!(endpoint.hits().is_empty());
 
     first.kill9();
-    assert_eq!(count(spool, "msg"), N, "spooled messages after SIGKILL");
+    assert_eq!(spooled(spool), N, "spooled messages after SIGKILL");
 
     // 2. Endpoint up, restart on the same spool.
     endpoint.open();
@@ -102,8 +102,8 @@ async fn endpoint_down_then_sigkill_then_restart_delivers_everything() {
     wait_delivered(20, || endpoint.hits(), &want, &log).await;
     wait_until(
         10,
-        || format!("empty msg/ (have {})", count(spool, "msg")),
-        || count(spool, "msg") == 0,
+        || format!("empty msg/ (have {})", spooled(spool)),
+        || spooled(spool) == 0,
     )
     .await;
     // Nothing more arrives once the spool is empty.
@@ -219,7 +219,7 @@ async fn sigkill_mid_traffic_loses_no_acknowledged_message() {
         acked.len(),
         log_tail(&log)
     );
-    let spooled_at_kill = count(spool, "msg");
+    let spooled_at_kill = spooled(spool);
 
     // Restart on the same spool; the endpoint URL is unchanged.
     let second = start(spool, &url, &log).await;
@@ -228,8 +228,8 @@ async fn sigkill_mid_traffic_loses_no_acknowledged_message() {
     // empties.
     wait_until(
         10,
-        || format!("empty msg/ (have {})", count(spool, "msg")),
-        || count(spool, "msg") == 0,
+        || format!("empty msg/ (have {})", spooled(spool)),
+        || spooled(spool) == 0,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

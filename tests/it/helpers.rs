@@ -582,6 +582,17 @@ pub fn count(spool: &Path, sub: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Ids of the messages pending in the spool: its `msg/` files and its
+/// log's pending records, read from disk (`postern::spool::pending_on_disk`).
+pub fn pending(spool: &Path) -> Vec<String> {
+    postern::spool::pending_on_disk(spool).unwrap_or_default()
+}
+
+/// How many messages are pending in the spool ([`pending`]).
+pub fn spooled(spool: &Path) -> usize {
+    pending(spool).len()
+}
+
 /// Names of the files in `spool/<sub>`.
 pub fn listing(spool: &Path, sub: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(spool.join(sub))

@@ -500,7 +500,7 @@ async fn with_retention_zero_a_delivered_message_is_gone_as_before() {
                 10,
                 || "msg/ and history/ empty".into(),
                 || {
-                    crate::helpers::count(&app.spool, "msg")
+                    crate::helpers::spooled(&app.spool)
                         + crate::helpers::count(&app.spool, "history")
                         == 0
                 },

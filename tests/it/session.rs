@@ -243,6 +243,7 @@ async fn size_limits() {
     assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK");
     // nothing stored, nothing delivered
     assert_eq!(std::fs::read_dir(app.spool.join("msg")).unwrap().count(), 0);
+    assert!(crate::helpers::pending(&app.spool).is_empty());
     assert_eq!(std::fs::read_dir(app.spool.join("tmp")).unwrap().count(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(rx.hits().is_empty());

@@ -59,6 +59,19 @@ struct Head {
     size: u64,
 }
 
+/// The head of a message whose bytes (envelope line and content) are in
+/// memory (a message of the log).
+fn head_of(id: &str, bytes: Vec<u8>) -> Result<Head> {
+    let (envelope, mut content) = split_record(id, bytes)?;
+    let size = content.len() as u64;
+    content.truncate(HEAD_BYTES);
+    Ok(Head {
+        envelope,
+        head: content,
+        size,
+    })
+}
+
 fn summary(head: &Head, states: &[DeliveryState]) -> Option<MessageSummary> {
     let env = &head.envelope;
     Some(MessageSummary {
@@ -97,12 +110,36 @@ impl Spool {
         let this = self.clone();
         let id = id.to_string();
         blocking(move || {
+            for kept in [false, true] {
+                if let Some(bytes) = this.log.read(&id, kept)? {
+                    return Ok(split_record(&id, bytes)?.1);
+                }
+            }
             let path = this
                 .any_msg_path(&id)
                 .ok_or_else(|| Error::Io(ErrorKind::NotFound.into()))?;
             Ok(split_record(&id, std::fs::read(path)?)?.1)
         })
         .await
+    }
+
+    /// The head of pending message `id` (log or `msg/`).
+    fn pending_head(&self, id: &str) -> Result<Head> {
+        match self.log.read(id, false)? {
+            Some(bytes) => head_of(id, bytes),
+            None => self.read_head_sync(id, &self.msg_path(id)),
+        }
+    }
+
+    /// The head of finished message `id` (`history/` or the log).
+    fn finished_head(&self, id: &str) -> Result<Head> {
+        match self.read_head_sync(id, &self.history_path(id, "msg")) {
+            Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => match self.log.read(id, true)? {
+                Some(bytes) => head_of(id, bytes),
+                None => Err(Error::Io(e)),
+            },
+            r => r,
+        }
     }
 
     fn read_head_sync(&self, id: &str, path: &Path) -> Result<Head> {
@@ -133,14 +170,20 @@ impl Spool {
             .collect()
     }
 
+    /// The sidecar of finished message `id`: its Done record in the log,
+    /// or `history/<id>.json`.
     fn read_sidecar_sync(&self, id: &str) -> Result<Option<Sidecar>> {
-        match std::fs::read(self.history_path(id, "json")) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(id.into(), format!("history sidecar: {e}"))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let bytes = match self.log.sidecar(id)? {
+            Some(b) => b,
+            None => match std::fs::read(self.history_path(id, "json")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Corrupt(id.into(), format!("history sidecar: {e}")))
     }
 
     /// Under the operator lock, after the last delivery of `id` is done
@@ -153,7 +196,7 @@ impl Spool {
         deliveries: usize,
         last: (&JobKey, &DeliveryState),
     ) -> Result<()> {
-        let head = self.read_head_sync(id, &self.msg_path(id))?;
+        let head = self.pending_head(id)?;
         let mut states = self.states_sync(&head.envelope)?;
         if let Some(s) = states.get_mut(last.0.index) {
             *s = last.1.clone();
@@ -173,13 +216,20 @@ impl Spool {
             auth,
         };
         let bytes = serde_json::to_vec(&sidecar).expect("sidecar serialises");
-        self.write_atomic(
-            &format!("history-{id}.json"),
-            &self.history_path(id, "json"),
-            &bytes,
-        )?;
-        std::fs::rename(self.msg_path(id), self.history_path(id, "msg"))?;
-        sync_dir(&self.root.join(HISTORY), self.fsync)?;
+        // A message of the log stays in its segment, kept, its sidecar in
+        // its Done record: no file is written for it.
+        if !self
+            .log
+            .finish_blocking(id, Some((crate::spool::now_ms(), &bytes)), false)?
+        {
+            self.write_atomic(
+                &format!("history-{id}.json"),
+                &self.history_path(id, "json"),
+                &bytes,
+            )?;
+            std::fs::rename(self.msg_path(id), self.history_path(id, "msg"))?;
+            sync_dir(&self.root.join(HISTORY), self.fsync)?;
+        }
         self.remove_sync(id, deliveries, true)
     }
 
@@ -205,7 +255,11 @@ impl Spool {
             ignore_missing(std::fs::remove_file(entry.path()))?;
             removed += 1;
         }
-        Ok(removed)
+        let cutoff = SystemTime::now()
+            .checked_sub(max_age)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(removed + self.log.expire(cutoff))
     }
 
     /// Ids in `dir` with `suffix` that are in the query's range.
@@ -230,10 +284,22 @@ impl Spool {
             let mut ids: Vec<(String, bool)> = this
                 .ids_in(&this.root.join("msg"), ".msg", &query)?
                 .into_iter()
+                .chain(
+                    this.log
+                        .pending()
+                        .into_iter()
+                        .filter(|id| is_message_id(id) && query.in_range(id)),
+                )
                 .map(|id| (id, false))
                 .chain(
                     this.ids_in(&this.root.join(HISTORY), ".json", &query)?
                         .into_iter()
+                        .chain(
+                            this.log
+                                .kept()
+                                .into_iter()
+                                .filter(|id| is_message_id(id) && query.in_range(id)),
+                        )
                         .map(|id| (id, true)),
                 )
                 .collect();
@@ -260,7 +326,7 @@ impl Spool {
         if finished {
             return Ok(self.read_sidecar_sync(id)?.map(|s| s.summary));
         }
-        let head = match self.read_head_sync(id, &self.msg_path(id)) {
+        let head = match self.pending_head(id) {
             Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
             r => r?,
         };
@@ -277,7 +343,7 @@ impl Spool {
             if !is_message_id(&id) {
                 return Ok(None);
             }
-            match this.read_head_sync(&id, &this.msg_path(&id)) {
+            match this.pending_head(&id) {
                 Ok(head) => {
                     let states = this.states_sync(&head.envelope)?;
                     let Some(summary) = summary(&head, &states) else {
@@ -298,7 +364,7 @@ impl Spool {
                     let Some(sidecar) = this.read_sidecar_sync(&id)? else {
                         return Ok(None);
                     };
-                    let head = match this.read_head_sync(&id, &this.history_path(&id, "msg")) {
+                    let head = match this.finished_head(&id) {
                         Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
                         r => r?,
                     };

@@ -72,6 +72,7 @@ use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::log::{self, Log};
 use super::{
     Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_AUTH,
     RECORDS_IDEM, RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id,
@@ -90,6 +91,8 @@ pub(crate) struct Spool {
     leases: lease::Table,
     /// How long finished messages are kept in `history/` (zero: not kept).
     history: std::time::Duration,
+    /// Where messages up to [`log::MAX_INLINE`] bytes are committed.
+    log: Log,
 }
 
 /// What a start-up scan found.
@@ -123,12 +126,19 @@ impl Spool {
         for entry in std::fs::read_dir(root.join("tmp"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
+        let (log, _) = Log::open(
+            &root.join("log"),
+            &root.join("corrupt"),
+            fsync,
+            log::SEGMENT_BYTES,
+        )?;
         Ok(Spool {
             root,
             fsync,
             ops: Default::default(),
             leases: Default::default(),
             history: std::time::Duration::ZERO,
+            log,
         })
     }
 
@@ -159,26 +169,23 @@ impl Spool {
     }
 
     /// Starts writing a message: the envelope line goes first, the caller
-    /// streams the content, then [`MessageWriter::commit`].
+    /// streams the content, then [`MessageWriter::commit`]. Nothing is
+    /// written until the message outgrows [`log::MAX_INLINE`] (then it
+    /// becomes a `tmp/` file) or is committed (to the log).
     pub async fn create(&self, envelope: &Envelope) -> Result<MessageWriter> {
         let tmp = self.root.join("tmp").join(format!("{}.msg", envelope.id));
-        let path = tmp.clone();
-        let file = blocking(move || {
-            Ok(std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?)
-        })
-        .await?;
-        let mut buf = Vec::with_capacity(SPILL_AT);
+        let mut buf = Vec::with_capacity(16 * 1024);
         serde_json::to_writer(&mut buf, envelope).expect("envelope serialises");
         buf.push(b'\n');
         Ok(MessageWriter {
-            file: Some(file),
+            id: envelope.id.clone(),
+            file: None,
+            spilled: false,
             buf,
             tmp,
             dest: self.msg_path(&envelope.id),
             fsync: self.fsync,
+            log: self.log.clone(),
             committed: false,
         })
     }
@@ -187,6 +194,9 @@ impl Spool {
     /// of a just-written file is served from the inode cache; doing it in
     /// place costs less than a trip to the blocking pool.
     pub fn message_size(&self, id: &str) -> Result<u64> {
+        if let Some(n) = self.log.size(id) {
+            return Ok(n);
+        }
         match std::fs::metadata(self.msg_path(id)) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
@@ -207,7 +217,7 @@ impl Spool {
         let this = self.clone();
         let key = key.clone();
         blocking(move || {
-            let bytes = std::fs::read(this.msg_path(&key.id))?;
+            let bytes = this.pending_bytes(&key.id)?;
             let (envelope, raw) = split_record(&key.id, bytes)?;
             let state = this.read_state_sync(&key).unwrap_or_else(|e| {
                 // A torn state write loses only retry bookkeeping. Remove
@@ -324,17 +334,23 @@ impl Spool {
         let id = id.to_string();
         blocking(move || {
             let _ops = this.lock_ops();
-            this.remove_sync(&id, deliveries, false)?;
             // Durably gone: a crash must not bring back a message the
             // client was told is refused.
+            if this.log.finish_blocking(&id, None, true)? {
+                return this.remove_sync(&id, deliveries, false);
+            }
+            this.remove_sync(&id, deliveries, false)?;
             sync_dir(&this.root.join("msg"), this.fsync)
         })
         .await
     }
 
-    /// Removes a message and its states, commit record first.
+    /// Removes a message and its states, commit record (its Done record
+    /// in the log, or the removal of its file) first.
     fn remove_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
-        ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
+        if !self.log.finish_blocking(id, None, false)? {
+            ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
+        }
         ignore_missing(std::fs::remove_file(self.auth_path(id)))?;
         if states {
             for index in 0..deliveries {
@@ -354,24 +370,53 @@ impl Spool {
     pub fn scan(&self) -> Result<ScanReport> {
         let mut report = ScanReport::default();
         let mut ids = std::collections::HashSet::new();
+        // Files (larger messages, and spools of earlier versions), then
+        // the log's pending messages.
+        let mut entries: Vec<(String, Option<PathBuf>)> = Vec::new();
         for entry in std::fs::read_dir(self.root.join("msg"))? {
             let path = entry?.path();
-            let Some(id) = path
+            if let Some(id) = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".msg"))
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let envelope = match std::fs::read(&path)
-                .map_err(Error::from)
-                .and_then(|b| split_record(&id, b))
             {
+                entries.push((id.to_string(), Some(path)));
+            }
+        }
+        let files: std::collections::HashSet<String> =
+            entries.iter().map(|(id, _)| id.clone()).collect();
+        for id in self.log.pending() {
+            if files.contains(&id) {
+                // Moved out to its file, and a crash came before its Done
+                // record: the file is the message.
+                self.log.finish_blocking(&id, None, true)?;
+            } else {
+                entries.push((id, None));
+            }
+        }
+        for (id, path) in entries {
+            let bytes = match &path {
+                Some(path) => std::fs::read(path).map_err(Error::from),
+                None => self
+                    .log
+                    .read(&id, false)
+                    .and_then(|b| b.ok_or_else(|| Error::Io(ErrorKind::NotFound.into()))),
+            };
+            let envelope = match bytes.and_then(|b| split_record(&id, b)) {
                 Ok((env, _)) => env,
                 Err(e) => {
                     tracing::error!(message_id = %id, error = %e, "corrupt spool entry moved to corrupt/");
-                    std::fs::rename(&path, self.root.join("corrupt").join(format!("{id}.msg")))?;
+                    let aside = self.root.join("corrupt").join(format!("{id}.msg"));
+                    match &path {
+                        Some(path) => std::fs::rename(path, aside)?,
+                        None => {
+                            // What could be read of it, then its Done record.
+                            if let Ok(Some(b)) = self.log.read(&id, false) {
+                                std::fs::write(aside, b)?;
+                            }
+                            self.log.finish_blocking(&id, None, true)?;
+                        }
+                    }
                     report.corrupt += 1;
                     continue;
                 }
@@ -381,7 +426,10 @@ impl Spool {
                 // we stopped before their answer (the client got no 250,
                 // so it sends again).
                 tracing::info!(message_id = %id, "message without deliveries removed");
-                let _ = std::fs::remove_file(&path);
+                match &path {
+                    Some(path) => drop(std::fs::remove_file(path)),
+                    None => drop(self.log.finish_blocking(&id, None, true)),
+                }
                 continue;
             }
             report.messages += 1;
@@ -490,6 +538,9 @@ impl Spool {
         if !is_message_id(id) {
             return Ok(false);
         }
+        if self.log.is_pending(id) {
+            return Ok(true);
+        }
         for path in [
             self.msg_path(id),
             self.root.join(RECORDS_OUTBOX).join(format!("{id}.json")),
@@ -521,13 +572,15 @@ impl Spool {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
-    /// Age of the oldest message in `msg/` (pending or dead), if any.
+    /// Age of the oldest message (pending or dead), if any: of its file,
+    /// or of the log segment it is in.
     pub fn oldest_age(&self) -> Option<std::time::Duration> {
         let now = SystemTime::now();
         std::fs::read_dir(self.root.join("msg"))
             .ok()?
             .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
             .map(|t| now.duration_since(t).unwrap_or_default())
+            .chain(self.log.oldest_pending())
             .max()
     }
 
@@ -550,10 +603,11 @@ impl Spool {
     }
 }
 
-/// Buffered bytes are handed to the blocking pool in chunks of this size:
-/// large enough that a typical message is written in one trip, small
-/// enough that a 25 MB message never sits in memory whole.
-const SPILL_AT: usize = 256 * 1024;
+/// A message still smaller than this at its commit goes to the log, whole;
+/// a larger one becomes a `tmp/` file, its bytes handed to the blocking
+/// pool in chunks of this size, so a 25 MB message never sits in memory
+/// whole.
+const SPILL_AT: usize = log::MAX_INLINE;
 
 fn sync_dir(dir: &Path, fsync: bool) -> Result<()> {
     if fsync {
@@ -563,14 +617,19 @@ fn sync_dir(dir: &Path, fsync: bool) -> Result<()> {
 }
 
 /// A message being received. Dropping it without `commit` removes the
-/// temporary file: nothing half-written ever reaches `msg/`.
+/// temporary file, if it has one: nothing half-written ever reaches `msg/`
+/// or the log.
 pub(crate) struct MessageWriter {
-    /// `None` only while a spill is on the blocking pool.
+    id: String,
+    /// The `tmp/` file, once the message outgrew the log (`None` also
+    /// while a spill is on the blocking pool).
     file: Option<std::fs::File>,
+    spilled: bool,
     buf: Vec<u8>,
     tmp: PathBuf,
     dest: PathBuf,
     fsync: bool,
+    log: Log,
     committed: bool,
 }
 
@@ -584,7 +643,20 @@ impl MessageWriter {
     }
 
     async fn spill(&mut self) -> Result<()> {
-        let mut file = self.file.take().expect("writer has its file");
+        let mut file = match self.file.take() {
+            Some(f) => f,
+            None => {
+                let path = self.tmp.clone();
+                self.spilled = true;
+                blocking(move || {
+                    Ok(std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)?)
+                })
+                .await?
+            }
+        };
         let mut buf = std::mem::take(&mut self.buf);
         let (file, buf, result) = tokio::task::spawn_blocking(move || {
             let r = file.write_all(&buf);
@@ -598,10 +670,17 @@ impl MessageWriter {
         Ok(result?)
     }
 
-    /// Makes the message durable: write, fsync, rename into `msg/`, fsync
-    /// the directory, in one trip to the blocking pool. When this returns
-    /// `Ok`, the message survives a crash.
+    /// Makes the message durable: appended to the log (a small one), or
+    /// written, fsynced, renamed into `msg/` with its directory fsynced, in
+    /// one trip to the blocking pool. When this returns `Ok`, the message
+    /// survives a crash.
     pub async fn commit(mut self) -> Result<()> {
+        if !self.spilled {
+            // Small: one record in the log, covered by a group commit.
+            self.log.append(&self.id, &self.buf).await?;
+            self.committed = true;
+            return Ok(());
+        }
         let mut file = self.file.take().expect("writer has its file");
         let buf = std::mem::take(&mut self.buf);
         let (tmp, dest, fsync) = (self.tmp.clone(), self.dest.clone(), self.fsync);
@@ -622,7 +701,7 @@ impl MessageWriter {
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.spilled {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -633,6 +712,11 @@ impl Spool {
     /// `None` when the message is not in the spool.
     fn read_envelope_sync(&self, id: &str) -> Result<Option<Envelope>> {
         use std::io::BufRead as _;
+        if let Some(mut bytes) = self.log.read(id, false)? {
+            let nl = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            bytes.truncate(nl + 1);
+            return Ok(Some(split_record(id, bytes)?.0));
+        }
         let file = match std::fs::File::open(self.msg_path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -652,6 +736,43 @@ impl Spool {
         }
     }
 
+    /// The bytes of pending message `id` (envelope line and content):
+    /// from the log, or its file.
+    fn pending_bytes(&self, id: &str) -> Result<Vec<u8>> {
+        match self.log.read(id, false)? {
+            Some(bytes) => Ok(bytes),
+            None => Ok(std::fs::read(self.msg_path(id))?),
+        }
+    }
+
+    /// Ids of the pending messages: the log's and the files in `msg/`.
+    fn pending_ids(&self) -> Result<Vec<String>> {
+        let mut ids = self.log.pending();
+        for entry in std::fs::read_dir(self.root.join("msg"))? {
+            if let Some(id) = entry?.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
+                ids.push(id.to_string());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Moves pending messages that hold up the log's oldest segment out to
+    /// `msg/` files, so that the segments behind it can be deleted (see
+    /// `spool::log`); returns how many. Run by the hourly sweep.
+    pub fn move_out_stuck(&self) -> Result<usize> {
+        let mut moved = 0;
+        for id in self.log.stuck() {
+            let _ops = self.lock_ops();
+            let Some(bytes) = self.log.read(&id, false)? else {
+                continue;
+            };
+            self.write_atomic(&format!("{id}.msg"), &self.msg_path(&id), &bytes)?;
+            self.log.finish_blocking(&id, None, true)?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
     fn lock_ops(&self) -> std::sync::MutexGuard<'_, ()> {
         self.ops.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -667,19 +788,16 @@ impl Spool {
         let this = self.clone();
         blocking(move || {
             let mut ids = Vec::new();
-            for entry in std::fs::read_dir(this.root.join("msg"))? {
-                let name = entry?.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".msg")) else {
-                    continue;
-                };
+            for id in this.pending_ids()? {
                 // Only ids the API can name back are listed.
                 if parse_delivery_id(&format!("{id}.0")).is_some()
-                    && after.as_ref().is_none_or(|a| id >= a.id.as_str())
+                    && after.as_ref().is_none_or(|a| id >= a.id)
                 {
-                    ids.push(id.to_string());
+                    ids.push(id);
                 }
             }
             ids.sort_unstable();
+            ids.dedup();
             let mut out = Vec::new();
             for id in ids {
                 let envelope = match this.read_envelope_sync(&id) {
