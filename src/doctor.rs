@@ -499,7 +499,7 @@ fn check_spool(dir: &Path) -> Result<String, String> {
     }
     probe(dir).map_err(|e| format!("not writable: {e}"))?;
     let mut probed = vec![dir.display().to_string()];
-    for sub in ["tmp", "msg", "state", "log"] {
+    for sub in ["tmp", "msg", "state", "segments"] {
         let p = dir.join(sub);
         if !p.exists() {
             continue;

@@ -206,10 +206,7 @@ mod tests {
         incoming.write(b"\r\nbody\r\n").await.unwrap();
         let committed = incoming.commit().await.unwrap();
         // durable, not yet due
-        assert_eq!(
-            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
-            1
-        );
+        assert_eq!(crate::spool::pending_on_disk(dir.path()).unwrap().len(), 1);
         assert_eq!(store.scheduled().await, 0);
         assert_eq!(committed.schedule().id, id);
         let mut due = Vec::new();
@@ -232,7 +229,11 @@ mod tests {
         for sub in ["msg", "tmp"] {
             assert_eq!(std::fs::read_dir(dir.path().join(sub)).unwrap().count(), 0);
         }
-        assert!(crate::spool::pending_on_disk(dir.path()).unwrap().is_empty());
+        assert!(
+            crate::spool::pending_on_disk(dir.path())
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(store.scheduled().await, 0);
     }
 
@@ -245,10 +246,7 @@ mod tests {
         let len = committed.with_content(|_, raw, _| raw.len()).await.unwrap();
         assert_eq!(len, 17);
         committed.withdraw().await.unwrap();
-        assert_eq!(
-            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
-            0
-        );
+        assert_eq!(crate::spool::pending_on_disk(dir.path()).unwrap().len(), 0);
         assert_eq!(store.scheduled().await, 0);
     }
 
@@ -264,10 +262,7 @@ mod tests {
         }
         let (_, report) = Store::open_file(dir.path(), false).unwrap();
         assert_eq!(report.messages, 0);
-        assert_eq!(
-            crate::spool::pending_on_disk(dir.path()).unwrap().len(),
-            0
-        );
+        assert_eq!(crate::spool::pending_on_disk(dir.path()).unwrap().len(), 0);
     }
 
     #[tokio::test]

@@ -276,11 +276,15 @@ pub const RECORDS_AUTH: &str = "auth";
 /// `postern doctor` counts, and what tests look at from outside the
 /// server.
 pub fn pending_on_disk(root: &std::path::Path) -> std::io::Result<Vec<String>> {
-    let mut ids = log::pending_on_disk(&root.join("log"))?;
+    let mut ids = log::pending_on_disk(&root.join("segments"))?;
     match std::fs::read_dir(root.join("msg")) {
         Ok(dir) => {
             for entry in dir {
-                if let Some(id) = entry?.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
+                if let Some(id) = entry?
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".msg"))
+                {
                     ids.push(id.to_string());
                 }
             }

@@ -205,12 +205,7 @@ async fn big_attachments_go_by_link_that_outlives_delivery_and_restart() {
 
     // The delivery is done and its message gone from the spool: the link
     // still works.
-    wait_until(
-        10,
-        || "message removed".into(),
-        || spooled(&app.spool) == 0,
-    )
-    .await;
+    wait_until(10, || "message removed".into(), || spooled(&app.spool) == 0).await;
     let link = local(&app, url);
     assert_serves(&link, &big).await;
 

@@ -147,10 +147,7 @@ async fn gone_is_dead_at_once_and_kept() {
     assert_eq!(state["state"], "dead");
     assert_eq!(state["attempts"], 1);
     assert_eq!(state["last_error"], "endpoint answered 410");
-    assert!(
-        app.spool.join(format!("msg/{id}.msg")).exists(),
-        "dead messages are kept"
-    );
+    assert!(pending(&app.spool).contains(&id), "dead messages are kept");
 }
 
 #[tokio::test]

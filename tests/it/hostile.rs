@@ -160,7 +160,11 @@ async fn slow_data_is_cut_after_the_grace_period() {
         let left: Vec<_> = std::fs::read_dir(app.spool.join(dir)).unwrap().collect();
         assert!(left.is_empty(), "spool {dir}/ not empty: {left:?}");
     }
-    assert_eq!(pending(&app.spool), Vec::<String>::new(), "nothing in the log");
+    assert_eq!(
+        pending(&app.spool),
+        Vec::<String>::new(),
+        "nothing in the log"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rx.hits().is_empty());
 }

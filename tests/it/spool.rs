@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
+/// `tmp/` is where a message larger than the log's 256 KB records is
+/// staged: when it cannot be written, such a message gets `451` (and a
+/// small one, which goes to the log, is still taken).
 #[tokio::test]
 async fn unwritable_spool_is_451_then_recovers() {
     let (app, rx) = app_with_receiver(&[]).await;
@@ -15,26 +18,83 @@ async fn unwritable_spool_is_451_then_recovers() {
     std::fs::write(&tmp, b"not a directory").unwrap();
     let (mut c, _) = Smtp::connect(app.smtp).await;
     c.cmd("EHLO client.test").await;
-    c.cmd("MAIL FROM:<a@b.test>").await;
-    c.cmd("RCPT TO:<bob@example.com>").await;
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        ("y".repeat(998) + "\r\n").repeat(400)
+    );
     assert_eq!(
-        c.cmd("DATA").await,
+        c.send_mail("a@b.test", &["bob@example.com"], &big).await,
         "451 4.3.0 Local error in processing, try again later"
     );
-    std::fs::remove_file(&tmp).unwrap();
-    std::fs::create_dir(&tmp).unwrap();
-    // the transaction was consumed by the failed DATA; a new one works
     let r = c
         .send_mail(
             "a@b.test",
             &["bob@example.com"],
-            "Subject: after\r\n\r\nx\r\n",
+            "Subject: small\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(r.starts_with("250 "), "the log is not tmp/: {r}");
+    assert_eq!(rx.wait_for(1, 10).await[0].json()["subject"], "small");
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    // and a large one works again
+    let after = big.replace("Subject: big", "Subject: after");
+    let r = c.send_mail("a@b.test", &["bob@example.com"], &after).await;
+    assert!(r.starts_with("250 "), "{r}");
+    let hits = rx.wait_for(2, 10).await;
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[1].json()["subject"], "after");
+}
+
+/// The log on a full disk: its append fails, the message gets `452`, the
+/// segment is cut back to whole records, and mail flows once there is room.
+#[tokio::test]
+async fn a_full_disk_under_the_log_is_452_and_recovers() {
+    let Some((dir, _guard)) = small_tmpfs("log full-disk test") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let url = rx.url("/hook");
+    let spool = dir.path().display().to_string();
+    let app = spawn_app(&[
+        ("POSTERN_WEBHOOK_URL", &url),
+        ("POSTERN_WEBHOOK_SECRET", SECRET),
+        ("POSTERN_SPOOL_DIR", &spool),
+    ])
+    .await;
+    // Fill the filesystem but for ~40 KB.
+    let filler = dir.path().join("filler");
+    let free = || {
+        let st = rustix::fs::statvfs(dir.path()).unwrap();
+        st.f_bavail * st.f_frsize
+    };
+    std::fs::write(
+        &filler,
+        vec![0u8; (free() as usize).saturating_sub(40 * 1024)],
+    )
+    .unwrap();
+    let (mut c, _) = Smtp::connect(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    // 120 KB: a log record, larger than the room left.
+    let body = format!(
+        "Subject: big\r\n\r\n{}",
+        ("q".repeat(998) + "\r\n").repeat(120)
+    );
+    let r = c.send_mail("a@b.test", &["bob@example.com"], &body).await;
+    assert_eq!(r, "452 4.3.1 Insufficient system storage, try again later");
+    std::fs::remove_file(&filler).unwrap();
+    let r = c
+        .send_mail(
+            "a@b.test",
+            &["bob@example.com"],
+            &body.replace("big", "again"),
         )
         .await;
     assert!(r.starts_with("250 "), "{r}");
     let hits = rx.wait_for(1, 10).await;
-    assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].json()["subject"], "after");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.hits().len(), 1, "the refused one is not delivered");
+    assert_eq!(hits[0].json()["subject"], "again");
 }
 
 /// Unmounts the tmpfs even when the test fails.

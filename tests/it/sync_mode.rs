@@ -88,7 +88,7 @@ async fn the_apps_answer_is_the_reply_to_data() {
     assert_eq!(first["envelope"]["mail_from"], "a@b.test");
 
     // Nothing is kept: the accepted one was delivered, the rest refused.
-    assert_eq!(spooled(&app.spool), 0);
+    assert_eq!(crate::helpers::spooled(&app.spool), 0);
     assert_eq!(count(&app.spool, "state"), 0);
     let m = metrics(&app).await;
     let answers = |o: &str| {
@@ -116,7 +116,11 @@ async fn async_routes_get_the_message_only_when_the_sync_ones_accept() {
     assert_eq!(refused, "550 5.7.1 mailbox full");
     let deferred = c.send_mail("a@b.test", &both, &mail("deferred")).await;
     assert_eq!(deferred, LATER);
-    assert_eq!(spooled(&app.spool), 0, "withdrawn before any schedule");
+    assert_eq!(
+        crate::helpers::spooled(&app.spool),
+        0,
+        "withdrawn before any schedule"
+    );
     let id = queue_id(&c.send_mail("a@b.test", &both, &mail("accepted")).await);
 
     // The async route gets the accepted message once, and only that one.
@@ -144,7 +148,7 @@ async fn async_routes_get_the_message_only_when_the_sync_ones_accept() {
     wait_until(
         10,
         || "the async delivery to finish".into(),
-        || spooled(&app.spool) == 0,
+        || crate::helpers::spooled(&app.spool) == 0,
     )
     .await;
 }
@@ -162,7 +166,7 @@ async fn a_hung_or_absent_app_defers_the_message() {
     assert_eq!(hung.hits().len(), 1);
     // the session goes on
     assert!(c.cmd("NOOP").await.starts_with("250"));
-    assert_eq!(spooled(&app.spool), 0);
+    assert_eq!(crate::helpers::spooled(&app.spool), 0);
 
     let closed = Endpoint::reserve();
     let app = self::app(&closed.url(), None, &spooled).await;
@@ -190,7 +194,7 @@ async fn a_shutdown_while_waiting_defers_the_message() {
     wait_until(10, || "the sync POST".into(), || hung.hits().len() == 1).await;
     app.shutdown.cancel();
     assert_eq!(c.reply().await, LATER);
-    assert_eq!(spooled(&app.spool), 0);
+    assert_eq!(crate::helpers::spooled(&app.spool), 0);
 }
 
 /// Two sync routes for one recipient (fan-out): both are asked at once;

@@ -134,10 +134,12 @@ impl Spool {
     /// The head of finished message `id` (`history/` or the log).
     fn finished_head(&self, id: &str) -> Result<Head> {
         match self.read_head_sync(id, &self.history_path(id, "msg")) {
-            Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => match self.log.read(id, true)? {
-                Some(bytes) => head_of(id, bytes),
-                None => Err(Error::Io(e)),
-            },
+            Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => {
+                match self.log.read(id, true)? {
+                    Some(bytes) => head_of(id, bytes),
+                    None => Err(Error::Io(e)),
+                }
+            }
             r => r,
         }
     }

@@ -6,8 +6,14 @@
 //! # On-disk layout (under `POSTERN_SPOOL_DIR`)
 //!
 //! ```text
-//! tmp/<id>.msg            being received; never read back, cleared at start
-//! msg/<id>.msg            line 1: the envelope as one line of JSON (id,
+//! segments/<seq>.seg      committed messages up to 256 KB, many to a
+//!                         file, and their Done records (with the history
+//!                         sidecar of a kept one): see `spool::log`
+//! tmp/<id>.msg            a larger message being received; never read
+//!                         back, cleared at start
+//! msg/<id>.msg            a larger message (or one moved out of the log,
+//!                         or written by a version before the log),
+//!                         line 1: the envelope as one line of JSON (id,
 //!                         received_at, mail_from, rcpt_to, helo, remote_ip,
 //!                         deliveries[route, url, rcpt_to, …]); then the
 //!                         message exactly as received, our Received: first
@@ -40,17 +46,22 @@
 //!                         POSTERN_HISTORY_RETENTION ([`history`])
 //! ```
 //!
-//! A message is committed by writing it to `tmp/`, `fsync`ing the file,
-//! renaming it into `msg/` and `fsync`ing `msg/`. Only then does the SMTP
-//! session answer `250`. Rename is atomic, so after a crash `msg/` holds only
-//! whole messages; what is left in `tmp/` was never acknowledged and is
-//! removed. Envelope and body share one file so the accept path costs one
-//! file `fsync` and one directory `fsync`.
+//! A message of up to 256 KB is committed by appending it to the log; the
+//! log's writer covers all that are waiting with one `fdatasync` (group
+//! commit), and only then does the SMTP session answer `250`. A larger one
+//! is committed by writing it to `tmp/`, `fsync`ing the file, renaming it
+//! into `msg/` and `fsync`ing `msg/`. Rename is atomic, so after a crash
+//! `msg/` holds only whole messages; what is left in `tmp/` was never
+//! acknowledged and is removed. A record of the log is checksummed, so a
+//! torn one is recognised and set aside. Envelope and body are stored
+//! together (one record, or one file), in the same bytes either way.
 //!
 //! A delivery with no state file is pending and due now. When the last
-//! delivery of a message is done, the message moves to `history/` (with
-//! `POSTERN_HISTORY_RETENTION` above 0; see [`history`]) or
-//! `msg/<id>.msg` is removed (that is the commit record); then its state
+//! delivery of a message is done, the message is kept for the history
+//! (with `POSTERN_HISTORY_RETENTION` above 0; see [`history`]: a message of
+//! the log stays in its segment and its Done record carries the sidecar; a
+//! file moves to `history/`), or its Done record is appended or
+//! `msg/<id>.msg` removed (that is the commit record); then its state
 //! files go; orphans from a crash in between are cleared at start. A
 //! delivery an operator deletes is not kept.
 //!
@@ -127,7 +138,7 @@ impl Spool {
             let _ = std::fs::remove_file(entry?.path());
         }
         let (log, _) = Log::open(
-            &root.join("log"),
+            &root.join("segments"),
             &root.join("corrupt"),
             fsync,
             log::SEGMENT_BYTES,
@@ -713,7 +724,10 @@ impl Spool {
     fn read_envelope_sync(&self, id: &str) -> Result<Option<Envelope>> {
         use std::io::BufRead as _;
         if let Some(mut bytes) = self.log.read(id, false)? {
-            let nl = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            let nl = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
             bytes.truncate(nl + 1);
             return Ok(Some(split_record(id, bytes)?.0));
         }
@@ -749,7 +763,11 @@ impl Spool {
     fn pending_ids(&self) -> Result<Vec<String>> {
         let mut ids = self.log.pending();
         for entry in std::fs::read_dir(self.root.join("msg"))? {
-            if let Some(id) = entry?.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
+            if let Some(id) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".msg"))
+            {
                 ids.push(id.to_string());
             }
         }

@@ -4,7 +4,7 @@
 //! `fsync`ed, renamed and unlinked (on ext4 those inode operations were
 //! most of the server's CPU; see docs/BENCHMARKS.md).
 //!
-//! # On-disk layout (under `POSTERN_SPOOL_DIR/log/`)
+//! # On-disk layout (under `POSTERN_SPOOL_DIR/segments/`)
 //!
 //! ```text
 //! <seq>.seg     20-digit sequence number; "PSTNLOG1", then records
@@ -149,7 +149,13 @@ impl State {
         self.index.remove(id);
         self.forget(entry);
         if keep.is_some() {
-            self.add(id, Entry { kept: keep, ..entry });
+            self.add(
+                id,
+                Entry {
+                    kept: keep,
+                    ..entry
+                },
+            );
         }
     }
 
@@ -319,7 +325,14 @@ impl Log {
     /// pending.
     pub async fn append(&self, id: &str, content: &[u8]) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.request(Kind::Message, id, content, None, true, writer::Reply::Task(tx))?;
+        self.request(
+            Kind::Message,
+            id,
+            content,
+            None,
+            true,
+            writer::Reply::Task(tx),
+        )?;
         match rx.await {
             Ok(r) => Ok(r?),
             Err(_) => Err(stopped()),
@@ -349,7 +362,14 @@ impl Log {
             content.extend_from_slice(json);
         }
         let keep = sidecar.map(|(at, _)| at);
-        self.request(Kind::Done, id, &content, keep, sync, writer::Reply::Thread(tx))?;
+        self.request(
+            Kind::Done,
+            id,
+            &content,
+            keep,
+            sync,
+            writer::Reply::Thread(tx),
+        )?;
         match rx.recv() {
             Ok(r) => Ok(r.map(|()| true)?),
             Err(_) => Err(stopped()),

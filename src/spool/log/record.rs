@@ -199,7 +199,9 @@ mod tests {
         while let Some(r) = s.next_record().unwrap() {
             let file = f.reopen().unwrap();
             let content = if r.kind == Kind::Message {
-                read_at(&file, r.offset, Kind::Message, &r.id).unwrap().unwrap()
+                read_at(&file, r.offset, Kind::Message, &r.id)
+                    .unwrap()
+                    .unwrap()
             } else {
                 Vec::new()
             };
@@ -236,8 +238,10 @@ mod tests {
             .enumerate()
             .map(|(i, c)| (Kind::Message, format!("m{i}"), c.as_slice()))
             .collect();
-        let borrowed: Vec<(Kind, &str, &[u8])> =
-            records.iter().map(|(k, i, c)| (*k, i.as_str(), *c)).collect();
+        let borrowed: Vec<(Kind, &str, &[u8])> = records
+            .iter()
+            .map(|(k, i, c)| (*k, i.as_str(), *c))
+            .collect();
         let (f, ends) = segment(&borrowed);
         let total = *ends.last().unwrap();
         for cut in 0..=total {
@@ -272,9 +276,17 @@ mod tests {
         f.as_file().write_all_at(&[b[0] ^ 0x10], at).unwrap();
         let got = scan(&f);
         assert_eq!(got.len(), 1);
-        assert!(read_at(f.as_file(), ends[0], Kind::Message, "b").unwrap().is_none());
+        assert!(
+            read_at(f.as_file(), ends[0], Kind::Message, "b")
+                .unwrap()
+                .is_none()
+        );
         // The wrong id or kind at a valid record's offset is not that record.
-        assert!(read_at(f.as_file(), 0, Kind::Message, "z").unwrap().is_none());
+        assert!(
+            read_at(f.as_file(), 0, Kind::Message, "z")
+                .unwrap()
+                .is_none()
+        );
         assert!(read_at(f.as_file(), 0, Kind::Done, "a").unwrap().is_none());
     }
 
