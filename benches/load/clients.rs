@@ -72,18 +72,29 @@ impl SmtpConn {
     }
 }
 
-/// One client connection: sends messages until N are taken or sending stops.
-pub(crate) async fn client(
-    run: Arc<Run>,
-    smtp: SocketAddr,
-    body: Arc<Vec<u8>>,
-) -> Result<(), String> {
+/// Connects, reads the greeting and says EHLO.
+async fn greeted(smtp: SocketAddr) -> Result<SmtpConn, String> {
     let mut c = SmtpConn::connect(smtp).await?;
     c.send(b"EHLO load-client.test\r\n").await?;
     let (code, text) = c.reply().await?;
     if code != 250 || !text.contains("PIPELINING") {
         return Err(format!("EHLO: {text}"));
     }
+    Ok(c)
+}
+
+/// One client: sends messages until N are taken or sending stops, on one
+/// connection, or (`new_connection`) on a new one for each message
+/// (connect, greeting, EHLO, the transaction, QUIT), the way
+/// `smtp-source` without `-d` does.
+pub(crate) async fn client(
+    run: Arc<Run>,
+    smtp: SocketAddr,
+    body: Arc<Vec<u8>>,
+    new_connection: bool,
+) -> Result<(), String> {
+    let mut c = greeted(smtp).await?;
+    let mut used = false;
     let envelope = format!(
         "MAIL FROM:<sender@{DOMAIN}> SIZE={}\r\nRCPT TO:<sink@{DOMAIN}>\r\nDATA\r\n",
         body.len() + 80
@@ -106,6 +117,14 @@ pub(crate) async fn client(
             break;
         }
         run.started[i].store(run.now(), Relaxed);
+        // The first connection is open already; the time to open the
+        // next ones counts in the transaction.
+        if new_connection && used {
+            c.send(b"QUIT\r\n").await?;
+            let _ = c.reply().await;
+            c = greeted(smtp).await?;
+        }
+        used = true;
         c.send(envelope.as_bytes()).await?;
         let (mail, _) = c.reply().await?;
         let (rcpt, _) = c.reply().await?;

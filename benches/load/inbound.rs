@@ -98,7 +98,7 @@ pub(crate) async fn load(opts: &Opts, cell: Cell) -> Report {
     let clients: Vec<_> = (0..concurrency)
         .map(|i| {
             let smtp = replicas[i % replicas.len()].smtp;
-            tokio::spawn(client(run.clone(), smtp, body.clone()))
+            tokio::spawn(client(run.clone(), smtp, body.clone(), opts.new_connection))
         })
         .collect();
     // Every accepted message must come back as a webhook (one that

@@ -28,7 +28,9 @@ pub(crate) const USAGE: &str = "usage: cargo bench --bench load -- [options]
                       over their SMTP ports (default 1; K > 1 needs --database-url)
   --sink              one smtp-source -> smtp-sink run with --size, -c, -n
   --env K=V           one more setting for the server (repeatable), e.g.
-                      --env POSTERN_DATABASE_POOL=20";
+                      --env POSTERN_DATABASE_POOL=20
+  --new-connection    a new SMTP connection per message (connect, EHLO, the
+                      transaction, QUIT), and smtp-source without -d";
 
 // ---------------------------------------------------------------- options
 
@@ -89,6 +91,8 @@ pub(crate) struct Opts {
     pub(crate) sink: bool,
     /// Extra `POSTERN_*` settings for the server (`--env`).
     pub(crate) env: Vec<(String, String)>,
+    /// A new SMTP connection per message (and smtp-source without `-d`).
+    pub(crate) new_connection: bool,
 }
 
 pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
@@ -111,6 +115,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
         replicas: 1,
         sink: false,
         env: Vec::new(),
+        new_connection: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -160,6 +165,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--replicas" => o.replicas = num(val()?)?,
             "--sink" => o.sink = true,
+            "--new-connection" => o.new_connection = true,
             "--env" => {
                 let v = val()?;
                 let (k, v) = v

@@ -197,7 +197,12 @@ pub(crate) async fn source_to_sink(opts: &Opts, size: Size, c: usize, n: usize) 
     let before = sink.count();
     let cpu0 = sink.stats();
     let mut cmd = tokio::process::Command::new(opts.postfix_bin.join("smtp-source"));
-    cmd.args(["-d", "-s", &c.to_string(), "-m", &n.to_string()])
+    // -d: reuse connections (as our clients do), unless asked for a new
+    // connection per message (smtp-source's default).
+    if !opts.new_connection {
+        cmd.arg("-d");
+    }
+    cmd.args(["-s", &c.to_string(), "-m", &n.to_string()])
         .arg("-F")
         .arg(&file)
         .args(["-f", &format!("sender@{DOMAIN}")])
