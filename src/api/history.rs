@@ -301,6 +301,7 @@ fn parts(raw: &[u8]) -> Vec<(mail::Attachment, Vec<u8>)> {
         max_attachment_inline: None,
         attachments: AttachmentMode::Url,
         linkable: true,
+        defer: false,
     };
     let parsed = mail::parse_message(raw, &opts);
     let mut bytes: Vec<Option<Vec<u8>>> = vec![None; parsed.attachments.len()];

@@ -22,10 +22,8 @@ pub struct DeliveryConfig {
     pub max_retry_after: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
-    /// Memory the deliveries in flight may use together, in bytes. Each
-    /// attempt reserves about four times its message's size (raw message,
-    /// decoded parts, base64 JSON), so a burst of large messages waits for
-    /// room instead of exhausting memory.
+    /// Memory the deliveries in flight may use together, in bytes
+    /// (`POSTERN_DELIVERY_MEMORY`); see `delivery::Settings::memory_budget`.
     pub memory_budget: u64,
     /// Dead deliveries are removed this long after they died.
     pub dead_retention: Duration,
@@ -52,7 +50,7 @@ impl Default for DeliveryConfig {
             connect_timeout: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(6 * 3600),
             concurrency: 32,
-            memory_budget: 512 * 1024 * 1024,
+            memory_budget: 256 * 1024 * 1024,
             dead_retention: Duration::from_secs(7 * 86400),
             history_retention: Duration::from_secs(3 * 86400),
             endpoint_concurrency: 8,

@@ -8,7 +8,8 @@
 //! - [`policy`]: what an answer means and what an outcome does (done,
 //!   retry, dead), for every kind of delivery.
 //! - [`webhook`]: the v1 payload and the signed POST (also used by
-//!   `postern doctor`), signed by [`crate::model::sign`].
+//!   `postern doctor`), signed by [`crate::model::sign`]; [`body`]: a
+//!   POST body, a large payload encoded as it is sent.
 //! - `relay_job`: the relay attempt of an API message.
 //! - [`events`]: delivery events, spooled like any message.
 //! - [`outbox`]: the status of API mail, the recipients' state machine,
@@ -24,6 +25,7 @@ use crate::route::Route;
 
 pub use worker::Worker;
 
+pub mod body;
 pub mod breaker;
 pub mod endpoint;
 pub mod events;
@@ -45,9 +47,10 @@ pub struct Settings {
     /// Deliveries in flight at once.
     pub concurrency: usize,
     /// Memory the deliveries in flight may use together, in bytes. Each
-    /// attempt reserves about four times its message's size (raw message,
-    /// decoded parts, base64 JSON), so a burst of large messages waits for
-    /// room instead of exhausting memory.
+    /// attempt reserves twice its message's size (the message, and a copy
+    /// when the auth checks add their header; attachments are encoded as
+    /// the body is sent), so a burst of large messages waits for room
+    /// instead of exhausting memory.
     pub memory_budget: u64,
     /// Per-endpoint concurrency and circuit breaker.
     pub endpoints: endpoint::Limits,

@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use tracing::debug;
 
+use super::body::Body;
 use crate::auth_checks::AuthResults;
 use crate::auth_checks::record::Record;
 use crate::mail::{self, MessageJson, PayloadOptions};
@@ -53,14 +55,17 @@ pub struct Payload<'a> {
 /// `delimiter` splits the recipients' subaddresses. Without links:
 /// attachments over the route's limit go without `content` or `url`.
 pub fn payload(envelope: &Envelope, index: usize, raw: &[u8], delimiter: &Delimiter) -> Vec<u8> {
-    build(envelope, index, raw, delimiter, None, None).body
+    let raw = Bytes::copy_from_slice(raw);
+    build(envelope, index, &raw, delimiter, None, None)
+        .body
+        .into_vec()
 }
 
 /// A webhook body, and the attachments its links need kept (all linked
 /// until `expires`, unix s) before it is sent.
 #[derive(Debug)]
 pub struct Built {
-    pub body: Vec<u8>,
+    pub body: Body,
     pub kept: Vec<KeptPart>,
     pub expires: u64,
 }
@@ -72,16 +77,21 @@ pub struct Built {
 /// message it shows (`headers`, `raw`) starts with our
 /// `Authentication-Results:`, incoming ones claiming our authserv-id
 /// removed ([`Record::apply`]); `envelope.size` stays the size received.
+///
+/// Large base64 values are deferred: the body holds (a reference to) the
+/// message and encodes them as it is sent ([`Body`]).
 pub fn build(
     envelope: &Envelope,
     index: usize,
-    raw: &[u8],
+    raw: &Bytes,
     delimiter: &Delimiter,
     links: Option<(&Linker, u64)>,
     auth: Option<&Record>,
 ) -> Built {
-    let shown = auth.map(|a| a.apply(raw));
-    let shown = shown.as_deref().unwrap_or(raw);
+    let shown = match auth {
+        Some(a) => Bytes::from(a.apply(raw)),
+        None => raw.clone(),
+    };
     let delivery = &envelope.deliveries[index];
     let opts = PayloadOptions {
         include_raw: delivery.raw,
@@ -92,8 +102,10 @@ pub fn build(
             AttachmentMode::Inline
         },
         linkable: links.is_some(),
+        defer: true,
     };
-    let mut message = mail::parse_message(shown, &opts);
+    let mut message = mail::parse_message(&shown, &opts);
+    let deferred = std::mem::take(&mut message.deferred);
     let mut kept = Vec::new();
     let mut expires = 0;
     if let Some((linker, now)) = links {
@@ -137,9 +149,9 @@ pub fn build(
         auth: auth.map(|a| &a.results),
         message,
     };
-    let body = serde_json::to_vec(&p).expect("payload serialises");
+    let json = serde_json::to_vec(&p).expect("payload serialises");
     Built {
-        body,
+        body: Body::splice(json, deferred, shown),
         kept,
         expires,
     }
@@ -186,23 +198,29 @@ pub enum PostError {
 
 /// POSTs `body` to `url` as JSON with the Standard Webhooks headers:
 /// `webhook-id` is `id`, `webhook-timestamp` is now, and
-/// `webhook-signature` signs exactly `body` with each of `secrets`.
+/// `webhook-signature` signs exactly `body` with each of `secrets`. A
+/// spliced body is produced twice, for the signature and onto the
+/// connection, and sent with its `content-length`.
 pub async fn post_signed(
     client: &reqwest::Client,
     url: &str,
     id: &str,
     secrets: &[Secret],
-    body: Vec<u8>,
+    body: impl Into<Body>,
 ) -> Result<reqwest::Response, PostError> {
+    let body = body.into();
     if secrets.is_empty() {
         return Err(PostError::NoSecret);
     }
-    let mut request = client.post(url).header("content-type", "application/json");
-    for (name, value) in sign::headers(secrets, id, &body) {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("content-length", body.len());
+    for (name, value) in sign::headers_pieces(secrets, id, |f| body.for_each(f)) {
         request = request.header(name, value);
     }
     request
-        .body(body)
+        .body(body.into_request_body())
         .send()
         .await
         .map_err(PostError::Transport)
@@ -277,8 +295,15 @@ mod tests {
         let linker = Linker::new("https://mail.example", key(), Duration::from_secs(100));
         let d = Delimiter::default();
         let env = envelope(Some(8), false);
-        let built = build(&env, 0, MIME, &d, Some((&linker, 1000)), None);
-        let p: serde_json::Value = serde_json::from_slice(&built.body).unwrap();
+        let built = build(
+            &env,
+            0,
+            &Bytes::from_static(MIME),
+            &d,
+            Some((&linker, 1000)),
+            None,
+        );
+        let p: serde_json::Value = serde_json::from_slice(&built.body.to_vec()).unwrap();
         let (small, big) = (&p["attachments"][0], &p["attachments"][1]);
         assert_eq!(small["content"], "c21hbGw=");
         assert!(small["url"].is_null());
@@ -306,17 +331,60 @@ mod tests {
         let all = build(
             &envelope(None, true),
             0,
-            MIME,
+            &Bytes::from_static(MIME),
             &d,
             Some((&linker, 1000)),
             None,
         );
         assert_eq!(all.kept.len(), 2);
-        let none = build(&env, 0, MIME, &d, None, None);
-        let p: serde_json::Value = serde_json::from_slice(&none.body).unwrap();
+        let none = build(&env, 0, &Bytes::from_static(MIME), &d, None, None);
+        let p: serde_json::Value = serde_json::from_slice(&none.body.to_vec()).unwrap();
         assert!(none.kept.is_empty());
         assert!(p["attachments"][1]["content"].is_null());
         assert!(p["attachments"][1]["url"].is_null());
-        assert_eq!(none.body, payload(&env, 0, MIME, &d));
+        assert_eq!(none.body.to_vec(), payload(&env, 0, MIME, &d));
+    }
+
+    #[test]
+    fn a_large_payload_is_spliced_and_says_what_one_built_whole_says() {
+        use base64::Engine as _;
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+        let mut raw = b"From: a@b.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\
+            Content-Type: text/plain\r\n\r\nhi\r\n--X\r\n\
+            Content-Type: application/pdf; name=a.pdf\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        for line in b64.as_bytes().chunks(76) {
+            raw.extend_from_slice(line);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"--X--\r\n");
+        let mut env = envelope(None, false);
+        env.deliveries[0].raw = true;
+        let built = build(
+            &env,
+            0,
+            &Bytes::from(raw.clone()),
+            &Delimiter::default(),
+            None,
+            None,
+        );
+        assert!(built.body.is_spliced());
+        let sent = built.body.to_vec();
+        assert_eq!(sent.len(), built.body.len());
+        let p: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        let whole = mail::parse_message(
+            &raw,
+            &PayloadOptions {
+                include_raw: true,
+                ..Default::default()
+            },
+        );
+        for (key, value) in serde_json::to_value(&whole).unwrap().as_object().unwrap() {
+            assert_eq!(&p[key], value, "{key}");
+        }
+        assert_eq!(p["attachments"][0]["content"], b64.as_str());
     }
 }

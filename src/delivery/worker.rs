@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::Settings;
+use super::body::Body;
 use super::breaker::{self, Signal};
 use super::endpoint::{Admission, Effects, Endpoint, Gate, Pass};
 use super::events;
@@ -92,7 +93,7 @@ pub struct Worker {
     pub(super) metrics: Arc<Metrics>,
     /// Events are spooled through it.
     intake: Intake,
-    /// The delivery memory budget, in MiB units.
+    /// The delivery memory budget, in KiB units.
     memory: Arc<Semaphore>,
     /// Per-endpoint slots, parked deliveries and circuit breakers.
     gate: Arc<Mutex<Gate>>,
@@ -254,6 +255,9 @@ impl Worker {
                 let built = if is_webhook && pending {
                     let now = spool::now_ms() / 1000;
                     let auth = auth.and_then(|b| Record::from_bytes(&b));
+                    // Shared, not copied: a large payload's body reads
+                    // its attachments from it while it is sent.
+                    let raw = bytes::Bytes::from(raw);
                     webhook::build(
                         env,
                         index,
@@ -264,7 +268,7 @@ impl Worker {
                     )
                 } else {
                     webhook::Built {
-                        body: raw,
+                        body: raw.into(),
                         kept: Vec::new(),
                         expires: 0,
                     }
@@ -310,7 +314,7 @@ impl Worker {
         }
         let Some((url, secrets)) = self.post_endpoint(&delivery) else {
             return self
-                .relay_attempt(lease, envelope, content, state, hold)
+                .relay_attempt(lease, envelope, content.into_vec(), state, hold)
                 .await;
         };
         let job = Job {
@@ -335,7 +339,7 @@ impl Worker {
     async fn post_attempt(
         &self,
         job: Job,
-        body: Vec<u8>,
+        body: Body,
         (url, secrets): (String, &[Secret]),
         hold: Option<Hold<'_>>,
     ) {
@@ -662,16 +666,20 @@ fn signal_of(sent: &Result<reqwest::Response, PostError>) -> Signal {
     }
 }
 
-const MIB: u64 = 1024 * 1024;
+/// The budget's unit: small messages reserve what they use, not a MiB.
+const UNIT: u64 = 1024;
 
 fn budget_units(budget: u64) -> usize {
-    (budget / MIB).clamp(1, u32::MAX as u64) as usize
+    (budget / UNIT).clamp(1, u32::MAX as u64) as usize
 }
 
-/// MiB units one attempt reserves: four times the message, at least one,
-/// at most the whole budget (so a huge message still goes, alone).
+/// Units one attempt reserves: twice the message (the message, and the
+/// copy with our `Authentication-Results:` when the checks are on; a large
+/// payload's attachments are encoded as it is sent, see
+/// `delivery::body`), at least one, at most the whole budget (so a huge
+/// message still goes, alone).
 fn memory_units(size: u64, budget: u64) -> u32 {
-    (size.saturating_mul(4) / MIB).clamp(1, budget_units(budget) as u64) as u32
+    (size.saturating_mul(2) / UNIT).clamp(1, budget_units(budget) as u64) as u32
 }
 
 /// Seconds since an RFC 3339 timestamp.
@@ -692,13 +700,15 @@ mod tests {
     #[test]
     fn memory_reservation_scales_with_size_within_the_budget() {
         // POSTERN_DELIVERY_MEMORY=64M
+        const MIB: u64 = 1024 * 1024;
         let budget = 64 * MIB;
-        assert_eq!(budget_units(budget), 64);
+        assert_eq!(budget_units(budget), 65536);
         assert_eq!(memory_units(0, budget), 1);
-        assert_eq!(memory_units(2048, budget), 1);
-        assert_eq!(memory_units(MIB, budget), 4);
-        assert_eq!(memory_units(10 * MIB, budget), 40);
+        assert_eq!(memory_units(300, budget), 1);
+        assert_eq!(memory_units(20 * 1024, budget), 40);
+        assert_eq!(memory_units(MIB, budget), 2048);
+        assert_eq!(memory_units(10 * MIB, budget), 20480);
         // larger than the whole budget: it still goes, alone
-        assert_eq!(memory_units(25 * MIB, budget), 64);
+        assert_eq!(memory_units(40 * MIB, budget), 65536);
     }
 }

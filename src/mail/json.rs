@@ -22,15 +22,16 @@ use mail_parser::{
     Address as ParsedAddress, Header as ParsedHeader, HeaderName, MessageParser, MessagePart,
     MimeHeaders, PartType,
 };
-use sha2::{Digest, Sha256};
 
 use super::body::{self, Structure, TextKind};
 use super::carry::{Carry, LinkedPart, carry};
 use super::charset::{self, HeaderHint};
+use super::deferred::{self, Deferred, Digest, Source, Splice};
+use super::elide::{self, Elided};
 use super::lossy::{LossyKind, LossyReason, Reasons};
 use super::repair;
 use super::reply::{self, Reply};
-use super::transfer::{self, Transfer};
+use super::transfer::{self, Cte, Transfer};
 use crate::model::attachment_url::AttachmentMode;
 use crate::model::brackets::strip_brackets;
 
@@ -47,6 +48,10 @@ pub struct PayloadOptions {
     /// not inlined come back in [`MessageJson::linked`] for it to keep
     /// and link.
     pub linkable: bool,
+    /// Leave large base64 values (`content`, `raw`) for the sender to
+    /// encode while sending: see [`super::deferred`] and
+    /// [`MessageJson::deferred`].
+    pub defer: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -152,10 +157,16 @@ pub struct MessageJson {
     /// caller to keep and link ([`PayloadOptions::linkable`]); not sent.
     #[serde(skip)]
     pub linked: Vec<LinkedPart>,
+    /// The values that stand as markers in this JSON
+    /// ([`PayloadOptions::defer`]); their ranges are in the message parsed.
+    #[serde(skip)]
+    pub deferred: Vec<Deferred>,
 }
 
 impl MessageJson {
-    fn unparsed(raw: &[u8]) -> Self {
+    fn unparsed(raw: &[u8], opts: &PayloadOptions) -> Self {
+        let mut splice = Splice::new(opts.defer);
+        let whole = splice.value(Source::Plain(0..raw.len()), raw);
         MessageJson {
             message_id: None,
             subject: None,
@@ -172,11 +183,12 @@ impl MessageJson {
             reply_text: None,
             parts: Vec::new(),
             attachments: Vec::new(),
-            raw: Some(BASE64.encode(raw)),
+            raw: Some(whole),
             parse_error: true,
             lossy: true,
             lossy_reasons: Vec::new(),
             linked: Vec::new(),
+            deferred: splice.deferred,
         }
     }
 }
@@ -188,18 +200,66 @@ pub fn parse_message(raw: &[u8], opts: &PayloadOptions) -> MessageJson {
     // fed with attacker-controlled bytes and contains `debug_assert!`s on
     // "impossible" states. A panic here would drop the mail, so treat it like
     // any other unparseable message. (Only effective with panic=unwind.)
-    match std::panic::catch_unwind(|| convert(raw, opts)) {
+    match std::panic::catch_unwind(|| parse(raw, opts)) {
         Ok(Some(message)) => message,
-        Ok(None) | Err(_) => MessageJson::unparsed(raw),
+        Ok(None) | Err(_) => MessageJson::unparsed(raw, opts),
     }
 }
 
-fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
+/// A large message is parsed from its elided copy ([`super::elide`]) when
+/// every cut is inside a base64 attachment; any other outcome parses the
+/// message itself, so the copy can change nothing but the memory used.
+fn parse(raw: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
+    if raw.len() > elide::ELIDE_ABOVE
+        && let Some(elided) = elide::elide(raw)
+    {
+        let origin = Origin {
+            message: raw,
+            elided: Some(&elided),
+        };
+        if let Some(message) = convert(&origin, opts) {
+            return Some(message);
+        }
+    }
+    let origin = Origin {
+        message: raw,
+        elided: None,
+    };
+    convert(&origin, opts)
+}
+
+/// The message, and the copy of it that is parsed when it is elided.
+struct Origin<'a> {
+    message: &'a [u8],
+    elided: Option<&'a Elided>,
+}
+
+impl Origin<'_> {
+    /// The bytes mail-parser reads.
+    fn parsed(&self) -> &[u8] {
+        self.elided.map_or(self.message, |e| e.bytes.as_slice())
+    }
+
+    /// Where `part`'s body is in the message, when its offsets are valid.
+    fn body(&self, part: &MessagePart<'_>) -> Option<std::ops::Range<usize>> {
+        let range = part.offset_body as usize..part.offset_end as usize;
+        if range.start > range.end || range.end > self.parsed().len() {
+            return None;
+        }
+        Some(self.elided.map_or(range.clone(), |e| e.original(range)))
+    }
+}
+
+fn convert(origin: &Origin<'_>, opts: &PayloadOptions) -> Option<MessageJson> {
+    let original = origin.parsed();
     let first = MessageParser::default().parse(original)?;
     // Header blocks without their blank line: parse a repaired copy. From
     // here on `raw` is the bytes parsed (offsets point into them); only the
     // `raw` field is always the original.
     let fixed = repair::repair(original, &first);
+    if fixed.is_some() && origin.elided.is_some() {
+        return None;
+    }
     let (raw, message, inserted) = match &fixed {
         Some((bytes, at)) => (
             bytes.as_slice(),
@@ -208,6 +268,9 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         ),
         None => (original, first, &[][..]),
     };
+    // Offsets of parts point into the message (through the cuts) only
+    // when no repair shifted them.
+    let stored_body = |part: &MessagePart<'_>| fixed.is_none().then(|| origin.body(part)).flatten();
     let root = message.parts.first()?;
     // mail-parser returns Some for almost anything, e.g. junk without a colon
     // becomes one header *name*. Without a single `name:` field nothing was
@@ -248,6 +311,11 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         .collect();
 
     let structure = Structure::of(&message.parts);
+    let elided_parts = match origin.elided {
+        Some(elided) => elided.owner(&elidable(&message.parts, &structure))?,
+        None => Vec::new(),
+    };
+    let mut splice = Splice::new(opts.defer);
     let mut decoded: Vec<Option<String>> = vec![None; message.parts.len()];
     for (id, _) in structure.texts() {
         decoded[id] = Some(body_text(
@@ -291,7 +359,13 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
                 hint,
                 is_root: id == 0,
             };
-            let (attachment, bytes) = attachment(raw, &located, opts, &mut reasons);
+            let stored = Stored {
+                message: origin.message,
+                body: stored_body(&message.parts[id]),
+                elided: elided_parts.contains(&id),
+            };
+            let (attachment, bytes) =
+                attachment(raw, &located, &stored, opts, &mut splice, &mut reasons);
             if let Some(bytes) = bytes {
                 linked.push(LinkedPart { index, bytes });
             }
@@ -337,12 +411,53 @@ fn convert(original: &[u8], opts: &PayloadOptions) -> Option<MessageJson> {
         reply_text,
         parts,
         attachments,
-        raw: (opts.include_raw || lossy).then(|| BASE64.encode(original)),
+        raw: (opts.include_raw || lossy)
+            .then(|| splice.value(Source::Plain(0..origin.message.len()), origin.message)),
         parse_error: false,
         lossy,
         lossy_reasons,
         linked,
+        deferred: splice.deferred,
     })
+}
+
+/// The attachments whose bodies a cut may be in: leaves that declare
+/// base64 and that mail-parser decoded as base64 to their boundary (any
+/// trouble there, and the message is parsed whole).
+fn elidable(
+    parts: &[MessagePart<'_>],
+    structure: &Structure,
+) -> Vec<(usize, std::ops::Range<usize>)> {
+    structure
+        .attachments()
+        .filter(|&id| {
+            let p = &parts[id];
+            !matches!(p.body, PartType::Multipart(_) | PartType::Message(_))
+                && transfer::cte(p) == Cte::Base64
+                && p.encoding == mail_parser::Encoding::Base64
+        })
+        .map(|id| {
+            (
+                id,
+                parts[id].offset_body as usize..parts[id].offset_end as usize,
+            )
+        })
+        .collect()
+}
+
+/// Where an attachment's body is in the stored message.
+struct Stored<'a> {
+    message: &'a [u8],
+    /// `None` when the offsets do not point into `message` (a repaired copy).
+    body: Option<std::ops::Range<usize>>,
+    /// A cut is in it: the parsed copy does not hold its bytes.
+    elided: bool,
+}
+
+/// An attachment's bytes: decoded in memory, or a range of the message.
+enum Found<'a> {
+    Decoded(Cow<'a, [u8]>),
+    Stored(Source),
 }
 
 /// Reports each blank line `repair` inserted, under the part whose header
@@ -537,14 +652,56 @@ fn transfer_bytes<'a>(
 ) -> Cow<'a, [u8]> {
     let (bytes, outcome) = transfer::decoded(raw, part);
     if outcome != Transfer::Clean {
-        reasons.push(LossyReason {
-            kind: LossyKind::TransferEncoding,
-            part: section.map(str::to_owned),
-            header: Some("Content-Transfer-Encoding".to_owned()),
-            charset: None,
-        });
+        undecoded(section, reasons);
     }
     bytes
+}
+
+fn undecoded(section: Option<&str>, reasons: &mut Reasons) {
+    reasons.push(LossyReason {
+        kind: LossyKind::TransferEncoding,
+        part: section.map(str::to_owned),
+        header: Some("Content-Transfer-Encoding".to_owned()),
+        charset: None,
+    });
+}
+
+/// An attachment's bytes and their digest. A base64 or unencoded body that
+/// was elided, or that is large and deferred, is read from the stored
+/// message as it is needed (its digest decoded in pieces, never whole);
+/// anything else is decoded here, as [`transfer::decoded`] says.
+fn attachment_bytes<'a>(
+    raw: &'a [u8],
+    part: &'a MessagePart<'_>,
+    section: Option<&str>,
+    stored: &Stored<'_>,
+    opts: &PayloadOptions,
+    reasons: &mut Reasons,
+) -> (Found<'a>, Digest) {
+    if let Some(range) = stored.body.clone()
+        && (stored.elided || opts.defer && range.len() >= deferred::DEFER_AT)
+    {
+        match transfer::cte(part) {
+            Cte::Base64 => {
+                if let Some(d) = deferred::digest_base64(stored.message, range.clone()) {
+                    let len = d.len;
+                    return (Found::Stored(Source::Base64 { range, len }), d);
+                }
+                // Not base64: delivered as sent, as `transfer::decoded` does.
+                undecoded(section, reasons);
+                let d = deferred::digest(&stored.message[range.clone()]);
+                return (Found::Stored(Source::Plain(range)), d);
+            }
+            Cte::Identity => {
+                let d = deferred::digest(&stored.message[range.clone()]);
+                return (Found::Stored(Source::Plain(range)), d);
+            }
+            Cte::QuotedPrintable | Cte::Other => {}
+        }
+    }
+    let bytes = transfer_bytes(raw, part, section, reasons);
+    let d = deferred::digest(&bytes);
+    (Found::Decoded(bytes), d)
 }
 
 /// The text of a body part, decoded by the charset policy rather than by
@@ -710,7 +867,9 @@ fn decode_encoded_words(value: &[u8]) -> (String, bool) {
 fn attachment(
     raw: &[u8],
     located: &Located<'_, '_>,
+    stored: &Stored<'_>,
     opts: &PayloadOptions,
+    splice: &mut Splice,
     reasons: &mut Reasons,
 ) -> (Attachment, Option<Vec<u8>>) {
     let part = located.part;
@@ -753,7 +912,7 @@ fn attachment(
     // charset-converted, a nested message's `raw_message` can be the
     // *outer* message, and a part with an encoding problem holds its
     // still-encoded bytes. The receiver wants the file that was attached.
-    let bytes = transfer_bytes(raw, part, section, reasons);
+    let (found, digest) = attachment_bytes(raw, part, section, stored, opts, reasons);
     let content_id = named
         .content_id()
         .map(strip_brackets)
@@ -770,23 +929,35 @@ fn attachment(
     let how = carry(
         opts.attachments,
         opts.max_attachment_inline,
-        bytes.len(),
+        digest.len,
         opts.linkable,
     );
-    let content = (how == Carry::Content).then(|| BASE64.encode(&bytes));
+    let message = stored.message;
+    let (content, linked) = match (how, found) {
+        (Carry::Content, Found::Decoded(b)) if !splice.defers(b.len()) => {
+            (Some(BASE64.encode(&b)), None)
+        }
+        (Carry::Content, Found::Decoded(b)) => (
+            Some(splice.value(Source::Held(b.into_owned()), message)),
+            None,
+        ),
+        (Carry::Content, Found::Stored(source)) => (Some(splice.value(source, message)), None),
+        (Carry::Link, Found::Decoded(b)) => (None, Some(b.into_owned())),
+        (Carry::Link, Found::Stored(source)) => (None, Some(source.to_vec(message))),
+        (Carry::Omitted, _) => (None, None),
+    };
     let attachment = Attachment {
         section: located.section.clone(),
         filename,
         content_type: content_type(part),
-        size: bytes.len(),
-        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        size: digest.len,
+        sha256: digest.sha256,
         disposition: disposition.to_owned(),
         content_id,
         content,
         url: None,
         url_expires_at: None,
     };
-    let linked = (how == Carry::Link).then(|| bytes.into_owned());
     (attachment, linked)
 }
 
@@ -864,6 +1035,208 @@ mod tests {
         parse_message(raw, &PayloadOptions::default())
     }
 
+    /// The payload of `raw` parsed whole, and from its elided copy when
+    /// the copy is taken (`None` when it falls back).
+    fn both_ways(raw: &[u8], opts: &PayloadOptions) -> (String, Option<String>) {
+        let whole = convert(
+            &Origin {
+                message: raw,
+                elided: None,
+            },
+            opts,
+        );
+        let whole = serde_json::to_string(&whole).unwrap();
+        let elided = elide::elide(raw).and_then(|e| {
+            convert(
+                &Origin {
+                    message: raw,
+                    elided: Some(&e),
+                },
+                opts,
+            )
+        });
+        (whole, elided.map(|m| serde_json::to_string(&m).unwrap()))
+    }
+
+    fn b64_body(len: usize, seed: u32) -> String {
+        let data: Vec<u8> = (0..len as u32)
+            .map(|i| (i.wrapping_mul(seed) >> 3) as u8)
+            .collect();
+        let encoded = BASE64.encode(data);
+        let mut out = String::new();
+        for line in encoded.as_bytes().chunks(76) {
+            out.push_str(std::str::from_utf8(line).unwrap());
+            out.push_str("\r\n");
+        }
+        out
+    }
+
+    fn big_message(parts: &[String]) -> Vec<u8> {
+        let mut m = String::from(
+            "From: a@b.test\r\nTo: c@d.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"BB\"\r\n\r\npreamble\r\n",
+        );
+        for p in parts {
+            m.push_str("--BB\r\n");
+            m.push_str(p);
+        }
+        m.push_str("--BB--\r\n");
+        m.into_bytes()
+    }
+
+    fn attachment_part(name: &str, body: &str) -> String {
+        format!(
+            "Content-Type: application/octet-stream; name=\"{name}\"\r\n\
+             Content-Disposition: attachment; filename=\"{name}\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{body}"
+        )
+    }
+
+    #[test]
+    fn a_large_attachment_is_parsed_from_the_elided_copy_with_the_same_payload() {
+        let raw = big_message(&[
+            "Content-Type: text/plain\r\n\r\nhello\r\n".into(),
+            attachment_part("one.bin", &b64_body(1_500_000, 7)),
+            "Content-Type: text/html\r\n\r\n<p>x</p>\r\n".into(),
+            attachment_part("two.bin", &b64_body(300_000, 11)),
+        ]);
+        for opts in [
+            PayloadOptions::default(),
+            PayloadOptions {
+                include_raw: true,
+                max_attachment_inline: Some(400_000),
+                ..PayloadOptions::default()
+            },
+        ] {
+            let (whole, elided) = both_ways(&raw, &opts);
+            assert_eq!(elided.as_deref(), Some(whole.as_str()));
+        }
+        // and parse_message takes that way
+        let m = parse_message(&raw, &PayloadOptions::default());
+        assert_eq!(m.attachments.len(), 2);
+        assert_eq!(m.attachments[0].size, 1_500_000);
+    }
+
+    #[test]
+    fn cuts_outside_a_clean_base64_attachment_fall_back_to_the_whole_message() {
+        let long = b64_body(400_000, 3);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            // base64 in a text body
+            (
+                "text body",
+                big_message(&[
+                    format!(
+                        "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n{long}"
+                    ),
+                    attachment_part("a.bin", &b64_body(900_000, 5)),
+                ]),
+            ),
+            // base64 lines where a part's header block is
+            (
+                "header block",
+                big_message(&[
+                    format!("{long}\r\nbody\r\n"),
+                    attachment_part("a.bin", &long),
+                ]),
+            ),
+            // an unencoded part that happens to look like base64
+            (
+                "7bit",
+                big_message(&[
+                    format!("Content-Type: application/octet-stream\r\n\r\n{long}"),
+                    attachment_part("a.bin", &long),
+                ]),
+            ),
+            // a nested message
+            (
+                "nested",
+                big_message(&[format!(
+                    "Content-Type: message/rfc822\r\n\r\n{}",
+                    String::from_utf8(big_message(&[attachment_part("in.bin", &long)])).unwrap()
+                )]),
+            ),
+            // no closing boundary: mail-parser drops the encoding
+            ("unclosed", {
+                let mut m = big_message(&[attachment_part("a.bin", &long)]);
+                m.truncate(m.len() - "--BB--\r\n".len());
+                m
+            }),
+            // a bad character after the run
+            (
+                "bad tail",
+                big_message(&[attachment_part("a.bin", &format!("{long}!!!!\r\n"))]),
+            ),
+            // a header block without its blank line (repaired)
+            (
+                "repaired",
+                big_message(&[format!(
+                    "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n{long}"
+                )]),
+            ),
+        ];
+        for (name, raw) in cases {
+            assert!(raw.len() > elide::ELIDE_ABOVE / 4, "{name}");
+            for opts in [
+                PayloadOptions::default(),
+                PayloadOptions {
+                    include_raw: true,
+                    ..PayloadOptions::default()
+                },
+            ] {
+                let (whole, elided) = both_ways(&raw, &opts);
+                if let Some(elided) = elided {
+                    assert_eq!(elided, whole, "{name}");
+                }
+                let taken = serde_json::to_string(&super::parse(&raw, &opts)).unwrap();
+                assert_eq!(taken, whole, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_lines_in_a_large_message_never_change_the_payload() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let junk: &[&str] = &[
+            "--BB\r\n",
+            "--BB--\r\n",
+            "\r\n",
+            "Content-Type: text/plain\r\n",
+            "Content-Transfer-Encoding: base64\r\n",
+            "AAAA=\r\n",
+            "QUJD\r\n",
+            "QUJDR\r\n",
+            "!!\r\n",
+            " folded\r\n",
+            "=?utf-8?b?w6k=?=\r\n",
+        ];
+        let base = big_message(&[
+            "Content-Type: text/plain\r\n\r\nhello\r\n".into(),
+            attachment_part("one.bin", &b64_body(200_000, 7)),
+            attachment_part("two.bin", &b64_body(100_000, 9)),
+        ]);
+        let mut used = 0;
+        for round in 0..40 {
+            let mut lines: Vec<&[u8]> = base.split_inclusive(|&b| b == b'\n').collect();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..lines.len());
+                lines.insert(at, junk[rng.gen_range(0..junk.len())].as_bytes());
+            }
+            let raw = lines.concat();
+            let opts = PayloadOptions {
+                include_raw: round % 2 == 0,
+                ..PayloadOptions::default()
+            };
+            let (whole, elided) = both_ways(&raw, &opts);
+            if let Some(elided) = elided {
+                used += 1;
+                assert_eq!(elided, whole, "round {round}");
+            }
+        }
+        // most insertions leave the attachments clean: the copy is used
+        assert!(used > 5, "{used}");
+    }
+
     /// Bypasses the `catch_unwind` safety net, so a panic anywhere in the
     /// conversion fails the test instead of being reported as parse_error.
     fn parse_unguarded(raw: &[u8]) {
@@ -872,12 +1245,13 @@ mod tests {
             max_attachment_inline: Some(16),
             ..PayloadOptions::default()
         };
-        if let Some(m) = convert(raw, &opts) {
+        if let Some(m) = super::parse(raw, &opts) {
             serde_json::to_string(&m).unwrap();
         }
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
+        use sha2::{Digest as _, Sha256};
         Sha256::digest(bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -1694,7 +2068,7 @@ mod tests {
         raw.extend_from_slice(b"\r\nX-");
         raw.extend(std::iter::repeat_n(b'n', 100_000));
         raw.extend_from_slice(b": long name\r\n\r\nbody\r\n");
-        let m = convert(&raw, &PayloadOptions::default()).expect("parsed");
+        let m = super::parse(&raw, &PayloadOptions::default()).expect("parsed");
         assert_eq!(m.subject.as_ref().map(String::len), Some(1 << 20));
         assert_eq!(m.headers.len(), 3);
         assert_eq!(m.headers[2].name.len(), 100_002);

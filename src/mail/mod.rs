@@ -5,11 +5,15 @@
 //! `text`/`html` views hold; `transfer` and `charset` turn a part's bytes
 //! into text; `lossy` records every guess on the way; `reply` finds the new
 //! text of a reply (`reply_text`); `carry` decides whether an attachment
-//! goes as `content` or as a signed `url`.
+//! goes as `content` or as a signed `url`; `elide` lets a large message be
+//! parsed without its attachments' bytes, and `deferred` leaves large
+//! base64 values for the sender to encode while sending.
 
 mod body;
 mod carry;
 mod charset;
+pub mod deferred;
+mod elide;
 mod json;
 mod lossy;
 mod repair;

@@ -39,81 +39,131 @@ pub(crate) fn decoded<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> (Cow<'a, 
         };
         return (bytes, Transfer::Clean);
     };
-    // The header, not `part.encoding`: mail-parser resets the latter to None
-    // when it could not find the closing boundary, yet the bytes up to the
-    // end of the message are usually still perfectly decodable.
-    let cte = part.content_transfer_encoding().unwrap_or_default().trim();
-    if cte.eq_ignore_ascii_case("base64") {
-        return match base64(encoded) {
+    match cte(part) {
+        Cte::Base64 => match base64(encoded) {
             Some(bytes) => (Cow::Owned(bytes), Transfer::Clean),
             None => (Cow::Borrowed(encoded), Transfer::Undecoded),
-        };
-    }
-    if cte.eq_ignore_ascii_case("quoted-printable") {
-        // An empty boundary makes the decoder run to the end of the slice,
-        // which already stops where the part ends. usize::MAX is its "not
-        // valid in this encoding": deliver the bytes rather than a silently
-        // shortened text.
-        let (end, bytes) = MessageStream::new(encoded).decode_quoted_printable_mime(b"");
-        return if end == usize::MAX {
-            (Cow::Borrowed(encoded), Transfer::Undecoded)
-        } else {
-            (bytes, Transfer::Clean)
-        };
-    }
-    if IDENTITY.iter().any(|i| i.eq_ignore_ascii_case(cte)) {
-        (Cow::Borrowed(encoded), Transfer::Clean)
-    } else {
+        },
+        Cte::QuotedPrintable => {
+            // An empty boundary makes the decoder run to the end of the
+            // slice, which already stops where the part ends. usize::MAX is
+            // its "not valid in this encoding": deliver the bytes rather
+            // than a silently shortened text.
+            let (end, bytes) = MessageStream::new(encoded).decode_quoted_printable_mime(b"");
+            if end == usize::MAX {
+                (Cow::Borrowed(encoded), Transfer::Undecoded)
+            } else {
+                (bytes, Transfer::Clean)
+            }
+        }
+        Cte::Identity => (Cow::Borrowed(encoded), Transfer::Clean),
         // x-uuencode and friends: RFC 2045 §6.4 says treat the body as
         // opaque data, which is what the receiver gets, told so.
-        (Cow::Borrowed(encoded), Transfer::Undecoded)
+        Cte::Other => (Cow::Borrowed(encoded), Transfer::Undecoded),
+    }
+}
+
+/// A part's Content-Transfer-Encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cte {
+    Base64,
+    QuotedPrintable,
+    /// 7bit, 8bit, binary or none: the bytes are what they carry.
+    Identity,
+    Other,
+}
+
+/// The encoding `part` declares. The header, not `part.encoding`:
+/// mail-parser resets the latter to None when it could not find the
+/// closing boundary, yet the bytes up to the end of the message are
+/// usually still perfectly decodable.
+pub(crate) fn cte(part: &MessagePart<'_>) -> Cte {
+    let cte = part.content_transfer_encoding().unwrap_or_default().trim();
+    if cte.eq_ignore_ascii_case("base64") {
+        Cte::Base64
+    } else if cte.eq_ignore_ascii_case("quoted-printable") {
+        Cte::QuotedPrintable
+    } else if IDENTITY.iter().any(|i| i.eq_ignore_ascii_case(cte)) {
+        Cte::Identity
+    } else {
+        Cte::Other
     }
 }
 
 /// base64 with the padding rules relaxed; `None` when it is not base64.
 pub(crate) fn base64(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(encoded.len() / 4 * 3 + 3);
-    let mut group = [0u8; 4];
-    let mut n = 0;
-    let mut content = false;
-    for &c in encoded {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            // Padding ends a partial group; elsewhere (a second `=`, or
-            // after a complete group) it carries nothing.
-            b'=' => {
-                content = true;
-                if n >= 2 {
-                    flush(&group[..n], &mut out);
-                    n = 0;
-                }
-                continue;
-            }
-            _ => return None,
-        };
-        content = true;
-        group[n] = value;
-        n += 1;
-        if n == 4 {
-            flush(&group, &mut out);
-            n = 0;
-        }
-    }
-    match n {
-        // Six bits cannot make a byte: this is not base64 (or was cut).
-        1 => return None,
-        2 | 3 => flush(&group[..n], &mut out),
-        _ => {}
-    }
-    if out.is_empty() && content {
-        return None;
-    }
+    let mut decoder = Base64::default();
+    decoder.feed(encoded, &mut out).ok()?;
+    decoder.finish(&mut out).ok()?;
     Some(out)
+}
+
+/// The body is not base64 (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotBase64;
+
+/// [`base64`] fed in pieces: the same bytes and the same verdict whatever
+/// the pieces, so that a large attachment is decoded as it is read.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Base64 {
+    group: [u8; 4],
+    n: usize,
+    /// Anything but white space was seen.
+    content: bool,
+    produced: usize,
+}
+
+impl Base64 {
+    /// Decodes `encoded`, appending to `out`.
+    pub(crate) fn feed(&mut self, encoded: &[u8], out: &mut Vec<u8>) -> Result<(), NotBase64> {
+        let before = out.len();
+        for &c in encoded {
+            let value = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b' ' | b'\t' | b'\r' | b'\n' => continue,
+                // Padding ends a partial group; elsewhere (a second `=`, or
+                // after a complete group) it carries nothing.
+                b'=' => {
+                    self.content = true;
+                    if self.n >= 2 {
+                        flush(&self.group[..self.n], out);
+                        self.n = 0;
+                    }
+                    continue;
+                }
+                _ => return Err(NotBase64),
+            };
+            self.content = true;
+            self.group[self.n] = value;
+            self.n += 1;
+            if self.n == 4 {
+                flush(&self.group, out);
+                self.n = 0;
+            }
+        }
+        self.produced += out.len() - before;
+        Ok(())
+    }
+
+    /// The last bytes, or the verdict that this was not base64.
+    pub(crate) fn finish(self, out: &mut Vec<u8>) -> Result<(), NotBase64> {
+        let before = out.len();
+        match self.n {
+            // Six bits cannot make a byte: this is not base64 (or was cut).
+            1 => return Err(NotBase64),
+            2 | 3 => flush(&self.group[..self.n], out),
+            _ => {}
+        }
+        if self.produced + (out.len() - before) == 0 && self.content {
+            return Err(NotBase64);
+        }
+        Ok(())
+    }
 }
 
 /// 2, 3 or 4 sextets → 1, 2 or 3 bytes.
@@ -164,6 +214,37 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn base64_in_pieces_gives_the_same_bytes_and_verdict() {
+        let inputs: &[&[u8]] = &[
+            b"QUJDREU=",
+            b"QUJD\r\nREU=\r\n",
+            b" QU JD\tRA == ",
+            b"QUJDRA",
+            b"QUJD=RA",
+            b"QUJDRA==QUJD",
+            b"Q",
+            b"QUJDR",
+            b"====",
+            b"QUJD!RA==",
+            b"  \r\n",
+        ];
+        for input in inputs {
+            let whole = base64(input);
+            for a in 0..=input.len() {
+                for b in a..=input.len() {
+                    let mut out = Vec::new();
+                    let mut d = Base64::default();
+                    let ok = [&input[..a], &input[a..b], &input[b..]]
+                        .iter()
+                        .all(|piece| d.feed(piece, &mut out).is_ok())
+                        && d.finish(&mut out).is_ok();
+                    assert_eq!(ok.then_some(out), whole, "{input:?} split at {a}, {b}");
+                }
+            }
         }
     }
 

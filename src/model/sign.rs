@@ -60,13 +60,41 @@ pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &s
 }
 
 fn mac(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
+    let mut mac = mac_head(secret, id, timestamp);
+    mac.update(body);
+    mac
+}
+
+/// The MAC over `"{id}.{timestamp}."`, ready for the body.
+fn mac_head(secret: &Secret, id: &str, timestamp: i64) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret.key()).expect("HMAC takes any key length");
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
-    mac.update(body);
     mac
+}
+
+/// [`headers`] for a body given in pieces (`for_each` calls its argument
+/// with each piece, in order): the same headers as for the pieces joined.
+pub fn headers_pieces(
+    secrets: &[Secret],
+    id: &str,
+    for_each: impl FnOnce(&mut dyn FnMut(&[u8])),
+) -> [(&'static str, String); 3] {
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut macs: Vec<HmacSha256> = secrets.iter().map(|s| mac_head(s, id, timestamp)).collect();
+    for_each(&mut |piece| macs.iter_mut().for_each(|m| m.update(piece)));
+    let signature = macs
+        .into_iter()
+        .map(|m| format!("v1,{}", B64.encode(m.finalize().into_bytes())))
+        .collect::<Vec<_>>()
+        .join(" ");
+    [
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ]
 }
 
 #[cfg(test)]

@@ -153,6 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // The same payload as the worker's: verdicts and links too.
                 let auth = auth.and_then(|b| Record::from_bytes(&b));
                 let now = spool::now_ms() / 1000;
+                let raw = bytes::Bytes::from(raw);
                 (0..env.deliveries.len())
                     .map(|i| {
                         let links = links.as_ref().map(|l| (l, now));
@@ -222,7 +223,7 @@ struct Call {
 impl Call {
     /// The app's verdict on `body`; anything but an HTTP answer in time
     /// is [`Verdict::NoAnswer`].
-    async fn run(self, body: Vec<u8>) -> Verdict {
+    async fn run(self, body: crate::delivery::body::Body) -> Verdict {
         let post = async {
             let resp = webhook::post_signed(&self.client, &self.url, &self.id, &self.secrets, body)
                 .await?;

@@ -173,6 +173,8 @@ impl Receiver {
         let state = Arc::new(ReceiverState::default());
         let app = axum::Router::new()
             .fallback(record)
+            // Payloads of large messages are larger than axum's 2 MB.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -31,6 +31,7 @@ mod history;
 mod hostile;
 mod http_limits;
 mod hung_endpoint;
+mod large;
 mod log_crash;
 mod old_spool;
 mod openapi;

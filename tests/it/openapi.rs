@@ -470,12 +470,13 @@ fn library_bodies() -> Vec<Value> {
             build(
                 &envelope(false, Some(8)),
                 0,
-                mime.as_bytes(),
+                &bytes::Bytes::copy_from_slice(mime.as_bytes()),
                 &plus,
                 Some((&linker, 1_796_119_200)),
                 None,
             )
-            .body,
+            .body
+            .into_vec(),
         ),
         parse(payload(
             &envelope(false, None),
