@@ -211,9 +211,15 @@ pub(super) async fn show(
         .read_record(RECORDS_OUTBOX, &format!("{id}.json"))
         .await
         .map_err(ApiError::unavailable)?;
-    if let Some(bytes) = record {
-        let mut record: OutboxRecord =
-            serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?;
+    let record = match record {
+        Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(ApiError::unavailable)?),
+        // API mail before its first attempt has no record: it is queued.
+        None => detail
+            .as_ref()
+            .filter(|d| d.envelope.outbound.is_some())
+            .map(|d| OutboxRecord::queued(&d.envelope)),
+    };
+    if let Some(mut record) = record {
         if st.sending.contains(&id) {
             record.status = record.status.while_sending();
         }

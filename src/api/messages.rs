@@ -20,7 +20,7 @@ use super::budget::Reservation;
 use super::idempotency::Keyed;
 use super::{ApiError, ApiState, body};
 use crate::compose;
-use crate::delivery::outbox::{self, OutboxRecord};
+use crate::delivery::outbox;
 use crate::spool::{self, CommitError, Delivery, Envelope, Outbound, Target};
 
 pub(super) async fn send(
@@ -265,14 +265,9 @@ async fn spool_message(
         }
         Err(CommitError::Store(e)) => return Err(ApiError::unavailable(e)),
     };
-    // Before the message is scheduled: its first attempt rewrites this.
-    outbox::store(&st.store, &OutboxRecord::queued(committed.envelope()))
-        .await
-        .unwrap_or_else(|e| {
-            // The message is durable, so the promise of a 202 holds; the
-            // status record reappears after the first attempt.
-            warn!(message_id = %id, error = %e, "could not write the status record");
-        });
+    // No status record yet: until the first attempt writes one,
+    // `GET /v1/messages/{id}` derives `queued` from the pending envelope
+    // (`OutboxRecord::queued`), which saves a durable write per message.
     let envelope = committed.schedule();
     info!(message_id = %id, from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(), "message queued for the relay");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())

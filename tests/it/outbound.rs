@@ -904,6 +904,77 @@ async fn start_binary(spool: &Path, relay: &str, hook: &str, events: &str, log: 
     .await
 }
 
+/// A message not tried yet has no status file: its `queued` status comes
+/// from the pending message, with every field a stored record has. One
+/// worker, held by a relay that never greets, keeps the second message
+/// waiting for its first attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_not_tried_yet_is_queued_with_its_fields() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let spool = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("postern.log");
+    let relay = format!("smtp://127.0.0.1:{silent_port}?tls=none");
+    let server = Launch {
+        domain: "outbound.test",
+        spool: spool.path(),
+        log: &log,
+        env: &[
+            ("POSTERN_API_KEYS", API_KEY),
+            ("POSTERN_RELAY_URL", &relay),
+            ("POSTERN_DELIVERY_CONCURRENCY", "1"),
+        ],
+    }
+    .start()
+    .await;
+    let api = Api::new(server.http);
+    let first = api.send(&simple_request(&["a@example.com"])).await;
+    api.wait_status(&first, 10, |v| v["status"] == "sending")
+        .await;
+    let second = api
+        .send(&simple_request(&["b@example.com", "c@example.com"]))
+        .await;
+    for _ in 0..5 {
+        let got = api.status(&second).await;
+        assert_eq!(got["status"], "queued", "{got:#}");
+        assert_eq!(got["id"], second.as_str());
+        assert_eq!(got["direction"], "outbound");
+        assert_eq!(got["mail_from"], "app@example.org");
+        assert_eq!(got["created_at"], got["updated_at"]);
+        assert!(
+            got["created_at"].as_str().unwrap().ends_with('Z'),
+            "{got:#}"
+        );
+        assert!(got["message_id"].as_str().unwrap().contains('@'), "{got:#}");
+        assert_eq!(
+            got["recipients"],
+            json!([
+                {"address": "b@example.com", "status": "pending", "reply": null},
+                {"address": "c@example.com", "status": "pending", "reply": null},
+            ]),
+            "{got:#}"
+        );
+        assert_eq!(got["attempts"], json!([]));
+        assert_eq!(got["tags"], json!(["test", "outbound"]));
+        assert_eq!(got["metadata"], json!({"user_id": 42, "plan": "pro"}));
+        assert_eq!(got["deliveries"].as_array().unwrap().len(), 1, "{got:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !spool.path().join(format!("outbox/{second}.json")).exists(),
+        "no status file before the first attempt"
+    );
+    drop(server);
+    holder.abort();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     // A "relay" that accepts connections and never says a word: every

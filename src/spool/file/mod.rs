@@ -23,8 +23,10 @@
 //! corrupt/                entries that could not be read at start, moved
 //!                         aside (never deleted) for an operator to inspect
 //! outbox/<id>.json        status of a message sent through the API (what
-//!                         `GET /v1/messages/{id}` shows), kept after it is
-//!                         done for the status retention
+//!                         `GET /v1/messages/{id}` shows), written by each
+//!                         relay attempt (before the first one the status
+//!                         is derived from the pending message: `queued`),
+//!                         kept after it is done for the status retention
 //! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
 //! kept/<id>.<k>           attachment k of a message's payload, sent as a
 //!                         signed `url`: line 1 its expiry (unix s, 20
