@@ -7,11 +7,13 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::helpers::{Hit, SECRET, free_port, message_id, wait_until};
@@ -313,5 +315,97 @@ impl Conn {
     pub async fn cmd(&mut self, line: &str) -> Io<String> {
         self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
+    }
+}
+
+/// One message for [`transaction`]: its envelope, and its content from
+/// its Message-ID (the whole DATA, final `.` included).
+#[derive(Clone, Copy)]
+pub struct Mail {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub content: fn(&str) -> String,
+}
+
+/// MAIL, RCPT, DATA and the content of message `mid`. `on_data` runs
+/// after `354`, just before the content goes out: from then on the server
+/// may commit it. Returns the reply to the end of data, or the first
+/// reply before it that was not `250`/`354`.
+pub async fn transaction(
+    c: &mut Conn,
+    mail: Mail,
+    mid: &str,
+    on_data: impl FnOnce(),
+) -> Io<String> {
+    for line in [
+        format!("MAIL FROM:<{}>", mail.from),
+        format!("RCPT TO:<{}>", mail.to),
+        "DATA".to_string(),
+    ] {
+        let r = c.cmd(&line).await?;
+        if !(r.starts_with("250") || r.starts_with("354")) {
+            return Ok(r);
+        }
+    }
+    on_data();
+    c.w.write_all((mail.content)(mid).as_bytes()).await?;
+    c.reply().await
+}
+
+/// What clients of a server that is killed under them know about their
+/// messages.
+#[derive(Default)]
+pub struct Ledger {
+    /// The content was (about to be) sent: the server may have committed it.
+    pub attempted: HashSet<String>,
+    /// Got `250`: the server promised to deliver it.
+    pub acked: HashSet<String>,
+    /// Any other reply (none expected).
+    pub refused: Vec<String>,
+}
+
+impl Ledger {
+    /// Attempted, acknowledged, refused: a copy.
+    pub fn snapshot(ledger: &Mutex<Ledger>) -> (HashSet<String>, HashSet<String>, Vec<String>) {
+        let l = ledger.lock().unwrap();
+        (l.attempted.clone(), l.acked.clone(), l.refused.clone())
+    }
+
+    /// A client task: connects to `addr`, says EHLO, and sends one
+    /// message per Message-ID in `mids` until `deadline`, recording each.
+    /// An I/O error is the kill: the task ends, and the ledger says how
+    /// far it got.
+    pub fn client(
+        ledger: Arc<Mutex<Ledger>>,
+        addr: SocketAddr,
+        mail: Mail,
+        mids: Vec<String>,
+        deadline: Instant,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let run = async {
+                let mut c = Conn::connect(addr).await?;
+                c.reply().await?;
+                c.cmd("EHLO client.test").await?;
+                for mid in mids {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let r = transaction(&mut c, mail, &mid, || {
+                        ledger.lock().unwrap().attempted.insert(mid.clone());
+                    })
+                    .await?;
+                    let mut l = ledger.lock().unwrap();
+                    if r.starts_with("250 ") {
+                        l.acked.insert(mid);
+                    } else {
+                        l.refused.push(format!("{mid}: {r}"));
+                    }
+                }
+                let _ = c.cmd("QUIT").await;
+                Io::Ok(())
+            };
+            let _ = run.await;
+        })
     }
 }

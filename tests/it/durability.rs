@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::binary::{Conn, Io, Launch, Postern, log_tail, wait_delivered};
+use crate::binary::{Conn, Launch, Ledger, Mail, Postern, log_tail, transaction, wait_delivered};
 use crate::helpers::*;
 
 /// Starts the binary on `spool`, delivering to `url` with 20 retries
@@ -39,23 +38,17 @@ async fn start(spool: &Path, url: &str, log: &Path) -> Postern {
     .await
 }
 
-/// MAIL, RCPT, DATA for one message. `on_data` runs after `354`, just
-/// before the content goes out: from then on the server may commit it.
-/// Returns the reply to the end of data.
-async fn send_mail(c: &mut Conn, message_id: &str, on_data: impl FnOnce()) -> Io<String> {
-    let r = c.cmd("MAIL FROM:<alice@example.org>").await?;
-    assert!(r.starts_with("250"), "MAIL: {r}");
-    let r = c.cmd("RCPT TO:<bob@example.com>").await?;
-    assert!(r.starts_with("250"), "RCPT: {r}");
-    let r = c.cmd("DATA").await?;
-    assert!(r.starts_with("354"), "DATA: {r}");
-    on_data();
-    let body = format!(
+const MAIL: Mail = Mail {
+    from: "alice@example.org",
+    to: "bob@example.com",
+    content,
+};
+
+fn content(message_id: &str) -> String {
+    format!(
         "From: alice@example.org\r\nTo: bob@example.com\r\nSubject: durability {message_id}\r\n\
          Message-ID: <{message_id}>\r\n\r\nbody of {message_id}\r\n.\r\n"
-    );
-    c.w.write_all(body.as_bytes()).await?;
-    c.reply().await
+    )
 }
 
 /// Endpoint down: 20 messages are accepted and spooled, the process is
@@ -78,7 +71,7 @@ async fn endpoint_down_then_sigkill_then_restart_delivers_everything() {
     let mut queued: HashMap<String, String> = HashMap::new();
     for i in 0..N {
         let mid = format!("down-{i}@durability.test");
-        let r = send_mail(&mut c, &mid, || {}).await.unwrap();
+        let r = transaction(&mut c, MAIL, &mid, || {}).await.unwrap();
         queued.insert(mid, queue_id(&r));
     }
     let _ = c.cmd("QUIT").await;
@@ -128,17 +121,6 @@ async fn endpoint_down_then_sigkill_then_restart_delivers_everything() {
     drop(second);
 }
 
-/// What the SMTP clients know about their messages.
-#[derive(Default)]
-struct Ledger {
-    /// The content was (about to be) sent: the server may have committed it.
-    attempted: HashSet<String>,
-    /// Got `250`: the server promised to deliver it.
-    acked: HashSet<String>,
-    /// Replies to the end of data other than 250 (none expected).
-    refused: Vec<String>,
-}
-
 /// SIGKILL while clients are sending and deliveries are in flight: after a
 /// restart, every `250`ed message is delivered at least once, and nothing
 /// that never reached DATA content is.
@@ -156,38 +138,14 @@ async fn sigkill_mid_traffic_loses_no_acknowledged_message() {
     let first = start(spool, &url, &log).await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let traffic_deadline = Instant::now() + Duration::from_secs(10);
-    let mut clients = Vec::new();
-    for n in 0..CLIENTS {
-        let ledger = ledger.clone();
-        let addr = first.smtp;
-        clients.push(tokio::spawn(async move {
-            let run = async {
-                let mut c = Conn::connect(addr).await?;
-                c.reply().await?;
-                c.cmd("EHLO client.test").await?;
-                for i in 0..PER_CLIENT {
-                    if Instant::now() > traffic_deadline {
-                        break;
-                    }
-                    let mid = format!("kill-{n}-{i}@durability.test");
-                    let r = send_mail(&mut c, &mid, || {
-                        ledger.lock().unwrap().attempted.insert(mid.clone());
-                    })
-                    .await?;
-                    let mut l = ledger.lock().unwrap();
-                    if r.starts_with("250 ") {
-                        l.acked.insert(mid);
-                    } else {
-                        l.refused.push(format!("{mid}: {r}"));
-                    }
-                }
-                let _ = c.cmd("QUIT").await;
-                Io::Ok(())
-            };
-            // An I/O error is the kill; the ledger says how far we got.
-            let _ = run.await;
-        }));
-    }
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let mids = (0..PER_CLIENT)
+                .map(|i| format!("kill-{n}-{i}@durability.test"))
+                .collect();
+            Ledger::client(ledger.clone(), first.smtp, MAIL, mids, traffic_deadline)
+        })
+        .collect();
 
     // Kill at a random-ish point after ~50 acknowledgements.
     let threshold = rand::thread_rng().gen_range(50..90);
@@ -208,10 +166,7 @@ async fn sigkill_mid_traffic_loses_no_acknowledged_message() {
             .expect("clients stop after the kill")
             .unwrap();
     }
-    let (attempted, acked, refused) = {
-        let l = ledger.lock().unwrap();
-        (l.attempted.clone(), l.acked.clone(), l.refused.clone())
-    };
+    let (attempted, acked, refused) = Ledger::snapshot(&ledger);
     assert!(refused.is_empty(), "non-250 replies: {refused:?}");
     assert!(
         acked.len() >= 50,

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use crate::binary::{Conn, Io, Launch, Postern, wait_delivered};
+use crate::binary::{Conn, Launch, Ledger, Mail, Postern, transaction, wait_delivered};
 use crate::helpers::*;
 
 async fn start(spool: &Path, url: &str, log: &Path) -> Postern {
@@ -37,32 +36,18 @@ async fn start(spool: &Path, url: &str, log: &Path) -> Postern {
     .await
 }
 
+const MAIL: Mail = Mail {
+    from: "a@log.test",
+    to: "b@log.test",
+    content: body,
+};
+
 fn body(mid: &str) -> String {
     format!(
         "From: a@log.test\r\nTo: b@log.test\r\nSubject: log {mid}\r\nMessage-ID: <{mid}>\r\n\r\n\
          {}\r\n.\r\n",
         format!("line of {mid}\r\n").repeat(20)
     )
-}
-
-/// One transaction; `on_data` runs just before the content goes out.
-async fn send(c: &mut Conn, mid: &str, on_data: impl FnOnce()) -> Io<String> {
-    for line in ["MAIL FROM:<a@log.test>", "RCPT TO:<b@log.test>", "DATA"] {
-        let r = c.cmd(line).await?;
-        if !(r.starts_with("250") || r.starts_with("354")) {
-            return Ok(r);
-        }
-    }
-    on_data();
-    c.w.write_all(body(mid).as_bytes()).await?;
-    c.reply().await
-}
-
-#[derive(Default)]
-struct Ledger {
-    attempted: HashSet<String>,
-    acked: HashSet<String>,
-    refused: Vec<String>,
 }
 
 /// 200 times: start on the same spool, three clients send, deliveries go
@@ -86,33 +71,14 @@ async fn sigkill_at_random_points_200_times_loses_no_acknowledged_message() {
     for round in 0..ROUNDS {
         assert!(Instant::now() < deadline, "round {round}: out of time");
         let p = start(spool, &url, &log).await;
-        let mut clients = Vec::new();
-        for n in 0..3 {
-            let ledger = ledger.clone();
-            let addr = p.smtp;
-            clients.push(tokio::spawn(async move {
-                let run = async {
-                    let mut c = Conn::connect(addr).await?;
-                    c.reply().await?;
-                    c.cmd("EHLO client.log.test").await?;
-                    for i in 0..50 {
-                        let mid = format!("r{round}-c{n}-{i}@log.test");
-                        let r = send(&mut c, &mid, || {
-                            ledger.lock().unwrap().attempted.insert(mid.clone());
-                        })
-                        .await?;
-                        let mut l = ledger.lock().unwrap();
-                        if r.starts_with("250 ") {
-                            l.acked.insert(mid);
-                        } else {
-                            l.refused.push(format!("{mid}: {r}"));
-                        }
-                    }
-                    Io::Ok(())
-                };
-                let _ = run.await;
-            }));
-        }
+        let clients: Vec<_> = (0..3)
+            .map(|n| {
+                let mids = (0..50)
+                    .map(|i| format!("r{round}-c{n}-{i}@log.test"))
+                    .collect();
+                Ledger::client(ledger.clone(), p.smtp, MAIL, mids, deadline)
+            })
+            .collect();
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
         p.kill9();
         for c in clients {
@@ -122,10 +88,7 @@ async fn sigkill_at_random_points_200_times_loses_no_acknowledged_message() {
                 .unwrap();
         }
     }
-    let (attempted, acked, refused) = {
-        let l = ledger.lock().unwrap();
-        (l.attempted.clone(), l.acked.clone(), l.refused.clone())
-    };
+    let (attempted, acked, refused) = Ledger::snapshot(&ledger);
     assert!(
         refused.is_empty(),
         "non-250 replies: {:?}",
@@ -241,7 +204,7 @@ async fn a_torn_record_at_the_end_of_a_segment_is_set_aside_and_never_delivered(
         let mut first_id = None;
         for i in 0..5 {
             let mid = format!("torn{round}-{i}@log.test");
-            let r = send(&mut c, &mid, || {}).await.unwrap();
+            let r = transaction(&mut c, MAIL, &mid, || {}).await.unwrap();
             first_id.get_or_insert_with(|| queue_id(&r));
             acked.insert(mid);
         }
