@@ -276,16 +276,23 @@ pub(crate) fn join(kind: TextKind, pieces: &[(TextKind, &str)]) -> String {
 fn plain_to_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 48);
     out.push_str("<div style=\"white-space: pre-wrap\">");
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\t' | '\r' | '\n' => out.push(c),
-            c if c.is_control() && (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
+    // Runs of bytes that stay as they are are copied whole: every byte
+    // that changes is ASCII, so each cut is on a character boundary.
+    let mut from = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let replacement = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'\t' | b'\r' | b'\n' => continue,
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[from..i]);
+        out.push_str(replacement);
+        from = i + 1;
     }
+    out.push_str(&text[from..]);
     out.push_str("</div>");
     out
 }
@@ -304,6 +311,25 @@ mod tests {
             ids(s.view(TextKind::Plain)),
             ids(s.view(TextKind::Html)),
         )
+    }
+
+    #[test]
+    fn plain_text_in_an_html_view_is_escaped_with_controls_dropped() {
+        let wrap = |s: &str| format!("<div style=\"white-space: pre-wrap\">{s}</div>");
+        for (text, want) in [
+            ("", ""),
+            ("plain", "plain"),
+            ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
+            ("<<>>", "&lt;&lt;&gt;&gt;"),
+            ("tab\there\r\nnext\n", "tab\there\r\nnext\n"),
+            ("bell\u{7}nul\u{0}esc\u{1b}end", "bellnulescend"),
+            ("del \u{7f} stays", "del \u{7f} stays"),
+            ("\u{1}&\u{1f}", "&amp;"),
+            ("héllo → <b>ünïcode</b> 😀", "héllo → &lt;b&gt;ünïcode&lt;/b&gt; 😀"),
+            ("ends with <", "ends with &lt;"),
+        ] {
+            assert_eq!(plain_to_html(text), wrap(want), "{text:?}");
+        }
     }
 
     const T: Role = Role::Text(TextKind::Plain);
