@@ -325,7 +325,10 @@ mod tests {
             ("bell\u{7}nul\u{0}esc\u{1b}end", "bellnulescend"),
             ("del \u{7f} stays", "del \u{7f} stays"),
             ("\u{1}&\u{1f}", "&amp;"),
-            ("héllo → <b>ünïcode</b> 😀", "héllo → &lt;b&gt;ünïcode&lt;/b&gt; 😀"),
+            (
+                "héllo → <b>ünïcode</b> 😀",
+                "héllo → &lt;b&gt;ünïcode&lt;/b&gt; 😀",
+            ),
             ("ends with <", "ends with &lt;"),
         ] {
             assert_eq!(plain_to_html(text), wrap(want), "{text:?}");
