@@ -403,6 +403,9 @@ async fn deliveries_parked_behind_a_narrow_endpoint_all_arrive_from_both_replica
     let env = [
         ("POSTERN_WEBHOOK_URL", url.as_str()),
         ("POSTERN_ENDPOINT_CONCURRENCY", "1"),
+        // 20 sessions at once per replica from one address is the default
+        // per-IP cap exactly; the start's readiness probe may still count.
+        ("POSTERN_MAX_SESSIONS_PER_IP", "100"),
     ];
     let a = pair.start(0, &env).await;
     let b = pair.start(1, &env).await;
