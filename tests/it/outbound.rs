@@ -6,8 +6,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -910,18 +908,11 @@ async fn start_binary(spool: &Path, relay: &str, hook: &str, events: &str, log: 
 /// waiting for its first attempt.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_not_tried_yet_is_queued_with_its_fields() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = silent.accept().await {
-            held.push(sock);
-        }
-    });
+    let silent = Silent::start().await;
     let spool = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("postern.log");
-    let relay = format!("smtp://127.0.0.1:{silent_port}?tls=none");
+    let relay = format!("smtp://127.0.0.1:{}?tls=none", silent.port);
     let server = Launch {
         domain: "outbound.test",
         spool: spool.path(),
@@ -972,7 +963,7 @@ async fn a_message_not_tried_yet_is_queued_with_its_fields() {
         "no status file before the first attempt"
     );
     drop(server);
-    holder.abort();
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -980,17 +971,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     // A "relay" that accepts connections and never says a word: every
     // attempt stays in flight (lettre waits for the greeting), so nothing
     // about them is on disk but the 202-acknowledged messages.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = silent.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            held.push(sock);
-        }
-    });
+    let silent = Silent::start().await;
 
     let events = Receiver::start().await;
     let hooks = Receiver::start().await;
@@ -1000,7 +981,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     let (hook_url, events_url) = (hooks.url("/hook"), events.url("/events"));
     let first = start_binary(
         spool.path(),
-        &format!("smtp://127.0.0.1:{silent_port}?tls=none"),
+        &format!("smtp://127.0.0.1:{}?tls=none", silent.port),
         &hook_url,
         &events_url,
         &log,
@@ -1018,8 +999,8 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     }
     wait_until(
         10,
-        || format!("{} connections", accepted.load(Ordering::SeqCst)),
-        || accepted.load(Ordering::SeqCst) >= 1,
+        || format!("{} connections", silent.accepted()),
+        || silent.accepted() >= 1,
     )
     .await;
     let states = std::fs::read_dir(spool.path().join("state"))
@@ -1027,7 +1008,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
         .unwrap_or(0);
     assert_eq!(states, 0, "an attempt in flight wrote a state");
     first.kill9();
-    holder.abort();
+    drop(silent);
 
     let smtpd = Smtpd::start(0, &[]);
     let second = start_binary(

@@ -8,7 +8,7 @@ use postern::relay::{RcptOutcome, Relay, RelayConfig, RelayConfigError};
 use serde_json::Value;
 
 use crate::aiosmtpd::{Smtpd, data};
-use crate::helpers::free_port;
+use crate::helpers::{Silent, free_port};
 
 const HELO: &str = "postern.test";
 
@@ -362,15 +362,9 @@ async fn stalled_relay_times_out_and_the_pool_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_server_times_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     // Accepts and never greets.
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
+    let silent = Silent::start().await;
+    let port = silent.port;
     let cfg = RelayConfig::parse(&format!("smtp://127.0.0.1:{port}?tls=none&timeout=1")).unwrap();
     let relay = Relay::new(&cfg, HELO).unwrap();
     let out = relay
@@ -378,7 +372,7 @@ async fn silent_server_times_out() {
         .await;
     assert!(deferred(&out[0]).contains("timed out"), "{out:?}");
     assert!(relay.check().await.unwrap_err().contains("timed out"));
-    holder.abort();
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
