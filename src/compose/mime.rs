@@ -5,21 +5,23 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use super::attachment::{Attachment, attachment_part};
-use super::transfer::normalize_newlines;
+use super::transfer::{encode_text_body, normalize_newlines};
+
+/// A text or html body part, its transfer encoding chosen and applied here
+/// ([`encode_text_body`]); the header comes last, where mail-builder puts
+/// the one it chooses.
+fn body_part<'a>(content_type: &'static str, text: &str) -> MimePart<'a> {
+    let (cte, body) = encode_text_body(normalize_newlines(text));
+    MimePart::new(content_type, BodyPart::Text(body.into())).transfer_encoding(cte)
+}
 
 pub(super) fn build_body<'a>(
     text: Option<&'a str>,
     html: Option<&'a str>,
     attachments: Vec<Attachment<'a>>,
 ) -> MimePart<'a> {
-    let text_part = text.map(|text| {
-        MimePart::new(
-            "text/plain",
-            BodyPart::Text(normalize_newlines(text).into()),
-        )
-    });
-    let html_part = html
-        .map(|html| MimePart::new("text/html", BodyPart::Text(normalize_newlines(html).into())));
+    let text_part = text.map(|text| body_part("text/plain", text));
+    let html_part = html.map(|html| body_part("text/html", html));
     let (mut body, root_type) = match (text_part, html_part) {
         (Some(text), Some(html)) => (
             MimePart::new("multipart/alternative", vec![text, html]),

@@ -16,6 +16,7 @@ pub mod kept;
 mod lease;
 mod log;
 pub mod pg;
+mod records;
 mod store;
 
 pub use delivery::{Delivery, Kind, Target};

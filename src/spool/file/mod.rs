@@ -86,6 +86,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::log::{self, Log};
+use super::records::{self, Records};
 use super::{
     Change, DeliveryInfo, DeliveryState, Envelope, Error, JobKey, Lease, RECORDS_AUTH,
     RECORDS_IDEM, RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id,
@@ -106,6 +107,16 @@ pub(crate) struct Spool {
     history: std::time::Duration,
     /// Where messages up to [`log::MAX_INLINE`] bytes are committed.
     log: Log,
+    /// Where status records are kept (see [`in_records_log`]).
+    records: Records,
+}
+
+/// Records of `dir` kept in the records log rather than one file each:
+/// the status records, one per API message and rewritten each attempt.
+/// Idempotency records stay files (one per request that carries a key),
+/// and so does the verdicts record, which lives and goes with its message.
+fn in_records_log(dir: &str) -> bool {
+    dir == RECORDS_OUTBOX
 }
 
 /// What a start-up scan found.
@@ -145,6 +156,12 @@ impl Spool {
             fsync,
             log::SEGMENT_BYTES,
         )?;
+        let records = Records::open(
+            &root.join("records"),
+            &root.join("corrupt"),
+            fsync,
+            records::SEGMENT_BYTES,
+        )?;
         Ok(Spool {
             root,
             fsync,
@@ -152,6 +169,7 @@ impl Spool {
             leases: Default::default(),
             history: std::time::Duration::ZERO,
             log,
+            records,
         })
     }
 
@@ -522,6 +540,11 @@ fn split_record(id: &str, mut bytes: Vec<u8>) -> Result<(Envelope, Vec<u8>)> {
 impl Spool {
     /// Durably writes a small record (`outbox/`, `idem/`), atomically.
     pub async fn write_record(&self, dir: &'static str, name: &str, bytes: Vec<u8>) -> Result<()> {
+        if in_records_log(dir)
+            && let Some(key) = records::key(dir, name)
+        {
+            return self.records.put(&key, &bytes).await;
+        }
         let this = self.clone();
         let name = name.to_string();
         blocking(move || {
@@ -536,6 +559,15 @@ impl Spool {
         // Names come from clients (ids in URLs): never let one leave `dir`.
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return Ok(None);
+        }
+        if in_records_log(dir)
+            && let Some(key) = records::key(dir, name)
+        {
+            let records = self.records.clone();
+            if let Some(bytes) = blocking(move || records.get(&key)).await? {
+                return Ok(Some(bytes));
+            }
+            // Not there: maybe a file an earlier version wrote.
         }
         match tokio::fs::read(self.root.join(dir).join(name)).await {
             Ok(b) => Ok(Some(b)),
@@ -552,6 +584,11 @@ impl Spool {
             return Ok(false);
         }
         if self.log.is_pending(id) {
+            return Ok(true);
+        }
+        if records::key(RECORDS_OUTBOX, &format!("{id}.json"))
+            .is_some_and(|key| self.records.contains(&key))
+        {
             return Ok(true);
         }
         for path in [
@@ -600,6 +637,10 @@ impl Spool {
     /// Removes records in `dir` not modified for `max_age`; returns how many.
     pub fn sweep(&self, dir: &str, max_age: std::time::Duration) -> Result<usize> {
         let mut removed = 0;
+        if in_records_log(dir) {
+            let cutoff = super::now_ms().saturating_sub(max_age.as_millis() as u64);
+            removed += self.records.expire(dir, cutoff);
+        }
         let now = SystemTime::now();
         for entry in std::fs::read_dir(self.root.join(dir))? {
             let entry = entry?;

@@ -39,7 +39,7 @@
 //! cost is their bytes, not the file), and a spool written by an earlier
 //! version, which has only such files, is read as it is.
 
-mod record;
+pub(super) mod record;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -260,12 +260,15 @@ impl Log {
                             });
                             state.done(&r.id, kept);
                         }
+                        // Only the records log writes these.
+                        Kind::Put => {}
                     }
                 }
             }
             let (valid, end) = (scanner.position(), scanner.end());
             if valid < end {
-                set_aside_tail(&path, corrupt, seq, valid)?;
+                let aside = corrupt.join(format!("{seq:020}.tail"));
+                set_aside_tail(&path, &aside, seq, valid)?;
                 recovered.torn += 1;
             }
         }
@@ -535,6 +538,7 @@ pub fn pending_on_disk(dir: &Path) -> std::io::Result<Vec<String>> {
             match r.kind {
                 Kind::Message => pending.insert(r.id),
                 Kind::Done => pending.remove(&r.id),
+                Kind::Put => false,
             };
         }
     }
@@ -545,15 +549,15 @@ fn stopped() -> Error {
     Error::Io(std::io::Error::other("the log writer has stopped"))
 }
 
-/// Copies the bytes of segment `seq` from `valid` on to `corrupt/` (never
-/// deleted: an operator may want them), then cuts them off.
-fn set_aside_tail(path: &Path, corrupt: &Path, seq: u64, valid: u64) -> Result<()> {
+/// Copies the bytes of segment `seq` (at `path`) from `valid` on to
+/// `aside` in `corrupt/` (never deleted: an operator may want them), then
+/// cuts them off.
+pub(super) fn set_aside_tail(path: &Path, aside: &Path, seq: u64, valid: u64) -> Result<()> {
     use std::io::{Seek as _, SeekFrom};
     let mut from = std::fs::File::open(path)?;
     let len = from.metadata()?.len();
     from.seek(SeekFrom::Start(valid))?;
-    let aside = corrupt.join(format!("{seq:020}.tail"));
-    let mut to = std::fs::File::create(&aside)?;
+    let mut to = std::fs::File::create(aside)?;
     std::io::copy(&mut from, &mut to)?;
     to.sync_all()?;
     tracing::warn!(

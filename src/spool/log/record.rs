@@ -29,6 +29,9 @@ pub enum Kind {
     /// or moved out to a file); with content, it is kept for the history:
     /// `[finished_at: u64 LE unix ms][history sidecar JSON]`.
     Done = 2,
+    /// A keyed record of the records log ([`crate::spool::records`]; never
+    /// in a message segment): `[written_at: u64 LE unix ms][bytes]`.
+    Put = 3,
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
         match b {
             1 => Some(Kind::Message),
             2 => Some(Kind::Done),
+            3 => Some(Kind::Put),
             _ => None,
         }
     }
@@ -74,6 +78,8 @@ pub struct Found {
     pub content_len: u32,
     /// A Done record with a history sidecar: when the message finished.
     pub finished_ms: Option<u64>,
+    /// A Put record: when it was written.
+    pub written_ms: Option<u64>,
 }
 
 /// Reads a segment's records in order, checking each; stops at the end or
@@ -140,12 +146,15 @@ impl Scanner {
         let content = &self.buf[2 + id_len..];
         let finished_ms = (kind == Kind::Done && content.len() >= 8)
             .then(|| u64::from_le_bytes(content[..8].try_into().expect("8 bytes")));
+        let written_ms = (kind == Kind::Put && content.len() >= 8)
+            .then(|| u64::from_le_bytes(content[..8].try_into().expect("8 bytes")));
         let found = Found {
             kind,
             id: id.to_string(),
             offset: self.pos,
             content_len: content.len() as u32,
             finished_ms,
+            written_ms,
         };
         self.pos += HEADER + len as u64;
         Ok(Some(found))

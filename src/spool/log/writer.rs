@@ -212,6 +212,7 @@ impl Writer {
                     });
                     state.done(&r.id, kept);
                 }
+                Kind::Put => debug_assert!(false, "a keyed record in a message segment"),
             }
             offset += r.bytes.len() as u64;
             debug_assert_eq!(
