@@ -5,7 +5,8 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use super::attachment::{Attachment, attachment_part};
-use super::transfer::{encode_text_body, normalize_newlines};
+use super::text_body::encode_text_body;
+use super::transfer::normalize_newlines;
 
 /// A text or html body part, its transfer encoding chosen and applied here
 /// ([`encode_text_body`]); the header comes last, where mail-builder puts

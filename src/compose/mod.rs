@@ -88,6 +88,7 @@ pub mod raw;
 pub mod request;
 pub mod scan;
 pub mod structured;
+pub mod text_body;
 pub mod transfer;
 pub mod words;
 

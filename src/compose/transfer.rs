@@ -86,64 +86,6 @@ pub(super) fn normalize_line_endings(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether mail-builder would send CRLF-normalised `text` as a body part
-/// without encoding it (its `get_encoding_type(text, false, true)` says
-/// `None`): all bytes below 127, no line longer than 75 characters, no
-/// space or tab right before a line break or at the very end.
-fn plain_7bit(text: &[u8]) -> bool {
-    if !text.is_ascii() || memchr::memchr(0x7f, text).is_some() {
-        return false;
-    }
-    if matches!(text.last(), Some(b' ' | b'\t')) {
-        return false;
-    }
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', text) {
-        // mail-builder counts the line with its CR and LF: over 77 encodes.
-        if nl + 1 - start > 77 {
-            return false;
-        }
-        let line = text[start..nl]
-            .strip_suffix(b"\r")
-            .unwrap_or(&text[start..nl]);
-        if matches!(line.last(), Some(b' ' | b'\t')) {
-            return false;
-        }
-        start = nl + 1;
-    }
-    text.len() - start <= 77
-}
-
-/// The transfer encoding and encoded body of a text part, exactly as
-/// mail-builder's own detection would write them, but with the common
-/// case (short ASCII lines) found in one vectorised pass and copied
-/// whole: its byte-at-a-time scan and copy were a sixth of the server's
-/// CPU on the sending path (docs/BENCHMARKS.md).
-pub(super) fn encode_text_body(text: String) -> (&'static str, String) {
-    use mail_builder::encoders::{base64, encode, quoted_printable};
-    if plain_7bit(text.as_bytes()) {
-        return ("7bit", text);
-    }
-    let mut out = Vec::with_capacity(text.len() + text.len() / 8);
-    let input = text.as_bytes();
-    let cte = match encode::get_encoding_type(input, false, true) {
-        encode::EncodingType::Base64 => {
-            base64::base64_encode_mime(input, &mut out, false).expect("writes to a Vec");
-            "base64"
-        }
-        encode::EncodingType::QuotedPrintable(_) => {
-            quoted_printable::quoted_printable_encode(input, &mut out, true)
-                .expect("writes to a Vec");
-            "quoted-printable"
-        }
-        // Cannot happen for text plain_7bit refused; written as
-        // mail-builder would (its body is CRLF-normalised already).
-        encode::EncodingType::None => return ("7bit", text),
-    };
-    let out = String::from_utf8(out).expect("base64 and quoted-printable are ASCII");
-    (cte, out)
-}
-
 /// Whether a part of this content type must not be base64 or
 /// quoted-printable: RFC 2046 §5.2 allows only 7bit, 8bit or binary for
 /// `message/rfc822`, `message/partial` and `message/external-body`, and
@@ -181,7 +123,7 @@ pub(super) fn identity_encoding(bytes: &[u8]) -> Result<&'static str, IdentityEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::compose::test_support::b64;
     use proptest::prelude::*;
@@ -203,36 +145,10 @@ mod tests {
         out
     }
 
-    /// What mail-builder writes for a text part when it chooses the
-    /// encoding itself.
-    fn as_mail_builder_writes(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        mail_builder::mime::MimePart::new(
-            "text/plain",
-            mail_builder::mime::BodyPart::Text(text.to_string().into()),
-        )
-        .write_part(&mut out)
-        .unwrap();
-        out
-    }
-
-    fn as_we_write(text: &str) -> Vec<u8> {
-        let (cte, body) = encode_text_body(text.to_string());
-        let mut out = Vec::new();
-        mail_builder::mime::MimePart::new(
-            "text/plain",
-            mail_builder::mime::BodyPart::Text(body.into()),
-        )
-        .transfer_encoding(cte)
-        .write_part(&mut out)
-        .unwrap();
-        out
-    }
-
     /// Text from pieces that sit on every edge of the decision: line
     /// breaks of each kind, spaces and tabs before them and at the end,
     /// `=`, DEL, non-ASCII, and runs that make lines of 74 to 80.
-    fn text() -> impl Strategy<Value = String> {
+    pub(crate) fn text() -> impl Strategy<Value = String> {
         let piece = prop_oneof![
             Just("a".to_string()),
             Just(" ".to_string()),
@@ -253,30 +169,6 @@ mod tests {
         fn newlines_normalise_as_the_character_loop_did(t in text()) {
             prop_assert_eq!(normalize_newlines(&t), normalize_by_char(&t));
         }
-
-        /// Byte for byte what mail-builder's own choice writes, headers
-        /// included, for every kind of text (normalised, as parts are).
-        #[test]
-        fn text_parts_are_written_as_mail_builder_would(t in text()) {
-            let t = normalize_newlines(&t);
-            prop_assert_eq!(as_we_write(&t), as_mail_builder_writes(&t));
-        }
-    }
-
-    #[test]
-    fn the_fast_path_takes_short_ascii_lines_and_nothing_else() {
-        let enc = |t: &str| encode_text_body(t.to_string()).0;
-        let line75 = "y".repeat(75);
-        assert_eq!(enc(&format!("{line75}\r\nok\r\n")), "7bit");
-        assert_eq!(enc(&format!("{line75}z\r\n")), "quoted-printable");
-        assert_eq!(enc("trailing \r\nspace"), "quoted-printable");
-        assert_eq!(enc("ends in a tab\t"), "quoted-printable");
-        let long = "Viele Grüße aus Köln, und bis bald: wir sehen uns am Montag.\r\n";
-        assert_eq!(enc(long), "quoted-printable");
-        // Short and mostly non-ASCII: base64 is the shorter.
-        assert_eq!(enc("Grüße\r\n"), "base64");
-        assert_eq!(enc("ééééééééé"), "base64");
-        assert_eq!(enc(""), "7bit");
     }
 
     /// Chunk-wise validation agrees with decoding the whole value, for

@@ -9,19 +9,15 @@
 ///   the relay receives exactly the CRLF-terminated message.
 pub(super) fn smtp_body(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64);
-    let mut bytes = message.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if bytes.peek() == Some(&b'\n') {
-                    bytes.next();
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            _ => out.push(b),
-        }
+    // A run between line ends at a time: this is on every relayed message.
+    let mut rest = message;
+    while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"\r\n");
+        let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+        rest = &rest[at + if crlf { 2 } else { 1 }..];
     }
+    out.extend_from_slice(rest);
     if out.ends_with(b"\r\n") {
         out.truncate(out.len() - 2);
     }
@@ -43,6 +39,8 @@ mod tests {
             (b"a\r\n\r\n", b"a\r\n"),
             (b"", b""),
             (b"\r\n", b""),
+            (b"\r\r\n\n\r", b"\r\n\r\n\r\n"),
+            (b"\n\r", b"\r\n"),
         ];
         for (input, want) in cases {
             assert_eq!(
