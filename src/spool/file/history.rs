@@ -206,8 +206,8 @@ impl Spool {
         let Some(summary) = summary(&head, &states) else {
             return self.remove_sync(id, deliveries, true);
         };
-        let auth = std::fs::read(self.auth_path(id))
-            .ok()
+        let auth = self
+            .read_auth_sync(id)
             .and_then(|b| serde_json::from_slice(&b).ok());
         let sidecar = Sidecar {
             finished_at: time::OffsetDateTime::now_utc()
@@ -232,7 +232,8 @@ impl Spool {
             std::fs::rename(self.msg_path(id), self.history_path(id, "msg"))?;
             sync_dir(&self.root.join(HISTORY), self.fsync)?;
         }
-        self.remove_sync(id, deliveries, true)
+        // The message is kept in the log or moved to history/ by now.
+        self.remove_records_sync(id, deliveries, true)
     }
 
     /// Removes finished messages whose sidecar is older than `max_age`
@@ -351,8 +352,8 @@ impl Spool {
                     let Some(summary) = summary(&head, &states) else {
                         return Ok(None);
                     };
-                    let auth = std::fs::read(this.auth_path(&id))
-                        .ok()
+                    let auth = this
+                        .read_auth_sync(&id)
                         .and_then(|b| serde_json::from_slice(&b).ok());
                     let deliveries = history::delivery_details(&head.envelope, states);
                     Ok(Some(MessageDetail {

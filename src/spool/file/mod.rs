@@ -77,6 +77,7 @@
 
 mod history;
 mod kept;
+mod present;
 mod queue;
 
 pub(crate) use queue::Queue;
@@ -92,6 +93,7 @@ use super::{
     RECORDS_IDEM, RECORDS_OUTBOX, Result, State, blocking, is_message_id, lease, new_id,
     parse_delivery_id,
 };
+use present::{Present, state_name};
 
 /// The spool directory: the file backend of [`Store`].
 #[derive(Debug, Clone)]
@@ -109,6 +111,9 @@ pub(crate) struct Spool {
     log: Log,
     /// Where status records are kept (see [`in_records_log`]).
     records: Records,
+    /// The state files and verdicts records that exist ([`present`]).
+    states: std::sync::Arc<Present>,
+    auths: std::sync::Arc<Present>,
 }
 
 /// Records of `dir` kept in the records log rather than one file each:
@@ -162,6 +167,8 @@ impl Spool {
             fsync,
             records::SEGMENT_BYTES,
         )?;
+        let states = std::sync::Arc::new(Present::of_dir(&root.join("state"))?);
+        let auths = std::sync::Arc::new(Present::of_dir(&root.join(RECORDS_AUTH))?);
         Ok(Spool {
             root,
             fsync,
@@ -170,6 +177,8 @@ impl Spool {
             history: std::time::Duration::ZERO,
             log,
             records,
+            states,
+            auths,
         })
     }
 
@@ -197,6 +206,21 @@ impl Spool {
         self.root
             .join("state")
             .join(format!("{}.{}.json", key.id, key.index))
+    }
+
+    /// Removes the state file of `key`, if any (errors ignored).
+    fn remove_state_file(&self, key: &JobKey) {
+        if std::fs::remove_file(self.state_path(key)).is_ok() {
+            self.states.remove(&state_name(&key.id, key.index));
+        }
+    }
+
+    /// The verdicts record of message `id`, if it has one.
+    fn read_auth_sync(&self, id: &str) -> Option<Vec<u8>> {
+        if !self.auths.may_exist(id) {
+            return None;
+        }
+        std::fs::read(self.auth_path(id)).ok()
     }
 
     /// Starts writing a message: the envelope line goes first, the caller
@@ -255,11 +279,11 @@ impl Spool {
                 // it, so that "no state file" means fresh again and the
                 // file cannot outlive its message.
                 tracing::warn!(message_id = %key.id, error = %e, "unreadable delivery state; treating as fresh");
-                let _ = std::fs::remove_file(this.state_path(&key));
+                this.remove_state_file(&key);
                 DeliveryState::fresh()
             });
-            // Absent on the default path (checks off): one failed open.
-            let auth = std::fs::read(this.auth_path(&key.id)).ok();
+            // Absent on the default path (checks off).
+            let auth = this.read_auth_sync(&key.id);
             let prepared = prepare(&envelope, &state, raw, auth);
             Ok((envelope, state, prepared))
         })
@@ -267,6 +291,9 @@ impl Spool {
     }
 
     fn read_state_sync(&self, key: &JobKey) -> Result<DeliveryState> {
+        if !self.states.may_exist(&state_name(&key.id, key.index)) {
+            return Ok(DeliveryState::fresh());
+        }
         match std::fs::read(self.state_path(key)) {
             Ok(b) => serde_json::from_slice(&b)
                 .map_err(|e| Error::Corrupt(format!("{}.{}", key.id, key.index), e.to_string())),
@@ -301,6 +328,7 @@ impl Spool {
     fn write_state_sync(&self, key: &JobKey, state: &DeliveryState) -> Result<()> {
         let bytes = serde_json::to_vec(state).expect("state serialises");
         let tmp = format!("{}.{}.state", key.id, key.index);
+        self.states.add(&state_name(&key.id, key.index));
         self.write_atomic(&tmp, &self.state_path(key), &bytes)
     }
 
@@ -382,14 +410,27 @@ impl Spool {
         if !self.log.finish_blocking(id, None, false)? {
             ignore_missing(std::fs::remove_file(self.msg_path(id)))?;
         }
-        ignore_missing(std::fs::remove_file(self.auth_path(id)))?;
+        self.remove_records_sync(id, deliveries, states)
+    }
+
+    /// Removes a finished message's verdicts record and (with `states`)
+    /// its delivery states.
+    fn remove_records_sync(&self, id: &str, deliveries: usize, states: bool) -> Result<()> {
+        if self.auths.may_exist(id) {
+            ignore_missing(std::fs::remove_file(self.auth_path(id)))?;
+            self.auths.remove(id);
+        }
         if states {
             for index in 0..deliveries {
                 let key = JobKey {
                     id: id.to_string(),
                     index,
                 };
-                ignore_missing(std::fs::remove_file(self.state_path(&key)))?;
+                let name = state_name(id, index);
+                if self.states.may_exist(&name) {
+                    ignore_missing(std::fs::remove_file(self.state_path(&key)))?;
+                    self.states.remove(&name);
+                }
             }
         }
         Ok(())
@@ -544,6 +585,9 @@ impl Spool {
             && let Some(key) = records::key(dir, name)
         {
             return self.records.put(&key, &bytes).await;
+        }
+        if dir == RECORDS_AUTH {
+            self.auths.add(name.strip_suffix(".json").unwrap_or(name));
         }
         let this = self.clone();
         let name = name.to_string();
@@ -945,6 +989,7 @@ impl Spool {
                 this.write_state_sync(&key, &retried)?;
             } else {
                 ignore_missing(std::fs::remove_file(this.state_path(&key)))?;
+                this.states.remove(&state_name(&key.id, key.index));
                 sync_dir(&this.root.join("state"), this.fsync)?;
             }
             Ok(Change::Done {
