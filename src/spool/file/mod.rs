@@ -1152,6 +1152,85 @@ mod tests {
     /// A message's verdicts record is read with it, leaves with it
     /// (delivered or refused after its commit), and an orphan (a crash
     /// between the two unlinks) is cleared at start.
+    /// Status records go to the records log, not to `outbox/` files; one
+    /// that an earlier version left as a file is still read, counts as
+    /// committed and is swept; the log's value wins over an old file.
+    #[tokio::test]
+    async fn status_records_live_in_the_records_log_and_old_files_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = new_id();
+        std::fs::create_dir_all(dir.path().join(RECORDS_OUTBOX)).unwrap();
+        std::fs::write(
+            dir.path().join(RECORDS_OUTBOX).join(format!("{old}.json")),
+            b"{\"v\":\"file\"}",
+        )
+        .unwrap();
+        let spool = Spool::open(dir.path(), true).unwrap();
+        let id = new_id();
+        let name = format!("{id}.json");
+        spool
+            .write_record(RECORDS_OUTBOX, &name, b"{\"v\":1}".to_vec())
+            .await
+            .unwrap();
+        spool
+            .write_record(RECORDS_OUTBOX, &name, b"{\"v\":2}".to_vec())
+            .await
+            .unwrap();
+        assert!(!dir.path().join(RECORDS_OUTBOX).join(&name).exists());
+        let got = |spool: &Spool, name: String| {
+            let spool = spool.clone();
+            async move { spool.read_record(RECORDS_OUTBOX, &name).await.unwrap() }
+        };
+        assert_eq!(
+            got(&spool, name.clone()).await.as_deref(),
+            Some(&b"{\"v\":2}"[..])
+        );
+        assert_eq!(
+            got(&spool, format!("{old}.json")).await.as_deref(),
+            Some(&b"{\"v\":\"file\"}"[..])
+        );
+        assert!(spool.is_committed(&id).await.unwrap());
+        assert!(spool.is_committed(&old).await.unwrap());
+        assert!(!spool.is_committed(&new_id()).await.unwrap());
+        // The old id rewritten: the log's value is read, not the file.
+        spool
+            .write_record(
+                RECORDS_OUTBOX,
+                &format!("{old}.json"),
+                b"{\"v\":3}".to_vec(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got(&spool, format!("{old}.json")).await.as_deref(),
+            Some(&b"{\"v\":3}"[..])
+        );
+        // Kept across a restart.
+        drop(spool);
+        let spool = Spool::open(dir.path(), true).unwrap();
+        assert_eq!(
+            got(&spool, name.clone()).await.as_deref(),
+            Some(&b"{\"v\":2}"[..])
+        );
+        // Nothing is old enough yet; then everything is (the file and both
+        // records of the log).
+        assert_eq!(
+            spool
+                .sweep(RECORDS_OUTBOX, std::time::Duration::from_secs(3600))
+                .unwrap(),
+            0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            spool
+                .sweep(RECORDS_OUTBOX, std::time::Duration::from_millis(1))
+                .unwrap(),
+            3
+        );
+        assert_eq!(got(&spool, name).await, None);
+        assert!(!spool.is_committed(&id).await.unwrap());
+    }
+
     #[tokio::test]
     async fn the_auth_record_lives_and_goes_with_its_message() {
         let dir = tempfile::tempdir().unwrap();

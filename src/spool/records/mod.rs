@@ -100,6 +100,13 @@ impl Segment {
     }
 }
 
+/// A segment to compact: its live records, to be copied out.
+struct Compaction {
+    seq: u64,
+    file: Arc<File>,
+    live: Vec<(Box<str>, Entry)>,
+}
+
 pub(super) struct State {
     dir: PathBuf,
     index: HashMap<Box<str>, Entry>,
@@ -141,8 +148,8 @@ impl State {
     }
 
     /// The oldest segment, when it is not the active one and is worth
-    /// compacting: its sequence and live records.
-    fn compactable(&self) -> Option<(u64, Arc<File>, Vec<(Box<str>, Entry)>)> {
+    /// compacting.
+    fn compactable(&self) -> Option<Compaction> {
         let (&seq, seg) = self.segments.first_key_value()?;
         if seq == self.active || !seg.sparse() {
             return None;
@@ -153,7 +160,11 @@ impl State {
             .filter(|(_, e)| e.seq == seq)
             .map(|(k, e)| (k.clone(), *e))
             .collect();
-        Some((seq, seg.file.clone(), live))
+        Some(Compaction {
+            seq,
+            file: seg.file.clone(),
+            live,
+        })
     }
 }
 

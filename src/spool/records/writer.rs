@@ -248,11 +248,11 @@ impl Writer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .compactable();
-            let Some((seq, file, live)) = found else {
+            let Some(c) = found else {
                 return;
             };
-            if let Err(e) = self.copy_out(seq, &file, live) {
-                tracing::warn!(segment = seq, error = %e, "could not compact a records segment");
+            if let Err(e) = self.copy_out(c.seq, &c.file, c.live) {
+                tracing::warn!(segment = c.seq, error = %e, "could not compact a records segment");
                 return;
             }
         }
