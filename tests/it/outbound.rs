@@ -1062,3 +1062,77 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
     assert_eq!(sent_ids, want_ids);
     assert!(hooks.hits().is_empty());
 }
+
+/// Status records are in the records log (`records/`): one that `GET`
+/// showed as `sent` was written before it was shown, and the restart reads
+/// it back, so a `kill -9` right after never takes it back; every message
+/// ends `sent`. (A kill keeps the page cache; against power loss the
+/// records writer answers only after its `fdatasync`, like the message
+/// log's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_seen_sent_survives_sigkill() {
+    let smtpd = Smtpd::start(0, &[]);
+    let events = Receiver::start().await;
+    let hooks = Receiver::start().await;
+    let spool = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("postern.log");
+    let relay = format!("smtp://127.0.0.1:{}?tls=none", smtpd.port);
+    let (hook_url, events_url) = (hooks.url("/hook"), events.url("/events"));
+    let first = start_binary(spool.path(), &relay, &hook_url, &events_url, &log).await;
+    let api = Api::new(first.http);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let to = format!("r{i}@example.com");
+        ids.push(api.send(&simple_request(&[to.as_str()])).await);
+    }
+    // Kill as soon as some are sent, while others may still be in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen_sent = loop {
+        let mut sent = Vec::new();
+        for id in &ids {
+            if api.status(id).await["status"] == "sent" {
+                sent.push(id.clone());
+            }
+        }
+        if sent.len() >= 10 || Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    first.kill9();
+    assert!(seen_sent.len() >= 10, "only {} sent", seen_sent.len());
+    assert!(
+        std::fs::read_dir(spool.path().join("records"))
+            .unwrap()
+            .count()
+            >= 1,
+        "the records log is where it should be"
+    );
+    assert_eq!(
+        std::fs::read_dir(spool.path().join("outbox"))
+            .unwrap()
+            .count(),
+        0,
+        "no status file per message"
+    );
+
+    let second = start_binary(spool.path(), &relay, &hook_url, &events_url, &log).await;
+    let api = Api::new(second.http);
+    for id in &seen_sent {
+        let status = api.status(id).await;
+        assert_eq!(status["status"], "sent", "{status:#}");
+        assert!(!status["attempts"].as_array().unwrap().is_empty());
+    }
+    for id in &ids {
+        api.wait_status(id, 20, |v| v["status"] == "sent").await;
+    }
+    let mut rcpts: Vec<String> = smtpd
+        .messages()
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    rcpts.sort();
+    rcpts.dedup();
+    assert_eq!(rcpts.len(), 30, "every message reached the relay");
+}
