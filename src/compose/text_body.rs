@@ -74,10 +74,16 @@ fn choose(text: &[u8]) -> Encoding {
 /// as they are, but for a space or tab before a break at its very end
 /// (see [`qp_body`]): the next `=`, LF or byte of 127 or more.
 fn run_end(text: &[u8], from: usize) -> usize {
-    text[from..]
-        .iter()
-        .position(|&b| b == b'=' || b == b'\n' || b >= 127)
-        .map_or(text.len(), |p| from + p)
+    let rest = &text[from..];
+    let stop = memchr::memchr2(b'=', b'\n', rest).unwrap_or(rest.len());
+    let run = &rest[..stop];
+    // Vectorised for the usual ASCII run; a byte at a time only otherwise.
+    let high = if run.is_ascii() {
+        memchr::memchr(0x7f, run)
+    } else {
+        run.iter().position(|&b| b >= 127)
+    };
+    from + high.unwrap_or(stop)
 }
 
 /// mail-builder's `quoted_printable_encode(text, out, true)`, a run at a
