@@ -71,19 +71,9 @@ pub(super) fn normalize_newlines(text: &str) -> String {
 }
 
 /// Byte version of [`normalize_newlines`] for raw messages. A lone CR is
-/// converted too: SMTP forbids bare CR as much as bare LF. Runs between
-/// line endings are copied whole (this is on every API message's path).
+/// converted too: SMTP forbids bare CR as much as bare LF.
 pub(super) fn normalize_line_endings(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut rest = bytes;
-    while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(b"\r\n");
-        let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
-        rest = &rest[at + if crlf { 2 } else { 1 }..];
-    }
-    out.extend_from_slice(rest);
-    out
+    crate::model::crlf::to_crlf(bytes)
 }
 
 /// Whether a part of this content type must not be base64 or

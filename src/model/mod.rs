@@ -5,6 +5,7 @@ pub mod attachment_url;
 pub mod authority;
 pub mod brackets;
 pub mod clock;
+pub mod crlf;
 pub mod one_or_many;
 pub mod secret;
 pub mod sign;

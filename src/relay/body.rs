@@ -8,16 +8,7 @@
 /// * one final CRLF is dropped, as lettre's terminator supplies it, so that
 ///   the relay receives exactly the CRLF-terminated message.
 pub(super) fn smtp_body(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64);
-    // A run between line ends at a time: this is on every relayed message.
-    let mut rest = message;
-    while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(b"\r\n");
-        let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
-        rest = &rest[at + if crlf { 2 } else { 1 }..];
-    }
-    out.extend_from_slice(rest);
+    let mut out = crate::model::crlf::to_crlf(message);
     if out.ends_with(b"\r\n") {
         out.truncate(out.len() - 2);
     }

@@ -885,6 +885,17 @@ async fn rejected_inbound_webhook_emits_a_signed_message_dead_event() {
 
 /// The real binary for the SIGKILL test, relaying through `relay`, with
 /// retries an hour apart (nothing is retried within a test).
+/// The first recipient of each message the relay received, sorted.
+fn first_rcpts(smtpd: &Smtpd) -> Vec<String> {
+    let mut rcpts: Vec<String> = smtpd
+        .messages()
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    rcpts.sort();
+    rcpts
+}
+
 async fn start_binary(spool: &Path, relay: &str, hook: &str, events: &str, log: &Path) -> Postern {
     Launch {
         domain: "outbound.test",
@@ -1038,12 +1049,7 @@ async fn sigkill_with_relay_attempts_in_flight_then_restart_sends_all() {
         );
     }
     assert_mime_clean(&smtpd.messages());
-    let mut rcpts: Vec<String> = smtpd
-        .messages()
-        .iter()
-        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
-        .collect();
-    rcpts.sort();
+    let rcpts = first_rcpts(&smtpd);
     let want: Vec<String> = (0..5).map(|i| format!("r{i}@example.com")).collect();
     assert_eq!(rcpts, want, "each message exactly once");
 
@@ -1127,12 +1133,7 @@ async fn a_status_seen_sent_survives_sigkill() {
     for id in &ids {
         api.wait_status(id, 20, |v| v["status"] == "sent").await;
     }
-    let mut rcpts: Vec<String> = smtpd
-        .messages()
-        .iter()
-        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
-        .collect();
-    rcpts.sort();
+    let mut rcpts = first_rcpts(&smtpd);
     rcpts.dedup();
     assert_eq!(rcpts.len(), 30, "every message reached the relay");
 }

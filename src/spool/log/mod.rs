@@ -39,6 +39,7 @@
 //! cost is their bytes, not the file), and a spool written by an earlier
 //! version, which has only such files, is read as it is.
 
+pub(super) mod appender;
 pub(super) mod record;
 mod writer;
 

@@ -4,12 +4,11 @@
 //! `fdatasync`, and a dedicated thread costs one wake-up per batch where
 //! the blocking pool cost a hand-off per message.
 
-use std::fs::File;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use super::appender::Appender;
 use super::record::Kind;
 use super::{Entry, Kept, MAGIC, Segment, State, record, segment_name};
 
@@ -46,15 +45,8 @@ impl Reply {
 }
 
 struct Writer {
-    dir: PathBuf,
-    fsync: bool,
-    segment_bytes: u64,
     state: Arc<Mutex<State>>,
-    file: File,
-    seq: u64,
-    len: u64,
-    /// A write or sync failed: the next batch starts a new segment.
-    broken: bool,
+    out: Appender,
     buf: Vec<u8>,
 }
 
@@ -67,16 +59,11 @@ pub(super) fn start(
     state: Arc<Mutex<State>>,
 ) -> std::io::Result<Sender<Request>> {
     let seq = state.lock().unwrap_or_else(|e| e.into_inner()).active;
-    let file = create_segment(&dir, seq, fsync, &state)?;
+    let out = Appender::create(&dir, MAGIC, segment_name, seq, fsync, segment_bytes)?;
+    register(&state, &out)?;
     let mut w = Writer {
-        dir,
-        fsync,
-        segment_bytes,
         state,
-        file,
-        seq,
-        len: MAGIC.len() as u64,
-        broken: false,
+        out,
         buf: Vec::new(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -86,37 +73,22 @@ pub(super) fn start(
     Ok(tx)
 }
 
-/// A new segment with its header, on disk (and in its directory) before
-/// anything is written to it.
-fn create_segment(
-    dir: &Path,
-    seq: u64,
-    fsync: bool,
-    state: &Mutex<State>,
-) -> std::io::Result<File> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .open(dir.join(segment_name(seq)))?;
-    file.write_all(MAGIC)?;
-    if fsync {
-        file.sync_all()?;
-        File::open(dir)?.sync_all()?;
-    }
+/// Makes the appender's new segment the active one in `state`.
+fn register(state: &Mutex<State>, out: &Appender) -> std::io::Result<()> {
+    let file = Arc::new(out.file.try_clone()?);
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     state.segments.insert(
-        seq,
+        out.seq,
         Segment {
-            file: Arc::new(file.try_clone()?),
+            file,
             pending: 0,
             kept: 0,
             modified: std::time::SystemTime::now(),
         },
     );
-    state.active = seq;
+    state.active = out.seq;
     state.collect();
-    Ok(file)
+    Ok(())
 }
 
 impl Writer {
@@ -137,7 +109,7 @@ impl Writer {
             match result {
                 Ok(start) => self.apply(batch, start),
                 Err(e) => {
-                    tracing::error!(error = %e, segment = self.seq, "log write failed");
+                    tracing::error!(error = %e, segment = self.out.seq, "log write failed");
                     for r in batch {
                         r.reply
                             .send(Err(std::io::Error::new(e.kind(), e.to_string())));
@@ -150,46 +122,25 @@ impl Writer {
     /// Writes the batch (starting a new segment first when due) and syncs
     /// it; returns where it starts.
     fn write(&mut self, batch: &[Request]) -> std::io::Result<u64> {
-        if self.broken || self.len >= self.segment_bytes {
-            let seq = self.seq + 1;
-            self.file = create_segment(&self.dir, seq, self.fsync, &self.state)?;
-            self.seq = seq;
-            self.len = MAGIC.len() as u64;
-            self.broken = false;
+        if self.out.due() {
+            self.out.roll()?;
+            register(&self.state, &self.out)?;
         }
         self.buf.clear();
         for r in batch {
             self.buf.extend_from_slice(&r.bytes);
         }
-        let start = self.len;
-        if let Err(e) = self.file.write_all(&self.buf) {
-            // Cut what was written of the batch, so that the segment ends
-            // in whole records; if even that fails, leave it.
-            if self.file.set_len(start).is_err() {
-                self.broken = true;
-            }
-            return Err(e);
-        }
-        self.len += self.buf.len() as u64;
+        let start = self.out.append(&self.buf, batch.iter().any(|r| r.sync));
         if self.buf.capacity() > 2 * BATCH_BYTES {
             self.buf = Vec::new();
         }
-        if self.fsync
-            && batch.iter().any(|r| r.sync)
-            && let Err(e) = self.file.sync_data()
-        {
-            // After a failed fdatasync the page cache's state is unknown:
-            // nothing more goes into this segment.
-            self.broken = true;
-            return Err(e);
-        }
-        Ok(start)
+        start
     }
 
     fn apply(&mut self, batch: Vec<Request>, start: u64) {
         let mut offset = start;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(seg) = state.segments.get_mut(&self.seq) {
+        if let Some(seg) = state.segments.get_mut(&self.out.seq) {
             seg.modified = std::time::SystemTime::now();
         }
         let mut replies = Vec::with_capacity(batch.len());
@@ -198,7 +149,7 @@ impl Writer {
                 Kind::Message => state.add(
                     &r.id,
                     Entry {
-                        seq: self.seq,
+                        seq: self.out.seq,
                         offset,
                         len: r.content_len,
                         kept: None,
@@ -206,7 +157,7 @@ impl Writer {
                 ),
                 Kind::Done => {
                     let kept = r.keep.map(|finished_ms| Kept {
-                        seq: self.seq,
+                        seq: self.out.seq,
                         offset,
                         finished_ms,
                     });

@@ -5,12 +5,12 @@
 //! same key: only this thread appends.
 
 use std::fs::File;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use super::{Entry, MAGIC, Segment, State, segment_name};
+use crate::spool::log::appender::Appender;
 use crate::spool::log::record::{self, Kind};
 
 /// At most this many bytes go into one write (a batch).
@@ -35,15 +35,8 @@ pub(super) enum Request {
 }
 
 struct Writer {
-    dir: PathBuf,
-    fsync: bool,
-    segment_bytes: u64,
     state: Arc<Mutex<State>>,
-    file: File,
-    seq: u64,
-    len: u64,
-    /// A write or sync failed: the next batch starts a new segment.
-    broken: bool,
+    out: Appender,
     buf: Vec<u8>,
 }
 
@@ -56,16 +49,11 @@ pub(super) fn start(
     state: Arc<Mutex<State>>,
 ) -> std::io::Result<Sender<Request>> {
     let seq = state.lock().unwrap_or_else(|e| e.into_inner()).active;
-    let file = create_segment(&dir, seq, fsync, &state)?;
+    let out = Appender::create(&dir, MAGIC, segment_name, seq, fsync, segment_bytes)?;
+    register(&state, &out)?;
     let mut w = Writer {
-        dir,
-        fsync,
-        segment_bytes,
         state,
-        file,
-        seq,
-        len: MAGIC.len() as u64,
-        broken: false,
+        out,
         buf: Vec::new(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -79,37 +67,22 @@ pub(super) fn start(
     Ok(tx)
 }
 
-/// A new segment with its header, on disk (and in its directory) before
-/// anything is written to it.
-fn create_segment(
-    dir: &Path,
-    seq: u64,
-    fsync: bool,
-    state: &Mutex<State>,
-) -> std::io::Result<File> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .open(dir.join(segment_name(seq)))?;
-    file.write_all(MAGIC)?;
-    if fsync {
-        file.sync_all()?;
-        File::open(dir)?.sync_all()?;
-    }
+/// Makes the appender's new segment the active one in `state`.
+fn register(state: &Mutex<State>, out: &Appender) -> std::io::Result<()> {
+    let file = Arc::new(out.file.try_clone()?);
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     state.segments.insert(
-        seq,
+        out.seq,
         Segment {
-            file: Arc::new(file.try_clone()?),
-            size: MAGIC.len() as u64,
+            file,
+            size: out.len,
             live: 0,
             live_bytes: 0,
         },
     );
-    state.active = seq;
+    state.active = out.seq;
     state.collect();
-    Ok(file)
+    Ok(())
 }
 
 /// One Put of a batch: its bytes are in the batch buffer.
@@ -154,11 +127,11 @@ impl Writer {
                 };
             }
             if !puts.is_empty() {
-                let rolled = self.broken || self.len >= self.segment_bytes;
+                let rolled = self.out.due();
                 match self.write() {
                     Ok(start) => self.apply(puts, start),
                     Err(e) => {
-                        tracing::error!(error = %e, segment = self.seq, "records write failed");
+                        tracing::error!(error = %e, segment = self.out.seq, "records write failed");
                         for p in puts {
                             let _ = p
                                 .reply
@@ -180,35 +153,15 @@ impl Writer {
     /// Writes the batch buffer (starting a new segment first when due)
     /// and syncs it; returns where it starts.
     fn write(&mut self) -> std::io::Result<u64> {
-        if self.broken || self.len >= self.segment_bytes {
-            let seq = self.seq + 1;
-            self.file = create_segment(&self.dir, seq, self.fsync, &self.state)?;
-            self.seq = seq;
-            self.len = MAGIC.len() as u64;
-            self.broken = false;
+        if self.out.due() {
+            self.out.roll()?;
+            register(&self.state, &self.out)?;
         }
-        let start = self.len;
-        if let Err(e) = self.file.write_all(&self.buf) {
-            // Cut what was written, so that the segment ends in whole
-            // records; if even that fails, leave it.
-            if self.file.set_len(start).is_err() {
-                self.broken = true;
-            }
-            return Err(e);
-        }
-        self.len += self.buf.len() as u64;
+        let start = self.out.append(&self.buf, true);
         if self.buf.capacity() > 2 * BATCH_BYTES {
             self.buf = Vec::new();
         }
-        if self.fsync
-            && let Err(e) = self.file.sync_data()
-        {
-            // After a failed fdatasync the page cache's state is unknown:
-            // nothing more goes into this segment.
-            self.broken = true;
-            return Err(e);
-        }
-        Ok(start)
+        start
     }
 
     fn apply(&mut self, puts: Vec<Pending>, start: u64) {
@@ -216,14 +169,14 @@ impl Writer {
         let mut replies = Vec::with_capacity(puts.len());
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(seg) = state.segments.get_mut(&self.seq) {
-                seg.size = self.len;
+            if let Some(seg) = state.segments.get_mut(&self.out.seq) {
+                seg.size = self.out.len;
             }
             for p in puts {
                 state.set(
                     &p.key,
                     Entry {
-                        seq: self.seq,
+                        seq: self.out.seq,
                         offset,
                         bytes: p.len as u32,
                         written_ms: p.written_ms,
@@ -284,13 +237,13 @@ impl Writer {
             }
         }
         let start = if self.buf.is_empty() {
-            self.len
+            self.out.len
         } else {
             self.write()?
         };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(seg) = state.segments.get_mut(&self.seq) {
-            seg.size = self.len;
+        if let Some(seg) = state.segments.get_mut(&self.out.seq) {
+            seg.size = self.out.len;
         }
         for (key, old, at, len) in copied {
             // Expired meanwhile (the sweep runs on another thread): the
@@ -302,7 +255,7 @@ impl Writer {
             state.set(
                 &key,
                 Entry {
-                    seq: self.seq,
+                    seq: self.out.seq,
                     offset: start + at,
                     bytes: len as u32,
                     written_ms: old.written_ms,
