@@ -13,10 +13,11 @@ use super::limits::{check_decoded_size, check_len};
 use super::params::parameter_field;
 use super::request::AttachmentInput;
 use super::transfer::{
-    base64_decoded_len, identity_encoding, needs_identity_encoding, normalize_line_endings,
-    push_base64_lines, validate_base64, wrapped_len,
+    base64_decoded_len, identity_encoding, needs_identity_encoding, push_base64_lines,
+    validate_base64, wrapped_len,
 };
 use super::words::could_be_encoded_word;
+use crate::model::crlf::to_crlf;
 
 /// Longest attachment filename in octets (same reason as display names; 255
 /// is also the common filesystem limit).
@@ -174,7 +175,8 @@ pub(super) fn validate_attachment(
 fn identity_body(base64: &str, content_type: &str) -> Result<Body<'static>, String> {
     // Validated as base64 just before.
     let decoded = STANDARD.decode(base64).unwrap_or_default();
-    let bytes = normalize_line_endings(&decoded);
+    // A lone CR is converted too: SMTP forbids bare CR as much as bare LF.
+    let bytes = to_crlf(&decoded);
     let encoding = identity_encoding(&bytes).map_err(|why| {
         format!(
             "a {content_type} attachment is sent unencoded (RFC 2046 section 5.2), and {why}; send it as application/octet-stream instead"

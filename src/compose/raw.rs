@@ -10,7 +10,8 @@ use super::address::{dedup_addresses, envelope_address};
 use super::error::FieldError;
 use super::limits::{Limits, check_count, check_decoded_size};
 use super::request::SendRequest;
-use super::transfer::{base64_decoded_len, normalize_line_endings};
+use super::transfer::base64_decoded_len;
+use crate::model::crlf::to_crlf;
 
 /// Composes a raw request: nothing of the structured shape may come along,
 /// the envelope is validated and the bytes are decoded and normalised.
@@ -85,7 +86,7 @@ pub(super) fn compose_raw(
         .map(|(index, rcpt)| envelope_address(rcpt, &format!("envelope.rcpt_to[{index}]")))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let message = normalize_line_endings(&bytes);
+    let message = to_crlf(&bytes);
     let message_id = raw_message_id(&message).unwrap_or_default();
     Ok(Composed {
         mail_from,

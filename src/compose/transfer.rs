@@ -6,6 +6,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::model::crlf::to_crlf;
+
 /// Base64 line length for attachment bodies (RFC 2045 §6.8 maximum).
 const BASE64_LINE_LEN: usize = 76;
 
@@ -65,15 +67,9 @@ pub(super) fn push_base64_lines(out: &mut Vec<u8>, base64: &str) {
 
 /// CRLF, lone CR and lone LF all become CRLF (RFC 2045 canonical text).
 pub(super) fn normalize_newlines(text: &str) -> String {
-    let bytes = normalize_line_endings(text.as_bytes());
+    let bytes = to_crlf(text.as_bytes());
     // Only ASCII CR and LF were added or replaced by CRLF: still UTF-8.
     String::from_utf8(bytes).expect("line endings keep UTF-8 valid")
-}
-
-/// Byte version of [`normalize_newlines`] for raw messages. A lone CR is
-/// converted too: SMTP forbids bare CR as much as bare LF.
-pub(super) fn normalize_line_endings(bytes: &[u8]) -> Vec<u8> {
-    crate::model::crlf::to_crlf(bytes)
 }
 
 /// Whether a part of this content type must not be base64 or

@@ -22,11 +22,14 @@
 //!                          "attempts", "next_at" (unix ms), "last_error"}
 //! corrupt/                entries that could not be read at start, moved
 //!                         aside (never deleted) for an operator to inspect
-//! outbox/<id>.json        status of a message sent through the API (what
+//! records/<seq>.rec       the records log ([`super::records`]): the status
+//!                         of each message sent through the API (what
 //!                         `GET /v1/messages/{id}` shows), written by each
 //!                         relay attempt (before the first one the status
 //!                         is derived from the pending message: `queued`),
 //!                         kept after it is done for the status retention
+//! outbox/<id>.json        such a status as earlier versions wrote it: read
+//!                         when the log has none for the id, swept
 //! idem/<sha256>.json      `Idempotency-Key` records, kept 24 h
 //! kept/<id>.<k>           attachment k of a message's payload, sent as a
 //!                         signed `url`: line 1 its expiry (unix s, 20
@@ -1149,9 +1152,6 @@ mod tests {
         );
     }
 
-    /// A message's verdicts record is read with it, leaves with it
-    /// (delivered or refused after its commit), and an orphan (a crash
-    /// between the two unlinks) is cleared at start.
     /// Status records go to the records log, not to `outbox/` files; one
     /// that an earlier version left as a file is still read, counts as
     /// committed and is swept; the log's value wins over an old file.
@@ -1231,6 +1231,9 @@ mod tests {
         assert!(!spool.is_committed(&id).await.unwrap());
     }
 
+    /// A message's verdicts record is read with it, leaves with it
+    /// (delivered or refused after its commit), and an orphan (a crash
+    /// between the two unlinks) is cleared at start.
     #[tokio::test]
     async fn the_auth_record_lives_and_goes_with_its_message() {
         let dir = tempfile::tempdir().unwrap();

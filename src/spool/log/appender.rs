@@ -70,6 +70,8 @@ impl Appender {
     pub fn append(&mut self, bytes: &[u8], sync: bool) -> std::io::Result<u64> {
         let start = self.len;
         if let Err(e) = self.file.write_all(bytes) {
+            // Cut what was written, so that the segment ends in whole
+            // records; if even that fails, leave it.
             if self.file.set_len(start).is_err() {
                 self.broken = true;
             }
@@ -80,6 +82,8 @@ impl Appender {
             && self.fsync
             && let Err(e) = self.file.sync_data()
         {
+            // The page cache's state is unknown now: nothing more goes
+            // into this segment.
             self.broken = true;
             return Err(e);
         }

@@ -254,7 +254,7 @@ impl Log {
                             },
                         ),
                         Kind::Done => {
-                            let kept = r.finished_ms.map(|finished_ms| Kept {
+                            let kept = r.stamp_ms.map(|finished_ms| Kept {
                                 seq,
                                 offset: r.offset,
                                 finished_ms,

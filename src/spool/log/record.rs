@@ -76,10 +76,10 @@ pub struct Found {
     pub offset: u64,
     /// Length of the content.
     pub content_len: u32,
-    /// A Done record with a history sidecar: when the message finished.
-    pub finished_ms: Option<u64>,
-    /// A Put record: when it was written.
-    pub written_ms: Option<u64>,
+    /// The unix-ms stamp that starts the content of a Done record with a
+    /// history sidecar (when the message finished) and of a Put record
+    /// (when it was written).
+    pub stamp_ms: Option<u64>,
 }
 
 /// Reads a segment's records in order, checking each; stops at the end or
@@ -144,17 +144,14 @@ impl Scanner {
             return Ok(None);
         };
         let content = &self.buf[2 + id_len..];
-        let finished_ms = (kind == Kind::Done && content.len() >= 8)
-            .then(|| u64::from_le_bytes(content[..8].try_into().expect("8 bytes")));
-        let written_ms = (kind == Kind::Put && content.len() >= 8)
+        let stamp_ms = (matches!(kind, Kind::Done | Kind::Put) && content.len() >= 8)
             .then(|| u64::from_le_bytes(content[..8].try_into().expect("8 bytes")));
         let found = Found {
             kind,
             id: id.to_string(),
             offset: self.pos,
             content_len: content.len() as u32,
-            finished_ms,
-            written_ms,
+            stamp_ms,
         };
         self.pos += HEADER + len as u64;
         Ok(Some(found))

@@ -356,10 +356,8 @@ fn read_segment(state: &mut State, dir: &Path, corrupt: &Path, seq: u64) -> Resu
         );
     } else {
         while let Some(r) = scanner.next_record()? {
-            if r.kind != Kind::Put || r.content_len < 8 {
-                continue;
-            }
-            let Some(written_ms) = r.written_ms else {
+            // A Put always starts with its write time.
+            let (Kind::Put, Some(written_ms)) = (r.kind, r.stamp_ms) else {
                 continue;
             };
             let bytes = record::encoded_len(&r.id, r.content_len as usize) as u32;
