@@ -14,7 +14,9 @@
 # software cpu-clock event because this VM exposes no hardware counters
 # (`perf stat -e instructions true` says <not supported>); user-space
 # instruction counts come from `--server-wrap "valgrind --tool=callgrind"`
-# instead (see docs/BENCHMARKS.md). Output: target/load-bench/profile-<time>/.
+# instead (see docs/BENCHMARKS.md). PERF_CG="--call-graph dwarf,16384"
+# records call graphs that unwind (the binary has no frame pointers), for
+# benches/stages.py. Output: target/load-bench/profile-<time>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 3 ]; then
@@ -42,7 +44,7 @@ fi
 sleep 0.3
 case $mode in
 perf)
-    timeout 60 perf record -F 999 -e cpu-clock -g -p "$pid" -o "$out/perf.data" -- sleep "$secs" 2>"$out/perf.err"
+    timeout 60 perf record -F 999 -e cpu-clock ${PERF_CG:--g} -p "$pid" -o "$out/perf.data" -- sleep "$secs" 2>"$out/perf.err"
     ;;
 strace)
     timeout -s INT "$secs" strace -c -f -p "$pid" -o "$out/strace.txt" 2>/dev/null

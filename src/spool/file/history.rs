@@ -125,6 +125,23 @@ impl Spool {
 
     /// The head of pending message `id` (log or `msg/`).
     fn pending_head(&self, id: &str) -> Result<Head> {
+        // The envelope line and the head only, not the whole message again
+        // (a 20 MB message was read in full here to find its subject).
+        const ENVELOPE_ROOM: usize = 64 * 1024;
+        if let Some((mut prefix, total)) = self.log.read_prefix(id, ENVELOPE_ROOM + HEAD_BYTES)? {
+            let whole = prefix.len() == total;
+            if let Some(nl) = prefix.iter().position(|&b| b == b'\n')
+                && (whole || prefix.len() - (nl + 1) >= HEAD_BYTES)
+            {
+                prefix.truncate(nl + 1 + HEAD_BYTES);
+                let (envelope, head) = split_record(id, prefix)?;
+                return Ok(Head {
+                    envelope,
+                    head,
+                    size: (total - (nl + 1)) as u64,
+                });
+            }
+        }
         match self.log.read(id, false)? {
             Some(bytes) => head_of(id, bytes),
             None => self.read_head_sync(id, &self.msg_path(id)),

@@ -452,13 +452,33 @@ impl Log {
             };
             (entry, seg.file.clone())
         };
-        match record::read_at(&file, entry.offset, Kind::Message, id)? {
+        match record::read_content_at(&file, entry.offset, Kind::Message, id, entry.len as usize)? {
             Some(content) => Ok(Some(content)),
             None => Err(Error::Corrupt(
                 id.into(),
                 format!("log segment {} at {}: bad record", entry.seq, entry.offset),
             )),
         }
+    }
+
+    /// The first `max` bytes of the content of pending message `id`, and
+    /// the content's whole size; not checked against the record's
+    /// checksum (see [`record::read_prefix_at`]), so only for summaries.
+    /// Blocking (a read).
+    pub fn read_prefix(&self, id: &str, max: usize) -> Result<Option<(Vec<u8>, usize)>> {
+        let (entry, file) = {
+            let state = self.state();
+            let Some(entry) = state.index.get(id).copied().filter(|e| !e.is_kept()) else {
+                return Ok(None);
+            };
+            let Some(seg) = state.segments.get(&entry.seq) else {
+                return Ok(None);
+            };
+            (entry, seg.file.clone())
+        };
+        let len = entry.len as usize;
+        let prefix = record::read_prefix_at(&file, entry.offset, id, len, max)?;
+        Ok(Some((prefix, len)))
     }
 
     /// The content's size of pending message `id`.
