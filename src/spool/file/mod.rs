@@ -1152,6 +1152,56 @@ mod tests {
         );
     }
 
+    /// The summary of a pending message of the log comes from a prefix
+    /// of its record (not the whole message read again): its subject and
+    /// size are the same as from the whole record, for a small message,
+    /// one much longer than the prefix, and one whose envelope line alone
+    /// is longer than the room the prefix gives it (read whole instead).
+    #[tokio::test]
+    async fn a_pending_summary_from_a_prefix_is_the_whole_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), true).unwrap();
+        let body = |n: usize| "x".repeat(76) + &"\r\nline of the body".repeat(n);
+        let many: Vec<String> = (0..5000)
+            .map(|i| format!("recipient-{i}@example.test"))
+            .collect();
+        for (rcpts, raw) in [
+            (
+                vec!["c@d".to_string()],
+                format!("Subject: small\r\n\r\n{}", body(3)),
+            ),
+            (
+                vec!["c@d".to_string()],
+                format!("Subject: long\r\n\r\n{}", body(10_000)),
+            ),
+            (
+                many,
+                format!("From: a@b\r\nSubject: wide envelope\r\n\r\n{}", body(10)),
+            ),
+        ] {
+            let id = new_id();
+            let mut env = envelope(&id, 1);
+            env.rcpt_to = rcpts;
+            let mut w = spool.create(&env).await.unwrap();
+            w.write(raw.as_bytes()).await.unwrap();
+            w.commit().await.unwrap();
+            assert!(spool.log.is_pending(&id), "in the log, not a file");
+            let whole = head_of_whole(&spool, &id);
+            let detail = spool.message_detail(&id).await.unwrap().unwrap();
+            assert_eq!(detail.summary.size, raw.len() as u64);
+            assert_eq!(detail.summary.size, whole.1);
+            assert_eq!(detail.summary.subject, whole.0);
+            assert_eq!(detail.envelope, env);
+        }
+    }
+
+    /// Subject and size of pending `id` from its whole record.
+    fn head_of_whole(spool: &Spool, id: &str) -> (Option<String>, u64) {
+        let bytes = spool.log.read(id, false).unwrap().unwrap();
+        let (_, raw) = split_record(id, bytes).unwrap();
+        (crate::spool::history::subject_of(&raw), raw.len() as u64)
+    }
+
     /// Status records go to the records log, not to `outbox/` files; one
     /// that an earlier version left as a file is still read, counts as
     /// committed and is swept; the log's value wins over an old file.
