@@ -125,8 +125,8 @@ impl Spool {
 
     /// The head of pending message `id` (log or `msg/`).
     fn pending_head(&self, id: &str) -> Result<Head> {
-        // The envelope line and the head only, not the whole message again
-        // (a 20 MB message was read in full here to find its subject).
+        // The envelope line and the head only, not the whole record again
+        // (up to `log::MAX_INLINE`, 256 KB) to find the subject.
         const ENVELOPE_ROOM: usize = 64 * 1024;
         if let Some((mut prefix, total)) = self.log.read_prefix(id, ENVELOPE_ROOM + HEAD_BYTES)? {
             let whole = prefix.len() == total;

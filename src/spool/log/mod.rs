@@ -442,15 +442,8 @@ impl Log {
     /// pending one), or `None` when the log does not hold it so.
     /// Blocking (a read).
     pub fn read(&self, id: &str, kept: bool) -> Result<Option<Vec<u8>>> {
-        let (entry, file) = {
-            let state = self.state();
-            let Some(entry) = state.index.get(id).copied().filter(|e| e.is_kept() == kept) else {
-                return Ok(None);
-            };
-            let Some(seg) = state.segments.get(&entry.seq) else {
-                return Ok(None);
-            };
-            (entry, seg.file.clone())
+        let Some((entry, file)) = self.message_at(id, kept) else {
+            return Ok(None);
         };
         match record::read_content_at(&file, entry.offset, Kind::Message, id, entry.len as usize)? {
             Some(content) => Ok(Some(content)),
@@ -466,19 +459,26 @@ impl Log {
     /// checksum (see [`record::read_prefix_at`]), so only for summaries.
     /// Blocking (a read).
     pub fn read_prefix(&self, id: &str, max: usize) -> Result<Option<(Vec<u8>, usize)>> {
-        let (entry, file) = {
-            let state = self.state();
-            let Some(entry) = state.index.get(id).copied().filter(|e| !e.is_kept()) else {
-                return Ok(None);
-            };
-            let Some(seg) = state.segments.get(&entry.seq) else {
-                return Ok(None);
-            };
-            (entry, seg.file.clone())
+        let Some((entry, file)) = self.message_at(id, false) else {
+            return Ok(None);
         };
         let len = entry.len as usize;
         let prefix = record::read_prefix_at(&file, entry.offset, id, len, max)?;
         Ok(Some((prefix, len)))
+    }
+
+    /// Where message `id`'s record is (`kept`: a finished one, else a
+    /// pending one), with its segment's file; `None` when the log does
+    /// not hold it so.
+    fn message_at(&self, id: &str, kept: bool) -> Option<(Entry, Arc<File>)> {
+        let state = self.state();
+        let entry = state
+            .index
+            .get(id)
+            .copied()
+            .filter(|e| e.is_kept() == kept)?;
+        let seg = state.segments.get(&entry.seq)?;
+        Some((entry, seg.file.clone()))
     }
 
     /// The content's size of pending message `id`.

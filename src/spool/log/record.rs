@@ -245,7 +245,8 @@ fn read_two_at(file: &File, head: &mut [u8], tail: &mut [u8], offset: u64) -> st
 /// `offset`, read without the rest and so **not checked** against the
 /// record's checksum: for a summary of a message whose whole record was
 /// read and checked to deliver it (the history's subject line), where
-/// reading megabytes again for 64 KB is the waste.
+/// reading the whole record again (up to [`super::MAX_INLINE`]) for its
+/// first lines is the waste.
 pub fn read_prefix_at(
     file: &File,
     offset: u64,
